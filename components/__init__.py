@@ -1,0 +1,1 @@
+"""Code that runs inside the pipeline: the collector and its KFP component."""

@@ -1,0 +1,26 @@
+"""The collector as a KFP component that runs in an image already holding this package.
+
+It is a Python component without the usual `pip install kfp` at start: the image (by
+default the trial image) has kfp and this package, and many training networks have no
+egress to install anything.
+"""
+
+from typing import Any
+
+from kfp import dsl
+
+
+def collect_trials(trials: list, summary_dir: str, metrics: dsl.Output[dsl.Metrics]):
+    """Reads every trial's result.json, writes summary.json and logs numeric results."""
+    from components.collector import collect
+
+    summary = collect(trials, summary_dir)
+    for key, value in summary["metrics"].items():
+        metrics.log_metric(key, value)
+    for status, count in summary["counts"].items():
+        metrics.log_metric(f"trials_{status.lower()}", count)
+
+
+def collector_op(image: str) -> Any:
+    """The collector component, to run in `image`."""
+    return dsl.component(collect_trials, base_image=image, install_kfp_package=False)

@@ -1,0 +1,59 @@
+"""Structured config of `hydra/launcher=vertex_pipelines`."""
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional
+
+from hydra.core.config_store import ConfigStore
+
+from pipeline_builder.settings import TrialSettings
+
+MODES = ["submit", "compile", "local"]
+
+
+@dataclass
+class VertexPipelinesLauncherConf:
+    """One sweep batch -> one Vertex AI PipelineJob: a CustomJob per trial and a collector.
+
+    `trial` holds the per-trial CustomJob settings. It is read from each job's composed
+    config, so `trial.machine_type: ${model.machine_type}` gives each trial its own machine.
+    """
+
+    _target_: str = "hydra_plugins.vertex_pipelines_launcher.launcher.VertexPipelinesLauncher"
+
+    # submit: run on Vertex AI; compile: only write pipeline.yaml and the manifest;
+    # local: run the same pipeline.yaml on this machine.
+    mode: str = "submit"
+    # Follow the submitted run and return the trials' values (submit mode).
+    wait: bool = True
+    # Google Cloud project of the PipelineJob; None: the ADC project.
+    project: Optional[str] = None
+    location: str = "us-central1"
+    # gs:// folder for pipeline artifacts and trial outputs (the staging bucket).
+    pipeline_root: Optional[str] = None
+    # Pipeline name; None: the app's name made valid for Vertex.
+    pipeline_name: Optional[str] = None
+    # PipelineJob display name; None: the run id.
+    display_name: Optional[str] = None
+    # Vertex AI Experiment the PipelineJob is associated with.
+    experiment: Optional[str] = None
+    # Service account the pipeline runs as.
+    service_account: Optional[str] = None
+    # VPC network of the PipelineJob.
+    network: Optional[str] = None
+    # Labels of the PipelineJob and of every CustomJob.
+    labels: Dict[str, str] = field(default_factory=dict)
+    # Vertex's step caching: off, so a sweep always runs its trials.
+    enable_caching: bool = False
+    # Image of the collector task; None: trial.image_uri (it already has this package).
+    collector_image: Optional[str] = None
+    # Regional API endpoint override, e.g. for a local emulator.
+    api_endpoint: Optional[str] = None
+    trial: TrialSettings = field(default_factory=TrialSettings)
+
+
+ConfigStore.instance().store(
+    group="hydra/launcher",
+    name="vertex_pipelines",
+    node=VertexPipelinesLauncherConf,
+    provider="vertex_pipelines_launcher",
+)

@@ -1,0 +1,53 @@
+"""The manifest: what a sweep batch is, written before anything leaves the machine.
+
+It lists every trial (number, overrides, output paths, job id) so a run can be inspected,
+re-attached or resumed from the sweep dir alone. It holds no credentials and no env values.
+"""
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Dict
+
+from .pipeline import SweepSpec
+
+FORMAT_VERSION = 1
+
+
+def manifest_data(sweep: SweepSpec, pipeline_yaml: Path, **extra: Any) -> Dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(),
+        "pipeline_name": sweep.name,
+        "run_id": sweep.run_id,
+        "pipeline_root": sweep.pipeline_root,
+        "run_root": sweep.run_root,
+        "summary_path": f"{sweep.summary_dir}/summary.json",
+        "pipeline_yaml": str(pipeline_yaml),
+        **extra,
+        "trials": [
+            {
+                "number": t.number,
+                "job_id": t.job_id,
+                "overrides": list(t.overrides),
+                "display_name": t.display_name,
+                "output_uri": t.output_uri,
+                "output_dir": t.output_dir,
+                "result_path": t.result_path,
+            }
+            for t in sweep.trials
+        ],
+    }
+
+
+def write_manifest(path: Path, data: Dict[str, Any]) -> Path:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def read_manifest(path: Path) -> Dict[str, Any]:
+    return json.loads(Path(path).read_text(encoding="utf-8"))

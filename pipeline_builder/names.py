@@ -1,0 +1,86 @@
+"""Vertex's naming rules: pipeline names, job ids, display names and labels."""
+
+import hashlib
+import re
+from datetime import datetime, timezone
+from typing import Dict, Mapping, Optional
+
+from .errors import ConfigError
+
+MAX_DISPLAY_NAME = 128
+MAX_PIPELINE_NAME = 64  # longer names have been rejected by Vertex's scheduler
+MAX_LABEL = 63
+MAX_LABELS = 64
+
+_PIPELINE_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
+_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]*$")
+_LABEL_VALUE = re.compile(r"^[a-z0-9_-]*$")
+
+
+def _slug(text: str, allowed: str) -> str:
+    """Lower-cases `text` and turns every run of other characters into one dash."""
+    slug = re.sub(f"[^{allowed}]+", "-", text.lower()).strip("-")
+    return re.sub("-+", "-", slug)
+
+
+def pipeline_name(app_name: str) -> str:
+    """A valid pipeline name derived from an app name (`my_train.py` -> `my-train`)."""
+    slug = _slug(app_name, "a-z0-9")
+    if not slug or not slug[0].isalpha():
+        slug = f"sweep-{slug}".rstrip("-")
+    return slug[:MAX_PIPELINE_NAME].rstrip("-")
+
+
+def check_pipeline_name(name: str, field: str) -> str:
+    if len(name) > MAX_PIPELINE_NAME or not _PIPELINE_NAME.match(name) or name.endswith("-"):
+        raise ConfigError(
+            field,
+            name,
+            f"lowercase letters, digits and dashes, starting with a letter, "
+            f"at most {MAX_PIPELINE_NAME} characters",
+            f"Try {pipeline_name(name)!r}",
+        )
+    return name
+
+
+def run_id(name: str, key: str, now: Optional[datetime] = None) -> str:
+    """A PipelineJob id for one sweep batch: readable, unique, and a valid label value.
+
+    `key` (sweep dir and batch) goes into a short hash so two sweeps started in the same
+    second still differ.
+    """
+    now = now or datetime.now(timezone.utc)
+    digest = hashlib.sha256(f"{key}|{now.isoformat()}".encode()).hexdigest()[:6]
+    return f"{name[:40].rstrip('-')}-{now:%Y%m%d-%H%M%S}-{digest}"
+
+
+def display_name(text: str) -> str:
+    """Cuts to Vertex's 128-character display-name limit, marking the cut."""
+    text = " ".join(text.split())
+    if len(text) <= MAX_DISPLAY_NAME:
+        return text
+    return text[: MAX_DISPLAY_NAME - 1] + "…"
+
+
+def label_value(text: str) -> str:
+    """A valid label value derived from any text (for labels the launcher adds)."""
+    return _slug(text, "a-z0-9_-")[:MAX_LABEL].rstrip("-")
+
+
+def check_labels(labels: Mapping[str, str], field: str) -> Dict[str, str]:
+    """Labels as Vertex accepts them, or a ConfigError naming the first bad one."""
+    checked: Dict[str, str] = {}
+    rule = f"at most {MAX_LABEL} characters of lowercase letters, digits, '_' and '-'"
+    for key, value in labels.items():
+        key_s = str(key)
+        value_s = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+        if len(key_s) > MAX_LABEL or not _LABEL_KEY.match(key_s):
+            raise ConfigError(
+                f"{field} key", key_s, rule + ", starting with a letter", f"Try {label_value(key_s)!r}"
+            )
+        if len(value_s) > MAX_LABEL or not _LABEL_VALUE.match(value_s):
+            raise ConfigError(f"{field}.{key_s}", value_s, rule, f"Try {label_value(value_s)!r}")
+        checked[key_s] = value_s
+    if len(checked) > MAX_LABELS:
+        raise ConfigError(field, f"{len(checked)} labels", f"at most {MAX_LABELS} labels")
+    return checked
