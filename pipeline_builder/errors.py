@@ -7,11 +7,17 @@ class ConfigError(ValueError):
     Raised before anything is written or sent, so a bad sweep costs nothing.
     """
 
-    def __init__(self, field: str, value: object, accepted: str, hint: str = "") -> None:
+    def __init__(self, field: str, value: object, accepted: str, hint: str = "", where: str = "") -> None:
         self.field = field
         self.value = value
         self.accepted = accepted
-        message = f"{field}={value!r} is not accepted: {accepted}"
+        self.hint = hint
+        self.where = where
+        message = f"{field}={value!r}" + (f" ({where})" if where else "") + f" is not accepted: {accepted}"
         if hint:
             message += f". {hint}"
         super().__init__(message)
+
+    def at(self, where: str) -> "ConfigError":
+        """The same error, saying where the setting came from (e.g. which trial)."""
+        return ConfigError(self.field, self.value, self.accepted, self.hint, where)

@@ -9,7 +9,7 @@ from .errors import ConfigError
 from .names import check_labels
 from .settings import TrialSettings
 
-_GCS_URI = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[A-Za-z0-9._=/-]*)?$")
+_GCS_URI = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[A-Za-z0-9._=,+@/-]*)?$")
 _MACHINE_TYPE = re.compile(r"^[a-z][a-z0-9-]*$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SECRET_NAME = re.compile(r"(SECRET|PASSWORD|PASSWD|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.I)
@@ -25,7 +25,7 @@ def check_gcs_uri(value: Any, field: str) -> str:
             field,
             value,
             "a Cloud Storage URI gs://BUCKET[/PATH] (bucket: lowercase letters, digits, '.', '_', '-'; "
-            "path: letters, digits, '.', '_', '-', '=', '/')",
+            "path: letters, digits and . _ - = , + @ /)",
         )
     return value.rstrip("/")
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from pipeline_builder import names
@@ -51,7 +52,11 @@ _NOT_PASSED_ON = (
 _PLAIN_VALUE = re.compile(r"^[A-Za-z0-9_./:@%+-]*$")
 
 
-class NoTrialValuesError(RuntimeError):
+class LauncherConfigError(CompactHydraException):
+    """A ConfigError, shown by Hydra as its message alone rather than a stack trace."""
+
+
+class NoTrialValuesError(CompactHydraException):
     """The sweeper needs trial values, and this mode produces none."""
 
 
@@ -97,7 +102,8 @@ def hydra_app_flags(config: DictConfig) -> List[str]:
 
 def passed_on_hydra_overrides(config: DictConfig) -> List[str]:
     """The sweep's own Hydra overrides that shape a trial's config (logging, chdir, ...)."""
-    parsed = OverridesParser.create().parse_overrides(list(config.hydra.overrides.hydra))
+    given = OmegaConf.to_container(config.hydra.overrides.hydra, resolve=False)  # keep ${...} as typed
+    parsed = OverridesParser.create().parse_overrides([str(o) for o in given])
     return [
         o.input_line
         for o in parsed
@@ -110,11 +116,11 @@ def _has_interpolation(node: Any) -> bool:
     return "${" in repr(container)
 
 
-def _settings(node: DictConfig, field: str) -> TrialSettings:
+def _settings(node: DictConfig, field: str, where: str = "") -> TrialSettings:
     try:
         data = OmegaConf.to_container(node, resolve=True, throw_on_missing=True)
     except Exception as e:
-        raise ConfigError(field, "<unresolvable>", "settings whose interpolations resolve", str(e)) from e
+        raise ConfigError(field, "<unresolvable>", "settings whose interpolations resolve", str(e), where) from e
     assert isinstance(data, dict)
     return TrialSettings(**data)
 
@@ -145,8 +151,9 @@ def _job_configs(
                 job_config.hydra.job.id = str(num)
                 job_config.hydra.job.num = num
             HydraConfig.instance().set_config(job_config)
-            field = f"{base_field} (trial {num}: {' '.join(overrides)})"
-            out.append((_settings(job_config.hydra.launcher.trial, field), str(job_config.hydra.sweep.subdir)))
+            where = f"trial {num}: {' '.join(overrides)}"
+            settings = _settings(job_config.hydra.launcher.trial, base_field, where)
+            out.append((settings, str(job_config.hydra.sweep.subdir)))
     finally:
         HydraConfig.instance().set_config(config)
     return out
@@ -193,14 +200,20 @@ def plan_batch(
     for i, (settings, subdir) in enumerate(_job_configs(launcher, job_overrides, initial_job_idx)):
         num = initial_job_idx + i
         overrides = list(job_overrides[i])
-        field = f"{FIELD}.trial" + (f" (trial {num})" if i else "")
-        check_trial_settings(settings, field, require_image=not local)
-        trial_labels = names.check_labels(settings.labels, f"{field}.labels")
-        labels = {**derived_labels, "hydra-trial": str(num), **base_labels, **trial_labels}
-        names.check_labels(labels, f"{field}.labels")
-        base = check_gcs_uri(settings.base_output_dir, f"{field}.base_output_dir") if settings.base_output_dir else run_root
-        output_uri = f"{base}/{subdir.strip('/')}"
-        check_gcs_uri(output_uri, f"{FIELD}.trial.base_output_dir + hydra.sweep.subdir")
+        field = f"{FIELD}.trial"
+        try:
+            check_trial_settings(settings, field, require_image=not local)
+            labels = {
+                **derived_labels,
+                "hydra-trial": str(num),
+                **base_labels,
+                **names.check_labels(settings.labels, f"{field}.labels"),
+            }
+            names.check_labels(labels, f"{field}.labels")
+            base = check_gcs_uri(settings.base_output_dir, f"{field}.base_output_dir") if settings.base_output_dir else run_root
+            output_uri = check_gcs_uri(f"{base}/{subdir.strip('/')}", f"{field}.base_output_dir + hydra.sweep.subdir")
+        except ConfigError as e:
+            raise e.at(f"trial {num}: {' '.join(overrides)}") from None
         job_id = f"{run_id}_{num}"
         output_dir = "/gcs/" + output_uri[len("gs://") :]
         command = list(settings.command) if settings.command else app_program(settings.python, cwd) + hydra_app_flags(config)
@@ -293,14 +306,17 @@ def launch(
 ) -> Sequence[JobReturn]:
     config = launcher.config
     assert config is not None
-    batch = plan_batch(launcher, job_overrides, initial_job_idx)
+    try:
+        batch = plan_batch(launcher, job_overrides, initial_job_idx)
+    except ConfigError as e:
+        raise LauncherConfigError(str(e)) from None
     trials = batch.sweep.trials
     log.info(f"Vertex pipeline {batch.sweep.name}: {len(trials)} trials, run {batch.sweep.run_id}")
     for t in trials:
         log.info(f"\t#{t.number} : {' '.join(filter_overrides(t.overrides))}")
 
     if batch.mode != "compile":
-        raise NotImplementedError(
+        raise LauncherConfigError(
             f"{FIELD}.mode={batch.mode} is not available in this version; "
             f"use {FIELD}.mode=compile to write pipeline.yaml"
         )

@@ -1,0 +1,56 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+APPS = Path(__file__).resolve().parent / "apps"
+QUICKSTART = REPO / "examples" / "quickstart" / "train.py"
+
+
+def run_app(script: Path, args: List[str], cwd: Path = REPO, check: bool = True, **env: str) -> subprocess.CompletedProcess:
+    """Runs a Hydra app as a user would, in a fresh interpreter."""
+    full_env = {**os.environ, "HYDRA_FULL_ERROR": "0", **env}
+    proc = subprocess.run(
+        [sys.executable, str(script), *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def load_pipeline(path: Path) -> Dict[str, Any]:
+    return yaml.safe_load(path.read_text())
+
+
+def trial_tasks(spec: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    tasks = spec["root"]["dag"]["tasks"]
+    return {name: t for name, t in tasks.items() if t["componentRef"]["name"].startswith("comp-custom-training-job")}
+
+
+def constant(task: Dict[str, Any], name: str) -> Any:
+    return task["inputs"]["parameters"][name]["runtimeValue"]["constant"]
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+@pytest.fixture
+def compile_args(tmp_path: Path) -> List[str]:
+    return [
+        "-m",
+        "hydra/launcher=vertex_pipelines",
+        "hydra.launcher.mode=compile",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    ]
