@@ -54,7 +54,7 @@ def _choice(value: Any, field: str, accepted: Iterable[str], suggestion: Optiona
 
 
 def suggest_accelerator(value: str) -> Optional[str]:
-    """The accelerator type a near miss most likely meant (`nvidia-t4` -> NVIDIA_TESLA_T4)."""
+    """The accelerator types a near miss most likely meant (`nvidia-t4` -> NVIDIA_TESLA_T4)."""
     wanted = re.sub(r"[^A-Z0-9]+", "_", value.upper()).strip("_")
     names = sorted(vertex_enums.ACCELERATOR_TYPES)
     if wanted in names:
@@ -62,7 +62,7 @@ def suggest_accelerator(value: str) -> Optional[str]:
     tokens = set(wanted.split("_"))
     containing = [n for n in names if tokens <= set(n.split("_"))]
     if containing:
-        return min(containing, key=len)
+        return " or ".join(sorted(containing, key=len)[:3])
     close = difflib.get_close_matches(wanted, names, n=1, cutoff=0.6)
     return close[0] if close else None
 

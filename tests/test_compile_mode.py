@@ -146,3 +146,31 @@ def test_second_compile_into_same_sweep_dir_keeps_the_first(tmp_path):
     assert (tmp_path / "pipeline.yaml").read_text() == first
     assert (tmp_path / "pipeline-2.yaml").exists() and (tmp_path / "manifest-2.json").exists()
     assert read_json(tmp_path / "manifest-2.json")["pipeline_yaml"] == str(tmp_path / "pipeline-2.yaml")
+
+
+def test_basic_sweeper_finishes_cleanly_without_values(quickstart_sweep):
+    _, proc = quickstart_sweep
+    assert proc.returncode == 0
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_sweeper_that_needs_values_gets_a_clear_error(tmp_path):
+    proc = run_app(
+        QUICKSTART,
+        [
+            "-m",
+            "hydra/sweeper=optuna",
+            "hydra.sweeper.n_trials=4",
+            "hydra.sweeper.n_jobs=2",
+            "lr=interval(0.001,0.5)",
+            "hydra.launcher.mode=compile",
+            f"hydra.sweep.dir={tmp_path}",
+        ],
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "hydra.launcher.mode=compile produces no trial values" in proc.stderr
+    assert "OptunaSweeper needs them" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert (tmp_path / "pipeline.yaml").exists()
+    assert len(read_json(tmp_path / "manifest.json")["trials"]) == 2

@@ -1,0 +1,117 @@
+"""Every bad setting stops the sweep before anything is written, with a message that names
+the field, the value and what is accepted."""
+
+import pytest
+
+from conftest import QUICKSTART, run_app
+
+L = "hydra.launcher"
+
+CASES = {
+    "root-not-gs": (
+        [f"{L}.pipeline_root=/local/dir"],
+        ["hydra.launcher.pipeline_root='/local/dir'", "gs://BUCKET[/PATH]"],
+    ),
+    "root-s3": (
+        [f"{L}.pipeline_root=s3://bucket/x"],
+        ["hydra.launcher.pipeline_root='s3://bucket/x'", "gs://BUCKET[/PATH]"],
+    ),
+    "root-missing": (
+        [f"{L}.pipeline_root=null"],
+        ["hydra.launcher.pipeline_root=None", "a gs:// URI", "required in compile mode"],
+    ),
+    "image-missing": (
+        [f"{L}.trial.image_uri=null"],
+        ["hydra.launcher.trial.image_uri=None", "only local mode runs without one"],
+    ),
+    "accelerator-count-without-type": (
+        [f"{L}.trial.accelerator_count=2"],
+        ["hydra.launcher.trial.accelerator_type=None", "an accelerator type when accelerator_count=2"],
+    ),
+    "accelerator-unknown": (
+        [f"{L}.trial.accelerator_type=NVIDIA_GTX_1080", f"{L}.trial.accelerator_count=1"],
+        ["hydra.launcher.trial.accelerator_type='NVIDIA_GTX_1080'", "one of NVIDIA_A100_80GB", "NVIDIA_TESLA_T4"],
+    ),
+    "accelerator-near-miss": (
+        [f"{L}.trial.accelerator_type=nvidia-t4", f"{L}.trial.accelerator_count=1"],
+        ["hydra.launcher.trial.accelerator_type='nvidia-t4'", "Did you mean NVIDIA_TESLA_T4?"],
+    ),
+    "disk-type-unknown": (
+        [f"{L}.trial.boot_disk_type=ssd"],
+        ["hydra.launcher.trial.boot_disk_type='ssd'", "one of hyperdisk-balanced, pd-ssd, pd-standard"],
+    ),
+    "strategy-unknown": (
+        [f"{L}.trial.strategy=CHEAP"],
+        ["hydra.launcher.trial.strategy='CHEAP'", "one of FLEX_START, SPOT, STANDARD"],
+    ),
+    "strategy-lowercase": (
+        [f"{L}.trial.strategy=spot"],
+        ["hydra.launcher.trial.strategy='spot'", "Did you mean SPOT?"],
+    ),
+    "machine-type-empty": (
+        [f"{L}.trial.machine_type=''"],
+        ["hydra.launcher.trial.machine_type=''", "a Compute Engine machine type"],
+    ),
+    "accelerator-count-negative": (
+        [f"{L}.trial.accelerator_count=-1"],
+        ["hydra.launcher.trial.accelerator_count=-1", "a whole number >= 0"],
+    ),
+    "replica-count-zero": (
+        [f"{L}.trial.replica_count=0"],
+        ["hydra.launcher.trial.replica_count=0", "a whole number >= 1"],
+    ),
+    "disk-size-negative": (
+        [f"{L}.trial.boot_disk_size_gb=-100"],
+        ["hydra.launcher.trial.boot_disk_size_gb=-100", "a whole number >= 1"],
+    ),
+    "label-value-too-long": (
+        [f"+{L}.labels.team={'x' * 64}"],
+        [f"hydra.launcher.labels.team='{'x' * 64}'", "at most 63 characters"],
+    ),
+    "label-value-upper-case": (
+        [f"+{L}.trial.labels.owner=Alice"],
+        ["hydra.launcher.trial.labels.owner='Alice'", "lowercase letters", "Try 'alice'"],
+    ),
+    "label-value-space": (
+        [f"+{L}.labels.team='ml team'"],
+        ["hydra.launcher.labels.team='ml team'", "lowercase letters, digits, '_' and '-'"],
+    ),
+    "label-key-upper-case": (
+        [f"+{L}.labels.Team=ml"],
+        ["hydra.launcher.labels key='Team'", "starting with a letter"],
+    ),
+    "mode-unknown": (
+        [f"{L}.mode=dry-run"],
+        ["hydra.launcher.mode='dry-run'", "one of compile, local, submit"],
+    ),
+    "pipeline-name-invalid": (
+        [f"{L}.pipeline_name=My_Pipeline"],
+        ["hydra.launcher.pipeline_name='My_Pipeline'", "lowercase letters, digits and dashes", "Try 'my-pipeline'"],
+    ),
+    "timeout-invalid": (
+        [f"{L}.trial.timeout=soon"],
+        ["hydra.launcher.trial.timeout='soon'", "a positive duration"],
+    ),
+    "secret-in-env": (
+        [f"+{L}.trial.env.WANDB_API_KEY=abc123secret"],
+        ["hydra.launcher.trial.env.WANDB_API_KEY='<hidden>'", "no secrets"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_stops_before_anything_is_written(tmp_path, case):
+    overrides, expected = CASES[case]
+    mode = [] if case == "mode-unknown" else [f"{L}.mode=compile"]
+    proc = run_app(
+        QUICKSTART,
+        ["-m", *mode, f"hydra.sweep.dir={tmp_path}", "lr=0.1,0.2", *overrides],
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    for text in expected:
+        assert text in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "abc123secret" not in proc.stdout + proc.stderr
+    written = sorted(p.name for p in tmp_path.iterdir()) if tmp_path.exists() else []
+    assert written in ([], ["multirun.yaml"])  # multirun.yaml is Hydra's own, written before any launcher
