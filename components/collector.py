@@ -12,7 +12,6 @@ from datetime import datetime, timezone
 from typing import Any, Dict, List, Mapping, Sequence
 
 RESULT_FILE = "result.json"
-SUMMARY_FILE = "summary.json"
 MISSING = "MISSING"
 
 
@@ -20,7 +19,7 @@ def read_trial(row: Mapping[str, Any]) -> Dict[str, Any]:
     """One trial's summary row; a trial that left no readable result is MISSING, not dropped."""
     path = os.path.join(row["output_dir"], RESULT_FILE)
     entry: Dict[str, Any] = {
-        "number": row["number"],
+        "number": int(row["number"]),  # pipeline parameters carry numbers as floats
         "overrides": list(row.get("overrides", [])),
         "output_dir": row["output_dir"],
     }
@@ -62,8 +61,8 @@ def numeric_metrics(trials: Sequence[Mapping[str, Any]]) -> Dict[str, float]:
     return metrics
 
 
-def collect(trials: Sequence[Mapping[str, Any]], summary_dir: str) -> Dict[str, Any]:
-    """Reads every trial's result, writes `<summary_dir>/summary.json` and returns it."""
+def collect(trials: Sequence[Mapping[str, Any]], summary_path: str) -> Dict[str, Any]:
+    """Reads every trial's result, writes the summary at `summary_path` and returns it."""
     rows: List[Dict[str, Any]] = [read_trial(t) for t in trials]
     counts: Dict[str, int] = {}
     for r in rows:
@@ -74,9 +73,9 @@ def collect(trials: Sequence[Mapping[str, Any]], summary_dir: str) -> Dict[str, 
         "counts": counts,
         "metrics": numeric_metrics(rows),
     }
-    os.makedirs(summary_dir, exist_ok=True)
-    tmp = os.path.join(summary_dir, f".{SUMMARY_FILE}.tmp")
+    os.makedirs(os.path.dirname(summary_path) or ".", exist_ok=True)
+    tmp = f"{summary_path}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2, default=repr)
-    os.replace(tmp, os.path.join(summary_dir, SUMMARY_FILE))
+    os.replace(tmp, summary_path)
     return summary

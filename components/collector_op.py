@@ -10,11 +10,11 @@ from typing import Any
 from kfp import dsl
 
 
-def collect_trials(trials: list, summary_dir: str, metrics: dsl.Output[dsl.Metrics]):
+def collect_trials(trials: list, summary_path: str, metrics: dsl.Output[dsl.Metrics]):
     """Reads every trial's result.json, writes summary.json and logs numeric results."""
     from components.collector import collect
 
-    summary = collect(trials, summary_dir)
+    summary = collect(trials, summary_path)
     for key, value in summary["metrics"].items():
         metrics.log_metric(key, value)
     for status, count in summary["counts"].items():

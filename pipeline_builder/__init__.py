@@ -5,6 +5,7 @@ Importing this package is cheap; kfp is imported only when a pipeline is compile
 
 from .errors import ConfigError
 from .settings import TrialSettings
-from .trials import TrialSpec, build_trial, gcs_to_fuse
+from .cloud_paths import PathMap, gcs_to_fuse
+from .trials import TrialSpec, build_trial
 
-__all__ = ["ConfigError", "TrialSettings", "TrialSpec", "build_trial", "gcs_to_fuse"]
+__all__ = ["ConfigError", "PathMap", "TrialSettings", "TrialSpec", "build_trial", "gcs_to_fuse"]

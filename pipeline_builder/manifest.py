@@ -23,7 +23,7 @@ def manifest_data(sweep: SweepSpec, pipeline_yaml: Path, **extra: Any) -> Dict[s
         "run_id": sweep.run_id,
         "pipeline_root": sweep.pipeline_root,
         "run_root": sweep.run_root,
-        "summary_path": f"{sweep.summary_dir}/summary.json",
+        "summary_path": sweep.summary_path,
         "pipeline_yaml": str(pipeline_yaml),
         **extra,
         "trials": [

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Tuple
 
-from .trials import TrialSpec, gcs_to_fuse, trial_rows
+from .cloud_paths import gcs_to_fuse
+from .trials import TrialSpec, trial_rows
 
 COLLECTOR_TASK_NAME = "collect trials"
 
@@ -24,10 +25,12 @@ class SweepSpec:
     trials: Tuple[TrialSpec, ...]
     collector_image: str
     description: str = ""
+    summary_name: str = "summary.json"
 
     @property
-    def summary_dir(self) -> str:
-        return gcs_to_fuse(self.run_root)
+    def summary_path(self) -> str:
+        """Where the collector writes the summary, as the collector sees it (/gcs/...)."""
+        return f"{gcs_to_fuse(self.run_root)}/{self.summary_name}"
 
 
 def build_pipeline(sweep: SweepSpec) -> Any:
@@ -46,7 +49,7 @@ def build_pipeline(sweep: SweepSpec) -> Any:
             task = CustomTrainingJobOp(**trial.custom_job_inputs())
             task.set_display_name(trial.display_name)
             tasks.append(task)
-        collector = collect(trials=trial_rows(sweep.trials), summary_dir=sweep.summary_dir)
+        collector = collect(trials=trial_rows(sweep.trials), summary_path=sweep.summary_path)
         collector.set_display_name(COLLECTOR_TASK_NAME)
         collector.after(*tasks)
         collector.ignore_upstream_failure()

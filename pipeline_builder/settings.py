@@ -17,6 +17,10 @@ class TrialSettings:
 
     # Container image holding the app and this package (CustomJob container_spec.image_uri).
     image_uri: Optional[str] = None
+    # How a trial starts: `command` re-runs the app's command line; `pickle` runs the
+    # cloudpickled task function (for functions no command reaches: notebooks, tests);
+    # `auto` picks `command` when the task function is the started script's, else `pickle`.
+    entry: str = "auto"
     # Program that starts a trial; the trial's overrides follow it as separate arguments.
     # None: re-run the app the way the sweep was started (`python train.py`, `python -m pkg.app`).
     command: Optional[List[str]] = None

@@ -3,18 +3,12 @@
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from .cloud_paths import gcs_to_fuse
 from .names import display_name
 from .settings import TrialSettings
 from .validation import duration
 
 RESULT_FILE = "result.json"
-
-
-def gcs_to_fuse(uri: str) -> str:
-    """The path at which Vertex's Cloud Storage FUSE mount shows a gs:// URI."""
-    if not uri.startswith("gs://"):
-        raise ValueError(f"not a gs:// URI: {uri!r}")
-    return "/gcs/" + uri[len("gs://") :]
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ _NETWORK = re.compile(r"^projects/[^/\s]+/global/networks/[^/\s]+$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+ENTRIES = ("auto", "command", "pickle")
 
 
 def check_gcs_uri(value: Any, field: str) -> str:
@@ -79,6 +80,7 @@ def check_trial_settings(s: TrialSettings, field: str, require_image: bool = Tru
             )
     elif re.search(r"\s", s.image_uri):
         raise ConfigError(f"{field}.image_uri", s.image_uri, "an image reference without spaces")
+    _choice(s.entry, f"{field}.entry", ENTRIES)
     if s.command is not None:
         if len(s.command) == 0 or not all(isinstance(a, str) and a for a in s.command):
             raise ConfigError(

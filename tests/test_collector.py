@@ -30,7 +30,7 @@ def trials(tmp_path):
 
 
 def test_summary_keeps_every_trial(tmp_path):
-    summary = collect(trials(tmp_path), str(tmp_path / "out"))
+    summary = collect(trials(tmp_path), str(tmp_path / "out" / "summary.json"))
     assert json.loads((tmp_path / "out" / "summary.json").read_text()) == summary
     rows = {r["number"]: r for r in summary["trials"]}
     assert len(rows) == 8
@@ -45,14 +45,14 @@ def test_summary_keeps_every_trial(tmp_path):
 
 
 def test_metrics_are_the_numeric_results(tmp_path):
-    summary = collect(trials(tmp_path), str(tmp_path / "out"))
+    summary = collect(trials(tmp_path), str(tmp_path / "out" / "summary.json"))
     assert summary["metrics"] == {"trial_0": 0.5, "trial_1.loss": 0.1, "trial_1.acc": 0.9}
     assert numeric_metrics([{"number": 0, "status": "COMPLETED", "return_value": float("nan")}]) == {}
 
 
 def test_component_logs_metrics_to_the_kfp_artifact(tmp_path):
     metrics = dsl.Metrics(name="metrics", uri=str(tmp_path / "metrics"), metadata={})
-    collect_trials(trials(tmp_path), str(tmp_path / "out"), metrics)
+    collect_trials(trials(tmp_path), str(tmp_path / "out" / "summary.json"), metrics)
     assert metrics.metadata["trial_0"] == 0.5
     assert metrics.metadata["trial_1.loss"] == 0.1
     assert metrics.metadata["trials_completed"] == 5

@@ -88,5 +88,7 @@ class TrialResultCallback(Callback):
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         output_dir = config.hydra.runtime.output_dir
+        record = result_record(job_return, self.start, time.time())
+        record["working_dir"] = os.getcwd()  # the job's, before Hydra changes back
         os.makedirs(output_dir, exist_ok=True)
-        write_json(os.path.join(output_dir, RESULT_FILE), result_record(job_return, self.start, time.time()))
+        write_json(os.path.join(output_dir, RESULT_FILE), record)

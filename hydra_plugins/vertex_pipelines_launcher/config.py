@@ -44,6 +44,8 @@ class VertexPipelinesLauncherConf:
     labels: Dict[str, str] = field(default_factory=dict)
     # Vertex's step caching: off, so a sweep always runs its trials.
     enable_caching: bool = False
+    # Most trials running at once; None: unlimited on Vertex, the CPU count in local mode.
+    max_parallel: Optional[int] = None
     # Image of the collector task; None: trial.image_uri (it already has this package).
     collector_image: Optional[str] = None
     # Regional API endpoint override, e.g. for a local emulator.

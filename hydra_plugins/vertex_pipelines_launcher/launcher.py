@@ -17,7 +17,6 @@ class VertexPipelinesLauncher(Launcher):
         self.config: Optional[DictConfig] = None
         self.task_function: Optional[TaskFunction] = None
         self.hydra_context: Optional[HydraContext] = None
-        self.batches: int = 0
 
     def setup(
         self,

@@ -1,0 +1,302 @@
+"""One Hydra sweep batch -> checked trial specs: the Hydra side of building a pipeline.
+
+Reads the composed configs, decides how each trial starts (its command line, or a pickled
+job), and hands plain data to `pipeline_builder`. Writes and sends nothing.
+"""
+
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from pipeline_builder import names
+from pipeline_builder.cloud_paths import PathMap, gcs_to_fuse
+from pipeline_builder.errors import ConfigError
+from pipeline_builder.pipeline import SweepSpec
+from pipeline_builder.settings import TrialSettings
+from pipeline_builder.trials import TrialSpec, build_trial
+from pipeline_builder.validation import check_gcs_uri, check_one_of, check_trial_settings
+
+from .config import MODES
+
+if TYPE_CHECKING:
+    from .launcher import VertexPipelinesLauncher
+
+FIELD = "hydra.launcher"
+RESULT_CALLBACK = "hydra_plugins.vertex_pipelines_launcher.callbacks.TrialResultCallback"
+PICKLE_ENTRY = "hydra_plugins.vertex_pipelines_launcher.pickle_entry"
+JOB_PICKLE = "job.pkl"
+DEFAULT_SUBDIR = "${hydra.job.num}"
+LOCAL_PIPELINE_ROOT = "gs://local-pipeline-root"
+# Hydra overrides of the sweep that must not reach a trial: the trial is one plain run.
+# The launcher and sweeper *choices* (hydra/launcher=...) do reach it, so a config that
+# sets hydra.launcher keys composes the same way; their settings do not matter there.
+_NOT_PASSED_ON = ("hydra.launcher", "hydra.sweeper", "hydra.sweep", "hydra.run", "hydra.mode", "hydra.job.id", "hydra.job.num")
+_PLAIN_VALUE = re.compile(r"^[A-Za-z0-9_./:@%+-]*$")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A planned sweep batch: the pipeline to build, its pickled jobs, where files go."""
+
+    mode: str
+    sweep: SweepSpec
+    sweep_dir: Path
+    initial_job_idx: int
+    cwd: str
+    max_parallel: Optional[int]
+    output_bases: Tuple[str, ...]
+    pickles: Dict[str, bytes] = field(default_factory=dict)  # gs:// URI -> pickled job
+
+    def local_paths(self) -> PathMap:
+        """Where cloud paths live on this machine: trial folders in the sweep dir."""
+        return PathMap(str(self.sweep_dir / ".gcs"), {base: str(self.sweep_dir) for base in self.output_bases})
+
+    @property
+    def tag(self) -> str:
+        """Distinguishes the files of later batches: pipeline.yaml, pipeline-4.yaml, ..."""
+        return "" if self.initial_job_idx == 0 else f"-{self.initial_job_idx}"
+
+
+def hydra_value(value: str, field: str) -> str:
+    """`value` written so Hydra's override parser reads it back unchanged."""
+    if _PLAIN_VALUE.match(value):
+        return value
+    if re.search(r"[\\'$]", value):
+        raise ConfigError(field, value, "a path without quotes, backslashes or '$'")
+    return f"'{value}'"
+
+
+def app_program(python: str, cwd: str) -> List[str]:
+    """How to start the app again: `python -m module` or `python <script relative to cwd>`."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name and spec.name != "__main__":
+        module = spec.name[: -len(".__main__")] if spec.name.endswith(".__main__") else spec.name
+        return [python, "-m", module]
+    script = os.path.relpath(os.path.abspath(sys.argv[0]), cwd)
+    return [python, script]
+
+
+def hydra_app_flags(config: DictConfig) -> List[str]:
+    """The command-line flags that chose the app's primary config."""
+    flags = []
+    if config.hydra.job.config_name:
+        flags.append(f"--config-name={config.hydra.job.config_name}")
+    for source in config.hydra.runtime.config_sources:
+        if source.provider == "command-line" and source.schema == "file":
+            flags.append(f"--config-dir={os.path.relpath(source.path, config.hydra.runtime.cwd)}")
+    return flags
+
+
+def passed_on_hydra_overrides(config: DictConfig) -> List[str]:
+    """The sweep's own Hydra overrides that shape a trial's config (logging, chdir, ...)."""
+    given = OmegaConf.to_container(config.hydra.overrides.hydra, resolve=False)  # keep ${...} as typed
+    parsed = OverridesParser.create().parse_overrides([str(o) for o in given])
+    return [o.input_line for o in parsed if o.input_line and not o.key_or_group.startswith(_NOT_PASSED_ON)]
+
+
+def uses_pickle(settings: TrialSettings, task_function: Any) -> bool:
+    """`auto` pickles unless a command line reaches the task function: the started script's."""
+    if settings.entry != "auto":
+        return settings.entry == "pickle"
+    return settings.command is None and getattr(task_function, "__module__", None) != "__main__"
+
+
+def _has_interpolation(node: Any) -> bool:
+    return "${" in repr(OmegaConf.to_container(node, resolve=False))
+
+
+def _settings(node: DictConfig, field: str, where: str = "") -> TrialSettings:
+    try:
+        data = OmegaConf.to_container(node, resolve=True, throw_on_missing=True)
+    except Exception as e:
+        raise ConfigError(field, "<unresolvable>", "settings whose interpolations resolve", str(e), where) from e
+    assert isinstance(data, dict)
+    return TrialSettings(**data)
+
+
+def _job_configs(
+    launcher: "VertexPipelinesLauncher",
+    job_overrides: Sequence[Sequence[str]],
+    initial_job_idx: int,
+    compose: bool,
+) -> List[Tuple[TrialSettings, str, Optional[DictConfig]]]:
+    """Each trial's settings, sweep subdir and composed config.
+
+    Composing costs milliseconds per trial, so it happens only when it can matter: for
+    pickled jobs, and when trial settings or the subdir may differ between trials.
+    """
+    config = launcher.config
+    assert config is not None
+    base_field = f"{FIELD}.trial"
+    compose = compose or _has_interpolation(config.hydra.launcher.trial)
+    compose = compose or OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir") != DEFAULT_SUBDIR
+    if not compose:
+        settings = _settings(config.hydra.launcher.trial, base_field)
+        return [(settings, str(initial_job_idx + i), None) for i in range(len(job_overrides))]
+    assert launcher.hydra_context is not None
+    loader = launcher.hydra_context.config_loader
+    out = []
+    try:
+        for i, overrides in enumerate(job_overrides):
+            num = initial_job_idx + i
+            job_config = loader.load_sweep_config(config, list(overrides))
+            with open_dict(job_config):
+                job_config.hydra.job.id = str(num)
+                job_config.hydra.job.num = num
+            HydraConfig.instance().set_config(job_config)
+            settings = _settings(job_config.hydra.launcher.trial, base_field, f"trial {num}: {' '.join(overrides)}")
+            out.append((settings, str(job_config.hydra.sweep.subdir), job_config))
+    finally:
+        HydraConfig.instance().set_config(config)
+    return out
+
+
+def _pipeline_root(lconf: DictConfig, mode: str) -> str:
+    if lconf.pipeline_root is not None:
+        return check_gcs_uri(lconf.pipeline_root, f"{FIELD}.pipeline_root")
+    if mode == "local":
+        return LOCAL_PIPELINE_ROOT
+    raise ConfigError(
+        f"{FIELD}.pipeline_root",
+        None,
+        f"a gs:// URI for pipeline artifacts and trial outputs, required in {mode} mode",
+        "e.g. hydra.launcher.pipeline_root=gs://my-bucket/sweeps",
+    )
+
+
+def _pickle_job(launcher: "VertexPipelinesLauncher", job_config: DictConfig, state: Any) -> bytes:
+    import cloudpickle
+
+    job = {
+        "task_function": launcher.task_function,
+        "config": job_config,
+        "hydra_context": launcher.hydra_context,
+        "singleton_state": state,
+    }
+    try:
+        return cloudpickle.dumps(job)
+    except Exception as e:
+        raise ConfigError(
+            f"{FIELD}.trial.entry", "pickle", "a task function that cloudpickle can serialise", f"{type(e).__name__}: {e}"
+        ) from e
+
+
+def plan_batch(
+    launcher: "VertexPipelinesLauncher",
+    job_overrides: Sequence[Sequence[str]],
+    initial_job_idx: int,
+) -> Batch:
+    """Checks every setting and builds every trial spec."""
+    config = launcher.config
+    assert config is not None
+    lconf = config.hydra.launcher
+    mode = check_one_of(lconf.mode, f"{FIELD}.mode", MODES)
+    if lconf.max_parallel is not None and (not isinstance(lconf.max_parallel, int) or lconf.max_parallel < 1):
+        raise ConfigError(f"{FIELD}.max_parallel", lconf.max_parallel, "null or a whole number >= 1")
+    pipeline_root = _pipeline_root(lconf, mode)
+    app_name = str(config.hydra.job.name)
+    if lconf.pipeline_name is not None:
+        name = names.check_pipeline_name(str(lconf.pipeline_name), f"{FIELD}.pipeline_name")
+    else:
+        name = names.pipeline_name(app_name)
+    sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
+    run_id = names.run_id(name, f"{sweep_dir}|{initial_job_idx}")
+    run_root = f"{pipeline_root}/{run_id}"
+    base_labels = names.check_labels(lconf.labels, f"{FIELD}.labels")
+    derived_labels = {"hydra-app": names.label_value(app_name), "hydra-run": run_id}
+    cwd = str(config.hydra.runtime.cwd)
+    hydra_args = passed_on_hydra_overrides(config)
+
+    base_settings = _settings(lconf.trial, f"{FIELD}.trial")
+    check_one_of(base_settings.entry, f"{FIELD}.trial.entry", ["auto", "command", "pickle"])
+    pickled = uses_pickle(base_settings, launcher.task_function)
+    state = None
+    if pickled:
+        from hydra.core.singleton import Singleton
+
+        state = Singleton.get_state()
+
+    trials: List[TrialSpec] = []
+    pickles: Dict[str, bytes] = {}
+    bases = {run_root}
+    jobs = _job_configs(launcher, job_overrides, initial_job_idx, compose=pickled)
+    for i, (settings, subdir, job_config) in enumerate(jobs):
+        num = initial_job_idx + i
+        overrides = list(job_overrides[i])
+        field = f"{FIELD}.trial"
+        try:
+            check_trial_settings(settings, field, require_image=mode != "local")
+            labels = {
+                **derived_labels,
+                "hydra-trial": str(num),
+                **base_labels,
+                **names.check_labels(settings.labels, f"{field}.labels"),
+            }
+            names.check_labels(labels, f"{field}.labels")
+            base = check_gcs_uri(settings.base_output_dir, f"{field}.base_output_dir") if settings.base_output_dir else run_root
+            output_uri = check_gcs_uri(f"{base}/{subdir.strip('/')}", f"{field}.base_output_dir + hydra.sweep.subdir")
+            output_dir = gcs_to_fuse(output_uri)
+            run_dir = hydra_value(output_dir, f"{field} output dir")
+        except ConfigError as e:
+            raise e.at(f"trial {num}: {' '.join(overrides)}") from None
+        bases.add(base)
+        job_id = f"{run_id}_{num}"
+        if pickled:
+            assert job_config is not None
+            pickles[f"{output_uri}/{JOB_PICKLE}"] = _pickle_job(launcher, job_config, state)
+            command = [settings.python, "-m", PICKLE_ENTRY]
+            args = ["--job", f"{output_dir}/{JOB_PICKLE}", "--output-dir", output_dir, "--", *overrides]
+        else:
+            command = list(settings.command) if settings.command else app_program(settings.python, cwd) + hydra_app_flags(config)
+            args = [
+                *overrides,
+                *hydra_args,
+                f"hydra.run.dir={run_dir}",
+                f"hydra.job.num={num}",
+                f"hydra.job.id={job_id}",
+                "hydra.mode=RUN",
+                f"++hydra.callbacks.vertex_pipelines_result._target_={RESULT_CALLBACK}",
+            ]
+        trials.append(
+            build_trial(
+                number=num,
+                job_id=job_id,
+                overrides=overrides,
+                settings=settings,
+                command=command,
+                args=args,
+                output_uri=output_uri,
+                name_prefix=app_name,
+                labels=labels,
+            )
+        )
+
+    tag = "" if initial_job_idx == 0 else f"-{initial_job_idx}"
+    sweep = SweepSpec(
+        name=name,
+        run_id=run_id,
+        pipeline_root=pipeline_root,
+        run_root=run_root,
+        trials=tuple(trials),
+        collector_image=str(lconf.collector_image or base_settings.image_uri or "local"),
+        description=f"Hydra sweep of {app_name}: {len(trials)} trials",
+        summary_name=f"summary{tag}.json",
+    )
+    return Batch(
+        mode=mode,
+        sweep=sweep,
+        sweep_dir=sweep_dir,
+        initial_job_idx=initial_job_idx,
+        cwd=cwd,
+        max_parallel=lconf.max_parallel,
+        output_bases=tuple(sorted(bases)),
+        pickles=pickles,
+    )
