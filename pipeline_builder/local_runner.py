@@ -360,8 +360,7 @@ class LocalRunner:
                     (command, {**env, **pool_env, **cluster_env(replicas, p, i, ports, job)}, os.path.join(output_dir, name), prefix)
                 )
         task.log_paths = [log for _, _, log, _ in launches]
-        codes = self._run_processes(launches)
-        self._finish(task, codes, task.log_paths)
+        self._finish(task, *self._run_processes(launches))
 
     def _run_container(self, task: TaskRun) -> None:
         container = self._executor(self.spec["root"]["dag"]["tasks"][task.name])
@@ -375,11 +374,11 @@ class LocalRunner:
         log = str(task_dir / "task.log")
         task.log_paths = [log]
         # Not streamed: the KFP executor logs its whole input, every trial included.
-        codes = self._run_processes([(command, self._base_env(), log, None)])
+        codes, logs = self._run_processes([(command, self._base_env(), log, None)])
         output_file = executor_input["outputs"]["outputFile"]
         if os.path.exists(output_file):
             task.outputs = json.loads(Path(output_file).read_text(encoding="utf-8"))
-        self._finish(task, codes, task.log_paths)
+        self._finish(task, codes, logs)
 
     def _executor_input(self, name: str, component: Mapping[str, Any], task_dir: Path) -> Dict[str, Any]:
         outputs: Dict[str, Any] = {"outputFile": str(task_dir / "executor_output.json")}
@@ -410,11 +409,14 @@ class LocalRunner:
         error = f"{exit_reason(code)}; last lines of {log}:\n{tail(log)}"
         self._set(task, "FAILED", exit_code=code, error=error)
 
-    def _run_processes(self, launches: Sequence[Tuple[List[str], Dict[str, str], str, Optional[str]]]) -> List[int]:
+    def _run_processes(
+        self, launches: Sequence[Tuple[List[str], Dict[str, str], str, Optional[str]]]
+    ) -> Tuple[List[int], List[str]]:
         """Starts every replica, logs its output (streamed with a prefix unless None), and
-        stops the rest when one fails."""
+        stops the rest when one fails. Returns exit codes and logs, the first failure first."""
         procs: List[subprocess.Popen] = []
         readers = []
+        first_failure: Optional[int] = None
         try:
             for command, env, log_path, prefix in launches:
                 log_file = open(log_path, "w", encoding="utf-8")
@@ -439,8 +441,13 @@ class LocalRunner:
                 reader.start()
                 readers.append(reader)
             failed_at: Optional[float] = None
-            while any(p.poll() is None for p in procs):
-                if failed_at is None and any(p.returncode not in (None, 0) for p in procs):
+            while True:
+                codes = [p.poll() for p in procs]  # every one, so each returncode is fresh
+                if failed_at is None and any(c not in (None, 0) for c in codes):
+                    first_failure = next(i for i, c in enumerate(codes) if c not in (None, 0))
+                if all(c is not None for c in codes):
+                    break
+                if failed_at is None and first_failure is not None:
                     failed_at = time.time()
                     for p in procs:
                         if p.poll() is None:
@@ -456,7 +463,11 @@ class LocalRunner:
             with self._lock:
                 for p in procs:
                     self._procs.pop(p.pid, None)
-        return [p.returncode for p in procs]
+        codes = [p.returncode for p in procs]
+        if first_failure is not None:  # the cause first: the others were stopped because of it
+            codes.insert(0, codes.pop(first_failure))
+            launches = [launches[first_failure]] + [l for i, l in enumerate(launches) if i != first_failure]
+        return codes, [log for _, _, log, _ in launches]
 
     def _stream(self, proc: subprocess.Popen, log_file: IO[str], prefix: Optional[str]) -> None:
         with log_file:

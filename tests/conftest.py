@@ -54,3 +54,22 @@ def compile_args(tmp_path: Path) -> List[str]:
         "hydra.launcher.mode=compile",
         f"hydra.sweep.dir={tmp_path / 'sweep'}",
     ]
+
+
+def launch_in_process(conf_dir: Path, overrides: List[str], jobs: List[List[str]], task_function: Any = None) -> List[Any]:
+    """Calls the launcher the way a sweeper does, and returns its JobReturns."""
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.callbacks import Callbacks
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.plugins import Plugins
+    from hydra.types import HydraContext
+
+    with initialize_config_dir(str(conf_dir), version_base="1.3", job_name=conf_dir.parent.name):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        context = HydraContext(config_loader=GlobalHydra.instance().config_loader(), callbacks=Callbacks(cfg))
+        launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=context, task_function=task_function or (lambda c: None), config=cfg
+        )
+        return list(launcher.launch(jobs, initial_job_idx=0))

@@ -101,7 +101,14 @@ def trial_return(config: DictConfig, trial: TrialSpec, local_dir: Path, task: Op
     try:
         result: Dict[str, Any] = json.loads((local_dir / RESULT_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        reason = task.error if task is not None and task.error else "its process ended without writing one"
+        if task is None:
+            reason = "its task did not run"
+        elif task.error:
+            reason = task.error
+        else:
+            from pipeline_builder.local_runner import tail
+
+            reason = f"its process ended with exit code {task.exit_code}; last lines of {task.log_paths[0]}:\n{tail(task.log_paths[0])}"
         ret.status = JobStatus.FAILED
         ret._return_value = TrialFailed(f"{where} left no {RESULT_FILE}: {reason}")
         return ret
@@ -131,7 +138,14 @@ def run_local(config: DictConfig, batch: Batch, pipeline_path: Path) -> List[Job
         extra_env={"PYTHONPATH": python_path},
     )
     log.info(f"Running {len(batch.sweep.trials)} trials locally, at most {runner.max_parallel} at once")
-    result = runner.run()
+    try:
+        result = runner.run()
+    except KeyboardInterrupt:
+        log.warning(
+            f"Interrupted: running trials were stopped. Finished trials keep their outputs and "
+            f"result.json under {batch.sweep_dir}"
+        )
+        raise
     by_dir = {t.output_dir: t for t in result.tasks.values() if t.kind == "custom_job"}
     returns = []
     for trial in batch.sweep.trials:

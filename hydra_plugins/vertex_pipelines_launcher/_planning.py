@@ -102,11 +102,21 @@ def passed_on_hydra_overrides(config: DictConfig) -> List[str]:
     return [o.input_line for o in parsed if o.input_line and not o.key_or_group.startswith(_NOT_PASSED_ON)]
 
 
+def command_reaches(task_function: Any) -> bool:
+    """Whether re-running this process's command line runs `task_function`."""
+    if getattr(task_function, "__module__", None) != "__main__":
+        return False  # defined in a test, a notebook cell, or imported from elsewhere
+    main = sys.modules.get("__main__")
+    if getattr(getattr(main, "__spec__", None), "name", None):
+        return True  # python -m module
+    return os.path.isfile(sys.argv[0])  # python script.py (not -c, not stdin)
+
+
 def uses_pickle(settings: TrialSettings, task_function: Any) -> bool:
-    """`auto` pickles unless a command line reaches the task function: the started script's."""
+    """`auto` pickles unless a command line reaches the task function."""
     if settings.entry != "auto":
         return settings.entry == "pickle"
-    return settings.command is None and getattr(task_function, "__module__", None) != "__main__"
+    return settings.command is None and not command_reaches(task_function)
 
 
 def _has_interpolation(node: Any) -> bool:

@@ -69,6 +69,21 @@ def result_record(job_return: JobReturn, start: Optional[float], end: float) -> 
     return record
 
 
+def is_chief() -> bool:
+    """Whether this process is the trial's first replica: only it writes the result.
+
+    Vertex describes a multi-replica job in CLUSTER_SPEC; a single replica has none.
+    """
+    spec = os.environ.get("CLUSTER_SPEC")
+    if not spec:
+        return True
+    try:
+        task = json.loads(spec).get("task", {})
+    except ValueError:
+        return True
+    return task.get("type", "workerpool0") == "workerpool0" and int(task.get("index", 0)) == 0
+
+
 def write_json(path: str, data: Dict[str, Any]) -> None:
     """Writes through a temporary file so a reader never sees half a result."""
     tmp = f"{path}.tmp"
@@ -87,6 +102,8 @@ class TrialResultCallback(Callback):
         self.start = time.time()
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if not is_chief():
+            return
         output_dir = config.hydra.runtime.output_dir
         record = result_record(job_return, self.start, time.time())
         record["working_dir"] = os.getcwd()  # the job's, before Hydra changes back

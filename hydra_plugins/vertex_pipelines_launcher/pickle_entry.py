@@ -29,7 +29,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from hydra.core.utils import JobStatus, run_job, setup_globals
     from omegaconf import open_dict, read_write
 
-    from .callbacks import RESULT_FILE, result_record, write_json
+    from .callbacks import RESULT_FILE, is_chief, result_record, write_json
 
     with open(args.job, "rb") as f:
         job = cloudpickle.load(f)
@@ -50,8 +50,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     record = result_record(ret, start, time.time())
     record["working_dir"] = ret.working_dir
-    os.makedirs(output_dir, exist_ok=True)
-    write_json(os.path.join(output_dir, RESULT_FILE), record)
+    if is_chief():
+        os.makedirs(output_dir, exist_ok=True)
+        write_json(os.path.join(output_dir, RESULT_FILE), record)
     if ret.status == JobStatus.FAILED:
         sys.stderr.write(record["error"] or "the trial failed\n")
         return 1

@@ -1,0 +1,31 @@
+"""Misbehaves on demand: raises, dies, exits, or hangs, depending on `x`."""
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    print(f"trial x={cfg.x} pid={os.getpid()}", flush=True)
+    if cfg.x == "raise":
+        raise ValueError("bad x")
+    if cfg.x == "sigkill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if cfg.x == "exit3":
+        print("giving up", flush=True)
+        os._exit(3)
+    if cfg.x == "hang":
+        Path(os.environ["PID_DIR"], str(os.getpid())).write_text("")
+        time.sleep(600)
+    time.sleep(cfg.get("sleep", 0))
+    return float(cfg.x)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

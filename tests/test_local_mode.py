@@ -1,0 +1,178 @@
+"""Local mode: the compiled pipeline runs on this machine and its trials' results come back."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hydra.core.utils import JobStatus
+
+from conftest import APPS, QUICKSTART, REPO, launch_in_process, read_json, run_app
+
+FAULTS = APPS / "faults"
+COMMAND_ENTRY = ["hydra.launcher.trial.entry=command", f"hydra.launcher.trial.command=[python,{FAULTS / 'app.py'}]"]
+
+
+def failure_text(ret) -> str:
+    with pytest.raises(Exception) as e:
+        ret.return_value
+    return str(e.value)
+
+
+def test_quickstart_runs_locally(tmp_path):
+    proc = run_app(QUICKSTART, ["-m", "hydra.launcher.mode=local", "lr=0.1,0.01", "batch_size=32,64", f"hydra.sweep.dir={tmp_path}"])
+    for n in range(4):
+        result = read_json(tmp_path / str(n) / "result.json")
+        assert result["status"] == "COMPLETED" and isinstance(result["return_value"], float)
+        assert (tmp_path / str(n) / ".hydra" / "config.yaml").exists()
+        assert f"[train-{n}]" in proc.stdout  # streamed with a prefix
+        assert "loss=" in (tmp_path / str(n) / "trial.log").read_text()  # and kept
+    summary = read_json(tmp_path / "summary.json")
+    assert summary["counts"] == {"COMPLETED": 4}
+    assert {r["number"] for r in summary["trials"]} == {0, 1, 2, 3}
+    assert "4 of 4 trials completed" in proc.stdout
+    assert not Path("/gcs").exists()
+
+
+def _double(cfg):
+    if cfg.x == 1:
+        raise ValueError("x=1 is not allowed")
+    return {"double": cfg.x * 2}
+
+
+def test_pickled_trials_return_values_and_errors(tmp_path):
+    returns = launch_in_process(FAULTS / "conf", [f"hydra.sweep.dir={tmp_path}"], [["x=0"], ["x=1"], ["x=2"]], _double)
+    assert [r.status for r in returns] == [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.COMPLETED]
+    assert returns[0].return_value == {"double": 0}
+    assert returns[2].return_value == {"double": 4}
+    assert "ValueError: x=1 is not allowed" in failure_text(returns[1])
+    assert returns[2].cfg == {"x": 2}
+    assert returns[2].hydra_cfg.hydra.job.num == 2
+    assert (tmp_path / "0" / "job.pkl").exists()
+    assert read_json(tmp_path / "summary.json")["counts"] == {"COMPLETED": 2, "FAILED": 1}
+
+
+def test_custom_resolvers_reach_pickled_trials(tmp_path):
+    from omegaconf import OmegaConf
+
+    OmegaConf.register_new_resolver("times_ten", lambda v: int(v) * 10, replace=True)
+    try:
+        returns = launch_in_process(
+            FAULTS / "conf", [f"hydra.sweep.dir={tmp_path}"], [["x=4", "+y='${times_ten:${x}}'"]], lambda c: c.y
+        )
+    finally:
+        OmegaConf.clear_resolver("times_ten")
+    assert returns[0].return_value == 40
+
+
+def test_dying_trials_are_failed_with_exit_code_and_log_tail(tmp_path):
+    jobs = [["x=1"], ["x=raise"], ["x=sigkill"], ["x=exit3"], ["x=5"]]
+    returns = launch_in_process(FAULTS / "conf", [f"hydra.sweep.dir={tmp_path}", *COMMAND_ENTRY], jobs)
+    statuses = [r.status for r in returns]
+    assert statuses == [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.FAILED, JobStatus.FAILED, JobStatus.COMPLETED]
+    assert returns[0].return_value == 1.0 and returns[4].return_value == 5.0
+    assert "ValueError: bad x" in failure_text(returns[1])
+    killed = failure_text(returns[2])
+    assert "killed by signal SIGKILL" in killed and "trial x=sigkill" in killed
+    exited = failure_text(returns[3])
+    assert "exit code 3" in exited and "giving up" in exited
+    summary = read_json(tmp_path / "summary.json")  # the collector still ran
+    assert summary["counts"] == {"COMPLETED": 2, "FAILED": 1, "MISSING": 2}
+
+
+def _overlap(intervals) -> int:
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    alive = peak = 0
+    for _, step in events:
+        alive += step
+        peak = max(peak, alive)
+    return peak
+
+
+def test_max_parallel_is_a_real_limit(tmp_path):
+    from datetime import datetime
+
+    jobs = [[f"x={i}", "+sleep=0.6"] for i in range(7)]
+    returns = launch_in_process(FAULTS / "conf", [f"hydra.sweep.dir={tmp_path}", "hydra.launcher.max_parallel=3", *COMMAND_ENTRY], jobs)
+    assert all(r.status == JobStatus.COMPLETED for r in returns)
+    intervals = []
+    for n in range(7):
+        result = read_json(tmp_path / str(n) / "result.json")
+        intervals.append((datetime.fromisoformat(result["start_time"]), datetime.fromisoformat(result["end_time"])))
+    assert _overlap(intervals) == 3
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead too
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_ctrl_c_stops_every_trial_and_keeps_finished_ones(tmp_path):
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    sweep = tmp_path / "sweep"
+    proc = subprocess.Popen(
+        [sys.executable, str(FAULTS / "app.py"), "-m", "x=1,hang,hang", "hydra.launcher.max_parallel=3", f"hydra.sweep.dir={sweep}"],
+        cwd=REPO,
+        env={**os.environ, "PID_DIR": str(pid_dir)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.time() + 60
+    while (len(list(pid_dir.iterdir())) < 2 or not (sweep / "0" / "result.json").exists()) and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.5)  # trial 0 wrote its result; let its process end too
+    pids = [int(p.name) for p in pid_dir.iterdir()]
+    assert len(pids) == 2 and all(_alive(p) for p in pids)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert "Interrupted: running trials were stopped" in out
+    time.sleep(0.2)
+    assert not any(_alive(p) for p in pids), "trial processes were left behind"
+    assert read_json(sweep / "0" / "result.json")["return_value"] == 1.0
+    state = read_json(next((sweep / ".vertex_local").iterdir()) / "run.json")
+    assert sorted(t["state"] for t in state["tasks"].values()) == ["CANCELLED", "CANCELLED", "CANCELLED", "SUCCEEDED"]
+
+
+def test_run_local_cli_runs_a_compiled_pipeline(tmp_path):
+    sweep = tmp_path / "sweep"
+    run_app(QUICKSTART, ["-m", "hydra.launcher.mode=compile", "lr=0.1,0.01", f"hydra.sweep.dir={sweep}"])
+    manifest = read_json(sweep / "manifest.json")
+    root = tmp_path / "bucket"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline_builder", "run-local", str(sweep / "pipeline.yaml"), "--root", str(root), "--max-parallel", "2"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "pipeline SUCCEEDED" in proc.stdout
+    for trial in manifest["trials"]:
+        local = root / trial["output_uri"][len("gs://") :]
+        assert read_json(local / "result.json")["status"] == "COMPLETED"
+    summary = root / manifest["summary_path"][len("/gcs/") :]
+    assert read_json(summary)["counts"] == {"COMPLETED": 2}
+
+
+def test_run_local_cli_rejects_bad_arguments(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline_builder", "run-local", str(tmp_path / "none.yaml"), "--max-parallel", "0"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert "--max-parallel '0': expected a whole number >= 1" in proc.stderr

@@ -1,0 +1,108 @@
+"""The local runner on hand-built pipelines: multi-replica trials and trigger policies."""
+
+import io
+import json
+import sys
+
+import pytest
+
+from conftest import APPS, read_json
+from pipeline_builder.cloud_paths import PathMap
+from pipeline_builder.local_runner import LocalRunner, load_pipeline
+from pipeline_builder.pipeline import SweepSpec, compile_pipeline
+from pipeline_builder.settings import TrialSettings
+from pipeline_builder.trials import build_trial
+
+
+def compile_sweep(tmp_path, trials, collector=True):
+    sweep = SweepSpec(
+        name="t", run_id="run", pipeline_root="gs://b", run_root="gs://b/run", trials=tuple(trials), collector_image="img"
+    )
+    return load_pipeline(compile_pipeline(sweep, tmp_path / "pipeline.yaml"))
+
+
+def trial(number, settings, command, args):
+    return build_trial(
+        number=number,
+        job_id=f"run_{number}",
+        overrides=[f"n={number}"],
+        settings=settings,
+        command=command,
+        args=args,
+        output_uri=f"gs://b/run/{number}",
+        name_prefix="t",
+    )
+
+
+@pytest.mark.parametrize("replicas", [2, 3])
+def test_replicas_rendezvous_with_consistent_cluster_env(tmp_path, replicas):
+    settings = TrialSettings(image_uri="img", replica_count=replicas)
+    spec = compile_sweep(tmp_path, [trial(0, settings, ["python", str(APPS / "rendezvous.py")], ["/gcs/b/run/0"])])
+    console = io.StringIO()
+    result = LocalRunner(spec, PathMap(str(tmp_path / "gcs")), tmp_path / "work", console=console).run()
+    out = tmp_path / "gcs" / "b" / "run" / "0"
+    tasks = [t for t in result.tasks.values() if t.kind == "custom_job"]
+    assert tasks[0].state == "SUCCEEDED", tasks[0].error
+    seen = [read_json(out / f"rank-{r}.json") for r in range(replicas)]
+    assert [s["rank"] for s in seen] == list(range(replicas))
+    assert {s["world_size"] for s in seen} == {replicas}
+    assert len({s["master"] for s in seen}) == 1
+    assert all(s["peers"] == list(range(replicas)) for s in seen)
+    cluster = seen[0]["cluster_spec"]["cluster"]
+    assert len(cluster["workerpool0"]) == 1 and len(cluster["workerpool1"]) == replicas - 1
+    assert cluster["workerpool0"][0] == seen[0]["master"]
+    assert all(s["cluster_spec"]["cluster"] == cluster for s in seen)
+    assert [s["cluster_spec"]["task"] for s in seen] == [{"type": "workerpool0", "index": 0}] + [
+        {"type": "workerpool1", "index": i} for i in range(replicas - 1)
+    ]
+    assert [s["tf_config"]["task"]["type"] for s in seen] == ["chief"] + ["worker"] * (replicas - 1)
+    assert seen[0]["model_dir"] == f"{out}/model/"
+    assert len({s["job_id"] for s in seen}) == 1
+    assert (out / "trial.log").exists() and (out / "trial-workerpool1-0.log").exists()
+    assert f"rank 1 of {replicas} met" in console.getvalue()
+
+
+def test_a_failed_replica_fails_the_trial_and_stops_the_others(tmp_path):
+    script = "import os, sys, time\nif os.environ['RANK'] == '1': sys.exit(7)\ntime.sleep(60)\n"
+    settings = TrialSettings(image_uri="img", replica_count=2)
+    spec = compile_sweep(tmp_path, [trial(0, settings, ["python", "-c", script], [])])
+    result = LocalRunner(spec, PathMap(str(tmp_path / "gcs")), tmp_path / "work", console=io.StringIO()).run()
+    job = next(t for t in result.tasks.values() if t.kind == "custom_job")
+    assert job.state == "FAILED" and job.exit_code == 7
+    assert job.end_time - job.start_time < 30
+    collector = next(t for t in result.tasks.values() if t.kind == "container")
+    assert collector.state == "SUCCEEDED"  # it runs however the trials ended
+    assert result.state == "FAILED"
+
+
+def test_upstream_failure_skips_tasks_that_need_success(tmp_path):
+    settings = TrialSettings(image_uri="img")
+    spec = compile_sweep(tmp_path, [trial(0, settings, ["python", "-c", "raise SystemExit(1)"], [])])
+    collector = next(t for t in spec["root"]["dag"]["tasks"].values() if "triggerPolicy" in t)
+    del collector["triggerPolicy"]
+    result = LocalRunner(spec, PathMap(str(tmp_path / "gcs")), tmp_path / "work", console=io.StringIO()).run()
+    states = sorted(t.state for t in result.tasks.values())
+    assert states == ["FAILED", "SKIPPED"]
+
+
+def test_collector_metrics_come_back_as_executor_output(tmp_path):
+    settings = TrialSettings(image_uri="img")
+    write = "import json, sys; json.dump({'status': 'COMPLETED', 'return_value': 0.25}, open(sys.argv[1] + '/result.json', 'w'))"
+    spec = compile_sweep(tmp_path, [trial(0, settings, ["python", "-c", write], ["/gcs/b/run/0"])])
+    result = LocalRunner(spec, PathMap(str(tmp_path / "gcs")), tmp_path / "work", console=io.StringIO()).run()
+    assert result.state == "SUCCEEDED"
+    collector = next(t for t in result.tasks.values() if t.kind == "container")
+    metadata = collector.outputs["artifacts"]["metrics"]["artifacts"][0]["metadata"]
+    assert metadata["trial_0"] == 0.25
+    summary = read_json(tmp_path / "gcs" / "b" / "run" / "summary.json")
+    assert summary["trials"][0]["return_value"] == 0.25
+
+
+def test_unknown_google_cloud_components_are_refused(tmp_path):
+    spec = compile_sweep(tmp_path, [trial(0, TrialSettings(image_uri="img"), ["true"], [])])
+    executor = next(iter(spec["deploymentSpec"]["executors"].values()))
+    executor["container"]["command"] = ["python3", "-m", "google_cloud_pipeline_components.container.v1.bigquery.query_job.launcher"]
+    from pipeline_builder.local_runner import UnsupportedPipeline
+
+    with pytest.raises(UnsupportedPipeline, match="cannot emulate"):
+        LocalRunner(spec, PathMap(str(tmp_path)), tmp_path / "work")
