@@ -17,6 +17,7 @@ from pipeline_builder.trials import TrialSpec
 from ._planning import FIELD, Batch, app_program, plan_batch
 
 if TYPE_CHECKING:
+    from pipeline_builder.fork_server import ForkServer
     from pipeline_builder.local_runner import TaskRun
 
     from .launcher import VertexPipelinesLauncher
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 RESULT_FILE = "result.json"
+PRELOAD = "hydra_plugins.vertex_pipelines_launcher._preload"
 
 
 class LauncherConfigError(CompactHydraException):
@@ -122,7 +124,16 @@ def trial_return(config: DictConfig, trial: TrialSpec, local_dir: Path, task: Op
     return ret
 
 
-def run_local(config: DictConfig, batch: Batch, pipeline_path: Path) -> List[JobReturn]:
+def start_fork_server(batch: Batch) -> Optional["ForkServer"]:
+    """Starts importing Hydra for the trials now, while the pipeline compiles."""
+    if batch.fresh_interpreters:
+        return None
+    from pipeline_builder.fork_server import ForkServer
+
+    return ForkServer(sys.executable, [PRELOAD], batch.cwd, dict(os.environ))
+
+
+def run_local(config: DictConfig, batch: Batch, pipeline_path: Path, server: Optional["ForkServer"]) -> List[JobReturn]:
     """Runs the compiled pipeline on this machine and reads every trial's result."""
     from pipeline_builder.local_runner import LocalRunner, load_pipeline
 
@@ -136,6 +147,7 @@ def run_local(config: DictConfig, batch: Batch, pipeline_path: Path) -> List[Job
         max_parallel=batch.max_parallel,
         cwd=batch.cwd,
         extra_env={"PYTHONPATH": python_path},
+        fork_server=server,
     )
     log.info(f"Running {len(batch.sweep.trials)} trials locally, at most {runner.max_parallel} at once")
     try:
@@ -196,12 +208,18 @@ def launch(
     log.info(f"Vertex pipeline {batch.sweep.name}: {len(trials)} trials, run {batch.sweep.run_id}")
     for t in trials:
         log.info(f"\t#{t.number} : {' '.join(filter_overrides(t.overrides))}")
-    pipeline_path, manifest_path = write_batch(batch)
+    server = start_fork_server(batch) if batch.mode == "local" else None
+    try:
+        pipeline_path, manifest_path = write_batch(batch)
+    except BaseException:
+        if server is not None:
+            server.close()
+        raise
     log.info(f"Wrote {pipeline_path}")
     log.info(f"Wrote {manifest_path}")
 
     if batch.mode == "local":
-        return run_local(config, batch, pipeline_path)
+        return run_local(config, batch, pipeline_path, server)
 
     log.info(f"To run it on Vertex AI: {submit_hint(config)}")
     if batch.pickles:

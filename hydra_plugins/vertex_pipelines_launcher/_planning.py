@@ -51,6 +51,7 @@ class Batch:
     initial_job_idx: int
     cwd: str
     max_parallel: Optional[int]
+    fresh_interpreters: bool
     output_bases: Tuple[str, ...]
     pickles: Dict[str, bytes] = field(default_factory=dict)  # gs:// URI -> pickled job
 
@@ -307,6 +308,7 @@ def plan_batch(
         initial_job_idx=initial_job_idx,
         cwd=cwd,
         max_parallel=lconf.max_parallel,
+        fresh_interpreters=bool(lconf.fresh_interpreters),
         output_bases=tuple(sorted(bases)),
         pickles=pickles,
     )

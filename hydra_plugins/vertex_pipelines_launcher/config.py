@@ -46,6 +46,9 @@ class VertexPipelinesLauncherConf:
     enable_caching: bool = False
     # Most trials running at once; None: unlimited on Vertex, the CPU count in local mode.
     max_parallel: Optional[int] = None
+    # Local mode: start each Python trial in a fresh interpreter rather than forking it from
+    # one that has imported Hydra already (slower; for apps that misbehave when forked).
+    fresh_interpreters: bool = False
     # Image of the collector task; None: trial.image_uri (it already has this package).
     collector_image: Optional[str] = None
     # Regional API endpoint override, e.g. for a local emulator.
