@@ -69,9 +69,11 @@ def test_custom_resolvers_reach_pickled_trials(tmp_path):
     assert returns[0].return_value == 40
 
 
-def test_dying_trials_are_failed_with_exit_code_and_log_tail(tmp_path):
+@pytest.mark.parametrize("fresh", ["true", "false"])
+def test_dying_trials_are_failed_with_exit_code_and_log_tail(tmp_path, fresh):
     jobs = [["x=1"], ["x=raise"], ["x=sigkill"], ["x=exit3"], ["x=5"]]
-    returns = launch_in_process(FAULTS / "conf", [f"hydra.sweep.dir={tmp_path}", *COMMAND_ENTRY], jobs)
+    overrides = [f"hydra.sweep.dir={tmp_path}", f"hydra.launcher.fresh_interpreters={fresh}", *COMMAND_ENTRY]
+    returns = launch_in_process(FAULTS / "conf", overrides, jobs)
     statuses = [r.status for r in returns]
     assert statuses == [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.FAILED, JobStatus.FAILED, JobStatus.COMPLETED]
     assert returns[0].return_value == 1.0 and returns[4].return_value == 5.0

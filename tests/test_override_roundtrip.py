@@ -103,3 +103,26 @@ def test_trial_wrote_its_result(both_ways):
     result = read_json(trial_dir / "result.json")
     assert result["status"] == "COMPLETED"
     assert result["return_value"] == 0.5
+
+
+@pytest.mark.parametrize("fresh", ["true", "false"])
+def test_local_mode_composes_the_same_configs(both_ways, tmp_path, fresh):
+    """Forked from the preloading server or started fresh, a trial sees what Hydra's basic launcher gives."""
+    run_app(
+        APP,
+        [
+            "-m",
+            "hydra/launcher=vertex_pipelines",
+            "hydra.launcher.mode=local",
+            f"hydra.launcher.fresh_interpreters={fresh}",
+            f"hydra.sweep.dir={tmp_path}",
+            *OVERRIDES,
+        ],
+        cwd=APP_DIR,
+    )
+    for num, (basic, _) in both_ways.items():
+        local = read_json(tmp_path / str(num) / "cfg.json")
+        assert local["raw"] == basic["raw"]
+        assert local["resolved"] == basic["resolved"]
+        assert local["task_overrides"] == basic["task_overrides"]
+        assert read_json(tmp_path / str(num) / "result.json")["return_value"] == 0.5
