@@ -121,10 +121,12 @@ def test_pipeline_name_comes_from_the_app(quickstart_sweep):
     assert raw["defaultPipelineRoot"] == "gs://my-bucket/hydra-sweeps"
 
 
-def test_compile_mode_never_imports_aiplatform(tmp_path):
+@pytest.mark.parametrize("mode", ["compile", "local"])
+def test_compile_and_local_modes_never_import_aiplatform(tmp_path, mode):
+    argv = [str(QUICKSTART), "-m", f"hydra.launcher.mode={mode}", "lr=0.1,0.01", f"hydra.sweep.dir={tmp_path}"]
     probe = (
         "import runpy, sys\n"
-        f"sys.argv = {[str(QUICKSTART), '-m', 'hydra/launcher=vertex_pipelines', 'hydra.launcher.mode=compile', 'lr=0.1,0.01', f'hydra.sweep.dir={tmp_path}']!r}\n"
+        f"sys.argv = {argv!r}\n"
         "try:\n"
         "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
         "except SystemExit as e:\n"
@@ -136,6 +138,8 @@ def test_compile_mode_never_imports_aiplatform(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "pipeline.yaml").exists()
     assert "AIPLATFORM_MODULES []" in proc.stdout
+    if mode == "local":
+        assert read_json(tmp_path / "summary.json")["counts"] == {"COMPLETED": 2}
 
 
 def test_second_compile_into_same_sweep_dir_keeps_the_first(tmp_path):
