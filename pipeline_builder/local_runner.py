@@ -415,7 +415,7 @@ class LocalRunner:
         if self._cancelled.is_set() and any(c != 0 for c in codes):
             self._set(task, "CANCELLED", exit_code=None, error="the run was interrupted")
             return
-        failed = [(c, log) for c, log in zip(codes, logs) if c != 0]
+        failed = [(c, log) for c, log in zip(codes, logs, strict=True) if c != 0]
         if not failed:
             self._set(task, "SUCCEEDED", exit_code=0)
             return

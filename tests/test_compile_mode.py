@@ -4,7 +4,6 @@ import itertools
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from google.protobuf import json_format

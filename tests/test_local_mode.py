@@ -1,6 +1,5 @@
 """Local mode: the compiled pipeline runs on this machine and its trials' results come back."""
 
-import json
 import os
 import signal
 import subprocess
@@ -19,7 +18,7 @@ COMMAND_ENTRY = ["hydra.launcher.trial.entry=command", f"hydra.launcher.trial.co
 
 def failure_text(ret) -> str:
     with pytest.raises(Exception) as e:
-        ret.return_value
+        _ = ret.return_value
     return str(e.value)
 
 

@@ -1,8 +1,6 @@
 """The local runner on hand-built pipelines: multi-replica trials and trigger policies."""
 
 import io
-import json
-import sys
 
 import pytest
 

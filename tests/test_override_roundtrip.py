@@ -1,6 +1,5 @@
 """The config a trial's compiled command composes equals what Hydra's basic launcher composes."""
 
-import sys
 from pathlib import Path
 
 import pytest

@@ -7,7 +7,6 @@ with DistributedDataParallel, each on its own shard, and the chief returns the l
 """
 
 import logging
-import os
 
 import hydra
 import torch
