@@ -145,6 +145,7 @@ class LocalRunner:
         parameters: Optional[Mapping[str, Any]] = None,
         preload: Optional[Sequence[str]] = None,
         fork_server: Optional[ForkServer] = None,
+        hooks: Any = None,
     ) -> None:
         self.spec = pipeline
         self.paths = paths
@@ -160,6 +161,8 @@ class LocalRunner:
         # A server started earlier (`fork_server`) has imported them while the caller worked.
         self.preload = list(preload) if preload is not None else fork_server.preload if fork_server else None
         self._server: Optional[ForkServer] = fork_server
+        # Called around each task: hooks.before(task, inputs) and hooks.after(task).
+        self.hooks = hooks
         self.run_name = f"local-{int(time.time())}"
         self._lock = threading.Lock()
         self._procs: Dict[int, Any] = {}
@@ -328,13 +331,21 @@ class LocalRunner:
         try:
             if self._cancelled.is_set():
                 self._set(task, "CANCELLED", error="the run was interrupted")
-            elif task.kind == "custom_job":
-                self._run_custom_job(task)
             else:
-                self._run_container(task)
+                if self.hooks is not None:
+                    self.hooks.before(task, self._inputs(task.name))
+                if task.kind == "custom_job":
+                    self._run_custom_job(task)
+                else:
+                    self._run_container(task)
         except Exception as e:  # a task's own failure must not stop the others
             self._set(task, "FAILED", error=f"{type(e).__name__}: {e}")
         finally:
+            try:
+                if self.hooks is not None:
+                    self.hooks.after(task)
+            except Exception as e:
+                self._set(task, "FAILED", error=f"{type(e).__name__} after the task: {e}")
             done.put(task.name)
 
     def _command(self, command: Sequence[str]) -> List[str]:

@@ -6,7 +6,7 @@ them and runs however they ended.
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Tuple
+from typing import Any, Dict, Tuple
 
 from .cloud_paths import gcs_to_fuse
 from .trials import TrialSpec, trial_rows
@@ -55,6 +55,17 @@ def build_pipeline(sweep: SweepSpec) -> Any:
         collector.ignore_upstream_failure()
 
     return sweep_pipeline
+
+
+def trial_task_names(spec: Dict[str, Any]) -> Dict[str, str]:
+    """Output folder (base_output_directory) -> task name, from a compiled spec: how a
+    trial is found among the task details Vertex reports."""
+    out = {}
+    for name, task in spec["root"]["dag"]["tasks"].items():
+        base = task.get("inputs", {}).get("parameters", {}).get("base_output_directory", {})
+        if "runtimeValue" in base:
+            out[base["runtimeValue"]["constant"]] = name
+    return out
 
 
 def compile_pipeline(sweep: SweepSpec, path: Path) -> Path:

@@ -1,5 +1,6 @@
 """Launches one sweep batch in the chosen mode and turns trial results into JobReturns."""
 
+import json
 import logging
 import os
 import shlex
@@ -53,8 +54,9 @@ def _free_path(directory: Path, stem: str, suffix: str) -> Path:
 
 def write_batch(batch: Batch, **manifest_extra: Any) -> Tuple[Path, Path]:
     """Compiles pipeline.yaml, writes the manifest beside it and any pickled jobs."""
+    from pipeline_builder.local_runner import load_pipeline
     from pipeline_builder.manifest import manifest_data, write_manifest
-    from pipeline_builder.pipeline import compile_pipeline
+    from pipeline_builder.pipeline import compile_pipeline, trial_task_names
 
     batch.sweep_dir.mkdir(parents=True, exist_ok=True)
     pipeline_path = _free_path(batch.sweep_dir, f"pipeline{batch.tag}", ".yaml")
@@ -66,6 +68,9 @@ def write_batch(batch: Batch, **manifest_extra: Any) -> Tuple[Path, Path]:
         local.parent.mkdir(parents=True, exist_ok=True)
         local.write_bytes(data)
     data = manifest_data(batch.sweep, pipeline_path, mode=batch.mode, initial_job_idx=batch.initial_job_idx, **manifest_extra)
+    names = trial_task_names(load_pipeline(pipeline_path))
+    for trial in data["trials"]:
+        trial["task_name"] = names.get(trial["output_uri"])
     write_manifest(manifest_path, data)
     return pipeline_path, manifest_path
 
@@ -87,8 +92,6 @@ def _load(path: Path) -> Optional[DictConfig]:
 
 def trial_return(config: DictConfig, trial: TrialSpec, local_dir: Path, task: Optional["TaskRun"]) -> JobReturn:
     """A trial's JobReturn from what it left on disk; a missing result is a failure, with why."""
-    import json
-
     hydra_dir = local_dir / str(config.hydra.output_subdir or ".hydra")
     cfg = _load(hydra_dir / "config.yaml")
     hydra_cfg = _load(hydra_dir / "hydra.yaml")
@@ -200,10 +203,13 @@ def launch(
     except ConfigError as e:
         raise LauncherConfigError(str(e)) from None
     if batch.mode == "submit":
-        raise LauncherConfigError(
-            f"{FIELD}.mode=submit is not available in this version; use {FIELD}.mode=local to run "
-            f"the pipeline on this machine, or {FIELD}.mode=compile to write pipeline.yaml"
-        )
+        from pipeline_builder.vertex import CredentialsError, credentials
+
+        try:
+            assert batch.target is not None
+            credentials(batch.target)  # fails before anything is written or sent
+        except CredentialsError as e:
+            raise LauncherConfigError(str(e)) from None
     trials = batch.sweep.trials
     log.info(f"Vertex pipeline {batch.sweep.name}: {len(trials)} trials, run {batch.sweep.run_id}")
     for t in trials:
@@ -221,16 +227,30 @@ def launch(
     if batch.mode == "local":
         return run_local(config, batch, pipeline_path, server)
 
+    if batch.mode == "submit":
+        from . import _submit
+
+        job = _submit.submit(batch, config.hydra.launcher, pipeline_path, manifest_path)
+        if config.hydra.launcher.wait:
+            _submit.follow(job, batch, config.hydra.launcher, manifest_path)
+            return _submit.trial_returns(batch, job, str(config.hydra.job.name), manifest_path)
+        return _returns_without_values(config, batch, pipeline_path, "wait=false")
+
     log.info(f"To run it on Vertex AI: {submit_hint(config)}")
     if batch.pickles:
         log.info(
             f"Its trials start from pickled jobs, written under {batch.sweep_dir}; "
             f"they must be uploaded to each trial's output folder under {batch.sweep.run_root}"
         )
+    return _returns_without_values(config, batch, pipeline_path, "mode=compile")
+
+
+def _returns_without_values(config: DictConfig, batch: Batch, pipeline_path: Path, why: str) -> List[JobReturn]:
+    """Nothing ran (or nothing is awaited): fine for the basic sweeper, an error for sweepers that need values."""
     sweeper = OmegaConf.select(config, "hydra.sweeper._target_")
     if sweeper != BASIC_SWEEPER:
         raise NoTrialValuesError(
-            f"{FIELD}.mode=compile produces no trial values, and the sweeper {sweeper} needs them "
+            f"{FIELD}.{why} produces no trial values, and the sweeper {sweeper} needs them "
             f"to choose its next trials. The first batch's pipeline is at {pipeline_path}. "
             f"To get values, use {FIELD}.mode=local, or {FIELD}.mode=submit with {FIELD}.wait=true."
         )

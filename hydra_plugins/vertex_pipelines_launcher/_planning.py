@@ -22,6 +22,7 @@ from pipeline_builder.pipeline import SweepSpec
 from pipeline_builder.settings import TrialSettings
 from pipeline_builder.trials import TrialSpec, build_trial
 from pipeline_builder.validation import check_gcs_uri, check_one_of, check_trial_settings
+from pipeline_builder.vertex import VertexTarget, check_target, default_project
 
 from .config import MODES
 
@@ -54,6 +55,8 @@ class Batch:
     fresh_interpreters: bool
     output_bases: Tuple[str, ...]
     pickles: Dict[str, bytes] = field(default_factory=dict)  # gs:// URI -> pickled job
+    pipeline_labels: Dict[str, str] = field(default_factory=dict)
+    target: Optional[VertexTarget] = None  # submit mode: where the PipelineJob goes
 
     def local_paths(self) -> PathMap:
         """Where cloud paths live on this machine: trial folders in the sweep dir."""
@@ -213,6 +216,14 @@ def plan_batch(
     if lconf.max_parallel is not None and (not isinstance(lconf.max_parallel, int) or lconf.max_parallel < 1):
         raise ConfigError(f"{FIELD}.max_parallel", lconf.max_parallel, "null or a whole number >= 1")
     pipeline_root = _pipeline_root(lconf, mode)
+    target = None
+    if mode == "submit":
+        check_one_of(lconf.failure_policy, f"{FIELD}.failure_policy", ["slow", "fast"])
+        if not isinstance(lconf.poll_interval, (int, float)) or lconf.poll_interval <= 0:
+            raise ConfigError(f"{FIELD}.poll_interval", lconf.poll_interval, "a number of seconds > 0")
+        target = check_target(lconf.project or default_project(), lconf.location, FIELD)
+        if lconf.api_endpoint:
+            target = VertexTarget(target.project, target.location, str(lconf.api_endpoint))
     app_name = str(config.hydra.job.name)
     if lconf.pipeline_name is not None:
         name = names.check_pipeline_name(str(lconf.pipeline_name), f"{FIELD}.pipeline_name")
@@ -311,4 +322,6 @@ def plan_batch(
         fresh_interpreters=bool(lconf.fresh_interpreters),
         output_bases=tuple(sorted(bases)),
         pickles=pickles,
+        pipeline_labels=names.check_labels({**derived_labels, **base_labels}, f"{FIELD}.labels"),
+        target=target,
     )

@@ -1,7 +1,7 @@
 """Structured config of `hydra/launcher=vertex_pipelines`."""
 
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -25,6 +25,8 @@ class VertexPipelinesLauncherConf:
     mode: str = "submit"
     # Follow the submitted run and return the trials' values (submit mode).
     wait: bool = True
+    # Seconds between two polls of a followed run (one request each, whatever the trials).
+    poll_interval: float = 15.0
     # Google Cloud project of the PipelineJob; None: the ADC project.
     project: Optional[str] = None
     location: str = "us-central1"
@@ -40,6 +42,9 @@ class VertexPipelinesLauncherConf:
     service_account: Optional[str] = None
     # VPC network of the PipelineJob.
     network: Optional[str] = None
+    reserved_ip_ranges: List[str] = field(default_factory=list)
+    # slow: a failed trial lets the others finish; fast: it stops scheduling new tasks.
+    failure_policy: str = "slow"
     # Labels of the PipelineJob and of every CustomJob.
     labels: Dict[str, str] = field(default_factory=dict)
     # Vertex's step caching: off, so a sweep always runs its trials.
@@ -51,7 +56,8 @@ class VertexPipelinesLauncherConf:
     fresh_interpreters: bool = False
     # Image of the collector task; None: trial.image_uri (it already has this package).
     collector_image: Optional[str] = None
-    # Regional API endpoint override, e.g. for a local emulator.
+    # API endpoint override: a regional endpoint, or http://127.0.0.1:PORT for the local
+    # emulator (plain http: no credentials are sent).
     api_endpoint: Optional[str] = None
     trial: TrialSettings = field(default_factory=TrialSettings)
 

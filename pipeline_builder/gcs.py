@@ -1,0 +1,94 @@
+"""Cloud Storage reads and writes through google-cloud-storage (imported on first use).
+
+The client honours STORAGE_EMULATOR_HOST, so the same calls reach a local GCS emulator.
+"""
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator, Optional, Tuple
+
+
+def split_uri(uri: str) -> Tuple[str, str]:
+    if not uri.startswith("gs://"):
+        raise ValueError(f"not a gs:// URI: {uri!r}")
+    bucket, _, name = uri[len("gs://") :].partition("/")
+    return bucket, name
+
+
+def client(project: Optional[str] = None, credentials: Any = None) -> Any:
+    from google.cloud import storage
+
+    if credentials is None and os.environ.get("STORAGE_EMULATOR_HOST"):
+        from google.auth.credentials import AnonymousCredentials
+
+        credentials = AnonymousCredentials()
+    return storage.Client(project=project, credentials=credentials)
+
+
+def read_bytes(gcs: Any, uri: str) -> Optional[bytes]:
+    """The object's bytes, or None if there is no such object."""
+    from google.api_core.exceptions import NotFound
+
+    bucket, name = split_uri(uri)
+    try:
+        return gcs.bucket(bucket).blob(name).download_as_bytes()
+    except NotFound:
+        return None
+
+
+def read_json(gcs: Any, uri: str) -> Optional[Any]:
+    data = read_bytes(gcs, uri)
+    return None if data is None else json.loads(data)
+
+
+def write_bytes(gcs: Any, uri: str, data: bytes) -> None:
+    bucket, name = split_uri(uri)
+    gcs.bucket(bucket).blob(name).upload_from_string(data)
+
+
+def ensure_bucket(gcs: Any, uri: str) -> None:
+    """Creates the URI's bucket if it is missing (for emulators; on GCP it must exist)."""
+    from google.api_core.exceptions import Conflict
+
+    bucket, _ = split_uri(uri)
+    if gcs.lookup_bucket(bucket) is None:
+        try:
+            gcs.create_bucket(bucket)
+        except Conflict:
+            pass
+
+
+def list_uris(gcs: Any, prefix_uri: str) -> Iterator[str]:
+    bucket, prefix = split_uri(prefix_uri)
+    for blob in gcs.list_blobs(bucket, prefix=prefix.rstrip("/") + "/" if prefix else None):
+        yield f"gs://{bucket}/{blob.name}"
+
+
+def download_tree(gcs: Any, prefix_uri: str, local_dir: str) -> int:
+    """Copies every object under `prefix_uri` into `local_dir`; returns how many."""
+    count = 0
+    prefix = prefix_uri.rstrip("/")
+    for uri in list_uris(gcs, prefix):
+        target = Path(local_dir, uri[len(prefix) + 1 :])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        bucket, name = split_uri(uri)
+        gcs.bucket(bucket).blob(name).download_to_filename(str(target))
+        count += 1
+    return count
+
+
+def upload_tree(gcs: Any, local_dir: str, prefix_uri: str, newer_than: float = 0.0) -> int:
+    """Copies files under `local_dir` changed after `newer_than` to `prefix_uri`; returns how many."""
+    count = 0
+    root = Path(local_dir)
+    if not root.is_dir():
+        return 0
+    bucket_name, prefix = split_uri(prefix_uri.rstrip("/"))
+    bucket = gcs.bucket(bucket_name)
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.stat().st_mtime >= newer_than:
+            name = f"{prefix}/{path.relative_to(root).as_posix()}" if prefix else path.relative_to(root).as_posix()
+            bucket.blob(name).upload_from_filename(str(path))
+            count += 1
+    return count

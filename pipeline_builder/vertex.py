@@ -1,0 +1,213 @@
+"""Vertex AI Pipelines: submit a compiled pipeline, follow it, cancel it.
+
+Only submit mode and the status/results/cancel commands come here, so compile and local
+modes never import google.cloud.aiplatform (about 2.5 s).
+"""
+
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, List, Optional
+
+from .errors import ConfigError
+
+TERMINAL_STATES = ("PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED", "PIPELINE_STATE_CANCELLED", "PIPELINE_STATE_PAUSED")
+CREATE_ATTEMPTS = 4
+ADC_HELP = (
+    "Set up Application Default Credentials: run `gcloud auth application-default login` "
+    "(a person), or set GOOGLE_APPLICATION_CREDENTIALS to a service account key file, or run "
+    "where a service account is attached (Compute Engine, Cloud Run, Vertex AI Workbench)"
+)
+
+
+class CredentialsError(RuntimeError):
+    """No Google Cloud credentials were found."""
+
+
+@dataclass(frozen=True)
+class VertexTarget:
+    """Where PipelineJobs go: a project, a region and, for an emulator, an endpoint."""
+
+    project: str
+    location: str
+    api_endpoint: Optional[str] = None
+
+    @property
+    def emulated(self) -> bool:
+        """A plain-http endpoint is a local emulator; real credentials never go over plain http."""
+        return bool(self.api_endpoint and self.api_endpoint.startswith("http://"))
+
+
+def default_project() -> Optional[str]:
+    """The project of Application Default Credentials, if any (no request is sent)."""
+    try:
+        import google.auth
+
+        _, project = google.auth.default()
+        return project
+    except Exception:
+        return None
+
+
+def credentials(target: VertexTarget) -> Any:
+    if target.emulated:
+        from google.auth.credentials import AnonymousCredentials
+
+        return AnonymousCredentials()
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        creds, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+    except DefaultCredentialsError as e:
+        raise CredentialsError(f"No Google Cloud credentials: {e}. {ADC_HELP}.") from None
+    return creds
+
+
+def init(target: VertexTarget, creds: Any = None) -> None:
+    from google.cloud import aiplatform
+
+    options: Dict[str, Any] = {"project": target.project, "location": target.location}
+    if target.api_endpoint:
+        options["api_endpoint"] = target.api_endpoint
+        if target.emulated:
+            options["api_transport"] = "rest"
+    aiplatform.init(credentials=creds if creds is not None else credentials(target), **options)
+
+
+def console_url(resource_name: str) -> str:
+    """The Vertex AI console page of a PipelineJob (projects/P/locations/L/pipelineJobs/ID)."""
+    parts = resource_name.split("/")
+    project, location, job_id = parts[1], parts[3], parts[5]
+    return f"https://console.cloud.google.com/vertex-ai/locations/{location}/pipelines/runs/{job_id}?project={project}"
+
+
+@contextlib.contextmanager
+def _emulated_project_number(target: VertexTarget, pipeline_root: str) -> Iterator[None]:
+    """Before creating a job, the SDK checks that the pipeline-root bucket belongs to the
+    project, asking Cloud Resource Manager, which has no emulator: against an emulator the
+    bucket's own project number is the answer."""
+    if not target.emulated:
+        yield
+        return
+    from google.cloud.aiplatform.utils import resource_manager_utils
+
+    from . import gcs
+
+    bucket = gcs.client(target.project).lookup_bucket(gcs.split_uri(pipeline_root)[0])
+    number = str(bucket.project_number) if bucket is not None else "0"
+    original = resource_manager_utils.get_project_number
+    resource_manager_utils.get_project_number = lambda *args, **kwargs: number
+    try:
+        yield
+    finally:
+        resource_manager_utils.get_project_number = original
+
+
+def submit(
+    target: VertexTarget,
+    template_path: str,
+    job_id: str,
+    display_name: str,
+    pipeline_root: str,
+    labels: Dict[str, str],
+    enable_caching: Optional[bool],
+    failure_policy: Optional[str],
+    service_account: Optional[str] = None,
+    network: Optional[str] = None,
+    reserved_ip_ranges: Optional[List[str]] = None,
+    experiment: Optional[str] = None,
+    on_retry: Optional[Callable[[Exception], None]] = None,
+) -> Any:
+    """Creates the PipelineJob `job_id` once, however often the create request must be sent.
+
+    The SDK does not retry a create. A create whose answer was lost may still have made
+    the job, so a retry that meets ALREADY_EXISTS adopts that job when its labels match.
+    """
+    import requests
+    from google.api_core import exceptions as gexc
+    from google.cloud import aiplatform
+
+    transient = (
+        gexc.ServiceUnavailable,
+        gexc.InternalServerError,
+        gexc.TooManyRequests,
+        gexc.GatewayTimeout,
+        gexc.DeadlineExceeded,
+        requests.exceptions.ConnectionError,
+        requests.exceptions.Timeout,
+        ConnectionError,
+    )
+    job = aiplatform.PipelineJob(
+        display_name=display_name,
+        template_path=template_path,
+        job_id=job_id,
+        pipeline_root=pipeline_root,
+        labels=labels,
+        enable_caching=enable_caching,
+        failure_policy=failure_policy,
+    )
+    for attempt in range(CREATE_ATTEMPTS):
+        try:
+            with _emulated_project_number(target, pipeline_root):
+                job.submit(
+                    service_account=service_account,
+                    network=network,
+                    reserved_ip_ranges=reserved_ip_ranges or None,
+                    experiment=experiment,
+                )
+            return job
+        except gexc.Conflict:
+            existing = aiplatform.PipelineJob.get(job_id)
+            if dict(existing.labels) != dict(labels):
+                raise
+            return existing
+        except transient as e:
+            if attempt == CREATE_ATTEMPTS - 1:
+                raise
+            if on_retry is not None:
+                on_retry(e)
+            time.sleep(min(2**attempt, 20))
+    raise AssertionError("unreachable")
+
+
+def attach(resource_name: str) -> Any:
+    from google.cloud import aiplatform
+
+    return aiplatform.PipelineJob.get(resource_name)
+
+
+def task_details(job: Any) -> Dict[str, Dict[str, Any]]:
+    """Task name -> state, error message and CustomJob, from the last fetched job (no request)."""
+    out = {}
+    for t in job.gca_resource.job_detail.task_details:
+        out[t.task_name] = {
+            "state": t.state.name,
+            "error": t.error.message or None,
+            "custom_job": t.executor_detail.custom_job_detail.job or None,
+        }
+    return out
+
+
+def follow(job: Any, poll_interval: float, on_poll: Callable[[str, Dict[str, Dict[str, Any]]], None]) -> str:
+    """Polls with one GET of the job per interval, whatever the number of tasks, until it ends."""
+    while True:
+        state = job.state.name  # one GET; job.gca_resource now holds the fresh task details
+        on_poll(state, task_details(job))
+        if state in TERMINAL_STATES:
+            return state
+        time.sleep(poll_interval)
+
+
+def check_target(project: Optional[str], location: Optional[str], field: str) -> VertexTarget:
+    """Validates where the job would go, before any request."""
+    if not project:
+        raise ConfigError(
+            f"{field}.project",
+            project,
+            "a Google Cloud project id (none was set, and Application Default Credentials name none)",
+            f"e.g. {field}.project=my-project",
+        )
+    if not location:
+        raise ConfigError(f"{field}.location", location, "a Vertex AI region such as us-central1")
+    return VertexTarget(project=project, location=location)
