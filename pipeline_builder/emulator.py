@@ -84,8 +84,17 @@ class _Run:
 class VertexEmulator:
     """The REST service; `start()` returns its port."""
 
-    def __init__(self, data_dir: Path, max_parallel: Optional[int] = None, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        max_parallel: Optional[int] = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        workdir: Optional[Path] = None,
+    ) -> None:
         self.data_dir = Path(data_dir).resolve()
+        # Stands for the image's working directory: trial commands name the app relative to it.
+        self.workdir = str(Path(workdir or ".").resolve())
         self.max_parallel = max_parallel
         self.address = (host, port)
         self.runs: Dict[str, _Run] = {}
@@ -207,6 +216,7 @@ class VertexEmulator:
                 PathMap(str(root)),
                 work / "work",
                 max_parallel=self.max_parallel,
+                cwd=self.workdir,
                 console=console,
                 hooks=_StorageSync(storage, root),
             )
@@ -264,7 +274,9 @@ def _error(code: int, status: str, message: str) -> Tuple[int, Any]:
     return code, {"error": {"code": code, "message": message, "status": status}}
 
 
-def serve(data_dir: Path, port: int = 0, gcs_port: int = 0, max_parallel: Optional[int] = None) -> None:
+def serve(
+    data_dir: Path, port: int = 0, gcs_port: int = 0, max_parallel: Optional[int] = None, workdir: Optional[Path] = None
+) -> None:
     """Runs a GCS emulator and the Vertex emulator until Ctrl-C."""
     import os
 
@@ -278,9 +290,10 @@ def serve(data_dir: Path, port: int = 0, gcs_port: int = 0, max_parallel: Option
     storage_server.start()
     gcs_url = f"http://127.0.0.1:{storage_server._api._httpd.server_address[1]}"
     os.environ["STORAGE_EMULATOR_HOST"] = gcs_url
-    emulator = VertexEmulator(data_dir, max_parallel=max_parallel, port=port)
+    emulator = VertexEmulator(data_dir, max_parallel=max_parallel, port=port, workdir=workdir)
     vertex_port = emulator.start()
     print(f"Vertex AI emulator on http://127.0.0.1:{vertex_port}, Cloud Storage emulator on {gcs_url}")
+    print(f"Trials run in {emulator.workdir}, standing for the image's working directory")
     print("Use it from the launcher with:")
     print(f"  export STORAGE_EMULATOR_HOST={gcs_url}")
     print(f"  ... hydra.launcher.mode=submit hydra.launcher.api_endpoint=http://127.0.0.1:{vertex_port} hydra.launcher.project=local")

@@ -73,3 +73,43 @@ def launch_in_process(conf_dir: Path, overrides: List[str], jobs: List[List[str]
             hydra_context=context, task_function=task_function or (lambda c: None), config=cfg
         )
         return list(launcher.launch(jobs, initial_job_idx=0))
+
+
+# Never let google-auth probe the GCE metadata server: it is not on this machine.
+os.environ.setdefault("NO_GCE_CHECK", "True")
+
+
+@pytest.fixture(scope="session")
+def emulators(tmp_path_factory):
+    """A Cloud Storage emulator and the project's Vertex emulator, on 127.0.0.1."""
+    from gcp_storage_emulator.server import create_server
+
+    from pipeline_builder.emulator import VertexEmulator
+
+    storage_server = create_server("127.0.0.1", 0, in_memory=True)
+    storage_server.start()
+    gcs_url = f"http://127.0.0.1:{storage_server._api._httpd.server_address[1]}"
+    previous = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = gcs_url
+    vertex = VertexEmulator(tmp_path_factory.mktemp("vertex"), workdir=REPO)
+    port = vertex.start()
+    try:
+        yield {"vertex": vertex, "api_endpoint": f"http://127.0.0.1:{port}", "gcs_url": gcs_url}
+    finally:
+        vertex.stop()
+        storage_server.stop()
+        if previous is None:
+            os.environ.pop("STORAGE_EMULATOR_HOST", None)
+        else:
+            os.environ["STORAGE_EMULATOR_HOST"] = previous
+
+
+def submit_overrides(emulators: Dict[str, Any], bucket: str = "sweeps") -> List[str]:
+    return [
+        "hydra.launcher.mode=submit",
+        f"hydra.launcher.api_endpoint={emulators['api_endpoint']}",
+        "hydra.launcher.project=local",
+        f"hydra.launcher.pipeline_root=gs://{bucket}/runs",
+        "hydra.launcher.trial.image_uri=local",
+        "hydra.launcher.poll_interval=0.5",
+    ]

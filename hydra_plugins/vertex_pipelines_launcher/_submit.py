@@ -1,5 +1,6 @@
 """Submit mode: send the compiled pipeline to Vertex AI, follow it, bring the results back."""
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -124,6 +125,10 @@ def trial_returns(batch: Batch, job: Any, app_name: str, manifest_path: Path) ->
     assert target is not None
     storage = gcs.client(target.project, None if target.emulated else vertex.credentials(target))
     summary = gcs.read_json(storage, f"{batch.sweep.run_root}/{batch.sweep.summary_name}")
+    if summary is not None:
+        local = batch.sweep_dir / batch.sweep.summary_name
+        local.write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        log.info(f"Summary: {local}")
     rows = {int(r["number"]): r for r in summary["trials"]} if summary else {}
     tasks = vertex.task_details(job)
     manifest_tasks = {t["number"]: t.get("task_name", "") for t in read_manifest(manifest_path)["trials"]}

@@ -1,0 +1,135 @@
+"""Submit mode against local emulators: the real google-cloud-aiplatform and
+google-cloud-storage clients, talking to servers on 127.0.0.1."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from hydra.core.utils import JobStatus
+
+from conftest import APPS, QUICKSTART, REPO, launch_in_process, read_json, run_app, submit_overrides
+
+FAULTS = APPS / "faults"
+COMMAND_ENTRY = ["hydra.launcher.trial.entry=command", f"hydra.launcher.trial.command=[python,{FAULTS / 'app.py'}]"]
+
+
+def storage():
+    from pipeline_builder import gcs
+
+    return gcs.client("local")
+
+
+def test_four_trials_one_raises(emulators, tmp_path):
+    jobs = [["x=1"], ["x=raise"], ["x=3"], ["x=4"]]
+    overrides = [f"hydra.sweep.dir={tmp_path}", *submit_overrides(emulators), *COMMAND_ENTRY]
+    returns = launch_in_process(FAULTS / "conf", overrides, jobs)
+    assert [r.status for r in returns] == [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.COMPLETED, JobStatus.COMPLETED]
+    assert [returns[i].return_value for i in (0, 2, 3)] == [1.0, 3.0, 4.0]
+    with pytest.raises(Exception, match="ValueError: bad x"):
+        _ = returns[1].return_value
+    manifest = read_json(tmp_path / "manifest.json")
+    resource = manifest["vertex"]["resource_name"]
+    assert resource == f"projects/local/locations/us-central1/pipelineJobs/{manifest['run_id']}"
+    from pipeline_builder import gcs
+
+    summary = gcs.read_json(storage(), f"{manifest['run_root']}/summary.json")  # on the emulated bucket
+    assert summary["counts"] == {"COMPLETED": 3, "FAILED": 1}
+    assert read_json(tmp_path / "summary.json") == summary  # and brought back to the sweep dir
+    job = emulators["vertex"].runs[manifest["run_id"]].view()
+    assert job["state"] == "PIPELINE_STATE_FAILED"
+    assert job["labels"]["hydra-run"] == manifest["run_id"]
+    assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://sweeps/runs"
+
+
+def test_a_trial_that_dies_gets_vertex_error(emulators, tmp_path):
+    jobs = [["x=1"], ["x=sigkill"]]
+    overrides = [f"hydra.sweep.dir={tmp_path}", *submit_overrides(emulators), *COMMAND_ENTRY]
+    returns = launch_in_process(FAULTS / "conf", overrides, jobs)
+    assert returns[0].return_value == 1.0
+    with pytest.raises(Exception) as e:
+        _ = returns[1].return_value
+    assert "left no result.json" in str(e.value) and "killed by signal SIGKILL" in str(e.value)
+
+
+def test_create_retried_after_a_lost_answer_makes_one_job(emulators, tmp_path):
+    vertex = emulators["vertex"]
+    before = vertex.requests[("POST", "create")]
+    vertex.faults["drop_create_response"] = 1
+    overrides = [f"hydra.sweep.dir={tmp_path}", *submit_overrides(emulators), *COMMAND_ENTRY]
+    returns = launch_in_process(FAULTS / "conf", overrides, [["x=2"]])
+    assert returns[0].return_value == 2.0
+    run_id = read_json(tmp_path / "manifest.json")["run_id"]
+    assert vertex.requests[("POST", "create")] - before == 2  # the lost one and the retry
+    assert [r for r in vertex.runs if r == run_id] == [run_id]
+    assert sum(1 for r in vertex.runs if r.startswith(run_id)) == 1
+
+
+def test_hundred_trials_cost_requests_per_poll_not_per_trial(emulators, tmp_path):
+    vertex = emulators["vertex"]
+    before = dict(vertex.requests)
+    jobs = [[f"x={i}"] for i in range(100)]
+    overrides = [
+        f"hydra.sweep.dir={tmp_path}",
+        *submit_overrides(emulators),
+        "hydra.launcher.trial.entry=command",
+        f"hydra.launcher.trial.command=[python,{APPS / 'instant.py'}]",
+    ]
+    start = time.time()
+    returns = launch_in_process(FAULTS / "conf", overrides, jobs)
+    elapsed = time.time() - start
+    assert [r.return_value for r in returns] == [2.0 * i for i in range(100)]
+    made = {k: v - before.get(k, 0) for k, v in vertex.requests.items()}
+    assert made[("POST", "create")] == 1
+    assert made.get(("GET", "list"), 0) == 0
+    gets = made[("GET", "get")]
+    assert gets <= elapsed / 0.5 + 3, f"{gets} GETs in {elapsed:.1f} s at one poll per 0.5 s"
+    assert gets < 100
+
+
+def test_missing_project_is_a_clear_error(tmp_path):
+    proc = run_app(
+        QUICKSTART,
+        ["-m", "hydra.launcher.mode=submit", "hydra.launcher.project=null", f"hydra.sweep.dir={tmp_path}", "lr=0.1"],
+        check=False,
+        GOOGLE_APPLICATION_CREDENTIALS="",
+    )
+    assert proc.returncode == 1
+    assert "hydra.launcher.project=None is not accepted: a Google Cloud project id" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "pipeline.yaml").exists()
+
+
+def test_missing_credentials_say_how_to_set_them_up(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("GOOGLE_APPLICATION_CREDENTIALS",)}
+    env.update(HOME=str(tmp_path), CLOUDSDK_CONFIG=str(tmp_path / "gcloud"), NO_GCE_CHECK="True", HYDRA_FULL_ERROR="0")
+    proc = subprocess.run(
+        [sys.executable, str(QUICKSTART), "-m", "hydra.launcher.mode=submit", "hydra.launcher.project=p", f"hydra.sweep.dir={tmp_path / 's'}", "lr=0.1"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert "No Google Cloud credentials" in proc.stderr
+    assert "gcloud auth application-default login" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "s" / "pipeline.yaml").exists()
+
+
+def test_status_results_and_cancel_commands(emulators, tmp_path):
+    overrides = [f"hydra.sweep.dir={tmp_path}", *submit_overrides(emulators), *COMMAND_ENTRY]
+    launch_in_process(FAULTS / "conf", overrides, [["x=5"], ["x=6"]])
+    env = {**os.environ}
+    status = subprocess.run([sys.executable, "-m", "pipeline_builder", "status", str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True)
+    assert status.returncode == 0, status.stderr
+    assert "PIPELINE_STATE_SUCCEEDED" in status.stdout
+    results = subprocess.run([sys.executable, "-m", "pipeline_builder", "results", str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True)
+    assert results.returncode == 0, results.stderr
+    assert "COMPLETED" in results.stdout and "x=6" in results.stdout and "6.0" in results.stdout
+    cancel = subprocess.run([sys.executable, "-m", "pipeline_builder", "cancel", str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True)
+    assert cancel.returncode == 0, cancel.stderr
+    assert "cancel requested" in cancel.stdout
