@@ -1,10 +1,13 @@
-"""examples/optuna: each batch of 4 trials is one pipeline, and Optuna is told every value."""
+"""examples/optuna: each batch of 4 trials is one pipeline, and Optuna is told every value,
+in local mode and submitted to the Vertex emulator."""
 
 import json
 import subprocess
 import sys
 
-from conftest import QUICKSTART, REPO, read_json
+import pytest
+
+from conftest import QUICKSTART, REPO, read_json, submit_overrides
 
 # Runs the example in this interpreter with Optuna's Study.tell recorded, then saves the record.
 PROBE = """
@@ -24,8 +27,12 @@ finally:
 """
 
 
-def test_optuna_study_in_local_mode_gets_every_value(tmp_path):
+@pytest.mark.parametrize("mode", ["local", "submit"])
+def test_optuna_study_gets_every_value(tmp_path, mode, request):
     sweep = tmp_path / "sweep"
+    launcher = ["hydra.launcher.mode=local"]
+    if mode == "submit":
+        launcher = submit_overrides(request.getfixturevalue("emulators"))
     argv = [
         str(QUICKSTART),
         "-m",
@@ -33,23 +40,24 @@ def test_optuna_study_in_local_mode_gets_every_value(tmp_path):
         str(REPO / "examples" / "optuna" / "conf"),
         "--config-name",
         "study",
-        "hydra.launcher.mode=local",
+        *launcher,
         f"hydra.sweep.dir={sweep}",
     ]
     proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(argv)], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     told = json.loads((sweep / "told.json").read_text())
     assert len(told) == 12
-    for n, t in enumerate(sorted(told, key=lambda t: t["number"])):
-        result = read_json(sweep / str(n) / "result.json")
-        assert result["status"] == "COMPLETED"
-        assert t["values"] == [result["return_value"]], f"trial {n}: Optuna was told {t['values']}"
-        overrides = read_json(sweep / ("manifest.json" if n < 4 else f"manifest-{n - n % 4}.json"))["trials"][n % 4]["overrides"]
-        assert sorted(overrides) == sorted(f"{k}={v}" for k, v in t["params"].items())
-    for first in (0, 4, 8):  # three batches, three pipelines
+    rows = {}
+    for first in (0, 4, 8):  # three batches, three pipelines, three summaries
         suffix = "" if first == 0 else f"-{first}"
         assert len(read_json(sweep / f"manifest{suffix}.json")["trials"]) == 4
         assert (sweep / f"pipeline{suffix}.yaml").exists()
-        assert (sweep / f"summary{suffix}.json").exists()
+        rows.update({r["number"]: r for r in read_json(sweep / f"summary{suffix}.json")["trials"]})
+    assert sorted(rows) == list(range(12))
+    for t in told:
+        row = rows[t["number"]]
+        assert row["status"] == "COMPLETED"
+        assert t["values"] == [row["return_value"]], f"trial {t['number']}: Optuna was told {t['values']}"
+        assert sorted(row["overrides"]) == sorted(f"{k}={v}" for k, v in t["params"].items())
     best = (sweep / "optimization_results.yaml").read_text()
     assert f"best_value: {min(t['values'][0] for t in told)}" in best

@@ -1,7 +1,6 @@
 """Submit mode against local emulators: the real google-cloud-aiplatform and
 google-cloud-storage clients, talking to servers on 127.0.0.1."""
 
-import json
 import os
 import subprocess
 import sys
@@ -51,7 +50,7 @@ def test_a_trial_that_dies_gets_vertex_error(emulators, tmp_path):
     assert returns[0].return_value == 1.0
     with pytest.raises(Exception) as e:
         _ = returns[1].return_value
-    assert "left no result.json" in str(e.value) and "killed by signal SIGKILL" in str(e.value)
+    assert "left no result.json: its task ended FAILED" in str(e.value) and "killed by signal SIGKILL" in str(e.value)
 
 
 def test_create_retried_after_a_lost_answer_makes_one_job(emulators, tmp_path):
@@ -133,3 +132,85 @@ def test_status_results_and_cancel_commands(emulators, tmp_path):
     cancel = subprocess.run([sys.executable, "-m", "pipeline_builder", "cancel", str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True)
     assert cancel.returncode == 0, cancel.stderr
     assert "cancel requested" in cancel.stdout
+
+
+def test_wait_false_returns_after_submission(emulators, tmp_path):
+    overrides = [f"hydra.sweep.dir={tmp_path}", *submit_overrides(emulators), *COMMAND_ENTRY, "hydra.launcher.wait=false"]
+    returns = launch_in_process(FAULTS / "conf", overrides, [["x=7"]])
+    assert returns[0].status == JobStatus.COMPLETED and returns[0].return_value is None
+    run_id = read_json(tmp_path / "manifest.json")["run_id"]
+    assert run_id in emulators["vertex"].runs
+
+
+def _wait_for(predicate, timeout=60.0):
+    deadline = time.time() + timeout
+    while not predicate():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_cancelled_run_gives_every_trial_a_truthful_status(emulators, tmp_path):
+    import threading
+
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    overrides = [
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        *submit_overrides(emulators),
+        *COMMAND_ENTRY,
+        f"++hydra.launcher.trial.env.PID_DIR={pid_dir}",  # the trial's environment is the CustomJob's
+    ]
+    box = {}
+    thread = threading.Thread(target=lambda: box.update(r=launch_in_process(FAULTS / "conf", overrides, [["x=1"], ["x=hang"]])))
+    thread.start()
+    _wait_for(lambda: any(pid_dir.iterdir()))
+    run_id = read_json(tmp_path / "sweep" / "manifest.json")["run_id"]
+    run = emulators["vertex"].runs[run_id]
+    _wait_for(lambda: run.runner.tasks["custom-training-job"].state == "SUCCEEDED")
+    from google.cloud import aiplatform
+
+    aiplatform.PipelineJob.get(run.resource["name"]).cancel()  # as another person would, from the SDK
+    thread.join(timeout=60)
+    returns = box["r"]
+    assert returns[0].status == JobStatus.COMPLETED and returns[0].return_value == 1.0
+    assert returns[1].status == JobStatus.FAILED
+    with pytest.raises(Exception, match="its task ended CANCELLED"):
+        _ = returns[1].return_value
+    assert run.view()["state"] == "PIPELINE_STATE_CANCELLED"
+    pid = int(next(pid_dir.iterdir()).name)
+    _wait_for(lambda: not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z", 10)
+
+
+def test_ctrl_c_while_waiting_leaves_the_run_going(emulators, tmp_path):
+    import signal
+
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    sweep = tmp_path / "sweep"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(FAULTS / "app.py"),
+            "-m",
+            "x=hang",
+            f"hydra.sweep.dir={sweep}",
+            *submit_overrides(emulators),
+            f"++hydra.launcher.trial.env.PID_DIR={pid_dir}",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    _wait_for(lambda: any(pid_dir.iterdir()))
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert "the run goes on in Vertex AI" in out
+    assert f"python -m pipeline_builder cancel {sweep}" in out
+    manifest = read_json(sweep / "manifest.json")
+    run = emulators["vertex"].runs[manifest["run_id"]]
+    assert run.view()["state"] == "PIPELINE_STATE_RUNNING"
+    cancel = subprocess.run([sys.executable, "-m", "pipeline_builder", "cancel", str(sweep)], cwd=REPO, capture_output=True, text=True)
+    assert cancel.returncode == 0, cancel.stderr
+    _wait_for(lambda: run.view()["state"] == "PIPELINE_STATE_CANCELLED")

@@ -147,7 +147,9 @@ def trial_returns(batch: Batch, job: Any, app_name: str, manifest_path: Path) ->
             ret._return_value = TrialFailed(f"{where} failed:\n{row.get('error') or 'no error text'}")
         else:
             task = tasks.get(manifest_tasks.get(trial.number, ""), {})
-            reason = task.get("error") or f"its task ended {task.get('state', 'without running')}"
+            reason = f"its task ended {task['state']}" if task.get("state") else "its task never ran"
+            if task.get("error"):
+                reason += f": {task['error']}"
             ret.status = JobStatus.FAILED
             ret._return_value = TrialFailed(f"{where} left no {RESULT_FILE}: {reason}")
         returns.append(ret)
