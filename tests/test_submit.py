@@ -1,6 +1,7 @@
 """Submit mode against local emulators: the real google-cloud-aiplatform and
 google-cloud-storage clients, talking to servers on 127.0.0.1."""
 
+import json
 import os
 import subprocess
 import sys
@@ -214,3 +215,28 @@ def test_ctrl_c_while_waiting_leaves_the_run_going(emulators, tmp_path):
     cancel = subprocess.run([sys.executable, "-m", "pipeline_builder", "cancel", str(sweep)], cwd=REPO, capture_output=True, text=True)
     assert cancel.returncode == 0, cancel.stderr
     _wait_for(lambda: run.view()["state"] == "PIPELINE_STATE_CANCELLED")
+
+
+def test_emulator_command_serves_both_apis(tmp_path):
+    import re
+    import urllib.request
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline_builder", "emulator", "--data-dir", str(tmp_path), "--port", "0", "--gcs-port", "0"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        first = proc.stdout.readline()
+        match = re.search(r"Vertex AI emulator on (http://127\.0\.0\.1:\d+), Cloud Storage emulator on (http://127\.0\.0\.1:\d+)", first)
+        assert match, first
+        vertex_url, gcs_url = match.groups()
+        with urllib.request.urlopen(f"{vertex_url}/v1/projects/p/locations/us-central1/pipelineJobs") as r:
+            assert json.loads(r.read()) == {"pipelineJobs": []}
+        with urllib.request.urlopen(f"{gcs_url}/storage/v1/b?project=p") as r:
+            assert r.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
