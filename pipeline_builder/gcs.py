@@ -47,14 +47,14 @@ def write_bytes(gcs: Any, uri: str, data: bytes) -> None:
     gcs.bucket(bucket).blob(name).upload_from_string(data)
 
 
-def ensure_bucket(gcs: Any, uri: str) -> None:
-    """Creates the URI's bucket if it is missing (for emulators; on GCP it must exist)."""
+def ensure_bucket(gcs: Any, uri: str, location: Optional[str] = None) -> None:
+    """Creates the URI's bucket if it is missing, as aiplatform does for a pipeline root."""
     from google.api_core.exceptions import Conflict
 
     bucket, _ = split_uri(uri)
     if gcs.lookup_bucket(bucket) is None:
         try:
-            gcs.create_bucket(bucket)
+            gcs.create_bucket(bucket, location=location)
         except Conflict:
             pass
 

@@ -240,3 +240,37 @@ def test_emulator_command_serves_both_apis(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def _triple(cfg):
+    return cfg.x * 3
+
+
+def test_pickled_jobs_travel_through_the_bucket(emulators, tmp_path):
+    overrides = [f"hydra.sweep.dir={tmp_path}", *submit_overrides(emulators)]
+    returns = launch_in_process(FAULTS / "conf", overrides, [["x=2"], ["x=5"]], _triple)
+    assert [r.return_value for r in returns] == [6, 15]
+    from pipeline_builder import gcs
+
+    manifest = read_json(tmp_path / "manifest.json")
+    assert gcs.read_bytes(storage(), f"{manifest['trials'][0]['output_uri']}/job.pkl") is not None
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("hydra.launcher.pipeline_root=null", "hydra.launcher.pipeline_root=None is not accepted: a gs:// URI"),
+        ("hydra.launcher.location=''", "hydra.launcher.location='' is not accepted: a Vertex AI region"),
+        ("hydra.launcher.failure_policy=never", "hydra.launcher.failure_policy='never' is not accepted: one of fast, slow"),
+        ("hydra.launcher.poll_interval=0", "hydra.launcher.poll_interval=0.0 is not accepted: a number of seconds > 0"),
+    ],
+)
+def test_bad_submit_settings_stop_before_any_request(emulators, tmp_path, override, message):
+    vertex = emulators["vertex"]
+    before = sum(vertex.requests.values())
+    proc = run_app(QUICKSTART, ["-m", *submit_overrides(emulators), override, f"hydra.sweep.dir={tmp_path}", "lr=0.1"], check=False)
+    assert proc.returncode == 1
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert sum(vertex.requests.values()) == before
+    assert not (tmp_path / "pipeline.yaml").exists()

@@ -18,6 +18,9 @@ log = logging.getLogger(__name__)
 
 
 def upload_pickles(batch: Batch, storage: Any) -> None:
+    if batch.pickles:
+        assert batch.target is not None
+        gcs.ensure_bucket(storage, batch.sweep.pipeline_root, batch.target.location)
     for uri, data in batch.pickles.items():
         gcs.write_bytes(storage, uri, data)
     if batch.pickles:
