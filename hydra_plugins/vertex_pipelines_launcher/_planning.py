@@ -186,9 +186,22 @@ def _pipeline_root(lconf: DictConfig, mode: str) -> str:
     )
 
 
+def _installed(module: Any) -> bool:
+    """Whether a module comes from an installed distribution (or the standard library),
+    which a trial image has too, rather than from the user's own files."""
+    path = getattr(module, "__file__", None) or ""
+    return not path or "site-packages" in path or "dist-packages" in path or path.startswith(sys.base_prefix)
+
+
 def _pickle_job(launcher: "VertexPipelinesLauncher", job_config: DictConfig, state: Any) -> bytes:
+    """The job, with the task function's own module pickled by value: the trial image need
+    not hold the test file or notebook it came from."""
     import cloudpickle
 
+    module = sys.modules.get(getattr(launcher.task_function, "__module__", "") or "")
+    by_value = module is not None and module.__name__ != "__main__" and not _installed(module)
+    if by_value:
+        cloudpickle.register_pickle_by_value(module)
     job = {
         "task_function": launcher.task_function,
         "config": job_config,
@@ -201,6 +214,9 @@ def _pickle_job(launcher: "VertexPipelinesLauncher", job_config: DictConfig, sta
         raise ConfigError(
             f"{FIELD}.trial.entry", "pickle", "a task function that cloudpickle can serialise", f"{type(e).__name__}: {e}"
         ) from e
+    finally:
+        if by_value:
+            cloudpickle.unregister_pickle_by_value(module)
 
 
 def plan_batch(
