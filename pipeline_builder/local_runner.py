@@ -48,6 +48,7 @@ class TaskRun:
     kind: str  # custom_job or container
     dependencies: List[str]
     run_after_failure: bool
+    group: Optional[str] = None  # the ParallelFor loop the task is an iteration of
     state: str = "PENDING"
     exit_code: Optional[int] = None
     error: Optional[str] = None
@@ -167,43 +168,78 @@ class LocalRunner:
         self._lock = threading.Lock()
         self._procs: Dict[int, Any] = {}
         self._cancelled = threading.Event()
-        self.tasks = self._plan()
+        self._plan()
 
     # ---- planning -------------------------------------------------------------------
 
     def _executor(self, task: Mapping[str, Any]) -> Mapping[str, Any]:
         component = self.spec["components"][task["componentRef"]["name"]]
-        if "dag" in component:
-            raise UnsupportedPipeline(f"task {task['taskInfo']['name']!r}: nested DAGs are not supported by the local runner")
         executor = self.spec["deploymentSpec"]["executors"][component["executorLabel"]]
         if "container" not in executor:
             raise UnsupportedPipeline(f"task {task['taskInfo']['name']!r}: only container executors run locally")
         return executor["container"]
 
+    def _kind(self, name: str, task: Mapping[str, Any]) -> str:
+        container = self._executor(task)
+        text = " ".join(container.get("command", []) + container.get("args", []))
+        if CUSTOM_JOB_LAUNCHER in text:
+            return "custom_job"
+        if "google_cloud_pipeline_components" in text:
+            raise UnsupportedPipeline(f"task {name!r} calls a Google Cloud service the local runner cannot emulate")
+        return "container"
+
+    def _loop(self, name: str, task: Mapping[str, Any], component: Mapping[str, Any]) -> List[str]:
+        """Expands a ParallelFor over raw items into one task per item; returns their names."""
+        iterator = task.get("parameterIterator", {})
+        inner = component["dag"]["tasks"]
+        if "raw" not in iterator.get("items", {}) or len(inner) != 1:
+            raise UnsupportedPipeline(f"task {name!r}: only loops of one task over items fixed at compile time run locally")
+        (inner_name, inner_task), = inner.items()
+        items = json.loads(iterator["items"]["raw"])
+        limit = int(task.get("iteratorPolicy", {}).get("parallelismLimit", 0) or 0)
+        if limit:
+            self._limits[name] = limit
+        names = []
+        for i, item in enumerate(items):
+            expanded = f"{inner_name}-{i}"
+            shown = item.get("display_name") if isinstance(item, dict) else None
+            self._specs[expanded] = inner_task
+            self._items[expanded] = (iterator["itemInput"], item)
+            self._add(expanded, inner_task, shown or f"{inner_name} #{i}", task, group=name)
+            names.append(expanded)
+        return names
+
+    def _add(self, name: str, task: Mapping[str, Any], shown: str, outer: Mapping[str, Any], group: Optional[str] = None) -> None:
+        policy = outer.get("triggerPolicy", {}).get("strategy", "ALL_UPSTREAM_TASKS_SUCCEEDED")
+        self.tasks[name] = TaskRun(
+            name=name,
+            display_name=shown,
+            kind=self._kind(name, task),
+            dependencies=list(outer.get("dependentTasks", [])),
+            run_after_failure=policy == "ALL_UPSTREAM_TASKS_COMPLETED",
+            group=group,
+        )
+
     def _plan(self) -> Dict[str, TaskRun]:
-        tasks: Dict[str, TaskRun] = {}
+        self.tasks: Dict[str, TaskRun] = {}
+        self._specs: Dict[str, Mapping[str, Any]] = {}
+        self._items: Dict[str, Tuple[str, Any]] = {}
+        self._limits: Dict[str, int] = {}
+        groups: Dict[str, List[str]] = {}
         for name, task in self.spec["root"]["dag"]["tasks"].items():
-            container = self._executor(task)
-            text = " ".join(container.get("command", []) + container.get("args", []))
-            if CUSTOM_JOB_LAUNCHER in text:
-                kind = "custom_job"
-            elif "google_cloud_pipeline_components" in text:
-                raise UnsupportedPipeline(f"task {name!r} calls a Google Cloud service the local runner cannot emulate")
+            component = self.spec["components"][task["componentRef"]["name"]]
+            if "dag" in component:
+                groups[name] = self._loop(name, task, component)
             else:
-                kind = "container"
-            policy = task.get("triggerPolicy", {}).get("strategy", "ALL_UPSTREAM_TASKS_SUCCEEDED")
-            tasks[name] = TaskRun(
-                name=name,
-                display_name=task.get("taskInfo", {}).get("name", name),
-                kind=kind,
-                dependencies=list(task.get("dependentTasks", [])),
-                run_after_failure=policy == "ALL_UPSTREAM_TASKS_COMPLETED",
-            )
-        return tasks
+                self._specs[name] = task
+                self._add(name, task, task.get("taskInfo", {}).get("name", name), task)
+        for run in self.tasks.values():  # a task after a loop waits for every iteration
+            run.dependencies = [d for dep in run.dependencies for d in groups.get(dep, [dep])]
+        return self.tasks
 
     def _inputs(self, name: str) -> Dict[str, Any]:
-        """The task's parameter values: constants, pipeline parameters, component defaults."""
-        task = self.spec["root"]["dag"]["tasks"][name]
+        """The task's parameter values: constants, loop items, pipeline parameters, defaults."""
+        task = self._specs[name]
         component = self.spec["components"][task["componentRef"]["name"]]
         values: Dict[str, Any] = {}
         for key, definition in component.get("inputDefinitions", {}).get("parameters", {}).items():
@@ -212,9 +248,12 @@ class LocalRunner:
         root_defaults = {
             k: d.get("defaultValue") for k, d in self.spec["root"].get("inputDefinitions", {}).get("parameters", {}).items()
         }
+        item_input, item = self._items.get(name, (None, None))
         for key, given in task.get("inputs", {}).get("parameters", {}).items():
             if "runtimeValue" in given:
                 values[key] = given["runtimeValue"]["constant"]
+            elif "componentInputParameter" in given and given["componentInputParameter"] == item_input:
+                values[key] = _select(item, given.get("parameterExpressionSelector"), name, key)
             elif "componentInputParameter" in given:
                 ref = given["componentInputParameter"]
                 values[key] = self.parameters.get(ref, root_defaults.get(ref))
@@ -260,6 +299,9 @@ class LocalRunner:
                     continue
                 if len(running) >= self.max_parallel:
                     break
+                limit = self._limits.get(task.group or "")
+                if limit and sum(self.tasks[r].group == task.group for r in running) >= limit:
+                    continue
                 pending.remove(name)
                 thread = threading.Thread(target=self._run_task, args=(task, done), daemon=True)
                 running[name] = thread
@@ -388,8 +430,8 @@ class LocalRunner:
         self._finish(task, *self._run_processes(launches))
 
     def _run_container(self, task: TaskRun) -> None:
-        container = self._executor(self.spec["root"]["dag"]["tasks"][task.name])
-        component = self.spec["components"][self.spec["root"]["dag"]["tasks"][task.name]["componentRef"]["name"]]
+        container = self._executor(self._specs[task.name])
+        component = self.spec["components"][self._specs[task.name]["componentRef"]["name"]]
         task_dir = self.work_dir / task.name
         task_dir.mkdir(parents=True, exist_ok=True)
         task.output_dir = str(task_dir)
@@ -528,6 +570,16 @@ class LocalRunner:
                 with self._lock:
                     self.console.write(f"{prefix} {partial}\n")
                     self.console.flush()
+
+
+def _select(item: Any, selector: Optional[str], task: str, key: str) -> Any:
+    """Applies KFP's `parseJson(string_value)["field"]` selector to a loop item."""
+    if not selector:
+        return item
+    found = re.fullmatch(r'parseJson\(string_value\)\["([^"]+)"\]', selector)
+    if found is None or not isinstance(item, dict):
+        raise UnsupportedPipeline(f"task {task!r}: input {key!r} uses the selector {selector!r}")
+    return item.get(found.group(1))
 
 
 def _signal_group(proc: Any, sig: int) -> None:

@@ -25,6 +25,8 @@ def manifest_data(sweep: SweepSpec, pipeline_yaml: Path, **extra: Any) -> Dict[s
         "run_root": sweep.run_root,
         "summary_path": sweep.summary_path,
         "pipeline_yaml": str(pipeline_yaml),
+        "fan_out": sweep.fan_out,
+        "parallelism": sweep.parallelism,
         **extra,
         "trials": [
             {

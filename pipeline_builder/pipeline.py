@@ -6,12 +6,13 @@ them and runs however they ended.
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from .cloud_paths import gcs_to_fuse
 from .trials import TrialSpec, trial_rows
 
 COLLECTOR_TASK_NAME = "collect trials"
+TRIALS_GROUP = "trials"
 
 
 @dataclass(frozen=True)
@@ -26,11 +27,42 @@ class SweepSpec:
     collector_image: str
     description: str = ""
     summary_name: str = "summary.json"
+    # tasks: one named task per trial; parallel_for: one task looping over the trials,
+    # at most `parallelism` at once (None: no limit).
+    fan_out: str = "tasks"
+    parallelism: Optional[int] = None
 
     @property
     def summary_path(self) -> str:
         """Where the collector writes the summary, as the collector sees it (/gcs/...)."""
         return f"{gcs_to_fuse(self.run_root)}/{self.summary_name}"
+
+
+# CustomTrainingJobOp's own defaults, for inputs some trials set and others leave unset.
+_JOB_INPUT_DEFAULTS: Dict[str, Any] = {
+    "timeout": "604800s",
+    "max_wait_duration": "86400s",
+    "service_account": "",
+    "network": "",
+    "tensorboard": "",
+    "encryption_spec_key_name": "",
+    "reserved_ip_ranges": [],
+}
+# How a loop item's field is typed for kfp, which types every field of a dict item as a string.
+_CHANNEL_TYPES = {list: "List", dict: "Dict", bool: "Boolean", int: "Integer", float: "Float", str: "String"}
+
+
+def loop_items(trials: Tuple[TrialSpec, ...]) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
+    """The CustomTrainingJobOp inputs of every trial, split into per-trial loop items and
+    the constants they all share (shared inputs are written once, not once per trial)."""
+    inputs = [t.custom_job_inputs() for t in trials]
+    keys = sorted({k for i in inputs for k in i})
+    for i in inputs:
+        for k in keys:
+            i.setdefault(k, _JOB_INPUT_DEFAULTS.get(k))
+    varying = [k for k in keys if any(i[k] != inputs[0][k] for i in inputs)]
+    constants = {k: inputs[0][k] for k in keys if k not in varying}
+    return [{k: i[k] for k in varying} for i in inputs], constants
 
 
 def build_pipeline(sweep: SweepSpec) -> Any:
@@ -45,10 +77,22 @@ def build_pipeline(sweep: SweepSpec) -> Any:
     @dsl.pipeline(name=sweep.name, description=sweep.description, pipeline_root=sweep.pipeline_root)
     def sweep_pipeline() -> None:
         tasks = []
-        for trial in sweep.trials:
-            task = CustomTrainingJobOp(**trial.custom_job_inputs())
-            task.set_display_name(trial.display_name)
+        if sweep.fan_out == "parallel_for":
+            items, constants = loop_items(sweep.trials)
+            with dsl.ParallelFor(items=items, parallelism=sweep.parallelism or 0, name=TRIALS_GROUP) as item:
+                fields = {}
+                for key, value in items[0].items():
+                    field = getattr(item, key)
+                    field.channel_type = _CHANNEL_TYPES.get(type(value), "String")
+                    fields[key] = field
+                task = CustomTrainingJobOp(**constants, **fields)
+                task.set_display_name("trial")
             tasks.append(task)
+        else:
+            for trial in sweep.trials:
+                task = CustomTrainingJobOp(**trial.custom_job_inputs())
+                task.set_display_name(trial.display_name)
+                tasks.append(task)
         collector = collect(trials=trial_rows(sweep.trials), summary_path=sweep.summary_path)
         collector.set_display_name(COLLECTOR_TASK_NAME)
         collector.after(*tasks)

@@ -25,7 +25,7 @@ def check_gcs_uri(value: Any, field: str) -> str:
         raise ConfigError(
             field,
             value,
-            "a Cloud Storage URI gs://BUCKET[/PATH] (bucket: lowercase letters, digits, '.', '_', '-'; "
+            "a Cloud Storage URI gs://BUCKET[/PATH] (bucket: 3 or more lowercase letters, digits, '.', '_', '-'; "
             "path: letters, digits and . _ - = , + @ /)",
         )
     return value.rstrip("/")

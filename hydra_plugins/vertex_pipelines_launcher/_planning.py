@@ -35,6 +35,8 @@ PICKLE_ENTRY = "hydra_plugins.vertex_pipelines_launcher.pickle_entry"
 JOB_PICKLE = "job.pkl"
 DEFAULT_SUBDIR = "${hydra.job.num}"
 LOCAL_PIPELINE_ROOT = "gs://local-pipeline-root"
+AUTO_TASKS_LIMIT = 50  # above this many trials, `auto` loops (benchmarks/README.md says why)
+LARGE_SWEEP_PARALLELISM = 50  # a loop's default limit: below 60 job submissions per minute
 # Hydra overrides of the sweep that must not reach a trial: the trial is one plain run.
 # The launcher and sweeper *choices* (hydra/launcher=...) do reach it, so a config that
 # sets hydra.launcher keys composes the same way; their settings do not matter there.
@@ -317,6 +319,17 @@ def plan_batch(
             )
         )
 
+    fan_out = check_one_of(lconf.fan_out, f"{FIELD}.fan_out", ["auto", "tasks", "parallel_for"])
+    if fan_out == "tasks" and lconf.max_parallel is not None:
+        raise ConfigError(
+            f"{FIELD}.fan_out",
+            "tasks",
+            f"parallel_for or auto when {FIELD}.max_parallel is set: separate tasks cannot be "
+            "limited on Vertex AI, and all of them would start at once",
+        )
+    if fan_out == "auto":
+        fan_out = "parallel_for" if lconf.max_parallel is not None or len(trials) > AUTO_TASKS_LIMIT else "tasks"
+    parallelism = lconf.max_parallel or (LARGE_SWEEP_PARALLELISM if fan_out == "parallel_for" else None)
     tag = "" if initial_job_idx == 0 else f"-{initial_job_idx}"
     sweep = SweepSpec(
         name=name,
@@ -327,6 +340,8 @@ def plan_batch(
         collector_image=str(lconf.collector_image or base_settings.image_uri or "local"),
         description=f"Hydra sweep of {app_name}: {len(trials)} trials",
         summary_name=f"summary{tag}.json",
+        fan_out=fan_out,
+        parallelism=parallelism,
     )
     return Batch(
         mode=mode,

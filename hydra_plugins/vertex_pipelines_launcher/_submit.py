@@ -68,19 +68,22 @@ def submit(batch: Batch, lconf: Any, pipeline_path: Path, manifest_path: Path) -
 class Progress:
     """Trials succeeded, failed and running: a bar on a terminal, log lines otherwise."""
 
-    def __init__(self, trial_tasks: Dict[str, int]) -> None:
+    def __init__(self, trial_tasks: Dict[str, int], total: int) -> None:
         self.trial_tasks = trial_tasks
+        self.total = total
         self.last = ""
         self.tty = sys.stderr.isatty()
 
     def __call__(self, state: str, tasks: Dict[str, Dict[str, Any]]) -> None:
         counts = {"SUCCEEDED": 0, "FAILED": 0, "RUNNING": 0}
-        for name in self.trial_tasks:
+        # Trials looped over by one task have no task names of their own: count the iterations.
+        names = self.trial_tasks or [n for n in tasks if "collect" not in n and "for-loop" not in n]
+        for name in names:
             s = tasks.get(name, {}).get("state", "PENDING")
             key = "FAILED" if s in ("FAILED", "CANCELLED", "SKIPPED", "NOT_TRIGGERED") else s
             if key in counts:
                 counts[key] += 1
-        total = len(self.trial_tasks)
+        total = self.total
         done = counts["SUCCEEDED"] + counts["FAILED"]
         line = (
             f"{state.replace('PIPELINE_STATE_', '').lower()}: {counts['SUCCEEDED']} succeeded, "
@@ -104,7 +107,7 @@ def follow(job: Any, batch: Batch, lconf: Any, manifest_path: Path) -> str:
     """Follows the run; Ctrl-C leaves it going and says how to re-attach or cancel."""
     manifest = read_manifest(manifest_path)
     trial_tasks = {t["task_name"]: t["number"] for t in manifest["trials"] if t.get("task_name")}
-    progress = Progress(trial_tasks)
+    progress = Progress(trial_tasks, len(manifest["trials"]))
     try:
         state = vertex.follow(job, float(lconf.poll_interval), progress)
     except KeyboardInterrupt:

@@ -49,7 +49,14 @@ class VertexPipelinesLauncherConf:
     labels: Dict[str, str] = field(default_factory=dict)
     # Vertex's step caching: off, so a sweep always runs its trials.
     enable_caching: bool = False
-    # Most trials running at once; None: unlimited on Vertex, the CPU count in local mode.
+    # How trials become pipeline tasks. tasks: one named task per trial (easiest to read in
+    # the Vertex UI); parallel_for: one task looping over the trials, with a real limit on
+    # how many run at once; auto: tasks for up to 50 trials without max_parallel, else
+    # parallel_for.
+    fan_out: str = "auto"
+    # Most trials running at once. None: unlimited for `tasks`, 50 for `parallel_for`
+    # (below Vertex's default quota of 60 job submissions per minute per region); in local
+    # mode also at most the CPU count.
     max_parallel: Optional[int] = None
     # Local mode: start each Python trial in a fresh interpreter rather than forking it from
     # one that has imported Hydra already (slower; for apps that misbehave when forked).

