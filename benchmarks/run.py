@@ -1,6 +1,11 @@
 """Benchmarks of the launcher, printed as rows of the table in benchmarks/README.md.
 
     python benchmarks/run.py local-vs-joblib [--repeat 5]
+    python benchmarks/run.py compile [--sizes 10 100 1000 10000]
+
+compile: build+compile time, pipeline.yaml size and peak memory for N trials per fan-out
+strategy, next to plain kfp code that unrolls the same CustomTrainingJobOp tasks. Each
+measurement runs in a fresh process; imports (kfp, ~0.6 s) are reported apart.
 
 local-vs-joblib: whole-process wall time of one Hydra multirun of 16 trials that each sleep
 1 s, 4 at a time, in local mode against hydra-joblib-launcher (pip install
@@ -8,6 +13,8 @@ hydra-joblib-launcher). The runs alternate so both see the same machine load.
 """
 
 import argparse
+import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -57,14 +64,96 @@ def local_vs_joblib(repeat: int) -> None:
         print(f"| 16 trials x 1 s sleep, 4 at a time | {name} | {median[name]:.2f} s | {ratio:.2f}x | {command} |")
 
 
+def compile_one(n: int, strategy: str) -> None:
+    """In a fresh process: build and compile one sweep of n trials, print a JSON line."""
+    start = time.perf_counter()
+    from kfp import compiler, dsl  # noqa: F401
+    from google_cloud_pipeline_components.v1.custom_job import CustomTrainingJobOp
+
+    from pipeline_builder.pipeline import SweepSpec, compile_pipeline
+    from pipeline_builder.settings import TrialSettings
+    from pipeline_builder.trials import build_trial
+
+    imported = time.perf_counter()
+    settings = TrialSettings(image_uri="us-docker.pkg.dev/p/r/train:1")
+    trials = tuple(
+        build_trial(
+            number=i,
+            job_id=f"run_{i}",
+            overrides=[f"lr={i / n}", f"batch_size={32 + i % 4}"],
+            settings=settings,
+            command=["python", "train.py", "--config-name=config"],
+            args=[f"lr={i / n}", f"batch_size={32 + i % 4}", f"hydra.run.dir=/gcs/bkt/root/run/{i}", f"hydra.job.num={i}"],
+            output_uri=f"gs://bkt/root/run/{i}",
+            name_prefix="train",
+            labels={"hydra-app": "train", "hydra-run": "run", "hydra-trial": str(i)},
+        )
+        for i in range(n)
+    )
+    built = time.perf_counter()
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d, "pipeline.yaml")
+        if strategy == "kfp-unrolled":
+
+            @dsl.pipeline(name="train")
+            def baseline() -> None:
+                for t in trials:
+                    CustomTrainingJobOp(**t.custom_job_inputs()).set_display_name(t.display_name)
+
+            compiler.Compiler().compile(baseline, str(path))
+        else:
+            sweep = SweepSpec(
+                name="train",
+                run_id="run",
+                pipeline_root="gs://bkt/root",
+                run_root="gs://bkt/root/run",
+                trials=trials,
+                collector_image="us-docker.pkg.dev/p/r/train:1",
+                fan_out=strategy,
+                parallelism=50 if strategy == "parallel_for" else None,
+            )
+            compile_pipeline(sweep, path)
+        done = time.perf_counter()
+        size = path.stat().st_size
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"import_s": imported - start, "build_s": built - imported, "compile_s": done - built, "size": size, "peak_mb": peak}))
+
+
+def compile_sizes(sizes: List[int], skip_over: int) -> None:
+    for n in sizes:
+        for strategy in ("tasks", "parallel_for", "kfp-unrolled"):
+            if strategy != "parallel_for" and n > skip_over:
+                print(f"| {n} | {strategy} | not run: unrolled tasks grow linearly (see the 1,000 row x 10) | | | | |")
+                continue
+            out = subprocess.run(
+                [sys.executable, __file__, "_compile-one", str(n), strategy], check=True, capture_output=True, text=True, cwd=HERE.parent
+            ).stdout
+            r = json.loads(out.strip().splitlines()[-1])
+            total = r["build_s"] + r["compile_s"]
+            print(
+                f"| {n} | {strategy} | {total:.2f} s | {r['size'] / 1e6:.2f} MB | {r['peak_mb']:.0f} MB | "
+                f"{r['import_s']:.2f} s | `python benchmarks/run.py compile --sizes {n}` |"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="benchmark", required=True)
     run = sub.add_parser("local-vs-joblib")
     run.add_argument("--repeat", type=int, default=5)
+    comp = sub.add_parser("compile")
+    comp.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000, 10000])
+    comp.add_argument("--unrolled-up-to", type=int, default=1000, help="largest sweep to unroll into tasks")
+    one = sub.add_parser("_compile-one")
+    one.add_argument("n", type=int)
+    one.add_argument("strategy")
     args = parser.parse_args()
     if args.benchmark == "local-vs-joblib":
         local_vs_joblib(args.repeat)
+    elif args.benchmark == "compile":
+        compile_sizes(args.sizes, args.unrolled_up_to)
+    else:
+        compile_one(args.n, args.strategy)
 
 
 if __name__ == "__main__":
