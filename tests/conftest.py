@@ -65,14 +65,20 @@ def launch_in_process(conf_dir: Path, overrides: List[str], jobs: List[List[str]
     from hydra.core.plugins import Plugins
     from hydra.types import HydraContext
 
-    with initialize_config_dir(str(conf_dir), version_base="1.3", job_name=conf_dir.parent.name):
-        cfg = compose("config", overrides=overrides, return_hydra_config=True)
-        HydraConfig.instance().set_config(cfg)
-        context = HydraContext(config_loader=GlobalHydra.instance().config_loader(), callbacks=Callbacks(cfg))
-        launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=context, task_function=task_function or (lambda c: None), config=cfg
-        )
-        return list(launcher.launch(jobs, initial_job_idx=0))
+    from hydra.core.singleton import Singleton
+
+    state = Singleton.get_state()  # Hydra's globals (version base, config) must not leak to other tests
+    try:
+        with initialize_config_dir(str(conf_dir), version_base="1.3", job_name=conf_dir.parent.name):
+            cfg = compose("config", overrides=overrides, return_hydra_config=True)
+            HydraConfig.instance().set_config(cfg)
+            context = HydraContext(config_loader=GlobalHydra.instance().config_loader(), callbacks=Callbacks(cfg))
+            launcher = Plugins.instance().instantiate_launcher(
+                hydra_context=context, task_function=task_function or (lambda c: None), config=cfg
+            )
+            return list(launcher.launch(jobs, initial_job_idx=0))
+    finally:
+        Singleton.set_state(state)
 
 
 # Never let google-auth probe the GCE metadata server: it is not on this machine.
