@@ -2,6 +2,8 @@
 
     python benchmarks/run.py local-vs-joblib [--repeat 5]
     python benchmarks/run.py compile [--sizes 10 100 1000 10000]
+    python benchmarks/run.py compile-mode [--trials 100 --repeat 5]
+    python benchmarks/run.py submit-requests [--trials 1000]
 
 compile: build+compile time, pipeline.yaml size and peak memory for N trials per fan-out
 strategy, next to plain kfp code that unrolls the same CustomTrainingJobOp tasks. Each
@@ -136,6 +138,84 @@ def compile_sizes(sizes: List[int], skip_over: int) -> None:
             )
 
 
+def compile_mode(trials: int, repeat: int) -> None:
+    """Whole-process wall time of a compile-mode sweep, next to Hydra's basic launcher
+    running the same sweep with a no-op task."""
+    launchers = {
+        "vertex_pipelines compile": [
+            "hydra/launcher=vertex_pipelines",
+            "hydra.launcher.mode=compile",
+            "hydra.launcher.pipeline_root=gs://bkt/sweeps",
+            "hydra.launcher.trial.image_uri=img",
+        ],
+        "basic, no-op task": ["hydra/launcher=basic"],
+    }
+    times: Dict[str, List[float]] = {name: [] for name in launchers}
+    for _ in range(repeat):
+        for name, args in launchers.items():
+            with tempfile.TemporaryDirectory() as sweep:
+                start = time.perf_counter()
+                subprocess.run(
+                    [sys.executable, str(SLEEP_APP), "-m", *args, f"+i=range({trials})", "+sleep=0", f"hydra.sweep.dir={sweep}"],
+                    check=True,
+                    capture_output=True,
+                    cwd=HERE.parent,
+                )
+                times[name].append(time.perf_counter() - start)
+    for name, t in times.items():
+        print(
+            f"| {trials} trials | {name} | {statistics.median(t):.2f} s | "
+            f"`python benchmarks/run.py compile-mode --trials {trials} --repeat {repeat}` |"
+        )
+
+
+def submit_requests(trials: int) -> None:
+    """Requests at the Vertex emulator for one submit+wait of `trials` instant trials."""
+    import os
+
+    from gcp_storage_emulator.server import create_server
+
+    from pipeline_builder.emulator import VertexEmulator
+
+    storage = create_server("127.0.0.1", 0, in_memory=True)
+    storage.start()
+    os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{storage._api._httpd.server_address[1]}"
+    with tempfile.TemporaryDirectory() as d:
+        vertex = VertexEmulator(Path(d) / "vertex", workdir=HERE.parent)
+        port = vertex.start()
+        start = time.perf_counter()
+        subprocess.run(
+            [
+                sys.executable,
+                str(SLEEP_APP),
+                "-m",
+                "hydra/launcher=vertex_pipelines",
+                "hydra.launcher.mode=submit",
+                f"hydra.launcher.api_endpoint=http://127.0.0.1:{port}",
+                "hydra.launcher.project=local",
+                "hydra.launcher.pipeline_root=gs://bkt/sweeps",
+                "hydra.launcher.trial.image_uri=img",
+                "hydra.launcher.poll_interval=5",
+                "hydra.launcher.trial.entry=command",
+                f"hydra.launcher.trial.command=[python,{HERE / 'apps' / 'instant.py'}]",
+                f"+i=range({trials})",
+                f"hydra.sweep.dir={Path(d) / 'sweep'}",
+            ],
+            check=True,
+            capture_output=True,
+            cwd=HERE.parent,
+            env={**os.environ, "NO_GCE_CHECK": "True"},
+        )
+        elapsed = time.perf_counter() - start
+        vertex.stop()
+    storage.stop()
+    counts = ", ".join(f"{n} {m} {k}" for (m, k), n in sorted(vertex.requests.items()))
+    print(
+        f"| {trials} trials, poll every 5 s | {counts} | {elapsed:.0f} s | "
+        f"`python benchmarks/run.py submit-requests --trials {trials}` |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="benchmark", required=True)
@@ -144,6 +224,11 @@ def main() -> None:
     comp = sub.add_parser("compile")
     comp.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000, 10000])
     comp.add_argument("--unrolled-up-to", type=int, default=1000, help="largest sweep to unroll into tasks")
+    mode = sub.add_parser("compile-mode")
+    mode.add_argument("--trials", type=int, default=100)
+    mode.add_argument("--repeat", type=int, default=5)
+    req = sub.add_parser("submit-requests")
+    req.add_argument("--trials", type=int, default=1000)
     one = sub.add_parser("_compile-one")
     one.add_argument("n", type=int)
     one.add_argument("strategy")
@@ -152,6 +237,10 @@ def main() -> None:
         local_vs_joblib(args.repeat)
     elif args.benchmark == "compile":
         compile_sizes(args.sizes, args.unrolled_up_to)
+    elif args.benchmark == "compile-mode":
+        compile_mode(args.trials, args.repeat)
+    elif args.benchmark == "submit-requests":
+        submit_requests(args.trials)
     else:
         compile_one(args.n, args.strategy)
 
