@@ -10,10 +10,19 @@ from typing import Any
 from kfp import dsl
 
 
-def collect_trials(trials: list, summary_path: str, metrics: dsl.Output[dsl.Metrics]):
-    """Reads every trial's result.json, writes summary.json and logs numeric results."""
+def collect_trials(trials: list, summary_path: str, metrics: dsl.Output[dsl.Metrics], trials_path: str = ""):
+    """Reads every trial's result.json, writes summary.json and logs numeric results.
+
+    Large sweeps list their trials in a file (`trials_path`): the executor input is one
+    command-line argument, which Linux caps at 128 KiB.
+    """
+    import json
+
     from components.collector import collect
 
+    if trials_path:
+        with open(trials_path, encoding="utf-8") as f:
+            trials = json.load(f)
     summary = collect(trials, summary_path)
     for key, value in summary["metrics"].items():
         metrics.log_metric(key, value)

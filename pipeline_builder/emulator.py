@@ -260,6 +260,15 @@ class _StorageSync:
         if task.kind == "custom_job" and base:
             bucket, name = gcs.split_uri(base)
             gcs.download_tree(self.storage, base, str(self.root / bucket / name))
+        for value in inputs.values():  # files a container task names, e.g. a trial list
+            if isinstance(value, str) and value.startswith("/gcs/"):
+                data = gcs.read_bytes(self.storage, "gs://" + value[len("/gcs/") :])
+                if data is not None:
+                    # Paths inside the file name the FUSE mount, which is `root` here.
+                    data = data.replace(b'"/gcs/', f'"{self.root}/'.encode())
+                    local = self.root / value[len("/gcs/") :]
+                    local.parent.mkdir(parents=True, exist_ok=True)
+                    local.write_bytes(data)
 
     def after(self, task: TaskRun) -> None:
         from . import gcs

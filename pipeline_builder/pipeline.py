@@ -4,6 +4,7 @@ Every trial is one CustomTrainingJobOp task, all in parallel; one collector task
 them and runs however they ended.
 """
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -13,6 +14,9 @@ from .trials import TrialSpec, trial_rows
 
 COLLECTOR_TASK_NAME = "collect trials"
 TRIALS_GROUP = "trials"
+# Above this, the collector's trial list goes into a file in the run folder, since the
+# collector's executor input travels as one command-line argument (at most 128 KiB).
+INLINE_TRIALS_LIMIT = 32 * 1024
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,13 @@ class SweepSpec:
     # at most `parallelism` at once (None: no limit).
     fan_out: str = "tasks"
     parallelism: Optional[int] = None
+
+    @property
+    def trials_file(self) -> Optional[str]:
+        """gs:// URI of the collector's trial list when it is too big to pass inline."""
+        if len(json.dumps(trial_rows(self.trials))) <= INLINE_TRIALS_LIMIT:
+            return None
+        return f"{self.run_root}/{self.summary_name.replace('summary', 'trials', 1)}"
 
     @property
     def summary_path(self) -> str:
@@ -93,7 +104,10 @@ def build_pipeline(sweep: SweepSpec) -> Any:
                 task = CustomTrainingJobOp(**trial.custom_job_inputs())
                 task.set_display_name(trial.display_name)
                 tasks.append(task)
-        collector = collect(trials=trial_rows(sweep.trials), summary_path=sweep.summary_path)
+        if sweep.trials_file:
+            collector = collect(trials=[], summary_path=sweep.summary_path, trials_path=gcs_to_fuse(sweep.trials_file))
+        else:
+            collector = collect(trials=trial_rows(sweep.trials), summary_path=sweep.summary_path, trials_path="")
         collector.set_display_name(COLLECTOR_TASK_NAME)
         collector.after(*tasks)
         collector.ignore_upstream_failure()

@@ -99,3 +99,35 @@ def test_loop_runs_through_the_emulator(emulators, tmp_path):
     run = emulators["vertex"].runs[read_json(tmp_path / "manifest.json")["run_id"]]
     names = sorted(t["taskName"] for t in run.view()["jobDetail"]["taskDetails"])
     assert names == ["collect-trials", "custom-training-job-0", "custom-training-job-1", "custom-training-job-2"]
+
+
+def test_large_sweeps_hand_the_collector_a_trial_file(tmp_path):
+    """The collector's input travels as one command-line argument (at most 128 KiB): past
+    32 KiB of trial rows, the rows go into a file in the run folder."""
+    overrides = [
+        f"hydra.sweep.dir={tmp_path}",
+        "hydra.launcher.mode=local",
+        "hydra.launcher.trial.entry=command",
+        f"hydra.launcher.trial.command=[python,{APPS / 'instant.py'}]",
+    ]
+    returns = launch_in_process(FAULTS / "conf", overrides, [[f"x={i}"] for i in range(400)])
+    assert [r.return_value for r in returns] == [2 * i for i in range(400)]
+    raw = load_pipeline(tmp_path / "pipeline.yaml")
+    collector = raw["root"]["dag"]["tasks"]["collect-trials"]["inputs"]["parameters"]
+    assert collector["trials"]["runtimeValue"]["constant"] == []
+    assert collector["trials_path"]["runtimeValue"]["constant"].endswith("/trials.json")
+    assert len(json.loads((tmp_path / "trials.json").read_text())) == 400
+    assert read_json(tmp_path / "summary.json")["counts"] == {"COMPLETED": 400}
+
+
+def test_trial_file_reaches_the_collector_through_the_bucket(emulators, tmp_path):
+    overrides = [
+        f"hydra.sweep.dir={tmp_path}",
+        *submit_overrides(emulators),
+        "hydra.launcher.poll_interval=2",
+        "hydra.launcher.trial.entry=command",
+        f"hydra.launcher.trial.command=[python,{APPS / 'instant.py'}]",
+    ]
+    returns = launch_in_process(FAULTS / "conf", overrides, [[f"x={i}"] for i in range(330)])
+    assert [r.return_value for r in returns] == [2 * i for i in range(330)]
+    assert read_json(tmp_path / "summary.json")["counts"] == {"COMPLETED": 330}  # the one summary read

@@ -63,7 +63,7 @@ def write_batch(batch: Batch, **manifest_extra: Any) -> Tuple[Path, Path]:
     manifest_path = pipeline_path.with_name("manifest" + pipeline_path.name[len("pipeline") : -len(".yaml")] + ".json")
     compile_pipeline(batch.sweep, pipeline_path)
     paths = batch.local_paths()
-    for uri, data in batch.pickles.items():
+    for uri, data in batch.uploads(paths if batch.mode == "local" else None).items():
         local = Path(paths.local(uri))
         local.parent.mkdir(parents=True, exist_ok=True)
         local.write_bytes(data)
@@ -237,10 +237,10 @@ def launch(
         return _returns_without_values(config, batch, pipeline_path, "wait=false")
 
     log.info(f"To run it on Vertex AI: {submit_hint(config)}")
-    if batch.pickles:
+    if batch.uploads():
         log.info(
-            f"Its trials start from pickled jobs, written under {batch.sweep_dir}; "
-            f"they must be uploaded to each trial's output folder under {batch.sweep.run_root}"
+            f"It reads files written under {batch.sweep_dir} (pickled jobs, the trial list) from "
+            f"{batch.sweep.run_root}: mode=submit uploads them"
         )
     return _returns_without_values(config, batch, pipeline_path, "mode=compile")
 

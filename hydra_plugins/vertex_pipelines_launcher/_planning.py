@@ -60,6 +60,19 @@ class Batch:
     pipeline_labels: Dict[str, str] = field(default_factory=dict)
     target: Optional[VertexTarget] = None  # submit mode: where the PipelineJob goes
 
+    def uploads(self, paths: Optional[PathMap] = None) -> Dict[str, bytes]:
+        """Files the run reads from its bucket: pickled jobs and a large sweep's trial list
+        (whose folders are written as `paths` shows them, for a run on this machine)."""
+        import json
+
+        from pipeline_builder.trials import trial_rows
+
+        files = dict(self.pickles)
+        if self.sweep.trials_file:
+            rows = trial_rows(self.sweep.trials)
+            files[self.sweep.trials_file] = json.dumps(paths.in_value(rows) if paths else rows).encode()
+        return files
+
     def local_paths(self) -> PathMap:
         """Where cloud paths live on this machine: trial folders in the sweep dir."""
         return PathMap(str(self.sweep_dir / ".gcs"), {base: str(self.sweep_dir) for base in self.output_bases})

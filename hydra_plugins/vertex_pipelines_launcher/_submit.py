@@ -17,14 +17,16 @@ from ._planning import Batch
 log = logging.getLogger(__name__)
 
 
-def upload_pickles(batch: Batch, storage: Any) -> None:
-    if batch.pickles:
+def upload_files(batch: Batch, storage: Any) -> None:
+    """Puts what the run reads from its bucket there before it starts."""
+    files = batch.uploads()
+    if files:
         assert batch.target is not None
         gcs.ensure_bucket(storage, batch.sweep.pipeline_root, batch.target.location)
-    for uri, data in batch.pickles.items():
+    for uri, data in files.items():
         gcs.write_bytes(storage, uri, data)
-    if batch.pickles:
-        log.info(f"Uploaded {len(batch.pickles)} pickled jobs under {batch.sweep.run_root}")
+    if files:
+        log.info(f"Uploaded {len(files)} files under {batch.sweep.run_root}")
 
 
 def submit(batch: Batch, lconf: Any, pipeline_path: Path, manifest_path: Path) -> Any:
@@ -33,7 +35,7 @@ def submit(batch: Batch, lconf: Any, pipeline_path: Path, manifest_path: Path) -
     assert target is not None
     creds = vertex.credentials(target)
     storage = gcs.client(target.project, None if target.emulated else creds)
-    upload_pickles(batch, storage)
+    upload_files(batch, storage)
     vertex.init(target, creds)
     job = vertex.submit(
         target,
