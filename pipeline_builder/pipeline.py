@@ -4,6 +4,7 @@ Every trial is one CustomTrainingJobOp task, all in parallel; one collector task
 them and runs however they ended.
 """
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ class SweepSpec:
     fan_out: str = "tasks"
     parallelism: Optional[int] = None
 
-    @property
+    @functools.cached_property
     def trials_file(self) -> Optional[str]:
         """gs:// URI of the collector's trial list when it is too big to pass inline."""
         if len(json.dumps(trial_rows(self.trials))) <= INLINE_TRIALS_LIMIT:
@@ -126,7 +127,7 @@ def trial_task_names(spec: Dict[str, Any]) -> Dict[str, str]:
     return out
 
 
-def write_spec(pipeline: Any, path: Path) -> None:
+def write_spec(pipeline: Any, path: Path) -> Dict[str, Any]:
     """Writes a compiled pipeline as kfp's compiler does, through libyaml when available.
 
     kfp dumps the spec with PyYAML's pure-Python emitter, which takes about 1 s per 1,000
@@ -145,12 +146,20 @@ def write_spec(pipeline: Any, path: Path) -> None:
     with open(path, "w", encoding="utf-8") as f:
         f.write(pipeline_spec_builder.extract_comments_from_pipeline_spec(spec, pipeline.description))
         yaml.dump_all(documents, f, sort_keys=True, Dumper=dumper)
+    return spec
+
+
+def compile_pipeline_spec(sweep: SweepSpec, path: Path) -> Dict[str, Any]:
+    """Writes the pipeline.yaml for `sweep` at `path` (atomically) and returns the spec it
+    holds, so callers need not read the file back."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp.yaml")
+    spec = write_spec(build_pipeline(sweep), tmp)
+    tmp.replace(path)
+    return spec
 
 
 def compile_pipeline(sweep: SweepSpec, path: Path) -> Path:
     """Writes the pipeline.yaml for `sweep` at `path` (atomically) and returns the path."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.yaml")
-    write_spec(build_pipeline(sweep), tmp)
-    tmp.replace(path)
-    return path
+    compile_pipeline_spec(sweep, path)
+    return Path(path)

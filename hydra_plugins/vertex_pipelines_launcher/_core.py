@@ -52,27 +52,27 @@ def _free_path(directory: Path, stem: str, suffix: str) -> Path:
     return path
 
 
-def write_batch(batch: Batch, **manifest_extra: Any) -> Tuple[Path, Path]:
-    """Compiles pipeline.yaml, writes the manifest beside it and any pickled jobs."""
-    from pipeline_builder.local_runner import load_pipeline
+def write_batch(batch: Batch, **manifest_extra: Any) -> Tuple[Path, Path, Dict[str, Any]]:
+    """Compiles pipeline.yaml, writes the manifest beside it and the files the run reads;
+    returns both paths and the compiled spec."""
     from pipeline_builder.manifest import manifest_data, write_manifest
-    from pipeline_builder.pipeline import compile_pipeline, trial_task_names
+    from pipeline_builder.pipeline import compile_pipeline_spec, trial_task_names
 
     batch.sweep_dir.mkdir(parents=True, exist_ok=True)
     pipeline_path = _free_path(batch.sweep_dir, f"pipeline{batch.tag}", ".yaml")
     manifest_path = pipeline_path.with_name("manifest" + pipeline_path.name[len("pipeline") : -len(".yaml")] + ".json")
-    compile_pipeline(batch.sweep, pipeline_path)
+    spec = compile_pipeline_spec(batch.sweep, pipeline_path)
     paths = batch.local_paths()
     for uri, data in batch.uploads(paths if batch.mode == "local" else None).items():
         local = Path(paths.local(uri))
         local.parent.mkdir(parents=True, exist_ok=True)
         local.write_bytes(data)
     data = manifest_data(batch.sweep, pipeline_path, mode=batch.mode, initial_job_idx=batch.initial_job_idx, **manifest_extra)
-    names = trial_task_names(load_pipeline(pipeline_path))
+    names = trial_task_names(spec)
     for trial in data["trials"]:
         trial["task_name"] = names.get(trial["output_uri"])
     write_manifest(manifest_path, data)
-    return pipeline_path, manifest_path
+    return pipeline_path, manifest_path, spec
 
 
 def submit_hint(config: DictConfig) -> str:
@@ -80,6 +80,23 @@ def submit_hint(config: DictConfig) -> str:
     argv = [a for a in sys.argv[1:] if not a.startswith(f"{FIELD}.mode=")]
     program = app_program("python", str(config.hydra.runtime.cwd))
     return shlex.join([*program, *argv, f"{FIELD}.mode=submit"])
+
+
+def settle(ret: JobReturn, trial: TrialSpec, result: Optional[Dict[str, Any]], missing: str) -> JobReturn:
+    """Sets a JobReturn's status and value from the trial's result record; `missing` says
+    why there is none (local mode and submit mode both end here)."""
+    where = f"trial {trial.number} ({' '.join(trial.overrides) or 'no overrides'})"
+    status = (result or {}).get("status")
+    if result is None or status not in ("COMPLETED", "FAILED"):
+        ret.status = JobStatus.FAILED
+        ret._return_value = TrialFailed(f"{where} left no {RESULT_FILE}: {missing}")
+    elif status == "COMPLETED":
+        ret.status = JobStatus.COMPLETED
+        ret._return_value = result.get("return_value")
+    else:
+        ret.status = JobStatus.FAILED
+        ret._return_value = TrialFailed(f"{where} failed:\n{result.get('error') or 'no error text'}")
+    return ret
 
 
 def _load(path: Path) -> Optional[DictConfig]:
@@ -102,29 +119,22 @@ def trial_return(config: DictConfig, trial: TrialSpec, local_dir: Path, task: Op
         working_dir=str(local_dir),
         task_name=str(hydra_cfg.hydra.job.name) if hydra_cfg is not None else str(config.hydra.job.name),
     )
-    where = f"trial {trial.number} ({' '.join(trial.overrides) or 'no overrides'})"
     try:
-        result: Dict[str, Any] = json.loads((local_dir / RESULT_FILE).read_text(encoding="utf-8"))
+        result: Optional[Dict[str, Any]] = json.loads((local_dir / RESULT_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        if task is None:
-            reason = "its task did not run"
-        elif task.error:
-            reason = task.error
-        else:
-            from pipeline_builder.local_runner import tail
-
-            reason = f"its process ended with exit code {task.exit_code}; last lines of {task.log_paths[0]}:\n{tail(task.log_paths[0])}"
-        ret.status = JobStatus.FAILED
-        ret._return_value = TrialFailed(f"{where} left no {RESULT_FILE}: {reason}")
-        return ret
-    ret.working_dir = result.get("working_dir") or ret.working_dir
-    if result.get("status") == "COMPLETED":
-        ret.status = JobStatus.COMPLETED
-        ret._return_value = result.get("return_value")
+        result = None
+    if result is not None:
+        ret.working_dir = result.get("working_dir") or ret.working_dir
+        return settle(ret, trial, result, "")
+    if task is None:
+        reason = "its task did not run"
+    elif task.error:
+        reason = task.error
     else:
-        ret.status = JobStatus.FAILED
-        ret._return_value = TrialFailed(f"{where} failed:\n{result.get('error') or 'no error text'}")
-    return ret
+        from pipeline_builder.local_runner import tail
+
+        reason = f"its process ended with exit code {task.exit_code}; last lines of {task.log_paths[0]}:\n{tail(task.log_paths[0])}"
+    return settle(ret, trial, None, reason)
 
 
 def start_fork_server(batch: Batch) -> Optional["ForkServer"]:
@@ -136,15 +146,15 @@ def start_fork_server(batch: Batch) -> Optional["ForkServer"]:
     return ForkServer(sys.executable, [PRELOAD], batch.cwd, dict(os.environ))
 
 
-def run_local(config: DictConfig, batch: Batch, pipeline_path: Path, server: Optional["ForkServer"]) -> List[JobReturn]:
+def run_local(config: DictConfig, batch: Batch, spec: Dict[str, Any], server: Optional["ForkServer"]) -> List[JobReturn]:
     """Runs the compiled pipeline on this machine and reads every trial's result."""
-    from pipeline_builder.local_runner import LocalRunner, load_pipeline
+    from pipeline_builder.local_runner import LocalRunner
 
     paths = batch.local_paths()
     # Pickled jobs refer to modules by name: give the trials this process's import path.
     python_path = os.pathsep.join(p for p in sys.path if p)
     runner = LocalRunner(
-        load_pipeline(pipeline_path),
+        spec,
         paths,
         work_dir=batch.sweep_dir / ".vertex_local" / batch.sweep.run_id,
         max_parallel=batch.max_parallel,
@@ -216,7 +226,7 @@ def launch(
         log.info(f"\t#{t.number} : {' '.join(filter_overrides(t.overrides))}")
     server = start_fork_server(batch) if batch.mode == "local" else None
     try:
-        pipeline_path, manifest_path = write_batch(batch)
+        pipeline_path, manifest_path, spec = write_batch(batch)
     except BaseException:
         if server is not None:
             server.close()
@@ -225,7 +235,7 @@ def launch(
     log.info(f"Wrote {manifest_path}")
 
     if batch.mode == "local":
-        return run_local(config, batch, pipeline_path, server)
+        return run_local(config, batch, spec, server)
 
     if batch.mode == "submit":
         from . import _submit
@@ -237,7 +247,7 @@ def launch(
         return _returns_without_values(config, batch, pipeline_path, "wait=false")
 
     log.info(f"To run it on Vertex AI: {submit_hint(config)}")
-    if batch.uploads():
+    if batch.pickles or batch.sweep.trials_file:
         log.info(
             f"It reads files written under {batch.sweep_dir} (pickled jobs, the trial list) from "
             f"{batch.sweep.run_root}: mode=submit uploads them"

@@ -21,7 +21,7 @@ from pipeline_builder.errors import ConfigError
 from pipeline_builder.pipeline import SweepSpec
 from pipeline_builder.settings import TrialSettings
 from pipeline_builder.trials import TrialSpec, build_trial
-from pipeline_builder.validation import check_gcs_uri, check_one_of, check_trial_settings
+from pipeline_builder.validation import ENTRIES, check_gcs_uri, check_one_of, check_trial_settings
 from pipeline_builder.vertex import VertexTarget, check_target, default_project
 
 from .config import MODES
@@ -269,7 +269,7 @@ def plan_batch(
     hydra_args = passed_on_hydra_overrides(config)
 
     base_settings = _settings(lconf.trial, f"{FIELD}.trial")
-    check_one_of(base_settings.entry, f"{FIELD}.trial.entry", ["auto", "command", "pickle"])
+    check_one_of(base_settings.entry, f"{FIELD}.trial.entry", list(ENTRIES))
     pickled = uses_pickle(base_settings, launcher.task_function)
     state = None
     if pickled:

@@ -6,12 +6,12 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from hydra.core.utils import JobReturn, JobStatus
+from hydra.core.utils import JobReturn
 
 from pipeline_builder import gcs, vertex
 from pipeline_builder.manifest import read_manifest, write_manifest
 
-from ._core import RESULT_FILE, TrialFailed
+from ._core import RESULT_FILE, settle
 from ._planning import Batch
 
 log = logging.getLogger(__name__)
@@ -145,20 +145,10 @@ def trial_returns(batch: Batch, job: Any, app_name: str, manifest_path: Path) ->
         row: Optional[Dict[str, Any]] = rows.get(trial.number)
         if row is None:  # no summary: the collector did not run or failed
             row = gcs.read_json(storage, f"{trial.output_uri}/{RESULT_FILE}")
+        task = tasks.get(manifest_tasks.get(trial.number, ""), {})
+        reason = f"its task ended {task['state']}" if task.get("state") else "its task never ran"
+        if task.get("error"):
+            reason += f": {task['error']}"
         ret = JobReturn(overrides=list(trial.overrides), working_dir=trial.output_uri, task_name=app_name)
-        where = f"trial {trial.number} ({' '.join(trial.overrides) or 'no overrides'})"
-        if row is not None and row.get("status") == "COMPLETED":
-            ret.status = JobStatus.COMPLETED
-            ret._return_value = row.get("return_value")
-        elif row is not None and row.get("status") == "FAILED":
-            ret.status = JobStatus.FAILED
-            ret._return_value = TrialFailed(f"{where} failed:\n{row.get('error') or 'no error text'}")
-        else:
-            task = tasks.get(manifest_tasks.get(trial.number, ""), {})
-            reason = f"its task ended {task['state']}" if task.get("state") else "its task never ran"
-            if task.get("error"):
-                reason += f": {task['error']}"
-            ret.status = JobStatus.FAILED
-            ret._return_value = TrialFailed(f"{where} left no {RESULT_FILE}: {reason}")
-        returns.append(ret)
+        returns.append(settle(ret, trial, row, reason))
     return returns
