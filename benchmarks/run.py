@@ -72,23 +72,28 @@ def compile_one(n: int, strategy: str) -> None:
     from kfp import compiler, dsl  # noqa: F401
     from google_cloud_pipeline_components.v1.custom_job import CustomTrainingJobOp
 
+    from hydra_plugins.vertex_pipelines_launcher._planning import command_args
     from pipeline_builder.pipeline import SweepSpec, compile_pipeline
     from pipeline_builder.settings import TrialSettings
     from pipeline_builder.trials import build_trial
 
     imported = time.perf_counter()
-    settings = TrialSettings(image_uri="us-docker.pkg.dev/p/r/train:1")
+    # A trial as the launcher plans it: a two-value override and the arguments that make
+    # it the sweep's job i, in a run folder named as the launcher names it.
+    settings = TrialSettings(image_uri="us-docker.pkg.dev/my-project/sweeps/train:latest")
+    run = "train-20261123-231451-fd242f"
+    root = f"gs://my-bucket/hydra-sweeps/{run}"
     trials = tuple(
         build_trial(
             number=i,
-            job_id=f"run_{i}",
-            overrides=[f"lr={i / n}", f"batch_size={32 + i % 4}"],
+            job_id=f"{run}_{i}",
+            overrides=(overrides := [f"lr={i / n}", f"batch_size={32 + i % 4}"]),
             settings=settings,
             command=["python", "train.py", "--config-name=config"],
-            args=[f"lr={i / n}", f"batch_size={32 + i % 4}", f"hydra.run.dir=/gcs/bkt/root/run/{i}", f"hydra.job.num={i}"],
-            output_uri=f"gs://bkt/root/run/{i}",
+            args=command_args(overrides, [], f"/gcs/{root[5:]}/{i}", i, f"{run}_{i}"),
+            output_uri=f"{root}/{i}",
             name_prefix="train",
-            labels={"hydra-app": "train", "hydra-run": "run", "hydra-trial": str(i)},
+            labels={"hydra-app": "train", "hydra-run": run, "hydra-trial": str(i)},
         )
         for i in range(n)
     )
@@ -106,9 +111,9 @@ def compile_one(n: int, strategy: str) -> None:
         else:
             sweep = SweepSpec(
                 name="train",
-                run_id="run",
-                pipeline_root="gs://bkt/root",
-                run_root="gs://bkt/root/run",
+                run_id=run,
+                pipeline_root="gs://my-bucket/hydra-sweeps",
+                run_root=root,
                 trials=trials,
                 collector_image="us-docker.pkg.dev/p/r/train:1",
                 fan_out=strategy,

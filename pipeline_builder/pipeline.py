@@ -139,14 +139,28 @@ def write_spec(pipeline: Any, path: Path) -> Dict[str, Any]:
     from kfp.compiler import pipeline_spec_builder
 
     spec = json_format.MessageToDict(pipeline.pipeline_spec)
+    _compact_loop_items(spec)
     documents = [spec]
     if len(pipeline.platform_spec.platforms) > 0:
         documents.append(json_format.MessageToDict(pipeline.platform_spec))
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     with open(path, "w", encoding="utf-8") as f:
         f.write(pipeline_spec_builder.extract_comments_from_pipeline_spec(spec, pipeline.description))
-        yaml.dump_all(documents, f, sort_keys=True, Dumper=dumper)
+        # One line per long string: folding a 10,000-trial item list at 80 columns would
+        # add an indent to every line of it.
+        yaml.dump_all(documents, f, sort_keys=True, Dumper=dumper, width=2**31 - 1)
     return spec
+
+
+def _compact_loop_items(spec: Dict[str, Any]) -> None:
+    """Re-encodes each loop's item list without the spaces kfp's json.dumps puts after
+    every separator: the same JSON, about a tenth smaller for large sweeps."""
+    dags = [spec["root"]["dag"]] + [c["dag"] for c in spec.get("components", {}).values() if "dag" in c]
+    for dag in dags:
+        for task in dag.get("tasks", {}).values():
+            items = task.get("parameterIterator", {}).get("items", {})
+            if "raw" in items:
+                items["raw"] = json.dumps(json.loads(items["raw"]), sort_keys=True, separators=(",", ":"))
 
 
 def compile_pipeline_spec(sweep: SweepSpec, path: Path) -> Dict[str, Any]:

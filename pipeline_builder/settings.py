@@ -33,8 +33,11 @@ class TrialSettings:
     accelerator_type: Optional[str] = None
     accelerator_count: int = 0
     replica_count: int = 1
-    boot_disk_type: str = "pd-ssd"
-    boot_disk_size_gb: int = 100
+    # pd-ssd, pd-standard or hyperdisk-balanced; None: Vertex's default for the machine
+    # (pd-ssd, or hyperdisk-balanced on machines that only take that).
+    boot_disk_type: Optional[str] = None
+    # None: Vertex's 100 GB.
+    boot_disk_size_gb: Optional[int] = None
     # Longest a trial may run, e.g. "3600s", "90m", "12h", "7d"; None: Vertex's 7 days.
     timeout: Optional[str] = None
     restart_job_on_worker_restart: bool = False

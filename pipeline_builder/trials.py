@@ -66,15 +66,10 @@ def worker_pool_specs(
     }
     if settings.env:
         container["env"] = [{"name": str(k), "value": str(v)} for k, v in settings.env.items()]
-    chief = {
-        "machine_spec": machine,
-        "replica_count": 1,
-        "container_spec": container,
-        "disk_spec": {
-            "boot_disk_type": settings.boot_disk_type,
-            "boot_disk_size_gb": settings.boot_disk_size_gb,
-        },
-    }
+    chief: Dict[str, Any] = {"machine_spec": machine, "replica_count": 1, "container_spec": container}
+    disk = {"boot_disk_type": settings.boot_disk_type, "boot_disk_size_gb": settings.boot_disk_size_gb}
+    if any(v is not None for v in disk.values()):
+        chief["disk_spec"] = {k: v for k, v in disk.items() if v is not None}
     if settings.replica_count == 1:
         return (chief,)
     return (chief, {**chief, "replica_count": settings.replica_count - 1})

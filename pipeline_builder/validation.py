@@ -96,7 +96,8 @@ def check_trial_settings(s: TrialSettings, field: str, require_image: bool = Tru
         )
     _count(s.accelerator_count, f"{field}.accelerator_count", 0)
     _count(s.replica_count, f"{field}.replica_count", 1)
-    _count(s.boot_disk_size_gb, f"{field}.boot_disk_size_gb", 1)
+    if s.boot_disk_size_gb is not None:
+        _count(s.boot_disk_size_gb, f"{field}.boot_disk_size_gb", 1)
     if s.accelerator_type is None:
         if s.accelerator_count > 0:
             raise ConfigError(
@@ -119,7 +120,8 @@ def check_trial_settings(s: TrialSettings, field: str, require_image: bool = Tru
                 f"a whole number >= 1 when accelerator_type={s.accelerator_type}",
             )
     lower = {t.lower(): t for t in vertex_enums.BOOT_DISK_TYPES}
-    _choice(s.boot_disk_type, f"{field}.boot_disk_type", vertex_enums.BOOT_DISK_TYPES, lower.get(str(s.boot_disk_type).lower()))
+    if s.boot_disk_type is not None:
+        _choice(s.boot_disk_type, f"{field}.boot_disk_type", vertex_enums.BOOT_DISK_TYPES, lower.get(str(s.boot_disk_type).lower()))
     upper = str(s.strategy).upper().replace("-", "_")
     _choice(s.strategy, f"{field}.strategy", vertex_enums.STRATEGIES, upper if upper in vertex_enums.STRATEGIES else None)
     if s.timeout is not None:

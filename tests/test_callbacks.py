@@ -7,8 +7,7 @@ from omegaconf import OmegaConf
 
 from conftest import APPS, read_json, run_app
 from hydra_plugins.vertex_pipelines_launcher.callbacks import result_record, to_json
-
-CALLBACK = "++hydra.callbacks.vertex_pipelines_result._target_=hydra_plugins.vertex_pipelines_launcher.callbacks.TrialResultCallback"
+from hydra_plugins.vertex_pipelines_launcher.config import TRIAL_HYDRA_OVERRIDE as CALLBACK
 
 
 class Scalar:

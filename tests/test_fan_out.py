@@ -33,7 +33,7 @@ def test_thousand_trials_loop_with_the_requested_parallelism(tmp_path):
     assert len(items) == 1000
     for i, item in enumerate(items):
         args = item["worker_pool_specs"][0]["container_spec"]["args"]
-        assert [a for a in args if not a.startswith(("hydra.", "++hydra."))] == [f"x={i}", f"+tag=t{i % 7}"]
+        assert [a for a in args if not a.startswith(("hydra.", "+hydra/"))] == [f"x={i}", f"+tag=t{i % 7}"]
         assert item["base_output_directory"].endswith(f"/{i}")
         assert item["display_name"] == f"faults-{i} x={i} +tag=t{i % 7}"
     manifest = read_json(tmp_path / "manifest.json")

@@ -24,13 +24,12 @@ from pipeline_builder.trials import TrialSpec, build_trial
 from pipeline_builder.validation import ENTRIES, check_gcs_uri, check_one_of, check_trial_settings
 from pipeline_builder.vertex import VertexTarget, check_target, default_project
 
-from .config import MODES
+from .config import MODES, TRIAL_HYDRA_OVERRIDE
 
 if TYPE_CHECKING:
     from .launcher import VertexPipelinesLauncher
 
 FIELD = "hydra.launcher"
-RESULT_CALLBACK = "hydra_plugins.vertex_pipelines_launcher.callbacks.TrialResultCallback"
 PICKLE_ENTRY = "hydra_plugins.vertex_pipelines_launcher.pickle_entry"
 JOB_PICKLE = "job.pkl"
 DEFAULT_SUBDIR = "${hydra.job.num}"
@@ -101,6 +100,19 @@ def app_program(python: str, cwd: str) -> List[str]:
         return [python, "-m", module]
     script = os.path.relpath(os.path.abspath(sys.argv[0]), cwd)
     return [python, script]
+
+
+def command_args(overrides: Sequence[str], hydra_args: Sequence[str], run_dir: str, num: int, job_id: str) -> List[str]:
+    """A `command` trial's arguments: its overrides, then what makes it the sweep's job `num`."""
+    return [
+        *overrides,
+        *hydra_args,
+        f"hydra.run.dir={run_dir}",
+        f"hydra.job.num={num}",
+        f"hydra.job.id={job_id}",
+        "hydra.mode=RUN",
+        TRIAL_HYDRA_OVERRIDE,
+    ]
 
 
 def hydra_app_flags(config: DictConfig) -> List[str]:
@@ -309,15 +321,7 @@ def plan_batch(
             args = ["--job", f"{output_dir}/{JOB_PICKLE}", "--output-dir", output_dir, "--", *overrides]
         else:
             command = list(settings.command) if settings.command else app_program(settings.python, cwd) + hydra_app_flags(config)
-            args = [
-                *overrides,
-                *hydra_args,
-                f"hydra.run.dir={run_dir}",
-                f"hydra.job.num={num}",
-                f"hydra.job.id={job_id}",
-                "hydra.mode=RUN",
-                f"++hydra.callbacks.vertex_pipelines_result._target_={RESULT_CALLBACK}",
-            ]
+            args = command_args(overrides, hydra_args, run_dir, num, job_id)
         trials.append(
             build_trial(
                 number=num,

@@ -8,6 +8,10 @@ from hydra.core.config_store import ConfigStore
 from pipeline_builder.settings import TrialSettings
 
 MODES = ["submit", "compile", "local"]
+RESULT_CALLBACK = "hydra_plugins.vertex_pipelines_launcher.callbacks.TrialResultCallback"
+# What each trial's command line appends to add the result callback: a short group option
+# rather than the callback's whole path, since it is repeated in every trial of the spec.
+TRIAL_HYDRA_OVERRIDE = "+hydra/vertex_pipelines=trial"
 
 
 @dataclass
@@ -73,5 +77,12 @@ ConfigStore.instance().store(
     group="hydra/launcher",
     name="vertex_pipelines",
     node=VertexPipelinesLauncherConf,
+    provider="vertex_pipelines_launcher",
+)
+ConfigStore.instance().store(
+    group="hydra/vertex_pipelines",
+    name="trial",
+    node={"callbacks": {"vertex_pipelines_result": {"_target_": RESULT_CALLBACK}}},
+    package="hydra",
     provider="vertex_pipelines_launcher",
 )
