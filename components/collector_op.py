@@ -10,7 +10,17 @@ from typing import Any
 from kfp import dsl
 
 
-def collect_trials(trials: list, summary_path: str, metrics: dsl.Output[dsl.Metrics], trials_path: str = ""):
+def collect_trials(
+    trials: list,
+    summary_path: str,
+    metrics: dsl.Output[dsl.Metrics],
+    trials_path: str = "",
+    report_path: str = "",
+    objective_key: str = "",
+    objective_direction: str = "minimize",
+    project: str = "",
+    location: str = "",
+):
     """Reads every trial's result.json, writes summary.json and logs numeric results.
 
     Large sweeps list their trials in a file (`trials_path`): the executor input is one

@@ -36,6 +36,13 @@ class SweepSpec:
     # at most `parallelism` at once (None: no limit).
     fan_out: str = "tasks"
     parallelism: Optional[int] = None
+    # The best trial is the one with the lowest (minimize) or highest (maximize) value of
+    # `objective_key` in its return value ("": the return value itself).
+    objective_key: str = ""
+    objective_direction: str = "minimize"
+    # Where the trials' CustomJobs run, for console links in the report ("": unknown).
+    project: str = ""
+    location: str = ""
 
     @functools.cached_property
     def trials_file(self) -> Optional[str]:
@@ -48,6 +55,12 @@ class SweepSpec:
     def summary_path(self) -> str:
         """Where the collector writes the summary, as the collector sees it (/gcs/...)."""
         return f"{gcs_to_fuse(self.run_root)}/{self.summary_name}"
+
+    @property
+    def report_path(self) -> str:
+        """Where the collector writes the HTML report, beside the summary."""
+        stem = self.summary_name.replace("summary", "report", 1).rsplit(".", 1)[0]
+        return f"{gcs_to_fuse(self.run_root)}/{stem}.html"
 
 
 # CustomTrainingJobOp's own defaults, for inputs some trials set and others leave unset.
@@ -105,10 +118,16 @@ def build_pipeline(sweep: SweepSpec) -> Any:
                 task = CustomTrainingJobOp(**trial.custom_job_inputs())
                 task.set_display_name(trial.display_name)
                 tasks.append(task)
-        if sweep.trials_file:
-            collector = collect(trials=[], summary_path=sweep.summary_path, trials_path=gcs_to_fuse(sweep.trials_file))
-        else:
-            collector = collect(trials=trial_rows(sweep.trials), summary_path=sweep.summary_path, trials_path="")
+        collector = collect(
+            trials=[] if sweep.trials_file else trial_rows(sweep.trials),
+            trials_path=gcs_to_fuse(sweep.trials_file) if sweep.trials_file else "",
+            summary_path=sweep.summary_path,
+            report_path=sweep.report_path,
+            objective_key=sweep.objective_key,
+            objective_direction=sweep.objective_direction,
+            project=sweep.project,
+            location=sweep.location,
+        )
         collector.set_display_name(COLLECTOR_TASK_NAME)
         collector.after(*tasks)
         collector.ignore_upstream_failure()
