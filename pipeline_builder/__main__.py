@@ -171,6 +171,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 def _run_local(args: argparse.Namespace) -> int:
     from .cloud_paths import PathMap
     from .local_runner import UnsupportedPipeline, run_pipeline
+    from .manifest import manifest_beside, read_manifest, stage_files
 
     pipeline = args.pipeline.resolve()
     if not pipeline.is_file():
@@ -178,7 +179,11 @@ def _run_local(args: argparse.Namespace) -> int:
         return 2
     root = args.root or pipeline.parent / "gcs"
     paths = PathMap(str(root), dict(args.map))
+    manifest = manifest_beside(pipeline)
     try:
+        if manifest is not None:
+            for path in stage_files(read_manifest(manifest), paths):
+                print(f"staged {path}")
         result = run_pipeline(
             pipeline,
             paths=paths,
@@ -186,7 +191,7 @@ def _run_local(args: argparse.Namespace) -> int:
             max_parallel=args.max_parallel,
             cwd=str(args.cwd) if args.cwd else None,
         )
-    except UnsupportedPipeline as e:
+    except (UnsupportedPipeline, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -8,8 +8,9 @@ import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional
 
+from .cloud_paths import PathMap
 from .pipeline import SweepSpec
 
 FORMAT_VERSION = 1
@@ -25,6 +26,7 @@ def manifest_data(sweep: SweepSpec, pipeline_yaml: Path, **extra: Any) -> Dict[s
         "run_root": sweep.run_root,
         "summary_path": sweep.summary_path,
         "pipeline_yaml": str(pipeline_yaml),
+        "trials_file": sweep.trials_file,
         "fan_out": sweep.fan_out,
         "parallelism": sweep.parallelism,
         **extra,
@@ -53,3 +55,31 @@ def write_manifest(path: Path, data: Dict[str, Any]) -> Path:
 
 def read_manifest(path: Path) -> Dict[str, Any]:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def manifest_beside(pipeline_yaml: Path) -> Optional[Path]:
+    """The manifest written with a pipeline.yaml (pipeline-4.yaml goes with manifest-4.json)."""
+    pipeline_yaml = Path(pipeline_yaml)
+    if not pipeline_yaml.name.startswith("pipeline"):
+        return None
+    path = pipeline_yaml.with_name("manifest" + pipeline_yaml.stem[len("pipeline") :] + ".json")
+    return path if path.is_file() else None
+
+
+def stage_files(manifest: Dict[str, Any], paths: PathMap) -> List[str]:
+    """Puts the files a compiled run reads from its bucket (pickled jobs, a large sweep's
+    trial list) where `paths` shows that bucket, for a run on this machine; returns their
+    local paths. The trial list names trial folders, so those are mapped too."""
+    staged = []
+    for uri, source in (manifest.get("files") or {}).items():
+        dest = Path(paths.local(uri))
+        if not Path(source).is_file():
+            raise FileNotFoundError(f"{source}: the manifest lists it as {uri}, but it is gone")
+        data = Path(source).read_bytes()
+        if uri == manifest.get("trials_file"):
+            data = json.dumps(paths.in_value(json.loads(data))).encode()
+        if dest != Path(source):
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(data)
+        staged.append(str(dest))
+    return staged

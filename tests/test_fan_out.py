@@ -131,3 +131,32 @@ def test_trial_file_reaches_the_collector_through_the_bucket(emulators, tmp_path
     returns = launch_in_process(FAULTS / "conf", overrides, [[f"x={i}"] for i in range(330)])
     assert [r.return_value for r in returns] == [2 * i for i in range(330)]
     assert read_json(tmp_path / "summary.json")["counts"] == {"COMPLETED": 330}  # the one summary read
+
+
+def test_run_local_stages_the_trial_file_of_a_compiled_sweep(tmp_path, monkeypatch):
+    """A compiled sweep's trial list sits in the sweep dir until submission uploads it;
+    `run-local` of that pipeline.yaml puts it (and its trial folders) where the run reads it."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from pipeline_builder import pipeline
+
+    monkeypatch.setattr(pipeline, "INLINE_TRIALS_LIMIT", 10)
+    sweep = tmp_path / "sweep"
+    command = f"hydra.launcher.trial.command=[python,{APPS / 'instant.py'}]"
+    launch_in_process(FAULTS / "conf", [f"hydra.sweep.dir={sweep}", *COMPILE, command], [[f"x={i}"] for i in range(3)])
+    manifest = read_json(sweep / "manifest.json")
+    assert manifest["files"] == {manifest["trials_file"]: str(sweep / "trials.json")}
+    root = tmp_path / "bucket"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline_builder", "run-local", str(sweep / "pipeline.yaml"), "--root", str(root)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = read_json(root / manifest["summary_path"][len("/gcs/") :])
+    assert summary["counts"] == {"COMPLETED": 3}
+    assert sorted(r["return_value"] for r in summary["trials"]) == [0, 2, 4]

@@ -63,11 +63,20 @@ def write_batch(batch: Batch, **manifest_extra: Any) -> Tuple[Path, Path, Dict[s
     manifest_path = pipeline_path.with_name("manifest" + pipeline_path.name[len("pipeline") : -len(".yaml")] + ".json")
     spec = compile_pipeline_spec(batch.sweep, pipeline_path)
     paths = batch.local_paths()
+    files = {}
     for uri, data in batch.uploads(paths if batch.mode == "local" else None).items():
         local = Path(paths.local(uri))
         local.parent.mkdir(parents=True, exist_ok=True)
         local.write_bytes(data)
-    data = manifest_data(batch.sweep, pipeline_path, mode=batch.mode, initial_job_idx=batch.initial_job_idx, **manifest_extra)
+        files[uri] = str(local)
+    data = manifest_data(
+        batch.sweep,
+        pipeline_path,
+        mode=batch.mode,
+        initial_job_idx=batch.initial_job_idx,
+        files=files,
+        **manifest_extra,
+    )
     names = trial_task_names(spec)
     for trial in data["trials"]:
         trial["task_name"] = names.get(trial["output_uri"])
@@ -250,7 +259,8 @@ def launch(
     if batch.pickles or batch.sweep.trials_file:
         log.info(
             f"It reads files written under {batch.sweep_dir} (pickled jobs, the trial list) from "
-            f"{batch.sweep.run_root}: mode=submit uploads them"
+            f"{batch.sweep.run_root}: mode=submit uploads them, and `python -m pipeline_builder run-local` "
+            "puts them where its run reads them"
         )
     return _returns_without_values(config, batch, pipeline_path, "mode=compile")
 
