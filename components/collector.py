@@ -9,23 +9,46 @@ import json
 import math
 import os
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Mapping, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from urllib.parse import quote
 
 RESULT_FILE = "result.json"
+LOG_FILE = "trial.log"  # what the local runner writes in each trial's folder
 MISSING = "MISSING"
+DIRECTIONS = ("minimize", "maximize")
+CONSOLE = "https://console.cloud.google.com"
 
 
-def read_trial(row: Mapping[str, Any]) -> Dict[str, Any]:
+def console_links(job_id: Optional[str], project: str, location: str) -> Dict[str, Optional[str]]:
+    """The CustomJob's console page and its Cloud Logging query, when the job is known.
+
+    Needs project and location: a local run sets a job id too, but has no console.
+    """
+    if not (job_id and project and location):
+        return {"console_url": None, "log_url": None}
+    job, proj = quote(str(job_id), safe=""), quote(project, safe="")
+    query = quote(f'resource.labels.job_id="{job_id}"', safe="")
+    return {
+        "console_url": f"{CONSOLE}/vertex-ai/locations/{quote(location, safe='')}/training/{job}/cpu?project={proj}",
+        "log_url": f"{CONSOLE}/logs/query;query={query}?project={proj}",
+    }
+
+
+def read_trial(row: Mapping[str, Any], project: str = "", location: str = "") -> Dict[str, Any]:
     """One trial's summary row; a trial that left no readable result is MISSING, not dropped."""
     path = os.path.join(row["output_dir"], RESULT_FILE)
+    log_path = os.path.join(row["output_dir"], LOG_FILE)
     entry: Dict[str, Any] = {
         "number": int(row["number"]),  # pipeline parameters carry numbers as floats
         "overrides": list(row.get("overrides", [])),
         "output_dir": row["output_dir"],
+        "log_path": log_path if os.path.isfile(log_path) else None,
     }
     try:
         with open(path, encoding="utf-8") as f:
             result = json.load(f)
+        if not isinstance(result, dict):
+            raise ValueError("not a JSON object")
     except FileNotFoundError:
         return {**entry, "status": MISSING, "return_value": None, "error": f"no {RESULT_FILE} at {path}"}
     except (OSError, ValueError) as e:
@@ -38,6 +61,12 @@ def read_trial(row: Mapping[str, Any]) -> Dict[str, Any]:
         end_time=result.get("end_time"),
         duration_s=result.get("duration_s"),
     )
+    if result.get("return_value_is_repr"):
+        entry["return_value_is_repr"] = True
+    job_id = result.get("vertex_job_id")
+    if job_id:
+        entry["vertex_job_id"] = job_id
+    entry.update(console_links(job_id, project, location))
     return entry
 
 
@@ -61,21 +90,153 @@ def numeric_metrics(trials: Sequence[Mapping[str, Any]]) -> Dict[str, float]:
     return metrics
 
 
-def collect(trials: Sequence[Mapping[str, Any]], summary_path: str) -> Dict[str, Any]:
-    """Reads every trial's result, writes the summary at `summary_path` and returns it."""
-    rows: List[Dict[str, Any]] = [read_trial(t) for t in trials]
+def objective_value(return_value: Any, key: str) -> Optional[float]:
+    """The number `key` names in a return value, or None.
+
+    A key is looked up literally first ("val/loss", "val.loss"), then as a dotted path
+    through nested dicts (and list indices); "" means the return value itself.
+    """
+    if key == "":
+        value = return_value
+    elif isinstance(return_value, dict) and key in return_value:
+        value = return_value[key]
+    else:
+        value = return_value
+        for part in key.split("."):
+            if isinstance(value, dict) and part in value:
+                value = value[part]
+            elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+                value = value[int(part)]
+            else:
+                return None
+    return float(value) if _number(value) else None
+
+
+def normalise_direction(direction: str) -> Optional[str]:
+    """`minimize` or `maximize` (also `min`/`max`, any case), or None if it is neither."""
+    d = direction.strip().lower()
+    return {"min": "minimize", "max": "maximize"}.get(d, d) if d in (*DIRECTIONS, "min", "max") else None
+
+
+def best_trial(rows: Sequence[Mapping[str, Any]], direction: str) -> Optional[Mapping[str, Any]]:
+    """The completed row with the best objective; ties go to the lower trial number."""
+    scored = [r for r in rows if r["status"] == "COMPLETED" and r.get("objective") is not None]
+    if not scored:
+        return None
+    sign = -1.0 if direction == "maximize" else 1.0
+    return min(scored, key=lambda r: (sign * r["objective"], r["number"]))
+
+
+def is_internal(key: str) -> bool:
+    """Hydra's own settings (hydra.*, hydra/launcher=...) say how a trial ran, not what it tried."""
+    return key == "hydra" or key.startswith(("hydra.", "hydra/"))
+
+
+def parse_overrides(overrides: Sequence[str]) -> Dict[str, str]:
+    """A trial's settings from its `key=value` overrides, Hydra's own ones left out.
+
+    `+key=v`/`++key=v` set `key`; `~key` deletes it, shown as the value "~".
+    """
+    settings: Dict[str, str] = {}
+    for override in overrides:
+        key, sep, value = str(override).partition("=")
+        if key.startswith("~"):
+            key, value = key[1:], "~"
+        elif not sep:
+            continue
+        key = key.lstrip("+").strip()
+        if key and not is_internal(key):
+            settings[key] = value.strip()
+    return settings
+
+
+def numeric_setting(value: Optional[str]) -> Optional[float]:
+    """A setting's value as a finite number, or None if it is not one."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def swept_settings(rows: Sequence[Mapping[str, Any]]) -> Tuple[Dict[str, Dict[str, Any]], Dict[str, str]]:
+    """Settings that take more than one value across trials (being unset counts as one),
+    each with its values and whether all are numbers; and the settings all trials share."""
+    parsed = [parse_overrides(r["overrides"]) for r in rows]
+    keys: List[str] = []
+    for p in parsed:
+        keys.extend(k for k in p if k not in keys)
+    swept: Dict[str, Dict[str, Any]] = {}
+    fixed: Dict[str, str] = {}
+    for key in keys:
+        values: List[Optional[str]] = []
+        for p in parsed:
+            if p.get(key) not in values:
+                values.append(p.get(key))
+        if len(values) == 1 and values[0] is not None:
+            fixed[key] = values[0]
+            continue
+        present = [v for v in values if v is not None]
+        numeric = bool(present) and all(numeric_setting(v) is not None for v in present)
+        if numeric:
+            values = sorted(present, key=lambda v: numeric_setting(v) or 0.0) + [None] * (None in values)
+        swept[key] = {"numeric": numeric, "values": values}
+    return swept, fixed
+
+
+def objective_summary(rows: Sequence[Mapping[str, Any]], key: str, direction: str) -> Dict[str, Any]:
+    """What the best trial is chosen by, how many trials have a value, and why none is best."""
+    scored = sum(1 for r in rows if r.get("objective") is not None)
+    summary: Dict[str, Any] = {"key": key, "direction": normalise_direction(direction) or direction, "trials_with_value": scored}
+    what = "a number" if key == "" else f"a number at {key!r}"
+    if normalise_direction(direction) is None:
+        summary["note"] = f"unknown objective direction {direction!r}: use minimize or maximize"
+    elif scored == 0:
+        summary["note"] = f"no completed trial returned {what}"
+    return summary
+
+
+def write_text(path: str, text: str) -> None:
+    """Writes through a temporary file so a reader never sees half a file."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def collect(
+    trials: Sequence[Mapping[str, Any]],
+    summary_path: str,
+    objective_key: str = "",
+    objective_direction: str = "minimize",
+    project: str = "",
+    location: str = "",
+) -> Dict[str, Any]:
+    """Reads every trial's result, writes the summary at `summary_path` and returns it.
+
+    A bad objective direction is reported in the summary rather than raised: the sweep has
+    already run, and its results matter more than the ranking.
+    """
+    rows: List[Dict[str, Any]] = [read_trial(t, project, location) for t in trials]
     counts: Dict[str, int] = {}
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
+        r["objective"] = objective_value(r["return_value"], objective_key) if r["status"] == "COMPLETED" else None
+    objective = objective_summary(rows, objective_key, objective_direction)
+    best = None if "note" in objective else best_trial(rows, objective["direction"])
+    swept, fixed = swept_settings(rows)
     summary = {
         "created": datetime.now(timezone.utc).isoformat(),
         "trials": rows,
         "counts": counts,
         "metrics": numeric_metrics(rows),
+        "objective": objective,
+        "best": None if best is None else {k: best[k] for k in ("number", "objective", "overrides", "output_dir")},
+        "swept": swept,
+        "fixed": fixed,
     }
-    os.makedirs(os.path.dirname(summary_path) or ".", exist_ok=True)
-    tmp = f"{summary_path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=2, default=repr)
-    os.replace(tmp, summary_path)
+    write_text(summary_path, json.dumps(summary, indent=2, default=repr))
     return summary

@@ -98,8 +98,7 @@ def test_trials_write_to_their_own_output_dirs(quickstart_sweep):
         assert f"hydra.run.dir={trial['output_dir']}" in args
         assert f"hydra.job.num={trial['number']}" in args
         labels = constant(task, "labels")
-        assert labels["hydra-trial"] == str(trial["number"])
-        assert labels["hydra-run"] == manifest["run_id"]
+        assert labels == {"hydra-app": "train", "hydra-run": manifest["run_id"]}
     assert len({t["output_uri"] for t in manifest["trials"]}) == 4
 
 

@@ -301,7 +301,6 @@ def plan_batch(
             check_trial_settings(settings, field, require_image=mode != "local")
             labels = {
                 **derived_labels,
-                "hydra-trial": str(num),
                 **base_labels,
                 **names.check_labels(settings.labels, f"{field}.labels"),
             }
