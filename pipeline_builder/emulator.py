@@ -11,6 +11,7 @@ Vertex's Cloud Storage FUSE mount would. Point the SDK at it with
 
 import itertools
 import json
+import os
 import re
 import threading
 import time
@@ -260,6 +261,14 @@ class _StorageSync:
         if task.kind == "custom_job" and base:
             bucket, name = gcs.split_uri(base)
             gcs.download_tree(self.storage, base, str(self.root / bucket / name))
+        for pool in inputs.get("worker_pool_specs") or [] if task.kind == "custom_job" else []:
+            for uri in (pool or {}).get("python_package_spec", {}).get("package_uris", []):
+                local = self.root / uri[len("gs://") :]
+                data = gcs.read_bytes(self.storage, uri)
+                if data is not None and not local.exists():
+                    local.parent.mkdir(parents=True, exist_ok=True)
+                    local.write_bytes(data)
+                    os.utime(local, (0, 0))  # a download, not a task output: not uploaded back
         for value in inputs.values():  # files a container task names, e.g. a trial list
             if isinstance(value, str) and value.startswith("/gcs/"):
                 data = gcs.read_bytes(self.storage, "gs://" + value[len("/gcs/") :])

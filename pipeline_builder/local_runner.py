@@ -25,6 +25,7 @@ from typing import IO, Any, Callable, Dict, List, Mapping, Optional, Sequence, T
 
 from .cloud_paths import PathMap
 from .fork_server import ForkServer, python_invocation
+from .settings import REDUCTION_SERVER_IMAGE
 
 CUSTOM_JOB_LAUNCHER = "google_cloud_pipeline_components.container.v1.custom_job.launcher"
 FINAL_STATES = ("SUCCEEDED", "FAILED", "SKIPPED", "CANCELLED")
@@ -112,7 +113,7 @@ def cluster_env(pools: Sequence[int], pool: int, index: int, ports: Dict[Tuple[i
         ),
         "TF_CONFIG": json.dumps(
             {
-                "cluster": {TF_TASK_TYPES[p]: hosts for p, hosts in enumerate(cluster.values()) if p < len(TF_TASK_TYPES)},
+                "cluster": {TF_TASK_TYPES[p]: cluster[f"workerpool{p}"] for p, n in enumerate(pools) if n and p < len(TF_TASK_TYPES)},
                 "task": {"type": TF_TASK_TYPES[pool] if pool < len(TF_TASK_TYPES) else f"workerpool{pool}", "index": index},
                 "environment": "cloud",
             }
@@ -398,14 +399,17 @@ class LocalRunner:
 
     def _run_custom_job(self, task: TaskRun) -> None:
         inputs = self._inputs(task.name)
-        pools = [p for p in inputs.get("worker_pool_specs") or [] if p]
-        if not pools:
-            raise UnsupportedPipeline(f"task {task.name!r} has no worker pools")
+        pools = list(inputs.get("worker_pool_specs") or [])  # positions matter: an empty pool stays
+        if not pools or not pools[0]:
+            raise UnsupportedPipeline(f"task {task.name!r} has no chief worker pool")
         base_uri = inputs.get("base_output_directory") or ""
         output_dir = self.paths.local(base_uri) if base_uri else str(self.work_dir / task.name)
         os.makedirs(output_dir, exist_ok=True)
         task.output_dir = output_dir
-        replicas = [int(p.get("replica_count", 1)) for p in pools]
+        # The reduction server only speeds up all-reduce between GPU hosts on Vertex; the
+        # app's replicas run without it, so it is left out here.
+        skipped = {i for i, p in enumerate(pools) if p and _container(p).get("image_uri") == REDUCTION_SERVER_IMAGE}
+        replicas = [0 if not p or i in skipped else int(p.get("replica_count", 1)) for i, p in enumerate(pools)]
         ports = {(p, i): free_port() for p, n in enumerate(replicas) for i in range(n)}
         job = {"display_name": inputs.get("display_name", task.display_name), "worker_pool_specs": pools}
         env = self._base_env()
@@ -415,11 +419,21 @@ class LocalRunner:
                 env[var] = os.path.join(output_dir, sub) + "/"
         launches = []
         for p, pool in enumerate(pools):
-            if "container_spec" not in pool:
-                raise UnsupportedPipeline(f"task {task.name!r} pool {p}: only container_spec pools run locally")
-            spec = pool["container_spec"]
-            command = self._command(list(spec.get("command", [])) + list(spec.get("args", [])))
-            pool_env = {e["name"]: self.paths.in_text(str(e.get("value", ""))) for e in spec.get("env", [])}
+            if not replicas[p]:
+                continue
+            if "python_package_spec" in pool:
+                spec = pool["python_package_spec"]
+                command = self._command(["python", "-m", spec["python_module"], *spec.get("args", [])])
+                packages = [self.paths.local(uri) for uri in spec.get("package_uris", [])]
+                pythonpath = os.pathsep.join([*packages, *[p for p in [env.get("PYTHONPATH", "")] if p]])
+                pool_env = {"PYTHONPATH": pythonpath}
+            elif "container_spec" in pool:
+                spec = pool["container_spec"]
+                command = self._command(list(spec.get("command", [])) + list(spec.get("args", [])))
+                pool_env = {}
+            else:
+                raise UnsupportedPipeline(f"task {task.name!r} pool {p}: only container and Python package pools run locally")
+            pool_env.update({e["name"]: self.paths.in_text(str(e.get("value", ""))) for e in spec.get("env", [])})
             for i in range(replicas[p]):
                 name = "trial.log" if (p, i) == (0, 0) else f"trial-workerpool{p}-{i}.log"
                 prefix = f"[{task.display_name.split(' ')[0]}]" if (p, i) == (0, 0) else f"[{task.display_name.split(' ')[0]} workerpool{p}-{i}]"
@@ -570,6 +584,10 @@ class LocalRunner:
                 with self._lock:
                     self.console.write(f"{prefix} {partial}\n")
                     self.console.flush()
+
+
+def _container(pool: Mapping[str, Any]) -> Mapping[str, Any]:
+    return pool.get("container_spec") or {}
 
 
 def _select(item: Any, selector: Optional[str], task: str, key: str) -> Any:

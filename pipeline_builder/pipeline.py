@@ -72,6 +72,9 @@ _JOB_INPUT_DEFAULTS: Dict[str, Any] = {
     "tensorboard": "",
     "encryption_spec_key_name": "",
     "reserved_ip_ranges": [],
+    "persistent_resource_id": "",
+    "psc_interface_config": {},
+    "disable_retries": False,
 }
 # How a loop item's field is typed for kfp, which types every field of a dict item as a string.
 _CHANNEL_TYPES = {list: "List", dict: "Dict", bool: "Boolean", int: "Integer", float: "Float", str: "String"}
@@ -90,9 +93,20 @@ def loop_items(trials: Tuple[TrialSpec, ...]) -> Tuple[List[Dict[str, Any]], Dic
     return [{k: i[k] for k in varying} for i in inputs], constants
 
 
+def _job_op(trials: Tuple[TrialSpec, ...]) -> Any:
+    """CustomTrainingJobOp, or its twin that can turn Vertex's own retries off when a
+    trial asks for that (CustomTrainingJobOp has no such input)."""
+    if any(t.job_settings.get("disable_retries") for t in trials):
+        from components.custom_job_op import custom_training_job_no_vertex_retries
+
+        return custom_training_job_no_vertex_retries
+    from google_cloud_pipeline_components.v1.custom_job import CustomTrainingJobOp
+
+    return CustomTrainingJobOp
+
+
 def build_pipeline(sweep: SweepSpec) -> Any:
     """The KFP pipeline (a GraphComponent) for `sweep`."""
-    from google_cloud_pipeline_components.v1.custom_job import CustomTrainingJobOp
     from kfp import dsl
 
     from components.collector_op import collector_op
@@ -110,13 +124,17 @@ def build_pipeline(sweep: SweepSpec) -> Any:
                     field = getattr(item, key)
                     field.channel_type = _CHANNEL_TYPES.get(type(value), "String")
                     fields[key] = field
-                task = CustomTrainingJobOp(**constants, **fields)
+                task = _job_op(sweep.trials)(**constants, **fields)
                 task.set_display_name("trial")
+                if sweep.trials[0].retry:  # the same for every trial of a loop (checked when planned)
+                    task.set_retry(**sweep.trials[0].retry)
             tasks.append(task)
         else:
             for trial in sweep.trials:
-                task = CustomTrainingJobOp(**trial.custom_job_inputs())
+                task = _job_op((trial,))(**trial.custom_job_inputs())
                 task.set_display_name(trial.display_name)
+                if trial.retry:
+                    task.set_retry(**trial.retry)
                 tasks.append(task)
         collector = collect(
             trials=[] if sweep.trials_file else trial_rows(sweep.trials),
@@ -129,6 +147,8 @@ def build_pipeline(sweep: SweepSpec) -> Any:
             location=sweep.location,
         )
         collector.set_display_name(COLLECTOR_TASK_NAME)
+        # Always re-run: a resumed sweep's summary must see the trials that ran again.
+        collector.set_caching_options(False)
         collector.after(*tasks)
         collector.ignore_upstream_failure()
 

@@ -5,7 +5,51 @@ input of the pipeline builder, so a setting has exactly one definition.
 """
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
+
+# Vertex's Reduction Server image (the pool that speeds up all-reduce across GPU workers).
+REDUCTION_SERVER_IMAGE = "us-docker.pkg.dev/vertex-ai-restricted/training/reductionserver:latest"
+REDUCTION_SERVER_MACHINE = "n1-highcpu-16"
+
+
+@dataclass
+class WorkerPoolSettings:
+    """A worker pool after the chief (workers, parameter servers or the reduction server).
+
+    Unset fields take the chief's values, so `workers.replica_count: 2` alone gives two
+    more replicas like the chief. The reduction server takes Vertex's image and machine
+    instead, and runs no app command.
+    """
+
+    replica_count: int = 0
+    # None: the chief's machine type and accelerators.
+    machine_type: Optional[str] = None
+    accelerator_type: Optional[str] = None
+    accelerator_count: int = 0
+    boot_disk_type: Optional[str] = None
+    boot_disk_size_gb: Optional[int] = None
+    # None: the chief's image.
+    image_uri: Optional[str] = None
+    # None: the chief's command and arguments (the same app, told its role by CLUSTER_SPEC).
+    command: Optional[List[str]] = None
+    # With `command`: its arguments.
+    args: List[str] = field(default_factory=list)
+    # On top of the chief's environment.
+    env: Dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class PackageSettings:
+    """`code: package`: the trial runs from a wheel of the project on a prebuilt image."""
+
+    # Project folder holding pyproject.toml or setup.py; None: the working directory.
+    source_dir: Optional[str] = None
+    # A Vertex prebuilt training image, e.g.
+    # us-docker.pkg.dev/vertex-ai/training/pytorch-gpu.2-4.py310:latest.
+    executor_image_uri: Optional[str] = None
+    # Module the trial runs (`python -m MODULE overrides...`); None: the app's own module,
+    # from `python -m pkg.app` or from the script's path inside source_dir.
+    python_module: Optional[str] = None
 
 
 @dataclass
@@ -17,6 +61,10 @@ class TrialSettings:
 
     # Container image holding the app and this package (CustomJob container_spec.image_uri).
     image_uri: Optional[str] = None
+    # image: run the app from image_uri; package: build a wheel of the project, upload it
+    # once per content, and run it on package.executor_image_uri (no image build).
+    code: str = "image"
+    package: PackageSettings = field(default_factory=PackageSettings)
     # How a trial starts: `command` re-runs the app's command line; `pickle` runs the
     # cloudpickled task function (for functions no command reaches: notebooks, tests);
     # `auto` picks `command` when the task function is the started script's, else `pickle`.
@@ -32,7 +80,14 @@ class TrialSettings:
     # An aiplatform AcceleratorType name, e.g. NVIDIA_TESLA_T4; None for CPU only.
     accelerator_type: Optional[str] = None
     accelerator_count: int = 0
+    # Replicas running the app: the chief plus replica_count - 1 identical workers (a
+    # shortcut for workers.replica_count).
     replica_count: int = 1
+    # Worker pools 1 and 2 of the CustomJob (parameter servers and the reduction server
+    # both take pool 2).
+    workers: WorkerPoolSettings = field(default_factory=WorkerPoolSettings)
+    parameter_servers: WorkerPoolSettings = field(default_factory=WorkerPoolSettings)
+    reduction_server: WorkerPoolSettings = field(default_factory=WorkerPoolSettings)
     # pd-ssd, pd-standard or hyperdisk-balanced; None: Vertex's default for the machine
     # (pd-ssd, or hyperdisk-balanced on machines that only take that).
     boot_disk_type: Optional[str] = None
@@ -45,11 +100,23 @@ class TrialSettings:
     strategy: str = "STANDARD"
     # How long a FLEX_START trial may wait for capacity; None: Vertex's 24 hours.
     max_wait_duration: Optional[str] = None
+    # Turn off Vertex's own restart of a job that failed on an internal error.
+    disable_retries: bool = False
+    # Pipeline-level retries of a failed trial task (a preempted Spot trial, say), waiting
+    # retry_backoff, growing by retry_backoff_factor up to retry_backoff_max in between.
+    retries: int = 0
+    retry_backoff: str = "60s"
+    retry_backoff_factor: float = 2.0
+    retry_backoff_max: str = "3600s"
+    # Run on this Vertex persistent resource (a reserved cluster) instead of on demand.
+    persistent_resource_id: Optional[str] = None
     # Service account the trial runs as; None: Vertex's Custom Code Service Agent.
     service_account: Optional[str] = None
     # VPC network to peer with: projects/{project_number}/global/networks/{network}.
     network: Optional[str] = None
     reserved_ip_ranges: List[str] = field(default_factory=list)
+    # Private Service Connect interface: {network_attachment: ..., dns_peering_configs: [...]}.
+    psc_interface_config: Dict[str, Any] = field(default_factory=dict)
     # Vertex TensorBoard resource the trial's logs are uploaded to.
     tensorboard: Optional[str] = None
     enable_web_access: bool = False
@@ -61,3 +128,20 @@ class TrialSettings:
     display_name: Optional[str] = None
     # gs:// folder holding one sub-folder per trial; None: <pipeline_root>/<run id>.
     base_output_dir: Optional[str] = None
+
+
+_NESTED = {
+    "workers": WorkerPoolSettings,
+    "parameter_servers": WorkerPoolSettings,
+    "reduction_server": WorkerPoolSettings,
+    "package": PackageSettings,
+}
+
+
+def trial_settings(data: Dict[str, Any]) -> TrialSettings:
+    """TrialSettings from plain data (a resolved Hydra node), nested settings included."""
+    values = dict(data)
+    for key, kind in _NESTED.items():
+        if isinstance(values.get(key), dict):
+            values[key] = kind(**values[key])
+    return TrialSettings(**values)

@@ -5,7 +5,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .cloud_paths import gcs_to_fuse
 from .names import display_name
-from .settings import TrialSettings
+from .settings import REDUCTION_SERVER_IMAGE, REDUCTION_SERVER_MACHINE, TrialSettings, WorkerPoolSettings
 from .validation import duration
 
 RESULT_FILE = "result.json"
@@ -24,6 +24,8 @@ class TrialSpec:
     worker_pool_specs: Tuple[Dict[str, Any], ...]
     labels: Dict[str, str] = field(default_factory=dict)
     job_settings: Dict[str, Any] = field(default_factory=dict)
+    # kfp's set_retry arguments for the trial's task ({}: no pipeline-level retries).
+    retry: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def result_path(self) -> str:
@@ -47,32 +49,114 @@ class TrialSpec:
         return data
 
 
-def worker_pool_specs(
-    settings: TrialSettings, command: Sequence[str], args: Sequence[str]
-) -> Tuple[Dict[str, Any], ...]:
-    """Vertex WorkerPoolSpecs in proto field names.
+def _machine(machine_type: str, accelerator_type: Optional[str], accelerator_count: int) -> Dict[str, Any]:
+    machine: Dict[str, Any] = {"machine_type": machine_type}
+    if accelerator_type:
+        machine["accelerator_type"] = accelerator_type
+        machine["accelerator_count"] = accelerator_count
+    return machine
 
-    Vertex wants exactly one replica in the first (chief) pool, so `replica_count=N`
-    becomes the chief plus a pool of N-1 identical workers.
+
+def _env(env: Dict[str, Any]) -> List[Dict[str, str]]:
+    return [{"name": str(k), "value": str(v)} for k, v in env.items()]
+
+
+def _pool(
+    chief: TrialSettings,
+    pool: WorkerPoolSettings,
+    command: Sequence[str],
+    args: Sequence[str],
+    reduction_server: bool = False,
+) -> Dict[str, Any]:
+    """One extra pool: its own settings where set, else the chief's (reduction server: Vertex's)."""
+    if pool.machine_type is not None:
+        machine = _machine(pool.machine_type, pool.accelerator_type, pool.accelerator_count)
+    elif reduction_server:
+        machine = _machine(REDUCTION_SERVER_MACHINE, None, 0)
+    else:
+        machine = _machine(chief.machine_type, chief.accelerator_type, chief.accelerator_count)
+    container: Dict[str, Any] = {"image_uri": pool.image_uri or (REDUCTION_SERVER_IMAGE if reduction_server else chief.image_uri or "")}
+    if pool.command is not None:
+        container.update(command=list(pool.command), args=list(pool.args))
+    elif not reduction_server:
+        container.update(command=list(command), args=list(args))
+    env = pool.env if reduction_server else {**chief.env, **pool.env}
+    if env:
+        container["env"] = _env(env)
+    spec: Dict[str, Any] = {"machine_spec": machine, "replica_count": pool.replica_count, "container_spec": container}
+    disk = _disk(pool.boot_disk_type, pool.boot_disk_size_gb) or (None if reduction_server else _disk(chief.boot_disk_type, chief.boot_disk_size_gb))
+    if disk:
+        spec["disk_spec"] = disk
+    return spec
+
+
+def _disk(disk_type: Optional[str], size_gb: Optional[int]) -> Optional[Dict[str, Any]]:
+    disk = {"boot_disk_type": disk_type, "boot_disk_size_gb": size_gb}
+    return {k: v for k, v in disk.items() if v is not None} or None
+
+
+def worker_pool_specs(
+    settings: TrialSettings,
+    command: Sequence[str],
+    args: Sequence[str],
+    package_uris: Sequence[str] = (),
+) -> Tuple[Dict[str, Any], ...]:
+    """Vertex WorkerPoolSpecs in proto field names: the chief, then workers (pool 1), then
+    parameter servers or the reduction server (pool 2). Unused pools before a used one are
+    left empty, as Vertex wants pools in these positions.
+
+    Vertex wants exactly one replica in the chief pool, so `replica_count=N` becomes the
+    chief plus a pool of N-1 identical workers. With `package_uris`, every pool that runs
+    the app runs `command`'s module from those packages instead of a container.
     """
-    machine: Dict[str, Any] = {"machine_type": settings.machine_type}
-    if settings.accelerator_type:
-        machine["accelerator_type"] = settings.accelerator_type
-        machine["accelerator_count"] = settings.accelerator_count
-    container: Dict[str, Any] = {
-        "image_uri": settings.image_uri or "",
-        "command": list(command),
-        "args": list(args),
-    }
+    container: Dict[str, Any] = {"image_uri": settings.image_uri or "", "command": list(command), "args": list(args)}
     if settings.env:
-        container["env"] = [{"name": str(k), "value": str(v)} for k, v in settings.env.items()]
-    chief: Dict[str, Any] = {"machine_spec": machine, "replica_count": 1, "container_spec": container}
-    disk = {"boot_disk_type": settings.boot_disk_type, "boot_disk_size_gb": settings.boot_disk_size_gb}
-    if any(v is not None for v in disk.values()):
-        chief["disk_spec"] = {k: v for k, v in disk.items() if v is not None}
-    if settings.replica_count == 1:
-        return (chief,)
-    return (chief, {**chief, "replica_count": settings.replica_count - 1})
+        container["env"] = _env(settings.env)
+    chief: Dict[str, Any] = {
+        "machine_spec": _machine(settings.machine_type, settings.accelerator_type, settings.accelerator_count),
+        "replica_count": 1,
+        "container_spec": container,
+    }
+    disk = _disk(settings.boot_disk_type, settings.boot_disk_size_gb)
+    if disk:
+        chief["disk_spec"] = disk
+    pools: List[Dict[str, Any]] = [chief]
+    if settings.workers.replica_count:
+        pools.append(_pool(settings, settings.workers, command, args))
+    elif settings.replica_count > 1:
+        pools.append({**chief, "replica_count": settings.replica_count - 1})
+    second = None
+    if settings.parameter_servers.replica_count:
+        second = _pool(settings, settings.parameter_servers, command, args)
+    elif settings.reduction_server.replica_count:
+        second = _pool(settings, settings.reduction_server, command, args, reduction_server=True)
+    if second is not None:
+        if len(pools) == 1:
+            pools.append({})
+        pools.append(second)
+    if package_uris:
+        pools = [_as_package(p, package_uris) if _runs_app(p, command) else p for p in pools]
+    return tuple(pools)
+
+
+def _runs_app(pool: Dict[str, Any], command: Sequence[str]) -> bool:
+    return bool(pool) and pool["container_spec"].get("command") == list(command)
+
+
+def _as_package(pool: Dict[str, Any], package_uris: Sequence[str]) -> Dict[str, Any]:
+    """A pool running the app's module from uploaded packages on a prebuilt image: the
+    command is `python -m MODULE`, so its module and arguments carry over."""
+    container = pool["container_spec"]
+    at = container["command"].index("-m") + 1
+    spec: Dict[str, Any] = {
+        "executor_image_uri": container["image_uri"],
+        "package_uris": list(package_uris),
+        "python_module": container["command"][at],
+        "args": container["command"][at + 1 :] + container["args"],
+    }
+    if "env" in container:
+        spec["env"] = container["env"]
+    return {k: v for k, v in pool.items() if k != "container_spec"} | {"python_package_spec": spec}
 
 
 def job_settings(settings: TrialSettings) -> Dict[str, Any]:
@@ -91,10 +175,15 @@ def job_settings(settings: TrialSettings) -> Dict[str, Any]:
         "network": settings.network,
         "tensorboard": settings.tensorboard,
         "encryption_spec_key_name": settings.encryption_spec_key_name,
+        "persistent_resource_id": settings.persistent_resource_id,
     }
     out.update({k: v for k, v in optional.items() if v})
     if settings.reserved_ip_ranges:
         out["reserved_ip_ranges"] = list(settings.reserved_ip_ranges)
+    if settings.psc_interface_config:
+        out["psc_interface_config"] = dict(settings.psc_interface_config)
+    if settings.disable_retries:
+        out["disable_retries"] = True
     return out
 
 
@@ -109,6 +198,7 @@ def build_trial(
     output_uri: str,
     name_prefix: str,
     labels: Optional[Dict[str, str]] = None,
+    package_uris: Sequence[str] = (),
 ) -> TrialSpec:
     """A TrialSpec from checked settings; `args` already hold the overrides and run dir."""
     prefix = settings.display_name or name_prefix
@@ -120,10 +210,23 @@ def build_trial(
         display_name=display_name(f"{prefix}-{number} {shown}"),
         output_uri=output_uri,
         output_dir=gcs_to_fuse(output_uri),
-        worker_pool_specs=worker_pool_specs(settings, command, args),
+        worker_pool_specs=worker_pool_specs(settings, command, args, package_uris),
         labels=dict(labels or {}),
         job_settings=job_settings(settings),
+        retry=retry_policy(settings),
     )
+
+
+def retry_policy(settings: TrialSettings) -> Dict[str, Any]:
+    """kfp's PipelineTask.set_retry arguments, or {} for no retries."""
+    if not settings.retries:
+        return {}
+    return {
+        "num_retries": settings.retries,
+        "backoff_duration": duration(settings.retry_backoff, "retry_backoff"),
+        "backoff_factor": float(settings.retry_backoff_factor),
+        "backoff_max_duration": duration(settings.retry_backoff_max, "retry_backoff_max"),
+    }
 
 
 def trial_rows(trials: Sequence[TrialSpec]) -> List[Dict[str, Any]]:

@@ -15,6 +15,16 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SECRET_NAME = re.compile(r"(SECRET|PASSWORD|PASSWD|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.I)
 _NETWORK = re.compile(r"^projects/[^/\s]+/global/networks/[^/\s]+$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_KMS_KEY = re.compile(r"^projects/[^/\s]+/locations/([^/\s]+)/keyRings/[^/\s]+/cryptoKeys/[^/\s]+$")
+_TENSORBOARD = re.compile(r"^projects/[^/\s]+/locations/([^/\s]+)/tensorboards/[0-9]+$")
+_PERSISTENT_RESOURCE = re.compile(r"^[a-z][a-z0-9-]{4,61}[a-z0-9]$")
+_NETWORK_ATTACHMENT = re.compile(r"^(projects/[^/\s]+/regions/[^/\s]+/networkAttachments/)?[a-z]([-a-z0-9]*[a-z0-9])?$")
+_IP_RANGE_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+# Fields of google.cloud.aiplatform_v1.types.PscInterfaceConfig (tests check them against it).
+PSC_INTERFACE_FIELDS = frozenset({"network_attachment", "dns_peering_configs"})
+DNS_PEERING_FIELDS = frozenset({"domain", "target_project", "target_network"})
+CODE_MODES = ("image", "package")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 ENTRIES = ("auto", "command", "pickle")
@@ -70,7 +80,10 @@ def suggest_accelerator(value: str) -> Optional[str]:
 
 def check_trial_settings(s: TrialSettings, field: str, require_image: bool = True) -> None:
     """Raises ConfigError for the first setting Vertex would reject; `field` is its prefix."""
-    if s.image_uri is None or not str(s.image_uri).strip():
+    _choice(s.code, f"{field}.code", CODE_MODES)
+    if s.code == "package":
+        _check_package(s, field, require_image)
+    elif s.image_uri is None or not str(s.image_uri).strip():
         if require_image:
             raise ConfigError(
                 f"{field}.image_uri",
@@ -94,60 +107,202 @@ def check_trial_settings(s: TrialSettings, field: str, require_image: bool = Tru
             s.machine_type,
             "a Compute Engine machine type such as n1-standard-4 or a2-highgpu-1g",
         )
-    _count(s.accelerator_count, f"{field}.accelerator_count", 0)
     _count(s.replica_count, f"{field}.replica_count", 1)
-    if s.boot_disk_size_gb is not None:
-        _count(s.boot_disk_size_gb, f"{field}.boot_disk_size_gb", 1)
-    if s.accelerator_type is None:
-        if s.accelerator_count > 0:
-            raise ConfigError(
-                f"{field}.accelerator_type",
-                None,
-                f"an accelerator type when accelerator_count={s.accelerator_count}, e.g. NVIDIA_TESLA_T4",
-            )
-    else:
-        if not vertex_enums.is_accelerator_type(s.accelerator_type):
-            _choice(
-                s.accelerator_type,
-                f"{field}.accelerator_type",
-                vertex_enums.ACCELERATOR_TYPES,
-                suggest_accelerator(str(s.accelerator_type)),
-            )
-        if s.accelerator_count == 0:
-            raise ConfigError(
-                f"{field}.accelerator_count",
-                0,
-                f"a whole number >= 1 when accelerator_type={s.accelerator_type}",
-            )
-    lower = {t.lower(): t for t in vertex_enums.BOOT_DISK_TYPES}
-    if s.boot_disk_type is not None:
-        _choice(s.boot_disk_type, f"{field}.boot_disk_type", vertex_enums.BOOT_DISK_TYPES, lower.get(str(s.boot_disk_type).lower()))
+    _check_machine(s.accelerator_type, s.accelerator_count, s.boot_disk_type, s.boot_disk_size_gb, field)
+    _check_pools(s, field)
     upper = str(s.strategy).upper().replace("-", "_")
     _choice(s.strategy, f"{field}.strategy", vertex_enums.STRATEGIES, upper if upper in vertex_enums.STRATEGIES else None)
     if s.timeout is not None:
         duration(s.timeout, f"{field}.timeout")
     if s.max_wait_duration is not None:
         duration(s.max_wait_duration, f"{field}.max_wait_duration")
-    for name, value in s.env.items():
+        if s.strategy != "FLEX_START":
+            raise ConfigError(
+                f"{field}.max_wait_duration",
+                s.max_wait_duration,
+                f"null unless strategy is FLEX_START (it is {s.strategy}; Vertex only waits for FLEX_START capacity)",
+            )
+    _check_retries(s, field)
+    _check_env(s.env, f"{field}.env")
+    _check_placement(s, field)
+    if s.base_output_dir is not None:
+        check_gcs_uri(s.base_output_dir, f"{field}.base_output_dir")
+    check_labels(s.labels, f"{field}.labels")
+
+
+def _check_env(env: Any, field: str) -> None:
+    for name, value in env.items():
         if not _ENV_NAME.match(str(name)):
-            raise ConfigError(f"{field}.env key", name, "a variable name of letters, digits and '_', not starting with a digit")
+            raise ConfigError(f"{field} key", name, "a variable name of letters, digits and '_', not starting with a digit")
         if _SECRET_NAME.search(str(name)):
             raise ConfigError(
-                f"{field}.env.{name}",
+                f"{field}.{name}",
                 "<hidden>",
                 "no secrets: trial.env is written in clear text into pipeline.yaml and shown in the "
                 "Vertex console",
                 "Read the secret inside the trial, e.g. from Secret Manager with the trial's service account",
             )
         if not isinstance(value, (str, int, float, bool)):
-            raise ConfigError(f"{field}.env.{name}", value, "a string")
+            raise ConfigError(f"{field}.{name}", value, "a string")
+
+
+def _check_machine(
+    accelerator_type: Optional[str], accelerator_count: Any, disk_type: Optional[str], disk_size: Any, field: str
+) -> None:
+    _count(accelerator_count, f"{field}.accelerator_count", 0)
+    if disk_size is not None:
+        _count(disk_size, f"{field}.boot_disk_size_gb", 1)
+    if accelerator_type is None:
+        if accelerator_count > 0:
+            raise ConfigError(
+                f"{field}.accelerator_type",
+                None,
+                f"an accelerator type when accelerator_count={accelerator_count}, e.g. NVIDIA_TESLA_T4",
+            )
+    else:
+        if not vertex_enums.is_accelerator_type(accelerator_type):
+            _choice(
+                accelerator_type,
+                f"{field}.accelerator_type",
+                vertex_enums.ACCELERATOR_TYPES,
+                suggest_accelerator(str(accelerator_type)),
+            )
+        if accelerator_count == 0:
+            raise ConfigError(
+                f"{field}.accelerator_count",
+                0,
+                f"a whole number >= 1 when accelerator_type={accelerator_type}",
+            )
+    lower = {t.lower(): t for t in vertex_enums.BOOT_DISK_TYPES}
+    if disk_type is not None:
+        _choice(disk_type, f"{field}.boot_disk_type", vertex_enums.BOOT_DISK_TYPES, lower.get(str(disk_type).lower()))
+
+
+def _check_pools(s: TrialSettings, field: str) -> None:
+    """Extra worker pools: each checked like the chief; pool positions must not clash."""
+    for name in ("workers", "parameter_servers", "reduction_server"):
+        pool, where = getattr(s, name), f"{field}.{name}"
+        _count(pool.replica_count, f"{where}.replica_count", 0)
+        if pool.machine_type is not None and (not isinstance(pool.machine_type, str) or not _MACHINE_TYPE.match(pool.machine_type)):
+            raise ConfigError(f"{where}.machine_type", pool.machine_type, "null (the chief's) or a machine type such as n1-standard-8")
+        if pool.machine_type is None and (pool.accelerator_type is not None or pool.accelerator_count):
+            raise ConfigError(
+                f"{where}.accelerator_type",
+                pool.accelerator_type,
+                f"null while {where}.machine_type is null (the pool then takes the chief's machine and accelerators)",
+            )
+        _check_machine(pool.accelerator_type, pool.accelerator_count, pool.boot_disk_type, pool.boot_disk_size_gb, where)
+        if pool.image_uri is not None and (not str(pool.image_uri).strip() or re.search(r"\s", str(pool.image_uri))):
+            raise ConfigError(f"{where}.image_uri", pool.image_uri, "null (the chief's) or an image reference without spaces")
+        if pool.command is not None and (len(pool.command) == 0 or not all(isinstance(a, str) and a for a in pool.command)):
+            raise ConfigError(f"{where}.command", pool.command, "null (the chief's command) or a non-empty list of non-empty strings")
+        if pool.args and pool.command is None:
+            raise ConfigError(f"{where}.args", list(pool.args), f"empty unless {where}.command is set (else the pool runs the chief's command)")
+        _check_env(pool.env, f"{where}.env")
+    if s.replica_count > 1 and s.workers.replica_count:
+        raise ConfigError(
+            f"{field}.replica_count",
+            s.replica_count,
+            f"1 when {field}.workers.replica_count is set (replica_count > 1 is a shortcut for identical workers)",
+        )
+    if s.parameter_servers.replica_count and s.reduction_server.replica_count:
+        raise ConfigError(
+            f"{field}.reduction_server.replica_count",
+            s.reduction_server.replica_count,
+            f"0 when {field}.parameter_servers are set: both take worker pool 2 of the CustomJob",
+        )
+
+
+def _check_retries(s: TrialSettings, field: str) -> None:
+    if isinstance(s.disable_retries, bool) is False:
+        raise ConfigError(f"{field}.disable_retries", s.disable_retries, "true or false")
+    _count(s.retries, f"{field}.retries", 0)
+    if s.retries:
+        for name in ("retry_backoff", "retry_backoff_max"):
+            text = duration(getattr(s, name), f"{field}.{name}")
+            if "." in text:
+                raise ConfigError(f"{field}.{name}", getattr(s, name), "a whole number of seconds, e.g. '60s', '10m'")
+        factor = s.retry_backoff_factor
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor < 1:
+            raise ConfigError(f"{field}.retry_backoff_factor", factor, "a number >= 1 (2: each wait doubles)")
+
+
+def _check_placement(s: TrialSettings, field: str) -> None:
+    """Network, security and tracking settings, in the forms Vertex accepts."""
     if s.service_account is not None and not _EMAIL.match(s.service_account):
         raise ConfigError(f"{field}.service_account", s.service_account, "a service account email, NAME@PROJECT.iam.gserviceaccount.com")
     if s.network is not None and not _NETWORK.match(s.network):
         raise ConfigError(f"{field}.network", s.network, "projects/PROJECT_NUMBER/global/networks/NETWORK")
-    if s.base_output_dir is not None:
-        check_gcs_uri(s.base_output_dir, f"{field}.base_output_dir")
-    check_labels(s.labels, f"{field}.labels")
+    for name in s.reserved_ip_ranges:
+        if not isinstance(name, str) or not _IP_RANGE_NAME.match(name):
+            raise ConfigError(f"{field}.reserved_ip_ranges", name, "names of reserved IP ranges of the network, e.g. vertex-ai-range")
+    if s.reserved_ip_ranges and s.network is None:
+        raise ConfigError(f"{field}.network", None, f"a network when {field}.reserved_ip_ranges is set (the ranges belong to it)")
+    if s.psc_interface_config:
+        _check_psc(s.psc_interface_config, f"{field}.psc_interface_config")
+        if s.network is not None:
+            raise ConfigError(
+                f"{field}.psc_interface_config", "<set>", f"unset when {field}.network is set: a job uses VPC peering or a PSC interface, not both"
+            )
+    if s.encryption_spec_key_name is not None and not _KMS_KEY.match(s.encryption_spec_key_name):
+        raise ConfigError(
+            f"{field}.encryption_spec_key_name",
+            s.encryption_spec_key_name,
+            "a Cloud KMS key: projects/PROJECT/locations/LOCATION/keyRings/RING/cryptoKeys/KEY",
+        )
+    if s.persistent_resource_id is not None and not _PERSISTENT_RESOURCE.match(str(s.persistent_resource_id)):
+        raise ConfigError(
+            f"{field}.persistent_resource_id",
+            s.persistent_resource_id,
+            "the ID of a persistent resource in the pipeline's project and location (5-63 lowercase letters, digits, '-', starting with a letter)",
+        )
+    if s.tensorboard is not None:
+        if not _TENSORBOARD.match(s.tensorboard):
+            raise ConfigError(f"{field}.tensorboard", s.tensorboard, "projects/PROJECT/locations/LOCATION/tensorboards/ID")
+        if s.service_account is None:
+            raise ConfigError(
+                f"{field}.service_account",
+                None,
+                f"a service account when {field}.tensorboard is set: Vertex uploads TensorBoard logs only for jobs that run as one",
+            )
+
+
+def _check_psc(config: Any, field: str) -> None:
+    if not isinstance(config, dict) or set(config) - PSC_INTERFACE_FIELDS:
+        unknown = sorted(set(config) - PSC_INTERFACE_FIELDS) if isinstance(config, dict) else config
+        raise ConfigError(field, unknown, "a mapping with " + " and ".join(sorted(PSC_INTERFACE_FIELDS)))
+    attachment = config.get("network_attachment")
+    if not isinstance(attachment, str) or not _NETWORK_ATTACHMENT.match(attachment):
+        raise ConfigError(
+            f"{field}.network_attachment", attachment, "a network attachment: NAME or projects/PROJECT/regions/REGION/networkAttachments/NAME"
+        )
+    for peering in config.get("dns_peering_configs") or []:
+        if not isinstance(peering, dict) or set(peering) - DNS_PEERING_FIELDS or "domain" not in peering:
+            raise ConfigError(f"{field}.dns_peering_configs", peering, "mappings with domain, target_project, target_network")
+
+
+def _check_package(s: TrialSettings, field: str, require_image: bool) -> None:
+    where = f"{field}.package"
+    image = s.package.executor_image_uri
+    if (image is None or not str(image).strip()) and require_image:
+        raise ConfigError(
+            f"{where}.executor_image_uri",
+            image,
+            "a Vertex prebuilt training image, e.g. us-docker.pkg.dev/vertex-ai/training/pytorch-gpu.2-4.py310:latest",
+        )
+    if image is not None and re.search(r"\s", str(image)):
+        raise ConfigError(f"{where}.executor_image_uri", image, "an image reference without spaces")
+    if s.package.python_module is not None and not _MODULE.match(str(s.package.python_module)):
+        raise ConfigError(f"{where}.python_module", s.package.python_module, "a dotted module name, e.g. trainer.task")
+    if s.command is not None:
+        raise ConfigError(f"{field}.command", s.command, f"null when {field}.code=package (the trial runs python -m {where}.python_module)")
+
+
+def check_key_location(key: Optional[str], location: str, field: str) -> None:
+    """A CMEK key must be in the region of the resources it protects."""
+    match = _KMS_KEY.match(key or "")
+    if match and match.group(1) != location:
+        raise ConfigError(field, key, f"a key in location {location} (the pipeline's location); this one is in {match.group(1)}")
 
 
 def check_one_of(value: Any, field: str, accepted: List[str]) -> str:

@@ -4,6 +4,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
@@ -69,6 +70,12 @@ def write_batch(batch: Batch, **manifest_extra: Any) -> Tuple[Path, Path, Dict[s
         local.parent.mkdir(parents=True, exist_ok=True)
         local.write_bytes(data)
         files[uri] = str(local)
+    if batch.package is not None:
+        files[batch.package.uri] = str(batch.package.local_path)
+        if batch.mode == "local":  # where the local run's trials find it
+            local = Path(paths.local(batch.package.uri))
+            local.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(batch.package.local_path, local)
     data = manifest_data(
         batch.sweep,
         pipeline_path,
@@ -256,6 +263,13 @@ def launch(
         return _returns_without_values(config, batch, pipeline_path, "wait=false")
 
     log.info(f"To run it on Vertex AI: {submit_hint(config)}")
+    if batch.package is not None:
+        from pipeline_builder.packaging import upload_command
+
+        log.info(
+            f"The trials run from {batch.package.local_path}; mode=submit uploads it to {batch.package.uri} "
+            f"unless it is there already, or upload it yourself: {upload_command(batch.package)}"
+        )
     if batch.pickles or batch.sweep.trials_file:
         log.info(
             f"It reads files written under {batch.sweep_dir} (pickled jobs, the trial list) from "

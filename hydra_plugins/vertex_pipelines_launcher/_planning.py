@@ -4,6 +4,7 @@ Reads the composed configs, decides how each trial starts (its command line, or 
 job), and hands plain data to `pipeline_builder`. Writes and sends nothing.
 """
 
+import dataclasses
 import os
 import re
 import sys
@@ -19,7 +20,7 @@ from pipeline_builder import names
 from pipeline_builder.cloud_paths import PathMap, gcs_to_fuse
 from pipeline_builder.errors import ConfigError
 from pipeline_builder.pipeline import SweepSpec
-from pipeline_builder.settings import TrialSettings
+from pipeline_builder.settings import TrialSettings, trial_settings
 from pipeline_builder.trials import TrialSpec, build_trial
 from pipeline_builder.validation import ENTRIES, check_gcs_uri, check_one_of, check_trial_settings
 from pipeline_builder.vertex import VertexTarget, check_target, default_project
@@ -58,6 +59,7 @@ class Batch:
     pickles: Dict[str, bytes] = field(default_factory=dict)  # gs:// URI -> pickled job
     pipeline_labels: Dict[str, str] = field(default_factory=dict)
     target: Optional[VertexTarget] = None  # submit mode: where the PipelineJob goes
+    package: Any = None  # code=package: the PackageUpload of the project's wheel
 
     def uploads(self, paths: Optional[PathMap] = None) -> Dict[str, bytes]:
         """Files the run reads from its bucket: pickled jobs and a large sweep's trial list
@@ -115,6 +117,34 @@ def command_args(overrides: Sequence[str], hydra_args: Sequence[str], run_dir: s
     ]
 
 
+def package_module(settings: TrialSettings, cwd: str) -> str:
+    """The module a `code: package` trial runs: the configured one, the `-m` module the
+    app was started as, or the started script's module inside the source folder."""
+    if settings.package.python_module:
+        return settings.package.python_module
+    program = app_program(settings.python, cwd)
+    if program[1] == "-m":
+        return program[2]
+    source = Path(settings.package.source_dir or cwd).resolve()
+    script = Path(cwd, program[1]).resolve()
+    field = f"{FIELD}.trial.package.python_module"
+    if script.suffix != ".py" or not script.is_relative_to(source):
+        raise ConfigError(field, None, f"the module to run, e.g. trainer.task: the app {program[1]} is not a module inside {source}")
+    parts = script.relative_to(source).with_suffix("").parts
+    if not all(p.isidentifier() for p in parts):
+        raise ConfigError(field, None, f"the module to run, e.g. trainer.task: {'/'.join(parts)}.py is no importable module path")
+    return ".".join(parts)
+
+
+def _package(settings: TrialSettings, cwd: str, sweep_dir: Path, pipeline_root: str) -> Any:
+    """Builds the project's wheel into the sweep dir (or reuses the one built for this
+    content); uploading it, only if the bucket lacks it, is the submit step's."""
+    from pipeline_builder.packaging import write_beside
+
+    source = Path(settings.package.source_dir or cwd).resolve()
+    return write_beside(sweep_dir, source, pipeline_root)
+
+
 def hydra_app_flags(config: DictConfig) -> List[str]:
     """The command-line flags that chose the app's primary config."""
     flags = []
@@ -160,7 +190,7 @@ def _settings(node: DictConfig, field: str, where: str = "") -> TrialSettings:
     except Exception as e:
         raise ConfigError(field, "<unresolvable>", "settings whose interpolations resolve", str(e), where) from e
     assert isinstance(data, dict)
-    return TrialSettings(**data)
+    return trial_settings(data)
 
 
 def _job_configs(
@@ -289,7 +319,7 @@ def plan_batch(
 
         state = Singleton.get_state()
 
-    trials: List[TrialSpec] = []
+    planned: List[Dict[str, Any]] = []
     pickles: Dict[str, bytes] = {}
     bases = {run_root}
     jobs = _job_configs(launcher, job_overrides, initial_job_idx, compose=pickled)
@@ -309,6 +339,8 @@ def plan_batch(
             output_uri = check_gcs_uri(f"{base}/{subdir.strip('/')}", f"{field}.base_output_dir + hydra.sweep.subdir")
             output_dir = gcs_to_fuse(output_uri)
             run_dir = hydra_value(output_dir, f"{field} output dir")
+            if settings.code != base_settings.code:
+                raise ConfigError(f"{field}.code", settings.code, f"{base_settings.code}, as for the whole sweep (one package serves every trial)")
         except ConfigError as e:
             raise e.at(f"trial {num}: {' '.join(overrides)}") from None
         bases.add(base)
@@ -318,11 +350,16 @@ def plan_batch(
             pickles[f"{output_uri}/{JOB_PICKLE}"] = _pickle_job(launcher, job_config, state)
             command = [settings.python, "-m", PICKLE_ENTRY]
             args = ["--job", f"{output_dir}/{JOB_PICKLE}", "--output-dir", output_dir, "--", *overrides]
+        elif settings.code == "package":
+            command = [settings.python, "-m", package_module(settings, cwd), *hydra_app_flags(config)]
+            args = command_args(overrides, hydra_args, run_dir, num, job_id)
         else:
             command = list(settings.command) if settings.command else app_program(settings.python, cwd) + hydra_app_flags(config)
             args = command_args(overrides, hydra_args, run_dir, num, job_id)
-        trials.append(
-            build_trial(
+        if settings.code == "package":
+            settings = dataclasses.replace(settings, image_uri=settings.package.executor_image_uri or "local")
+        planned.append(
+            dict(
                 number=num,
                 job_id=job_id,
                 overrides=overrides,
@@ -334,6 +371,11 @@ def plan_batch(
                 labels=labels,
             )
         )
+
+    # Built only once every trial's settings passed their checks: nothing is written before.
+    package = _package(base_settings, cwd, sweep_dir, pipeline_root) if base_settings.code == "package" else None
+    uris = [package.uri] if package else []
+    trials = [build_trial(**kwargs, package_uris=uris) for kwargs in planned]
 
     fan_out = check_one_of(lconf.fan_out, f"{FIELD}.fan_out", ["auto", "tasks", "parallel_for"])
     if fan_out == "tasks" and lconf.max_parallel is not None:
@@ -371,4 +413,5 @@ def plan_batch(
         pickles=pickles,
         pipeline_labels=names.check_labels({**derived_labels, **base_labels}, f"{FIELD}.labels"),
         target=target,
+        package=package,
     )

@@ -27,6 +27,15 @@ def upload_files(batch: Batch, storage: Any) -> None:
         gcs.write_bytes(storage, uri, data)
     if files:
         log.info(f"Uploaded {len(files)} files under {batch.sweep.run_root}")
+    if batch.package is not None:
+        from pipeline_builder.packaging import upload_if_absent
+
+        assert batch.target is not None
+        gcs.ensure_bucket(storage, batch.sweep.pipeline_root, batch.target.location)
+        if upload_if_absent(storage, batch.package):
+            log.info(f"Uploaded the trials' package to {batch.package.uri}")
+        else:
+            log.info(f"The trials' package is in the bucket already: {batch.package.uri}")
 
 
 def submit(batch: Batch, lconf: Any, pipeline_path: Path, manifest_path: Path) -> Any:

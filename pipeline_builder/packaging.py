@@ -1,0 +1,227 @@
+"""Ships the user's code as a wheel, so trials can run on a prebuilt training image.
+
+The wheel is stored under `<pipeline_root>/packages/<digest>/`, where the digest covers
+the source files. Unchanged code therefore maps to a folder that already holds its wheel:
+nothing is built and nothing is uploaded.
+"""
+
+import hashlib
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, List, Optional, Tuple
+
+from pipeline_builder import gcs
+from pipeline_builder.errors import ConfigError
+
+SOURCE_DIR_FIELD = "hydra.launcher.trial.package.source_dir"
+ACCEPTED_SOURCE = "a folder with a pyproject.toml or setup.py that pip can build into a wheel"
+
+# Directories that hold build output, run output or environments rather than source.
+# They are skipped only when they are not themselves a Python package (no __init__.py),
+# so a package that happens to be called e.g. `outputs` still ships.
+_OUTPUT_DIRS = frozenset({"build", "dist", "multirun", "outputs"})
+_ENV_DIRS = frozenset({"venv", "__pycache__"})
+_SKIPPED_SUFFIXES = (".pyc", ".pyo")
+
+# 1980-01-01: the earliest time a zip entry can hold; any fixed value makes timestamps reproducible.
+_SOURCE_DATE_EPOCH = "315532800"
+_DIGEST_VERSION = b"pipeline-builder-source-digest-v1\0"
+_HINT_LINES = 15
+
+
+@dataclass(frozen=True)
+class PackageUpload:
+    """Where a trial finds the wheel, and whether this call had to put it there."""
+
+    uri: str
+    digest: str
+    uploaded: bool
+    local_path: Optional[Path] = None
+
+
+def _is_skipped_dir(entry: os.DirEntry) -> bool:
+    name = entry.name
+    if name.startswith(".") or name in _ENV_DIRS or name.endswith(".egg-info") or entry.is_symlink():
+        return True
+    path = entry.path
+    if os.path.exists(os.path.join(path, "pyvenv.cfg")):  # a virtualenv under any name
+        return True
+    return name in _OUTPUT_DIRS and not os.path.exists(os.path.join(path, "__init__.py"))
+
+
+def _source_files(source_dir: Path) -> List[Tuple[str, str]]:
+    """(relative POSIX path, absolute path) of every source file, sorted by relative path.
+
+    Both the digest and the build copy use this list, so the wheel is built from exactly
+    the files the digest covers.
+    """
+    found: List[Tuple[str, str]] = []
+
+    def walk(directory: str, prefix: str) -> None:
+        try:
+            with os.scandir(directory) as listing:
+                entries = list(listing)
+        except OSError:  # an unreadable folder (e.g. a root-owned volume) is not source
+            return
+        for entry in entries:
+            name = entry.name
+            if entry.is_dir(follow_symlinks=False):  # False for a symlinked folder, which is skipped
+                if not _is_skipped_dir(entry):
+                    walk(entry.path, f"{prefix}{name}/")
+            elif not name.startswith(".") and not name.endswith(_SKIPPED_SUFFIXES) and entry.is_file():
+                # is_file() follows symlinks: a linked file counts, a dangling link does not.
+                found.append((prefix + name, entry.path))
+
+    walk(str(source_dir), "")
+    found.sort(key=lambda item: item[0].encode("utf-8", "surrogateescape"))
+    return found
+
+
+def source_digest(source_dir: Path) -> str:
+    """sha256 over the sorted relative paths and bytes of the source files.
+
+    Each path and each content is length-prefixed, so moving bytes between files or
+    renaming a file changes the digest. Only names and bytes count (no mtimes, modes or
+    absolute paths), so the same tree gives the same digest on any machine.
+    """
+    digest = hashlib.sha256(_DIGEST_VERSION)
+    for relative, absolute in _source_files(Path(source_dir)):
+        name = relative.encode("utf-8", "surrogateescape")
+        digest.update(struct.pack(">Q", len(name)))
+        digest.update(name)
+        with open(absolute, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            digest.update(struct.pack(">Q", size))
+            read = 0
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+                read += len(chunk)
+        if read != size:
+            raise RuntimeError(f"{absolute} changed while it was being read; try again once it is written")
+    return digest.hexdigest()
+
+
+def _copy_sources(source_dir: Path, target: Path) -> None:
+    for relative, absolute in _source_files(source_dir):
+        destination = target / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(absolute, destination)
+
+
+def build_wheel(source_dir: Path, out_dir: Path, field: str = SOURCE_DIR_FIELD) -> Path:
+    """Builds one wheel of `source_dir` into `out_dir` and returns its path.
+
+    The build runs on a temporary copy of the source files, so setuptools' `build/` and
+    `*.egg-info` never appear in the user's tree, and without network or build isolation,
+    so it uses the build backend already installed. SOURCE_DATE_EPOCH is fixed so the
+    wheel is as reproducible as the backend allows.
+    """
+    source_dir = Path(source_dir)
+    if not ((source_dir / "pyproject.toml").is_file() or (source_dir / "setup.py").is_file()):
+        missing = "there is no such folder" if not source_dir.is_dir() else "it has neither pyproject.toml nor setup.py"
+        raise ConfigError(field, str(source_dir), ACCEPTED_SOURCE, hint=missing)
+    with tempfile.TemporaryDirectory(prefix="pipeline-builder-wheel-") as tmp:
+        copy = Path(tmp, "src")
+        wheels = Path(tmp, "wheels")
+        _copy_sources(source_dir, copy)
+        env = {
+            **os.environ,
+            "SOURCE_DATE_EPOCH": _SOURCE_DATE_EPOCH,
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        command = [
+            sys.executable, "-m", "pip", "wheel",
+            "--no-deps", "--no-build-isolation", "--no-index", "--no-cache-dir",
+            "--wheel-dir", str(wheels), str(copy),
+        ]  # fmt: skip
+        proc = subprocess.run(command, cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        built = sorted(wheels.glob("*.whl")) if wheels.is_dir() else []
+        if proc.returncode != 0 or len(built) != 1:
+            output = proc.stdout.replace(str(copy), str(source_dir))  # name the user's folder, not the copy
+            tail = "\n".join(output.rstrip().splitlines()[-_HINT_LINES:])
+            problem = f"pip wheel exited with {proc.returncode}" if proc.returncode else f"pip wheel made {len(built)} wheels"
+            raise ConfigError(field, str(source_dir), ACCEPTED_SOURCE, hint=f"{problem}; its last lines:\n{tail}")
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        target = out_dir / built[0].name
+        shutil.move(str(built[0]), str(target))
+        return target
+
+
+def package_folder(pipeline_root: str, digest: str) -> str:
+    """The folder that holds the wheel built from sources with this digest."""
+    return f"{pipeline_root.rstrip('/')}/packages/{digest}"
+
+
+def _existing_wheel(storage_client: Any, folder: str) -> Optional[str]:
+    wheels = [uri for uri in gcs.list_uris(storage_client, folder) if uri.endswith(".whl") and "/" not in uri[len(folder) + 1 :]]
+    return min(wheels) if wheels else None
+
+
+def ensure_package(storage_client: Any, pipeline_root: str, source_dir: Path, work_dir: Path) -> PackageUpload:
+    """The wheel of `source_dir` in the bucket, built and uploaded only if its folder has none.
+
+    One list call decides; unchanged code costs no build and no upload. The upload is
+    conditional on the object not existing, so a concurrent launch of the same code that
+    got there first is accepted rather than overwritten.
+    """
+    from google.api_core.exceptions import PreconditionFailed
+
+    digest = source_digest(Path(source_dir))
+    folder = package_folder(pipeline_root, digest)
+    existing = _existing_wheel(storage_client, folder)
+    if existing is not None:
+        return PackageUpload(uri=existing, digest=digest, uploaded=False)
+    wheel = build_wheel(Path(source_dir), Path(work_dir))
+    uri = f"{folder}/{wheel.name}"
+    bucket, name = gcs.split_uri(uri)
+    try:
+        storage_client.bucket(bucket).blob(name).upload_from_filename(str(wheel), if_generation_match=0)
+    except PreconditionFailed:
+        return PackageUpload(uri=uri, digest=digest, uploaded=False, local_path=wheel)
+    return PackageUpload(uri=uri, digest=digest, uploaded=True, local_path=wheel)
+
+
+def write_beside(pipeline_dir: Path, source_dir: Path, pipeline_root: str) -> PackageUpload:
+    """Compile mode: the wheel under `pipeline_dir/packages/<digest>/`, and the URI it must be uploaded to.
+
+    The folder layout matches the bucket's, so copying `pipeline_dir/packages` to
+    `<pipeline_root>/packages` (see `upload_command`) puts every wheel where trials look.
+    """
+    digest = source_digest(Path(source_dir))
+    local_folder = Path(pipeline_dir) / "packages" / digest
+    existing = sorted(local_folder.glob("*.whl")) if local_folder.is_dir() else []
+    wheel = existing[0] if existing else build_wheel(Path(source_dir), local_folder)
+    uri = f"{package_folder(pipeline_root, digest)}/{wheel.name}"
+    return PackageUpload(uri=uri, digest=digest, uploaded=False, local_path=wheel)
+
+
+def upload_command(package: PackageUpload) -> str:
+    """A shell command that uploads a compile-mode wheel without replacing one already there."""
+    return f"gcloud storage cp --no-clobber {package.local_path} {package.uri}"
+
+
+def upload_if_absent(storage_client: Any, package: PackageUpload) -> bool:
+    """Uploads a built wheel unless its object exists (one metadata read); True if it did.
+
+    The object name holds the source digest, so an existing object is this very code.
+    """
+    from google.api_core.exceptions import PreconditionFailed
+
+    assert package.local_path is not None
+    bucket, name = gcs.split_uri(package.uri)
+    blob = storage_client.bucket(bucket).blob(name)
+    if blob.exists():
+        return False
+    try:
+        blob.upload_from_filename(str(package.local_path), if_generation_match=0)
+    except PreconditionFailed:
+        return False
+    return True

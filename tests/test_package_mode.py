@@ -1,0 +1,114 @@
+"""`trial.code: package`: trials run from a wheel of the project, uploaded once per content."""
+
+import textwrap
+
+from hydra.core.utils import JobStatus
+
+from conftest import APPS, launch_in_process, load_pipeline, read_json, submit_overrides
+
+FAULTS = APPS / "faults"
+
+
+def make_project(root, answer="1"):
+    """A tiny installable project whose Hydra app returns where it was imported from."""
+    (root / "trainer").mkdir(parents=True)
+    (root / "pyproject.toml").write_text(
+        textwrap.dedent(
+            """\
+            [build-system]
+            requires = ["setuptools>=61"]
+            build-backend = "setuptools.build_meta"
+
+            [project]
+            name = "trainer"
+            version = "0.1.0"
+
+            [tool.setuptools]
+            packages = ["trainer"]
+            """
+        )
+    )
+    (root / "trainer" / "__init__.py").write_text("")
+    (root / "trainer" / "task.py").write_text(
+        textwrap.dedent(
+            f"""\
+            import hydra
+            from hydra.core.config_store import ConfigStore
+
+            ConfigStore.instance().store(name="config", node={{"x": 0}})
+
+
+            @hydra.main(version_base="1.3", config_path=None, config_name="config")
+            def main(cfg):
+                return {{"x": cfg.x, "file": __file__, "answer": {answer}}}
+
+
+            if __name__ == "__main__":
+                main()
+            """
+        )
+    )
+    return root
+
+
+def package_overrides(source):
+    return [
+        "hydra.launcher.trial.code=package",
+        f"hydra.launcher.trial.package.source_dir={source}",
+        "hydra.launcher.trial.package.python_module=trainer.task",
+        "hydra.launcher.trial.package.executor_image_uri=us-docker.pkg.dev/vertex-ai/training/sklearn-cpu.1-0:latest",
+        "hydra.launcher.trial.entry=command",
+    ]
+
+
+def objects(prefix):
+    from pipeline_builder import gcs
+
+    return sorted(gcs.list_uris(gcs.client("local"), prefix))
+
+
+def test_package_uploaded_once_and_trials_run_from_it(emulators, tmp_path):
+    source = make_project(tmp_path / "project")
+    bucket = "packages"
+    base = [*submit_overrides(emulators, bucket), *package_overrides(source)]
+
+    first = launch_in_process(FAULTS / "conf", [f"hydra.sweep.dir={tmp_path / 's1'}", *base], [["x=1"], ["x=2"]])
+    assert [r.status for r in first] == [JobStatus.COMPLETED, JobStatus.COMPLETED]
+    assert [r.return_value["x"] for r in first] == [1, 2]
+    assert all(".whl" in r.return_value["file"] for r in first)  # imported from the wheel, not a source tree
+    uploaded = [u for u in objects(f"gs://{bucket}/runs/packages/")]
+    assert len(uploaded) == 1 and uploaded[0].endswith(".whl")
+
+    manifest = read_json(tmp_path / "s1" / "manifest.json")
+    spec = load_pipeline(tmp_path / "s1" / "pipeline.yaml")
+    pools = spec["root"]["dag"]["tasks"]["custom-training-job"]["inputs"]["parameters"]["worker_pool_specs"]
+    package = pools["runtimeValue"]["constant"][0]["python_package_spec"]
+    assert package["package_uris"] == uploaded
+    assert package["python_module"] == "trainer.task"
+    assert package["executor_image_uri"].startswith("us-docker.pkg.dev/vertex-ai/training/")
+    assert "x=1" in package["args"] and f"hydra.job.id={manifest['run_id']}_0" in package["args"]
+
+    second = launch_in_process(FAULTS / "conf", [f"hydra.sweep.dir={tmp_path / 's2'}", *base], [["x=3"]])
+    assert second[0].return_value["x"] == 3
+    assert objects(f"gs://{bucket}/runs/packages/") == uploaded  # unchanged code: nothing uploaded
+
+    (source / "trainer" / "task.py").write_text((source / "trainer" / "task.py").read_text().replace('"answer": 1', '"answer": 2'))
+    third = launch_in_process(FAULTS / "conf", [f"hydra.sweep.dir={tmp_path / 's3'}", *base], [["x=4"]])
+    assert third[0].return_value["answer"] == 2
+    assert len(objects(f"gs://{bucket}/runs/packages/")) == 2  # new code, a new digest folder
+
+
+def test_compile_mode_writes_the_package_beside_the_pipeline(tmp_path):
+    source = make_project(tmp_path / "project")
+    overrides = [
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        "hydra.launcher.mode=compile",
+        "hydra.launcher.pipeline_root=gs://bkt/root",
+        *package_overrides(source),
+    ]
+    launch_in_process(FAULTS / "conf", overrides, [["x=1"]])
+    wheels = list((tmp_path / "sweep" / "packages").glob("*/*.whl"))
+    assert len(wheels) == 1
+    manifest = read_json(tmp_path / "sweep" / "manifest.json")
+    uri = f"gs://bkt/root/packages/{wheels[0].parent.name}/{wheels[0].name}"
+    assert manifest["files"][uri] == str(wheels[0])
