@@ -18,22 +18,22 @@ def custom_training_job_no_vertex_retries(
     display_name: str,
     gcp_resources: dsl.OutputPath(str),
     location: str = _placeholders.LOCATION_PLACEHOLDER,
-    worker_pool_specs: List[Dict[str, str]] = [],
+    worker_pool_specs: List[Dict[str, str]] = [],  # noqa: B006 (kfp reads defaults from the signature)
     timeout: str = "604800s",
     restart_job_on_worker_restart: bool = False,
     service_account: str = "",
     tensorboard: str = "",
     enable_web_access: bool = False,
     network: str = "",
-    reserved_ip_ranges: List[str] = [],
+    reserved_ip_ranges: List[str] = [],  # noqa: B006 (kfp reads defaults from the signature)
     base_output_directory: str = "",
-    labels: Dict[str, str] = {},
+    labels: Dict[str, str] = {},  # noqa: B006 (kfp reads defaults from the signature)
     encryption_spec_key_name: str = "",
     persistent_resource_id: str = _placeholders.PERSISTENT_RESOURCE_ID_PLACEHOLDER,
     project: str = _placeholders.PROJECT_ID_PLACEHOLDER,
     strategy: str = "STANDARD",
     max_wait_duration: str = "86400s",
-    psc_interface_config: Dict[str, Union[str, List[Dict[str, str]]]] = {},
+    psc_interface_config: Dict[str, Union[str, List[Dict[str, str]]]] = {},  # noqa: B006 (kfp reads defaults from the signature)
     disable_retries: bool = False,
 ):
     """Launch a Vertex CustomJob, as CustomTrainingJobOp does, with `disable_retries`."""

@@ -31,7 +31,8 @@ _TASK_STATES = {
     "RUNNING": "RUNNING",
     "SUCCEEDED": "SUCCEEDED",
     "FAILED": "FAILED",
-    "SKIPPED": "SKIPPED",
+    "CACHED": "SKIPPED",  # Vertex's state for a cache hit
+    "SKIPPED": "NOT_TRIGGERED",  # an upstream task failed
     "CANCELLED": "CANCELLED",
 }
 _JOB_STATES = {"SUCCEEDED": "PIPELINE_STATE_SUCCEEDED", "FAILED": "PIPELINE_STATE_FAILED", "CANCELLED": "PIPELINE_STATE_CANCELLED"}
@@ -76,7 +77,7 @@ class _Run:
             detail["endTime"] = _stamp(task.end_time)
         if task.error and task.state in ("FAILED", "CANCELLED", "SKIPPED"):
             detail["error"] = {"code": 9 if task.state == "FAILED" else 1, "message": task.error}
-        if task.kind == "custom_job" and task.state != "PENDING":
+        if task.kind == "custom_job" and task.state not in ("PENDING", "CACHED"):
             job = f"projects/{project}/locations/{location}/customJobs/{detail['taskId']}"
             detail["executorDetail"] = {"customJobDetail": {"job": job}}
         return detail
@@ -97,6 +98,10 @@ class VertexEmulator:
         # Stands for the image's working directory: trial commands name the app relative to it.
         self.workdir = str(Path(workdir or ".").resolve())
         self.max_parallel = max_parallel
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.cache = _Cache(self.data_dir / "cache.json")
+        # Display names of the CustomJobs started, in order (cache hits start none).
+        self.custom_jobs: List[str] = []
         self.address = (host, port)
         self.runs: Dict[str, _Run] = {}
         self.requests: Counter = Counter()
@@ -207,7 +212,9 @@ class VertexEmulator:
         from . import gcs
 
         work = self.data_dir / "runs" / job_id
-        root = work / "gcs"
+        # One local mirror of the buckets for every run, as the FUSE mount is one view of
+        # them: a resumed run's collector finds the cached trials' results of earlier runs.
+        root = self.data_dir / "gcs"
         work.mkdir(parents=True, exist_ok=True)
         console = open(work / "console.log", "w", encoding="utf-8")  # what a person would see in Cloud Logging
         try:
@@ -219,8 +226,9 @@ class VertexEmulator:
                 max_parallel=self.max_parallel,
                 cwd=self.workdir,
                 console=console,
-                hooks=_StorageSync(storage, root),
+                hooks=_StorageSync(storage, root, self.cache, self.custom_jobs),
             )
+            runner.hooks.runner = runner
         except (UnsupportedPipeline, KeyError, ValueError) as e:
             self._set_state(run, "PIPELINE_STATE_FAILED", error={"code": 3, "message": f"{type(e).__name__}: {e}"}, endTime=_now())
             return
@@ -245,18 +253,27 @@ class VertexEmulator:
 
 
 class _StorageSync:
-    """Copies a task's files between the GCS emulator and the local run folder."""
+    """Copies a task's files between the GCS emulator and the local run folder, and skips
+    a task whose cache key succeeded before, as Vertex's execution cache does."""
 
-    def __init__(self, storage: Any, root: Path) -> None:
+    def __init__(self, storage: Any, root: Path, cache: "_Cache", custom_jobs: List[str]) -> None:
         self.storage = storage
         self.root = root
+        self.cache = cache
+        self.custom_jobs = custom_jobs
+        self.runner: Optional[LocalRunner] = None
 
     def _uri(self, local: Path) -> str:
         return "gs://" + local.relative_to(self.root).as_posix()
 
-    def before(self, task: TaskRun, inputs: Mapping[str, Any]) -> None:
+    def before(self, task: TaskRun, inputs: Mapping[str, Any]) -> Optional[str]:
         from . import gcs
 
+        key = self.runner.cache_key(task.name) if self.runner is not None else None
+        if key is not None and self.cache.hit(key):
+            return "CACHED"
+        if task.kind == "custom_job":
+            self.custom_jobs.append(str(inputs.get("display_name", task.name)))
         base = inputs.get("base_output_directory")
         if task.kind == "custom_job" and base:
             bucket, name = gcs.split_uri(base)
@@ -282,10 +299,32 @@ class _StorageSync:
     def after(self, task: TaskRun) -> None:
         from . import gcs
 
+        if task.state == "SUCCEEDED" and self.runner is not None:
+            key = self.runner.cache_key(task.name)
+            if key is not None:
+                self.cache.add(key)
         started = (task.start_time or 0) - 1
         for bucket_dir in self.root.iterdir() if self.root.is_dir() else []:
             gcs.ensure_bucket(self.storage, f"gs://{bucket_dir.name}")
             gcs.upload_tree(self.storage, str(bucket_dir), f"gs://{bucket_dir.name}", newer_than=started)
+
+
+class _Cache:
+    """Cache keys of tasks that succeeded, kept in the data dir across emulator restarts."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+        self.keys = set(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else set()
+
+    def hit(self, key: str) -> bool:
+        with self.lock:
+            return key in self.keys
+
+    def add(self, key: str) -> None:
+        with self.lock:
+            self.keys.add(key)
+            self.path.write_text(json.dumps(sorted(self.keys)), encoding="utf-8")
 
 
 def _error(code: int, status: str, message: str) -> Tuple[int, Any]:

@@ -8,6 +8,7 @@ Docker here, so the image is not used: the app, this package and its dependencie
 installed locally.
 """
 
+import hashlib
 import json
 import os
 import re
@@ -28,7 +29,9 @@ from .fork_server import ForkServer, python_invocation
 from .settings import REDUCTION_SERVER_IMAGE
 
 CUSTOM_JOB_LAUNCHER = "google_cloud_pipeline_components.container.v1.custom_job.launcher"
-FINAL_STATES = ("SUCCEEDED", "FAILED", "SKIPPED", "CANCELLED")
+# CACHED: a hook found this task's earlier success (Vertex's caching) and it did not run.
+FINAL_STATES = ("SUCCEEDED", "CACHED", "FAILED", "SKIPPED", "CANCELLED")
+SUCCESS_STATES = ("SUCCEEDED", "CACHED")
 LOG_TAIL_LINES = 20
 KILL_GRACE_S = 5.0
 # Vertex's pool order: chief, workers, parameter servers (or reduction server), evaluators.
@@ -163,7 +166,8 @@ class LocalRunner:
         # A server started earlier (`fork_server`) has imported them while the caller worked.
         self.preload = list(preload) if preload is not None else fork_server.preload if fork_server else None
         self._server: Optional[ForkServer] = fork_server
-        # Called around each task: hooks.before(task, inputs) and hooks.after(task).
+        # Called around each task: hooks.before(task, inputs), which may answer "CACHED" to
+        # skip the task as done already, and hooks.after(task).
         self.hooks = hooks
         self.run_name = f"local-{int(time.time())}"
         self._lock = threading.Lock()
@@ -262,6 +266,15 @@ class LocalRunner:
                 raise UnsupportedPipeline(f"task {name!r}: input {key!r} comes from another task's output")
         return values
 
+    def cache_key(self, name: str) -> Optional[str]:
+        """The task's cache key as Vertex forms it (its executor and its input values), or
+        None when the spec turns its caching off."""
+        task = self._specs[name]
+        if not task.get("cachingOptions", {}).get("enableCache"):
+            return None
+        payload = {"executor": self._executor(task), "inputs": self._inputs(name)}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
     # ---- running ----------------------------------------------------------------------
 
     def run(self) -> RunResult:
@@ -294,7 +307,7 @@ class LocalRunner:
                 upstream = [self.tasks[d].state for d in task.dependencies]
                 if any(s not in FINAL_STATES for s in upstream):
                     continue
-                if any(s != "SUCCEEDED" for s in upstream) and not task.run_after_failure:
+                if any(s not in SUCCESS_STATES for s in upstream) and not task.run_after_failure:
                     pending.remove(name)
                     self._set(task, "SKIPPED", error="an upstream task did not succeed")
                     continue
@@ -318,7 +331,7 @@ class LocalRunner:
         states = [t.state for t in self.tasks.values()]
         if "CANCELLED" in states:
             state = "CANCELLED"
-        elif all(s == "SUCCEEDED" for s in states):
+        elif all(s in SUCCESS_STATES for s in states):
             state = "SUCCEEDED"
         else:
             state = "FAILED"
@@ -375,9 +388,10 @@ class LocalRunner:
             if self._cancelled.is_set():
                 self._set(task, "CANCELLED", error="the run was interrupted")
             else:
-                if self.hooks is not None:
-                    self.hooks.before(task, self._inputs(task.name))
-                if task.kind == "custom_job":
+                cached = self.hooks is not None and self.hooks.before(task, self._inputs(task.name)) == "CACHED"
+                if cached:
+                    self._set(task, "CACHED")
+                elif task.kind == "custom_job":
                     self._run_custom_job(task)
                 else:
                     self._run_container(task)

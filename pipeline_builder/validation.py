@@ -298,10 +298,12 @@ def _check_package(s: TrialSettings, field: str, require_image: bool) -> None:
         raise ConfigError(f"{field}.command", s.command, f"null when {field}.code=package (the trial runs python -m {where}.python_module)")
 
 
-def check_key_location(key: Optional[str], location: str, field: str) -> None:
-    """A CMEK key must be in the region of the resources it protects."""
-    match = _KMS_KEY.match(key or "")
-    if match and match.group(1) != location:
+def check_kms_key(key: Any, location: str, field: str) -> None:
+    """A CMEK key, in the region of the resources it protects."""
+    match = _KMS_KEY.match(key) if isinstance(key, str) else None
+    if match is None:
+        raise ConfigError(field, key, "a Cloud KMS key: projects/PROJECT/locations/LOCATION/keyRings/RING/cryptoKeys/KEY")
+    if match.group(1) != location:
         raise ConfigError(field, key, f"a key in location {location} (the pipeline's location); this one is in {match.group(1)}")
 
 

@@ -117,6 +117,7 @@ def submit(
     network: Optional[str] = None,
     reserved_ip_ranges: Optional[List[str]] = None,
     experiment: Optional[str] = None,
+    encryption_spec_key_name: Optional[str] = None,
     on_retry: Optional[Callable[[Exception], None]] = None,
 ) -> Any:
     """Creates the PipelineJob `job_id` once, however often the create request must be sent.
@@ -146,6 +147,7 @@ def submit(
         labels=labels,
         enable_caching=enable_caching,
         failure_policy=failure_policy,
+        encryption_spec_key_name=encryption_spec_key_name,
     )
     for attempt in range(CREATE_ATTEMPTS):
         try:

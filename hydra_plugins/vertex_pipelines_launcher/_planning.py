@@ -21,8 +21,8 @@ from pipeline_builder.cloud_paths import PathMap, gcs_to_fuse
 from pipeline_builder.errors import ConfigError
 from pipeline_builder.pipeline import SweepSpec
 from pipeline_builder.settings import TrialSettings, trial_settings
-from pipeline_builder.trials import TrialSpec, build_trial
-from pipeline_builder.validation import ENTRIES, check_gcs_uri, check_one_of, check_trial_settings
+from pipeline_builder.trials import build_trial
+from pipeline_builder.validation import ENTRIES, check_gcs_uri, check_kms_key, check_one_of, check_trial_settings
 from pipeline_builder.vertex import VertexTarget, check_target, default_project
 
 from .config import MODES, TRIAL_HYDRA_OVERRIDE
@@ -60,6 +60,7 @@ class Batch:
     pipeline_labels: Dict[str, str] = field(default_factory=dict)
     target: Optional[VertexTarget] = None  # submit mode: where the PipelineJob goes
     package: Any = None  # code=package: the PackageUpload of the project's wheel
+    job_id: str = ""  # the PipelineJob's id: the run id, or a new one when resuming
 
     def uploads(self, paths: Optional[PathMap] = None) -> Dict[str, bytes]:
         """Files the run reads from its bucket: pickled jobs and a large sweep's trial list
@@ -230,6 +231,32 @@ def _job_configs(
     return out
 
 
+def _resumed_run(resume: str, mode: str, pipeline_root: str, initial_job_idx: int, caching: bool) -> Tuple[str, str]:
+    """The run id of the sweep being resumed (its trials keep their folders, so Vertex's
+    cache recognises those that succeeded) and a new PipelineJob id."""
+    import json
+    import time
+
+    field = f"{FIELD}.resume"
+    if mode != "submit":
+        raise ConfigError(field, resume, "null unless mode=submit: Vertex's cache is what skips the trials that succeeded")
+    if not caching:
+        raise ConfigError(f"{FIELD}.enable_caching", False, "null or true with resume: the cache is what skips the trials that succeeded")
+    path = Path(resume)
+    tag = "" if initial_job_idx == 0 else f"-{initial_job_idx}"
+    manifest = path / f"manifest{tag}.json" if path.is_dir() else path
+    accepted = "the sweep dir (or its manifest.json) of an earlier submitted run of this sweep"
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        run_id = str(data["run_id"])
+        old_root = str(data["pipeline_root"])
+    except (OSError, ValueError, KeyError) as e:
+        raise ConfigError(field, resume, accepted, f"{manifest}: {type(e).__name__}: {e}") from None
+    if old_root != pipeline_root:
+        raise ConfigError(f"{FIELD}.pipeline_root", pipeline_root, f"{old_root}, the pipeline root of the run being resumed")
+    return run_id, f"{run_id}-resume-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
 def _pipeline_root(lconf: DictConfig, mode: str) -> str:
     if lconf.pipeline_root is not None:
         return check_gcs_uri(lconf.pipeline_root, f"{FIELD}.pipeline_root")
@@ -289,6 +316,8 @@ def plan_batch(
     if lconf.max_parallel is not None and (not isinstance(lconf.max_parallel, int) or lconf.max_parallel < 1):
         raise ConfigError(f"{FIELD}.max_parallel", lconf.max_parallel, "null or a whole number >= 1")
     pipeline_root = _pipeline_root(lconf, mode)
+    if lconf.encryption_spec_key_name is not None:
+        check_kms_key(lconf.encryption_spec_key_name, str(lconf.location), f"{FIELD}.encryption_spec_key_name")
     target = None
     if mode == "submit":
         check_one_of(lconf.failure_policy, f"{FIELD}.failure_policy", ["slow", "fast"])
@@ -304,6 +333,9 @@ def plan_batch(
         name = names.pipeline_name(app_name)
     sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
     run_id = names.run_id(name, f"{sweep_dir}|{initial_job_idx}")
+    pipeline_job_id = run_id
+    if lconf.resume is not None:
+        run_id, pipeline_job_id = _resumed_run(str(lconf.resume), mode, pipeline_root, initial_job_idx, bool(lconf.enable_caching is not False))
     run_root = f"{pipeline_root}/{run_id}"
     base_labels = names.check_labels(lconf.labels, f"{FIELD}.labels")
     derived_labels = {"hydra-app": names.label_value(app_name), "hydra-run": run_id}
@@ -329,6 +361,8 @@ def plan_batch(
         field = f"{FIELD}.trial"
         try:
             check_trial_settings(settings, field, require_image=mode != "local")
+            if settings.encryption_spec_key_name is not None:
+                check_kms_key(settings.encryption_spec_key_name, str(lconf.location), f"{field}.encryption_spec_key_name")
             labels = {
                 **derived_labels,
                 **base_labels,
@@ -387,6 +421,15 @@ def plan_batch(
         )
     if fan_out == "auto":
         fan_out = "parallel_for" if lconf.max_parallel is not None or len(trials) > AUTO_TASKS_LIMIT else "tasks"
+    if fan_out == "parallel_for" and any(t.retry != trials[0].retry for t in trials):
+        differing = next(t for t in trials if t.retry != trials[0].retry)
+        raise ConfigError(
+            f"{FIELD}.trial.retries",
+            f"{trials[0].retry.get('num_retries', 0)} for trial {trials[0].number}, "
+            f"{differing.retry.get('num_retries', 0)} for trial {differing.number}",
+            "retry settings shared by every trial when trials loop in one task (fan_out=parallel_for); "
+            "fan_out=tasks gives each trial its own",
+        )
     parallelism = lconf.max_parallel or (LARGE_SWEEP_PARALLELISM if fan_out == "parallel_for" else None)
     tag = "" if initial_job_idx == 0 else f"-{initial_job_idx}"
     sweep = SweepSpec(
@@ -414,4 +457,5 @@ def plan_batch(
         pipeline_labels=names.check_labels({**derived_labels, **base_labels}, f"{FIELD}.labels"),
         target=target,
         package=package,
+        job_id=pipeline_job_id,
     )

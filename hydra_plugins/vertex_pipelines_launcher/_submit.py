@@ -49,16 +49,17 @@ def submit(batch: Batch, lconf: Any, pipeline_path: Path, manifest_path: Path) -
     job = vertex.submit(
         target,
         template_path=str(pipeline_path),
-        job_id=batch.sweep.run_id,
+        job_id=batch.job_id or batch.sweep.run_id,
         display_name=str(lconf.display_name or batch.sweep.run_id),
         pipeline_root=batch.sweep.pipeline_root,
         labels=batch.pipeline_labels,
-        enable_caching=bool(lconf.enable_caching),
+        enable_caching=lconf.enable_caching,
         failure_policy=str(lconf.failure_policy),
         service_account=lconf.service_account,
         network=lconf.network,
         reserved_ip_ranges=list(lconf.reserved_ip_ranges or []),
         experiment=lconf.experiment,
+        encryption_spec_key_name=lconf.encryption_spec_key_name,
         on_retry=lambda e: log.warning(f"Creating the PipelineJob failed ({type(e).__name__}: {e}); retrying"),
     )
     url = vertex.console_url(job.resource_name)
@@ -91,7 +92,8 @@ class Progress:
         names = self.trial_tasks or [n for n in tasks if "collect" not in n and "for-loop" not in n]
         for name in names:
             s = tasks.get(name, {}).get("state", "PENDING")
-            key = "FAILED" if s in ("FAILED", "CANCELLED", "SKIPPED", "NOT_TRIGGERED") else s
+            # SKIPPED is Vertex's word for a cache hit: a trial that succeeded in a resumed run.
+            key = "FAILED" if s in ("FAILED", "CANCELLED", "NOT_TRIGGERED") else "SUCCEEDED" if s == "SKIPPED" else s
             if key in counts:
                 counts[key] += 1
         total = self.total

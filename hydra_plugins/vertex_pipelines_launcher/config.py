@@ -51,8 +51,15 @@ class VertexPipelinesLauncherConf:
     failure_policy: str = "slow"
     # Labels of the PipelineJob and of every CustomJob.
     labels: Dict[str, str] = field(default_factory=dict)
-    # Vertex's step caching: off, so a sweep always runs its trials.
-    enable_caching: bool = False
+    # Vertex's step caching. null: trials may be cached (each run's trials write to their
+    # own folders, so only a resumed run meets its earlier successes), the collector never;
+    # true/false: every task, the collector included.
+    enable_caching: Optional[bool] = None
+    # Sweep dir (or manifest) of an earlier submitted run of this sweep: its trials keep
+    # their folders, so Vertex's cache skips those that succeeded and only the rest run.
+    resume: Optional[str] = None
+    # Cloud KMS key (CMEK) for the PipelineJob's own resources.
+    encryption_spec_key_name: Optional[str] = None
     # How trials become pipeline tasks. tasks: one named task per trial (easiest to read in
     # the Vertex UI); parallel_for: one task looping over the trials, with a real limit on
     # how many run at once; auto: tasks for up to 50 trials without max_parallel, else

@@ -1,4 +1,4 @@
-"""Misbehaves on demand: raises, dies, exits, or hangs, depending on `x`."""
+"""Misbehaves on demand: raises, dies, exits, hangs, or fails until fixed, depending on `x`."""
 
 import os
 import signal
@@ -20,6 +20,10 @@ def main(cfg: DictConfig) -> float:
     if cfg.x == "exit3":
         print("giving up", flush=True)
         os._exit(3)
+    if cfg.x == "broken" and not Path(cfg.fixed_by).exists():  # until the "fix" (a file) exists
+        raise RuntimeError("not fixed yet")
+    if cfg.x == "broken":
+        return -1.0
     if cfg.x == "hang":
         Path(os.environ["PID_DIR"], str(os.getpid())).write_text("")
         time.sleep(600)

@@ -1,0 +1,67 @@
+"""Resume: re-submitting a sweep runs only the trials that did not succeed, through
+Vertex's cache, as the emulator honours it."""
+
+from hydra.core.utils import JobStatus
+
+from conftest import APPS, launch_in_process, load_pipeline, read_json, submit_overrides
+
+FAULTS = APPS / "faults"
+COMMAND_ENTRY = ["hydra.launcher.trial.entry=command", f"hydra.launcher.trial.command=[python,{FAULTS / 'app.py'}]"]
+
+
+def test_resubmitted_sweep_runs_only_the_trial_that_failed(emulators, tmp_path):
+    fix = tmp_path / "fixed"
+    jobs = [["x=1"], ["x=broken", f"+fixed_by={fix}"], ["x=3"], ["x=4"]]
+    base = [*submit_overrides(emulators, "resume"), *COMMAND_ENTRY]
+    vertex = emulators["vertex"]
+
+    first = launch_in_process(FAULTS / "conf", [f"hydra.sweep.dir={tmp_path / 'first'}", *base], jobs)
+    assert [r.status for r in first] == [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.COMPLETED, JobStatus.COMPLETED]
+
+    fix.write_text("")  # the bug is fixed; the sweep is sent again
+    started = len(vertex.custom_jobs)
+    resumed = [f"hydra.sweep.dir={tmp_path / 'second'}", f"hydra.launcher.resume={tmp_path / 'first'}", *base]
+    second = launch_in_process(FAULTS / "conf", resumed, jobs)
+    assert [r.status for r in second] == [JobStatus.COMPLETED] * 4
+    assert [r.return_value for r in second] == [1.0, -1.0, 3.0, 4.0]
+    assert len(vertex.custom_jobs) - started == 1  # exactly one CustomJob ran
+    assert "x=broken" in vertex.custom_jobs[-1]
+
+    old, new = read_json(tmp_path / "first" / "manifest.json"), read_json(tmp_path / "second" / "manifest.json")
+    assert new["run_id"] == old["run_id"]  # same trial folders, so the cache knows them
+    assert new["vertex"]["resource_name"] != old["vertex"]["resource_name"]  # a new PipelineJob
+    states = sorted(t["state"] for t in vertex.runs[new["vertex"]["resource_name"].rsplit("/", 1)[1]].view()["jobDetail"]["taskDetails"])
+    assert states == ["SKIPPED", "SKIPPED", "SKIPPED", "SUCCEEDED", "SUCCEEDED"]  # 3 cache hits; the trial and the collector ran
+    assert read_json(tmp_path / "second" / "summary.json")["counts"] == {"COMPLETED": 4}
+
+
+def test_the_collector_is_never_cached_and_trials_are(tmp_path):
+    overrides = [
+        f"hydra.sweep.dir={tmp_path}",
+        "hydra.launcher.mode=compile",
+        "hydra.launcher.pipeline_root=gs://bkt/root",
+        "hydra.launcher.trial.image_uri=img",
+        *COMMAND_ENTRY,
+    ]
+    launch_in_process(FAULTS / "conf", overrides, [["x=1"], ["x=2"]])
+    tasks = load_pipeline(tmp_path / "pipeline.yaml")["root"]["dag"]["tasks"]
+    assert tasks["collect-trials"]["cachingOptions"] == {}  # enableCache false is left out
+    assert all(t["cachingOptions"] == {"enableCache": True} for n, t in tasks.items() if n != "collect-trials")
+
+
+def test_resume_names_a_sweep_it_can_read(tmp_path):
+    import pytest
+
+    from hydra_plugins.vertex_pipelines_launcher._core import LauncherConfigError
+
+    overrides = [
+        f"hydra.sweep.dir={tmp_path}",
+        "hydra.launcher.mode=submit",
+        "hydra.launcher.project=p",
+        "hydra.launcher.pipeline_root=gs://bkt/root",
+        "hydra.launcher.trial.image_uri=img",
+        f"hydra.launcher.resume={tmp_path / 'nowhere'}",
+        *COMMAND_ENTRY,
+    ]
+    with pytest.raises(LauncherConfigError, match="hydra.launcher.resume.*the sweep dir \\(or its manifest.json\\) of an earlier submitted run"):
+        launch_in_process(FAULTS / "conf", overrides, [["x=1"]])
