@@ -138,7 +138,7 @@ def _check_env(env: Any, field: str) -> None:
             raise ConfigError(
                 f"{field}.{name}",
                 "<hidden>",
-                "no secrets: trial.env is written in clear text into pipeline.yaml and shown in the "
+                "no secrets: env values are written in clear text into pipeline.yaml and shown in the "
                 "Vertex console",
                 "Read the secret inside the trial, e.g. from Secret Manager with the trial's service account",
             )
