@@ -8,7 +8,7 @@ from conftest import APPS, read_json
 from pipeline_builder.cloud_paths import PathMap
 from pipeline_builder.local_runner import LocalRunner, load_pipeline
 from pipeline_builder.pipeline import SweepSpec, compile_pipeline
-from pipeline_builder.settings import TrialSettings
+from pipeline_builder.settings import TrialSettings, WorkerPoolSettings
 from pipeline_builder.trials import build_trial
 
 
@@ -32,9 +32,16 @@ def trial(number, settings, command, args):
     )
 
 
-@pytest.mark.parametrize("replicas", [2, 3])
-def test_replicas_rendezvous_with_consistent_cluster_env(tmp_path, replicas):
-    settings = TrialSettings(image_uri="img", replica_count=replicas)
+@pytest.mark.parametrize(
+    "replicas,settings",
+    [
+        (2, TrialSettings(image_uri="img", replica_count=2)),
+        (3, TrialSettings(image_uri="img", replica_count=3)),
+        # 1 chief + 2 workers; the reduction server (pool 2) only runs on Vertex
+        (3, TrialSettings(image_uri="img", workers=WorkerPoolSettings(replica_count=2), reduction_server=WorkerPoolSettings(replica_count=1))),
+    ],
+)
+def test_replicas_rendezvous_with_consistent_cluster_env(tmp_path, replicas, settings):
     spec = compile_sweep(tmp_path, [trial(0, settings, ["python", str(APPS / "rendezvous.py")], ["/gcs/b/run/0"])])
     console = io.StringIO()
     result = LocalRunner(spec, PathMap(str(tmp_path / "gcs")), tmp_path / "work", console=console).run()
