@@ -92,6 +92,26 @@ CASES = {
         [f"{L}.trial.timeout=soon"],
         ["hydra.launcher.trial.timeout='soon'", "a positive duration"],
     ),
+    "objective-direction": (
+        [f"{L}.objective.direction=lowest"],
+        ["hydra.launcher.objective.direction='lowest'", "one of maximize, minimize"],
+    ),
+    "retries-differ-in-a-loop": (
+        [f"{L}.fan_out=parallel_for", "batch_size=1,2", f"{L}.trial.retries=${{batch_size}}"],
+        ["hydra.launcher.trial.retries='1 for trial 0, 2 for trial 1'", "retry settings shared by every trial"],
+    ),
+    "package-without-image": (
+        [f"{L}.trial.code=package"],
+        ["hydra.launcher.trial.package.executor_image_uri=None", "a Vertex prebuilt training image"],
+    ),
+    "cmek-in-another-region": (
+        [f"{L}.trial.encryption_spec_key_name=projects/p/locations/europe-west4/keyRings/r/cryptoKeys/k"],
+        ["hydra.launcher.trial.encryption_spec_key_name=", "a key in location us-central1"],
+    ),
+    "resume-outside-submit": (
+        [f"{L}.resume=/nowhere"],
+        ["hydra.launcher.resume='/nowhere'", "null unless mode=submit"],
+    ),
     "secret-in-env": (
         [f"+{L}.trial.env.WANDB_API_KEY=abc123secret"],
         ["hydra.launcher.trial.env.WANDB_API_KEY='<hidden>'", "no secrets"],

@@ -21,7 +21,7 @@ from pipeline_builder.cloud_paths import PathMap, gcs_to_fuse
 from pipeline_builder.errors import ConfigError
 from pipeline_builder.pipeline import SweepSpec
 from pipeline_builder.settings import TrialSettings, trial_settings
-from pipeline_builder.trials import build_trial
+from pipeline_builder.trials import build_trial, retry_policy
 from pipeline_builder.validation import ENTRIES, check_gcs_uri, check_kms_key, check_one_of, check_trial_settings
 from pipeline_builder.vertex import VertexTarget, check_target, default_project
 
@@ -316,6 +316,7 @@ def plan_batch(
     if lconf.max_parallel is not None and (not isinstance(lconf.max_parallel, int) or lconf.max_parallel < 1):
         raise ConfigError(f"{FIELD}.max_parallel", lconf.max_parallel, "null or a whole number >= 1")
     pipeline_root = _pipeline_root(lconf, mode)
+    direction = check_one_of(lconf.objective.direction, f"{FIELD}.objective.direction", ["minimize", "maximize"])
     if lconf.encryption_spec_key_name is not None:
         check_kms_key(lconf.encryption_spec_key_name, str(lconf.location), f"{FIELD}.encryption_spec_key_name")
     target = None
@@ -406,11 +407,6 @@ def plan_batch(
             )
         )
 
-    # Built only once every trial's settings passed their checks: nothing is written before.
-    package = _package(base_settings, cwd, sweep_dir, pipeline_root) if base_settings.code == "package" else None
-    uris = [package.uri] if package else []
-    trials = [build_trial(**kwargs, package_uris=uris) for kwargs in planned]
-
     fan_out = check_one_of(lconf.fan_out, f"{FIELD}.fan_out", ["auto", "tasks", "parallel_for"])
     if fan_out == "tasks" and lconf.max_parallel is not None:
         raise ConfigError(
@@ -420,16 +416,22 @@ def plan_batch(
             "limited on Vertex AI, and all of them would start at once",
         )
     if fan_out == "auto":
-        fan_out = "parallel_for" if lconf.max_parallel is not None or len(trials) > AUTO_TASKS_LIMIT else "tasks"
-    if fan_out == "parallel_for" and any(t.retry != trials[0].retry for t in trials):
-        differing = next(t for t in trials if t.retry != trials[0].retry)
+        fan_out = "parallel_for" if lconf.max_parallel is not None or len(planned) > AUTO_TASKS_LIMIT else "tasks"
+    retries = [retry_policy(p["settings"]) for p in planned]
+    if fan_out == "parallel_for" and any(r != retries[0] for r in retries):
+        i = next(i for i, r in enumerate(retries) if r != retries[0])
         raise ConfigError(
             f"{FIELD}.trial.retries",
-            f"{trials[0].retry.get('num_retries', 0)} for trial {trials[0].number}, "
-            f"{differing.retry.get('num_retries', 0)} for trial {differing.number}",
+            f"{retries[0].get('num_retries', 0)} for trial {planned[0]['number']}, "
+            f"{retries[i].get('num_retries', 0)} for trial {planned[i]['number']}",
             "retry settings shared by every trial when trials loop in one task (fan_out=parallel_for); "
             "fan_out=tasks gives each trial its own",
         )
+
+    # Built only once every setting passed its checks: nothing is written before.
+    package = _package(base_settings, cwd, sweep_dir, pipeline_root) if base_settings.code == "package" else None
+    uris = [package.uri] if package else []
+    trials = [build_trial(**kwargs, package_uris=uris) for kwargs in planned]
     parallelism = lconf.max_parallel or (LARGE_SWEEP_PARALLELISM if fan_out == "parallel_for" else None)
     tag = "" if initial_job_idx == 0 else f"-{initial_job_idx}"
     sweep = SweepSpec(
@@ -443,6 +445,10 @@ def plan_batch(
         summary_name=f"summary{tag}.json",
         fan_out=fan_out,
         parallelism=parallelism,
+        objective_key="" if lconf.objective.key is None else str(lconf.objective.key),
+        objective_direction=direction,
+        project=target.project if target else "",
+        location=target.location if target else "",
     )
     return Batch(
         mode=mode,

@@ -15,6 +15,17 @@ TRIAL_HYDRA_OVERRIDE = "+hydra/vertex_pipelines=trial"
 
 
 @dataclass
+class ObjectiveConf:
+    """What makes a trial the best one in the collector's report."""
+
+    # Key of the trials' return value (a dict) to compare, e.g. val_loss or metrics.loss;
+    # null: the return value itself, when it is a number.
+    key: Optional[str] = None
+    # minimize or maximize.
+    direction: str = "minimize"
+
+
+@dataclass
 class VertexPipelinesLauncherConf:
     """One sweep batch -> one Vertex AI PipelineJob: a CustomJob per trial and a collector.
 
@@ -77,6 +88,8 @@ class VertexPipelinesLauncherConf:
     # API endpoint override: a regional endpoint, or http://127.0.0.1:PORT for the local
     # emulator (plain http: no credentials are sent).
     api_endpoint: Optional[str] = None
+    # The trials' objective: the report marks the best trial and plots this value.
+    objective: ObjectiveConf = field(default_factory=ObjectiveConf)
     trial: TrialSettings = field(default_factory=TrialSettings)
 
 
