@@ -206,7 +206,7 @@ def submit_requests(trials: int) -> None:
         vertex = VertexEmulator(Path(d) / "vertex", workdir=HERE.parent)
         port = vertex.start()
         start = time.perf_counter()
-        subprocess.run(
+        proc = subprocess.run(
             [
                 sys.executable,
                 str(SLEEP_APP),
@@ -227,13 +227,17 @@ def submit_requests(trials: int) -> None:
             capture_output=True,
             cwd=HERE.parent,
             env={**os.environ, "NO_GCE_CHECK": "True"},
+            text=True,
         )
         elapsed = time.perf_counter() - start
+        # The launcher logs "Summary: ..." when one read of the collector's summary gave
+        # every result; without it, it read each trial's result.json.
+        results = "one summary read" if "] Summary: " in proc.stdout + proc.stderr else "a result.json read per trial"
         vertex.stop()
     storage.stop()
     counts = ", ".join(f"{n} {m} {k}" for (m, k), n in sorted(vertex.requests.items()))
     print(
-        f"| {trials} trials, poll every 5 s | {counts} | {elapsed:.0f} s | "
+        f"| {trials} trials, poll every 5 s | {counts} | {results} | {elapsed:.0f} s | "
         f"`python benchmarks/run.py submit-requests --trials {trials}` |"
     )
 

@@ -54,7 +54,7 @@ def read_trial(row: Mapping[str, Any], project: str = "", location: str = "") ->
     except (OSError, ValueError) as e:
         return {**entry, "status": MISSING, "return_value": None, "error": f"unreadable {path}: {e}"}
     entry.update(
-        status=result.get("status", MISSING),
+        status=str(result.get("status", MISSING)),
         return_value=result.get("return_value"),
         error=result.get("error"),
         start_time=result.get("start_time"),

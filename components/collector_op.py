@@ -14,6 +14,8 @@ def collect_trials(
     trials: list,
     summary_path: str,
     metrics: dsl.Output[dsl.Metrics],
+    markdown: dsl.Output[dsl.Markdown],
+    html: dsl.Output[dsl.HTML],
     trials_path: str = "",
     report_path: str = "",
     objective_key: str = "",
@@ -21,23 +23,36 @@ def collect_trials(
     project: str = "",
     location: str = "",
 ):
-    """Reads every trial's result.json, writes summary.json and logs numeric results.
+    """Reads every trial's result.json, writes summary.json, logs numeric results and
+    renders the trial table and plots (Markdown and HTML artifacts, HTML also at
+    `report_path` unless it is "").
 
     Large sweeps list their trials in a file (`trials_path`): the executor input is one
     command-line argument, which Linux caps at 128 KiB.
     """
     import json
+    import os
 
-    from components.collector import collect
+    from components.collector import collect, write_text
+    from components.report import render_html, render_markdown
 
     if trials_path:
         with open(trials_path, encoding="utf-8") as f:
             trials = json.load(f)
-    summary = collect(trials, summary_path)
+    summary = collect(trials, summary_path, objective_key, objective_direction, project, location)
     for key, value in summary["metrics"].items():
         metrics.log_metric(key, value)
     for status, count in summary["counts"].items():
         metrics.log_metric(f"trials_{status.lower()}", count)
+    if summary["best"]:
+        metrics.log_metric("best_trial", summary["best"]["number"])
+        metrics.log_metric("best_objective", summary["best"]["objective"])
+    write_text(markdown.path, render_markdown(summary))
+    # One page for both: its local links are relative to the report file's folder.
+    page = render_html(summary, os.path.dirname(report_path) if report_path else None)
+    write_text(html.path, page)
+    if report_path:
+        write_text(report_path, page)
 
 
 def collector_op(image: str) -> Any:

@@ -50,13 +50,55 @@ def test_metrics_are_the_numeric_results(tmp_path):
     assert numeric_metrics([{"number": 0, "status": "COMPLETED", "return_value": float("nan")}]) == {}
 
 
+def artifacts(tmp_path):
+    out = tmp_path / "artifacts"
+    return (
+        dsl.Metrics(name="metrics", uri=str(out / "metrics"), metadata={}),
+        dsl.Markdown(name="markdown", uri=str(out / "markdown"), metadata={}),
+        dsl.HTML(name="html", uri=str(out / "html"), metadata={}),
+    )
+
+
 def test_component_logs_metrics_to_the_kfp_artifact(tmp_path):
-    metrics = dsl.Metrics(name="metrics", uri=str(tmp_path / "metrics"), metadata={})
-    collect_trials(trials(tmp_path), str(tmp_path / "out" / "summary.json"), metrics)
+    metrics, markdown, html = artifacts(tmp_path)
+    collect_trials(trials(tmp_path), str(tmp_path / "out" / "summary.json"), metrics, markdown, html)
     assert metrics.metadata["trial_0"] == 0.5
     assert metrics.metadata["trial_1.loss"] == 0.1
     assert metrics.metadata["trials_completed"] == 5
     assert metrics.metadata["trials_missing"] == 2
+    # The objective is the return value itself by default: a number in trial 0 only.
+    assert metrics.metadata["best_trial"] == 0 and metrics.metadata["best_objective"] == 0.5
+
+
+def test_component_logs_the_best_trial(tmp_path):
+    metrics, markdown, html = artifacts(tmp_path)
+    summary_path = str(tmp_path / "out" / "summary.json")
+    rows = trials(tmp_path)
+    collect_trials(rows, summary_path, metrics, markdown, html, objective_key="loss")
+    assert metrics.metadata["best_trial"] == 1 and metrics.metadata["best_objective"] == 0.1
+    metrics, markdown, html = artifacts(tmp_path)
+    collect_trials(rows, summary_path, metrics, markdown, html, objective_key="acc", objective_direction="maximize")
+    assert metrics.metadata["best_trial"] == 1 and metrics.metadata["best_objective"] == 0.9
+
+
+def test_component_writes_the_markdown_and_html_reports(tmp_path):
+    metrics, markdown, html = artifacts(tmp_path)
+    report = tmp_path / "out" / "report.html"
+    collect_trials(trials(tmp_path), str(tmp_path / "out" / "summary.json"), metrics, markdown, html, report_path=str(report))
+    page = report.read_text()
+    assert page == (tmp_path / "artifacts" / "html").read_text()
+    assert page.count('class="plot"') == 2  # x, and trial number
+    assert 'href="../0"' in page  # the trial's folder, relative to the report
+    text = (tmp_path / "artifacts" / "markdown").read_text()
+    assert "| ★ | 0 | COMPLETED |" in text  # the one numeric return value
+    assert "| FAILED |" in text and "ValueError: bad" in text and "MISSING" in text
+
+
+def test_component_writes_no_report_file_without_a_path(tmp_path):
+    metrics, markdown, html = artifacts(tmp_path)
+    collect_trials(trials(tmp_path), str(tmp_path / "out" / "summary.json"), metrics, markdown, html)
+    assert (tmp_path / "artifacts" / "html").exists()
+    assert not list((tmp_path / "out").glob("*.html"))
 
 
 def test_component_installs_nothing_at_start():
@@ -66,3 +108,9 @@ def test_component_installs_nothing_at_start():
     script = " ".join(container.command + (container.args or []))
     assert "pip install" not in script
     assert "from components.collector import collect" in script
+    outputs = component.component_spec.outputs
+    assert {name: o.type for name, o in outputs.items()} == {
+        "metrics": "system.Metrics@0.0.1",
+        "markdown": "system.Markdown@0.0.1",
+        "html": "system.HTML@0.0.1",
+    }

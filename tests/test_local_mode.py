@@ -35,6 +35,12 @@ def test_quickstart_runs_locally(tmp_path):
     assert {r["number"] for r in summary["trials"]} == {0, 1, 2, 3}
     assert "4 of 4 trials completed" in proc.stdout
     assert not Path("/gcs").exists()
+    losses = {r["number"]: r["return_value"] for r in summary["trials"]}
+    assert summary["best"]["number"] == min(losses, key=losses.get)  # the default objective: the value, minimized
+    report = (tmp_path / "report.html").read_text()
+    assert f"Report: {tmp_path / 'report.html'}" in proc.stdout + proc.stderr
+    assert report.count('<figure class="plot"') == 3  # lr, batch_size, and the trial number
+    assert 'data-setting="lr"' in report and 'data-setting="batch_size"' in report
 
 
 def _double(cfg):

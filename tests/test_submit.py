@@ -38,6 +38,8 @@ def test_four_trials_one_raises(emulators, tmp_path):
     summary = gcs.read_json(storage(), f"{manifest['run_root']}/summary.json")  # on the emulated bucket
     assert summary["counts"] == {"COMPLETED": 3, "FAILED": 1}
     assert read_json(tmp_path / "summary.json") == summary  # and brought back to the sweep dir
+    report = gcs.read_bytes(storage(), f"{manifest['run_root']}/report.html")
+    assert (tmp_path / "report.html").read_bytes() == report and b'id="trial-1"' in report  # the failed trial too
     job = emulators["vertex"].runs[manifest["run_id"]].view()
     assert job["state"] == "PIPELINE_STATE_FAILED"
     assert job["labels"]["hydra-run"] == manifest["run_id"]

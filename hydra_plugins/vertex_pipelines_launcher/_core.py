@@ -198,9 +198,10 @@ def run_local(config: DictConfig, batch: Batch, spec: Dict[str, Any], server: Op
     for task in collector:
         if task.state != "SUCCEEDED":
             log.warning(f"{task.display_name}: {task.state}: {task.error}")
-    summary = Path(paths.local(batch.sweep.summary_path))
-    if summary.exists():
-        log.info(f"Summary: {summary}")
+    for label, path in (("Summary", batch.sweep.summary_path), ("Report", batch.sweep.report_path)):
+        local = Path(paths.local(path))
+        if local.exists():
+            log.info(f"{label}: {local}")
     return returns
 
 

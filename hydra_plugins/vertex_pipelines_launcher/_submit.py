@@ -148,6 +148,11 @@ def trial_returns(batch: Batch, job: Any, app_name: str, manifest_path: Path) ->
         local = batch.sweep_dir / batch.sweep.summary_name
         local.write_text(json.dumps(summary, indent=2), encoding="utf-8")
         log.info(f"Summary: {local}")
+        report_name = Path(batch.sweep.report_path).name
+        report = gcs.read_bytes(storage, f"{batch.sweep.run_root}/{report_name}")
+        if report is not None:
+            (batch.sweep_dir / report_name).write_bytes(report)
+            log.info(f"Report: {batch.sweep_dir / report_name}")
     rows = {int(r["number"]): r for r in summary["trials"]} if summary else {}
     tasks = vertex.task_details(job)
     manifest_tasks = {t["number"]: t.get("task_name", "") for t in read_manifest(manifest_path)["trials"]}

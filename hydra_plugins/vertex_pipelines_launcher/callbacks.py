@@ -107,5 +107,8 @@ class TrialResultCallback(Callback):
         output_dir = config.hydra.runtime.output_dir
         record = result_record(job_return, self.start, time.time())
         record["working_dir"] = os.getcwd()  # the job's, before Hydra changes back
+        job_id = os.environ.get("CLOUD_ML_JOB_ID")  # set by Vertex in a CustomJob: for console links
+        if job_id:
+            record["vertex_job_id"] = job_id
         os.makedirs(output_dir, exist_ok=True)
         write_json(os.path.join(output_dir, RESULT_FILE), record)
