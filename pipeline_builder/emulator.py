@@ -5,7 +5,9 @@ for PipelineJobs (create, get, list, cancel, with per-task states and errors) on
 and runs each submitted spec with the local runner. gs:// data lives in a GCS emulator
 (gcp-storage-emulator): before a trial starts, its output folder is copied out of the
 bucket (pickled jobs live there); after a task ends, what it wrote is copied back, as
-Vertex's Cloud Storage FUSE mount would. Point the SDK at it with
+Vertex's Cloud Storage FUSE mount would. It honours step caching as Vertex does (a task
+whose cache key succeeded before is SKIPPED), and serves the ML Metadata calls that
+associate a run with an experiment. Point the SDK at it with
 `api_endpoint="http://127.0.0.1:PORT"` and STORAGE_EMULATOR_HOST.
 """
 
@@ -23,6 +25,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import parse_qs, urlsplit
 
 from .cloud_paths import PathMap
+from .emulated_metadata import MetadataService
 from .local_runner import LocalRunner, TaskRun, UnsupportedPipeline
 
 _JOBS = re.compile(r"^/v1(?:beta1)?/projects/([^/]+)/locations/([^/]+)/pipelineJobs(?:/([^/:]+))?(:cancel)?$")
@@ -49,8 +52,9 @@ def _stamp(t: Optional[float]) -> Optional[str]:
 class _Run:
     """One PipelineJob: its resource and the local run behind it."""
 
-    def __init__(self, resource: Dict[str, Any]) -> None:
+    def __init__(self, resource: Dict[str, Any], context: Optional[Dict[str, Any]] = None) -> None:
         self.resource = resource
+        self.context = context  # its system.PipelineRun context in the metadata store
         self.runner: Optional[LocalRunner] = None
         self.task_ids: Dict[str, int] = {}
         self.lock = threading.Lock()
@@ -59,8 +63,11 @@ class _Run:
         with self.lock:
             resource = dict(self.resource)
             runner = self.runner
+        detail: Dict[str, Any] = {"pipelineRunContext": self.context} if self.context else {}
         if runner is not None:
-            resource["jobDetail"] = {"taskDetails": [self._task(t) for t in runner.tasks.values()]}
+            detail["taskDetails"] = [self._task(t) for t in runner.tasks.values()]
+        if detail:
+            resource["jobDetail"] = detail
         return resource
 
     def _task(self, task: TaskRun) -> Dict[str, Any]:
@@ -102,6 +109,7 @@ class VertexEmulator:
         self.cache = _Cache(self.data_dir / "cache.json")
         # Display names of the CustomJobs started, in order (cache hits start none).
         self.custom_jobs: List[str] = []
+        self.metadata = MetadataService()  # experiments: a submission's experiment association
         self.address = (host, port)
         self.runs: Dict[str, _Run] = {}
         self.requests: Counter = Counter()
@@ -154,6 +162,10 @@ class VertexEmulator:
     def handle(self, method: str, path: str, query: Mapping[str, List[str]], body: Any) -> Tuple[int, Any]:
         if path == "/emulator/requests":
             return 200, {f"{m} {k}": n for (m, k), n in self.requests.items()}
+        if self.metadata.matches(path):
+            with self._lock:
+                self.requests[(method, "metadata")] += 1
+            return self.metadata.handle(method, path, query, body)
         match = _JOBS.match(path)
         if match is None:
             return _error(404, "NOT_FOUND", f"no such resource: {method} {path}")
@@ -187,7 +199,9 @@ class VertexEmulator:
                 "createTime": _now(),
                 "updateTime": _now(),
             }
-            run = self.runs[job_id] = _Run(resource)
+            store = f"projects/{project}/locations/{location}/metadataStores/default"
+            context = self.metadata.create(store, job_id, {"displayName": job_id, "schemaTitle": "system.PipelineRun"})
+            run = self.runs[job_id] = _Run(resource, context)
             drop = self.faults["drop_create_response"] > 0
             if drop:
                 self.faults["drop_create_response"] -= 1

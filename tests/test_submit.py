@@ -276,3 +276,15 @@ def test_bad_submit_settings_stop_before_any_request(emulators, tmp_path, overri
     assert "Traceback" not in proc.stderr
     assert sum(vertex.requests.values()) == before
     assert not (tmp_path / "pipeline.yaml").exists()
+
+
+def test_run_is_associated_with_its_experiment(emulators, tmp_path):
+    overrides = [f"hydra.sweep.dir={tmp_path}", *submit_overrides(emulators), *COMMAND_ENTRY, "hydra.launcher.experiment=lr-study"]
+    returns = launch_in_process(FAULTS / "conf", overrides, [["x=1"], ["x=2"]])
+    assert [r.return_value for r in returns] == [1.0, 2.0]
+    resource = read_json(tmp_path / "manifest.json")["vertex"]["resource_name"]
+    store = "projects/local/locations/us-central1/metadataStores/default"
+    experiment = emulators["vertex"].metadata.contexts[f"{store}/contexts/lr-study"]
+    assert experiment["schemaTitle"] == "system.Experiment"
+    run_context = f"{store}/contexts/{resource.rsplit('/', 1)[1]}"
+    assert emulators["vertex"].metadata.experiment_runs(f"{store}/contexts/lr-study") == [run_context]

@@ -1,0 +1,99 @@
+"""The part of Vertex ML Metadata that associates a PipelineJob with an Experiment.
+
+`PipelineJob.submit(experiment=...)` makes google-cloud-aiplatform find or create the
+default metadata store, the experiment's context and the run's context, and add the run
+as the experiment's child. The emulator serves these calls so a submission with an
+experiment can be rehearsed, and tests can see the association.
+"""
+
+import re
+import threading
+import time
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+_STORE = re.compile(r"^/v1(?:beta1)?/(projects/[^/]+/locations/[^/]+)/metadataStores(?:/([^/:]+))?(?:/contexts(?:/([^/:]+))?(:\w+)?)?$")
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+
+
+def _error(code: int, status: str, message: str) -> Tuple[int, Any]:
+    return code, {"error": {"code": code, "message": message, "status": status}}
+
+
+class MetadataService:
+    """Metadata stores and contexts, kept in memory."""
+
+    def __init__(self) -> None:
+        self.contexts: Dict[str, Dict[str, Any]] = {}
+        self.children: Dict[str, List[str]] = {}
+        self._lock = threading.Lock()
+
+    def matches(self, path: str) -> bool:
+        return _STORE.match(path) is not None
+
+    def handle(self, method: str, path: str, query: Mapping[str, List[str]], body: Any) -> Tuple[int, Any]:
+        match = _STORE.match(path)
+        assert match is not None
+        parent, store, context_id, verb = match.groups()
+        store_name = f"{parent}/metadataStores/{store or (query.get('metadataStoreId') or ['default'])[0]}"
+        if context_id is None and "/contexts" not in path:
+            if method == "POST":  # create: a long-running operation that is done at once
+                resource = {"name": store_name, "createTime": _now()}
+                return 200, {"name": f"{store_name}/operations/1", "done": True, "response": {"@type": "type.googleapis.com/google.cloud.aiplatform.v1.MetadataStore", **resource}}
+            return 200, {"name": store_name, "createTime": _now()}
+        if context_id is None:
+            if method == "POST":
+                return self._create(store_name, (query.get("contextId") or [None])[0], body or {})
+            return 200, {"contexts": self._list(store_name, (query.get("filter") or [""])[0])}
+        name = f"{store_name}/contexts/{context_id}"
+        with self._lock:
+            context = self.contexts.get(name)
+        if context is None:
+            return _error(404, "NOT_FOUND", f"Context {name} not found")
+        if verb == ":addContextChildren":
+            with self._lock:
+                kids = self.children.setdefault(name, [])
+                kids.extend(c for c in (body or {}).get("childContexts", []) if c not in kids)
+                for child in (body or {}).get("childContexts", []):
+                    if child in self.contexts:
+                        self.contexts[child].setdefault("parentContexts", []).append(name)
+            return 200, {}
+        if method == "PATCH":
+            with self._lock:
+                context.update({k: v for k, v in (body or {}).items() if k != "name"}, updateTime=_now())
+            return 200, context
+        return 200, context
+
+    def _create(self, store: str, context_id: Optional[str], body: Dict[str, Any]) -> Tuple[int, Any]:
+        context_id = context_id or f"context-{int(time.time() * 1000)}"
+        created = self.create(store, context_id, body)
+        if created is None:
+            return _error(409, "ALREADY_EXISTS", f"Context {store}/contexts/{context_id} already exists")
+        return 200, created
+
+    def create(self, store: str, context_id: str, body: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        """A new context (None if it exists): an experiment's, or a PipelineJob's run."""
+        name = f"{store}/contexts/{context_id}"
+        with self._lock:
+            if name in self.contexts:
+                return None
+            self.contexts[name] = {**body, "name": name, "createTime": _now(), "updateTime": _now(), "etag": "1"}
+            return dict(self.contexts[name])
+
+    def _list(self, store: str, filter_text: str) -> List[Dict[str, Any]]:
+        with self._lock:
+            found = [c for n, c in self.contexts.items() if n.startswith(store + "/")]
+        wanted = re.findall(r'(\w+)\s*=\s*"([^"]*)"', filter_text)
+        return [c for c in found if all(str(c.get(_camel(k), "")) == v for k, v in wanted if _camel(k) in ("schemaTitle", "displayName"))]
+
+    def experiment_runs(self, experiment_context: str) -> List[str]:
+        """The contexts (e.g. PipelineJob runs) associated with an experiment's context."""
+        with self._lock:
+            return list(self.children.get(experiment_context, []))
+
+
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(p.title() for p in rest)
