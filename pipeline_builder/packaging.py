@@ -118,8 +118,8 @@ def build_wheel(source_dir: Path, out_dir: Path, field: str = SOURCE_DIR_FIELD) 
     """Builds one wheel of `source_dir` into `out_dir` and returns its path.
 
     The build runs on a temporary copy of the source files, so setuptools' `build/` and
-    `*.egg-info` never appear in the user's tree, and without network or build isolation,
-    so it uses the build backend already installed. SOURCE_DATE_EPOCH is fixed so the
+    `*.egg-info` never appear in the user's tree, first without network or build isolation
+    (with the build backend already installed), else in pip's isolated build environment. SOURCE_DATE_EPOCH is fixed so the
     wheel is as reproducible as the backend allows.
     """
     source_dir = Path(source_dir)
@@ -136,12 +136,17 @@ def build_wheel(source_dir: Path, out_dir: Path, field: str = SOURCE_DIR_FIELD) 
             "PIP_DISABLE_PIP_VERSION_CHECK": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
         }
-        command = [
+        offline = [
             sys.executable, "-m", "pip", "wheel",
             "--no-deps", "--no-build-isolation", "--no-index", "--no-cache-dir",
             "--wheel-dir", str(wheels), str(copy),
         ]  # fmt: skip
-        proc = subprocess.run(command, cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.run(offline, cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if proc.returncode != 0:
+            # The project's build backend may not be installed here (hatchling, or setuptools
+            # on Python 3.12+): let pip fetch it into an isolated build environment.
+            isolated = [a for a in offline if a not in ("--no-build-isolation", "--no-index")]
+            proc = subprocess.run(isolated, cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         built = sorted(wheels.glob("*.whl")) if wheels.is_dir() else []
         if proc.returncode != 0 or len(built) != 1:
             output = proc.stdout.replace(str(copy), str(source_dir))  # name the user's folder, not the copy
