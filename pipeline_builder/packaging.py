@@ -203,9 +203,29 @@ def write_beside(pipeline_dir: Path, source_dir: Path, pipeline_root: str) -> Pa
     digest = source_digest(Path(source_dir))
     local_folder = Path(pipeline_dir) / "packages" / digest
     existing = sorted(local_folder.glob("*.whl")) if local_folder.is_dir() else []
-    wheel = existing[0] if existing else build_wheel(Path(source_dir), local_folder)
+    if existing:
+        wheel = existing[0]
+    else:
+        cached = _cache_folder(digest)
+        built = sorted(cached.glob("*.whl")) if cached.is_dir() else []
+        if not built:  # built once per content on this machine, not once per sweep
+            built = [build_wheel(Path(source_dir), cached)]
+        local_folder.mkdir(parents=True, exist_ok=True)
+        wheel = local_folder / built[0].name
+        shutil.copyfile(built[0], wheel)
     uri = f"{package_folder(pipeline_root, digest)}/{wheel.name}"
     return PackageUpload(uri=uri, digest=digest, uploaded=False, local_path=wheel)
+
+
+def _cache_folder(digest: str) -> Path:
+    """Where this machine keeps the wheel built from sources with this digest."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root, "hydra-vertex-pipelines-launcher", "packages", digest)
+
+
+def is_pure(wheel_name: str) -> bool:
+    """Whether a wheel installs on any platform (Vertex's prebuilt images are Linux x86_64)."""
+    return wheel_name.endswith("-none-any.whl")
 
 
 def upload_command(package: PackageUpload) -> str:

@@ -81,6 +81,12 @@ def launch_in_process(conf_dir: Path, overrides: List[str], jobs: List[List[str]
         Singleton.set_state(state)
 
 
+@pytest.fixture(autouse=True)
+def _own_cache_dir(tmp_path, monkeypatch):
+    """Each test gets an empty user cache (built wheels live there), not the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
+
+
 # Never let google-auth probe the GCE metadata server: it is not on this machine.
 os.environ.setdefault("NO_GCE_CHECK", "True")
 

@@ -241,6 +241,10 @@ def test_write_beside_puts_the_wheel_next_to_the_pipeline(project, tmp_path, cou
     again = packaging.write_beside(pipeline_dir, project, root)
     assert again == result and len(counted_builds) == 1
 
+    other = packaging.write_beside(tmp_path / "next-sweep", project, root)  # a new sweep of the same code
+    assert other.uri == result.uri and other.local_path.read_bytes() == result.local_path.read_bytes()
+    assert len(counted_builds) == 1  # from this machine's cache, not built again
+
 
 def test_package_folder():
     assert packaging.package_folder("gs://b/root/", "abc") == "gs://b/root/packages/abc"

@@ -5,6 +5,7 @@ job), and hands plain data to `pipeline_builder`. Writes and sends nothing.
 """
 
 import dataclasses
+import logging
 import os
 import re
 import sys
@@ -43,6 +44,8 @@ LARGE_SWEEP_PARALLELISM = 50  # a loop's default limit: below 60 job submissions
 _NOT_PASSED_ON = ("hydra.launcher", "hydra.sweeper", "hydra.sweep", "hydra.run", "hydra.mode", "hydra.job.id", "hydra.job.num")
 _PLAIN_VALUE = re.compile(r"^[A-Za-z0-9_./:@%+-]*$")
 
+
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Batch:
@@ -140,10 +143,16 @@ def package_module(settings: TrialSettings, cwd: str) -> str:
 def _package(settings: TrialSettings, cwd: str, sweep_dir: Path, pipeline_root: str) -> Any:
     """Builds the project's wheel into the sweep dir (or reuses the one built for this
     content); uploading it, only if the bucket lacks it, is the submit step's."""
-    from pipeline_builder.packaging import write_beside
+    from pipeline_builder.packaging import is_pure, write_beside
 
     source = Path(settings.package.source_dir or cwd).resolve()
-    return write_beside(sweep_dir, source, pipeline_root)
+    package = write_beside(sweep_dir, source, pipeline_root)
+    if not is_pure(package.uri.rsplit("/", 1)[-1]):
+        log.warning(
+            f"{package.local_path} was built for this machine's platform; the prebuilt image "
+            f"{settings.package.executor_image_uri} may not install it (Vertex runs Linux x86_64)"
+        )
+    return package
 
 
 def hydra_app_flags(config: DictConfig) -> List[str]:
