@@ -276,6 +276,7 @@ class _StorageSync:
         self.cache = cache
         self.custom_jobs = custom_jobs
         self.runner: Optional[LocalRunner] = None
+        self._keys: Dict[str, Optional[str]] = {}  # task -> its cache key, from before() to after()
 
     def _uri(self, local: Path) -> str:
         return "gs://" + local.relative_to(self.root).as_posix()
@@ -283,7 +284,7 @@ class _StorageSync:
     def before(self, task: TaskRun, inputs: Mapping[str, Any]) -> Optional[str]:
         from . import gcs
 
-        key = self.runner.cache_key(task.name) if self.runner is not None else None
+        key = self._keys[task.name] = self.runner.cache_key(task.name) if self.runner is not None else None
         if key is not None and self.cache.hit(key):
             return "CACHED"
         if task.kind == "custom_job":
@@ -313,10 +314,9 @@ class _StorageSync:
     def after(self, task: TaskRun) -> None:
         from . import gcs
 
-        if task.state == "SUCCEEDED" and self.runner is not None:
-            key = self.runner.cache_key(task.name)
-            if key is not None:
-                self.cache.add(key)
+        key = self._keys.get(task.name)
+        if task.state == "SUCCEEDED" and key is not None:
+            self.cache.add(key)
         started = (task.start_time or 0) - 1
         for bucket_dir in self.root.iterdir() if self.root.is_dir() else []:
             gcs.ensure_bucket(self.storage, f"gs://{bucket_dir.name}")

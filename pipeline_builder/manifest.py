@@ -57,12 +57,17 @@ def read_manifest(path: Path) -> Dict[str, Any]:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def manifest_beside(pipeline_yaml: Path) -> Optional[Path]:
-    """The manifest written with a pipeline.yaml (pipeline-4.yaml goes with manifest-4.json)."""
+def manifest_path_for(pipeline_yaml: Path) -> Path:
+    """The manifest that goes with a pipeline.yaml (pipeline-4.yaml with manifest-4.json)."""
     pipeline_yaml = Path(pipeline_yaml)
-    if not pipeline_yaml.name.startswith("pipeline"):
+    return pipeline_yaml.with_name("manifest" + pipeline_yaml.stem[len("pipeline") :] + ".json")
+
+
+def manifest_beside(pipeline_yaml: Path) -> Optional[Path]:
+    """The manifest written with a pipeline.yaml, if it is there."""
+    if not Path(pipeline_yaml).name.startswith("pipeline"):
         return None
-    path = pipeline_yaml.with_name("manifest" + pipeline_yaml.stem[len("pipeline") :] + ".json")
+    path = manifest_path_for(pipeline_yaml)
     return path if path.is_file() else None
 
 

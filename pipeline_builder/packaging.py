@@ -1,8 +1,8 @@
 """Ships the user's code as a wheel, so trials can run on a prebuilt training image.
 
 The wheel is stored under `<pipeline_root>/packages/<digest>/`, where the digest covers
-the source files. Unchanged code therefore maps to a folder that already holds its wheel:
-nothing is built and nothing is uploaded.
+the source files. Unchanged code therefore maps to an object the bucket already holds, and
+to a wheel this machine has built already: nothing is built and nothing is uploaded.
 """
 
 import hashlib
@@ -14,7 +14,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Tuple
 
 from pipeline_builder import gcs
 from pipeline_builder.errors import ConfigError
@@ -37,12 +37,11 @@ _HINT_LINES = 15
 
 @dataclass(frozen=True)
 class PackageUpload:
-    """Where a trial finds the wheel, and whether this call had to put it there."""
+    """A built wheel: where trials find it once uploaded, and where it is on this machine."""
 
     uri: str
     digest: str
-    uploaded: bool
-    local_path: Optional[Path] = None
+    local_path: Path
 
 
 def _is_skipped_dir(entry: os.DirEntry) -> bool:
@@ -165,37 +164,9 @@ def package_folder(pipeline_root: str, digest: str) -> str:
     return f"{pipeline_root.rstrip('/')}/packages/{digest}"
 
 
-def _existing_wheel(storage_client: Any, folder: str) -> Optional[str]:
-    wheels = [uri for uri in gcs.list_uris(storage_client, folder) if uri.endswith(".whl") and "/" not in uri[len(folder) + 1 :]]
-    return min(wheels) if wheels else None
-
-
-def ensure_package(storage_client: Any, pipeline_root: str, source_dir: Path, work_dir: Path) -> PackageUpload:
-    """The wheel of `source_dir` in the bucket, built and uploaded only if its folder has none.
-
-    One list call decides; unchanged code costs no build and no upload. The upload is
-    conditional on the object not existing, so a concurrent launch of the same code that
-    got there first is accepted rather than overwritten.
-    """
-    from google.api_core.exceptions import PreconditionFailed
-
-    digest = source_digest(Path(source_dir))
-    folder = package_folder(pipeline_root, digest)
-    existing = _existing_wheel(storage_client, folder)
-    if existing is not None:
-        return PackageUpload(uri=existing, digest=digest, uploaded=False)
-    wheel = build_wheel(Path(source_dir), Path(work_dir))
-    uri = f"{folder}/{wheel.name}"
-    bucket, name = gcs.split_uri(uri)
-    try:
-        storage_client.bucket(bucket).blob(name).upload_from_filename(str(wheel), if_generation_match=0)
-    except PreconditionFailed:
-        return PackageUpload(uri=uri, digest=digest, uploaded=False, local_path=wheel)
-    return PackageUpload(uri=uri, digest=digest, uploaded=True, local_path=wheel)
-
-
 def write_beside(pipeline_dir: Path, source_dir: Path, pipeline_root: str) -> PackageUpload:
-    """Compile mode: the wheel under `pipeline_dir/packages/<digest>/`, and the URI it must be uploaded to.
+    """The wheel under `pipeline_dir/packages/<digest>/`, and the URI it is uploaded to
+    (`upload_if_absent` in submit mode; compile mode leaves that to `upload_command`).
 
     The folder layout matches the bucket's, so copying `pipeline_dir/packages` to
     `<pipeline_root>/packages` (see `upload_command`) puts every wheel where trials look.
@@ -214,7 +185,7 @@ def write_beside(pipeline_dir: Path, source_dir: Path, pipeline_root: str) -> Pa
         wheel = local_folder / built[0].name
         shutil.copyfile(built[0], wheel)
     uri = f"{package_folder(pipeline_root, digest)}/{wheel.name}"
-    return PackageUpload(uri=uri, digest=digest, uploaded=False, local_path=wheel)
+    return PackageUpload(uri=uri, digest=digest, local_path=wheel)
 
 
 def _cache_folder(digest: str) -> Path:
@@ -240,7 +211,6 @@ def upload_if_absent(storage_client: Any, package: PackageUpload) -> bool:
     """
     from google.api_core.exceptions import PreconditionFailed
 
-    assert package.local_path is not None
     bucket, name = gcs.split_uri(package.uri)
     blob = storage_client.bucket(bucket).blob(name)
     if blob.exists():

@@ -214,7 +214,7 @@ def _check_pools(s: TrialSettings, field: str) -> None:
 
 
 def _check_retries(s: TrialSettings, field: str) -> None:
-    if isinstance(s.disable_retries, bool) is False:
+    if not isinstance(s.disable_retries, bool):
         raise ConfigError(f"{field}.disable_retries", s.disable_retries, "true or false")
     _count(s.retries, f"{field}.retries", 0)
     if s.retries:

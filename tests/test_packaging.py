@@ -181,27 +181,26 @@ def test_unchanged_code_is_uploaded_once(bucket, project, tmp_path, counted_buil
     root = f"gs://{bucket}/runs/"
     assert objects(storage, bucket) == []
 
-    first = packaging.ensure_package(storage, root, project, tmp_path / "work1")
+    first = packaging.write_beside(tmp_path / "sweep1", project, root)
+    assert packaging.upload_if_absent(storage, first)
     after_first = objects(storage, bucket)
     digest = packaging.source_digest(project)
-    assert first.uploaded and first.digest == digest and len(counted_builds) == 1
+    assert first.digest == digest and len(counted_builds) == 1
     assert len(after_first) == 1
     (name,) = after_first
     assert name.startswith(f"runs/packages/{digest}/") and name.endswith(".whl")
     assert first.uri == f"gs://{bucket}/{name}"
     assert first.local_path is not None and first.local_path.is_file()
 
-    work2 = tmp_path / "work2"
-    second = packaging.ensure_package(storage, root, project, work2)
-    assert second == packaging.PackageUpload(uri=first.uri, digest=digest, uploaded=False, local_path=None)
+    second = packaging.write_beside(tmp_path / "sweep2", project, root)
+    assert second.uri == first.uri and not packaging.upload_if_absent(storage, second)
     assert objects(storage, bucket) == after_first
     assert len(counted_builds) == 1
-    assert not work2.exists() or not any(work2.iterdir())
 
     task = project / "trainer" / "task.py"
     task.write_text(task.read_text() + "# changed\n")
-    third = packaging.ensure_package(storage, root, project, tmp_path / "work3")
-    assert third.uploaded and third.digest != digest
+    third = packaging.write_beside(tmp_path / "sweep3", project, root)
+    assert packaging.upload_if_absent(storage, third) and third.digest != digest
     after_third = objects(storage, bucket)
     new = sorted(set(after_third) - set(after_first))
     assert len(new) == 1 and set(after_first) <= set(after_third)
@@ -209,7 +208,7 @@ def test_unchanged_code_is_uploaded_once(bucket, project, tmp_path, counted_buil
 
 
 def test_losing_an_upload_race_is_not_an_error(bucket, project, tmp_path, monkeypatch):
-    """Another launch uploaded the same object between our list and our upload."""
+    """Another launch uploaded the same object between our check and our upload."""
     from google.api_core.exceptions import PreconditionFailed
     from google.cloud.storage import Blob
 
@@ -217,10 +216,10 @@ def test_losing_an_upload_race_is_not_an_error(bucket, project, tmp_path, monkey
         assert kwargs.get("if_generation_match") == 0
         raise PreconditionFailed("already there")
 
+    package = packaging.write_beside(tmp_path / "sweep", project, f"gs://{bucket}/runs")
     monkeypatch.setattr(Blob, "upload_from_filename", precondition_failed)
-    result = packaging.ensure_package(gcs.client("local"), f"gs://{bucket}/runs", project, tmp_path / "work")
-    assert result.uploaded is False
-    assert result.uri.startswith(f"gs://{bucket}/runs/packages/{result.digest}/") and result.uri.endswith(".whl")
+    assert packaging.upload_if_absent(gcs.client("local"), package) is False
+    assert package.uri.startswith(f"gs://{bucket}/runs/packages/{package.digest}/") and package.uri.endswith(".whl")
 
 
 # --- compile mode ---------------------------------------------------------------------------
@@ -231,7 +230,7 @@ def test_write_beside_puts_the_wheel_next_to_the_pipeline(project, tmp_path, cou
     root = "gs://somewhere/runs"
     result = packaging.write_beside(pipeline_dir, project, root)
     digest = packaging.source_digest(project)
-    assert result.digest == digest and result.uploaded is False
+    assert result.digest == digest
     assert result.local_path is not None and result.local_path.parent == pipeline_dir / "packages" / digest
     assert result.local_path.is_file() and result.local_path.suffix == ".whl"
     assert result.uri == f"{packaging.package_folder(root, digest)}/{result.local_path.name}"

@@ -56,12 +56,12 @@ def _free_path(directory: Path, stem: str, suffix: str) -> Path:
 def write_batch(batch: Batch, **manifest_extra: Any) -> Tuple[Path, Path, Dict[str, Any]]:
     """Compiles pipeline.yaml, writes the manifest beside it and the files the run reads;
     returns both paths and the compiled spec."""
-    from pipeline_builder.manifest import manifest_data, write_manifest
+    from pipeline_builder.manifest import manifest_data, manifest_path_for, write_manifest
     from pipeline_builder.pipeline import compile_pipeline_spec, trial_task_names
 
     batch.sweep_dir.mkdir(parents=True, exist_ok=True)
     pipeline_path = _free_path(batch.sweep_dir, f"pipeline{batch.tag}", ".yaml")
-    manifest_path = pipeline_path.with_name("manifest" + pipeline_path.name[len("pipeline") : -len(".yaml")] + ".json")
+    manifest_path = manifest_path_for(pipeline_path)
     spec = compile_pipeline_spec(batch.sweep, pipeline_path)
     paths = batch.local_paths()
     files = {}

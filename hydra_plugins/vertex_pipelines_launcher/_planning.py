@@ -47,6 +47,12 @@ _PLAIN_VALUE = re.compile(r"^[A-Za-z0-9_./:@%+-]*$")
 
 log = logging.getLogger(__name__)
 
+
+def batch_tag(initial_job_idx: int) -> str:
+    """Distinguishes the files of later batches: pipeline.yaml, pipeline-4.yaml, ..."""
+    return "" if initial_job_idx == 0 else f"-{initial_job_idx}"
+
+
 @dataclass(frozen=True)
 class Batch:
     """A planned sweep batch: the pipeline to build, its pickled jobs, where files go."""
@@ -84,8 +90,7 @@ class Batch:
 
     @property
     def tag(self) -> str:
-        """Distinguishes the files of later batches: pipeline.yaml, pipeline-4.yaml, ..."""
-        return "" if self.initial_job_idx == 0 else f"-{self.initial_job_idx}"
+        return batch_tag(self.initial_job_idx)
 
 
 def hydra_value(value: str, field: str) -> str:
@@ -252,8 +257,7 @@ def _resumed_run(resume: str, mode: str, pipeline_root: str, initial_job_idx: in
     if not caching:
         raise ConfigError(f"{FIELD}.enable_caching", False, "null or true with resume: the cache is what skips the trials that succeeded")
     path = Path(resume)
-    tag = "" if initial_job_idx == 0 else f"-{initial_job_idx}"
-    manifest = path / f"manifest{tag}.json" if path.is_dir() else path
+    manifest = path / f"manifest{batch_tag(initial_job_idx)}.json" if path.is_dir() else path
     accepted = "the sweep dir (or its manifest.json) of an earlier submitted run of this sweep"
     try:
         data = json.loads(manifest.read_text(encoding="utf-8"))
@@ -394,13 +398,13 @@ def plan_batch(
             pickles[f"{output_uri}/{JOB_PICKLE}"] = _pickle_job(launcher, job_config, state)
             command = [settings.python, "-m", PICKLE_ENTRY]
             args = ["--job", f"{output_dir}/{JOB_PICKLE}", "--output-dir", output_dir, "--", *overrides]
-        elif settings.code == "package":
-            command = [settings.python, "-m", package_module(settings, cwd), *hydra_app_flags(config)]
-            args = command_args(overrides, hydra_args, run_dir, num, job_id)
         else:
-            command = list(settings.command) if settings.command else app_program(settings.python, cwd) + hydra_app_flags(config)
+            if settings.code == "package":
+                command = [settings.python, "-m", package_module(settings, cwd), *hydra_app_flags(config)]
+            else:
+                command = list(settings.command) if settings.command else app_program(settings.python, cwd) + hydra_app_flags(config)
             args = command_args(overrides, hydra_args, run_dir, num, job_id)
-        if settings.code == "package":
+        if settings.code == "package":  # the pools run the prebuilt image
             settings = dataclasses.replace(settings, image_uri=settings.package.executor_image_uri or "local")
         planned.append(
             dict(
@@ -442,7 +446,6 @@ def plan_batch(
     uris = [package.uri] if package else []
     trials = [build_trial(**kwargs, package_uris=uris) for kwargs in planned]
     parallelism = lconf.max_parallel or (LARGE_SWEEP_PARALLELISM if fan_out == "parallel_for" else None)
-    tag = "" if initial_job_idx == 0 else f"-{initial_job_idx}"
     sweep = SweepSpec(
         name=name,
         run_id=run_id,
@@ -451,7 +454,7 @@ def plan_batch(
         trials=tuple(trials),
         collector_image=str(lconf.collector_image or base_settings.image_uri or "local"),
         description=f"Hydra sweep of {app_name}: {len(trials)} trials",
-        summary_name=f"summary{tag}.json",
+        summary_name=f"summary{batch_tag(initial_job_idx)}.json",
         fan_out=fan_out,
         parallelism=parallelism,
         objective_key="" if lconf.objective.key is None else str(lconf.objective.key),

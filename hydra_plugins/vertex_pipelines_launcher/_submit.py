@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 def upload_files(batch: Batch, storage: Any) -> None:
     """Puts what the run reads from its bucket there before it starts."""
     files = batch.uploads()
-    if files:
+    if files or batch.package is not None:
         assert batch.target is not None
         gcs.ensure_bucket(storage, batch.sweep.pipeline_root, batch.target.location)
     for uri, data in files.items():
@@ -30,8 +30,6 @@ def upload_files(batch: Batch, storage: Any) -> None:
     if batch.package is not None:
         from pipeline_builder.packaging import upload_if_absent
 
-        assert batch.target is not None
-        gcs.ensure_bucket(storage, batch.sweep.pipeline_root, batch.target.location)
         if upload_if_absent(storage, batch.package):
             log.info(f"Uploaded the trials' package to {batch.package.uri}")
         else:
