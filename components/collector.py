@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import quote
 
-RESULT_FILE = "result.json"
-LOG_FILE = "trial.log"  # what the local runner writes in each trial's folder
+from components.sweep_files import LOG_FILE, RESULT_FILE
+
 MISSING = "MISSING"
 DIRECTIONS = ("minimize", "maximize")
 CONSOLE = "https://console.cloud.google.com"
@@ -34,8 +34,9 @@ def console_links(job_id: Optional[str], project: str, location: str) -> Dict[st
     }
 
 
-def read_trial(row: Mapping[str, Any], project: str = "", location: str = "") -> Dict[str, Any]:
-    """One trial's summary row; a trial that left no readable result is MISSING, not dropped."""
+def read_trial(row: Mapping[str, Any], project: str = "", location: str = "", run_id: str = "") -> Dict[str, Any]:
+    """One trial's summary row; a trial that left no readable result of run `run_id` (any
+    run if "") is MISSING, not dropped: a record of another run is not this trial's."""
     path = os.path.join(row["output_dir"], RESULT_FILE)
     log_path = os.path.join(row["output_dir"], LOG_FILE)
     entry: Dict[str, Any] = {
@@ -48,12 +49,16 @@ def read_trial(row: Mapping[str, Any], project: str = "", location: str = "") ->
         with open(path, encoding="utf-8") as f:
             result = json.load(f)
         if not isinstance(result, dict):
-            raise ValueError("not a JSON object")
+            raise ValueError(f"a JSON {type(result).__name__}, not an object")
     except FileNotFoundError:
         return {**entry, "status": MISSING, "return_value": None, "error": f"no {RESULT_FILE} at {path}"}
     except (OSError, ValueError) as e:
         return {**entry, "status": MISSING, "return_value": None, "error": f"unreadable {path}: {e}"}
+    if run_id and result.get("run_id") != run_id:
+        error = f"the {RESULT_FILE} at {path} belongs to run {result.get('run_id')!r}, not {run_id}"
+        return {**entry, "status": MISSING, "return_value": None, "error": error}
     entry.update(
+        run_id=result.get("run_id"),
         status=str(result.get("status", MISSING)),
         return_value=result.get("return_value"),
         error=result.get("error"),
@@ -214,13 +219,14 @@ def collect(
     objective_direction: str = "minimize",
     project: str = "",
     location: str = "",
+    run_id: str = "",
 ) -> Dict[str, Any]:
     """Reads every trial's result, writes the summary at `summary_path` and returns it.
 
     A bad objective direction is reported in the summary rather than raised: the sweep has
     already run, and its results matter more than the ranking.
     """
-    rows: List[Dict[str, Any]] = [read_trial(t, project, location) for t in trials]
+    rows: List[Dict[str, Any]] = [read_trial(t, project, location, run_id) for t in trials]
     counts: Dict[str, int] = {}
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1

@@ -22,10 +22,11 @@ def collect_trials(
     objective_direction: str = "minimize",
     project: str = "",
     location: str = "",
+    run_id: str = "",
 ):
     """Reads every trial's result.json, writes summary.json, logs numeric results and
     renders the trial table and plots (Markdown and HTML artifacts, HTML also at
-    `report_path` unless it is "").
+    `report_path` unless it is ""). A result of another run than `run_id` is no result.
 
     Large sweeps list their trials in a file (`trials_path`): the executor input is one
     command-line argument, which Linux caps at 128 KiB.
@@ -39,7 +40,7 @@ def collect_trials(
     if trials_path:
         with open(trials_path, encoding="utf-8") as f:
             trials = json.load(f)
-    summary = collect(trials, summary_path, objective_key, objective_direction, project, location)
+    summary = collect(trials, summary_path, objective_key, objective_direction, project, location, run_id)
     for key, value in summary["metrics"].items():
         metrics.log_metric(key, value)
     for status, count in summary["counts"].items():

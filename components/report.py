@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import quote
 
 from components.collector import CONSOLE, numeric_setting, parse_overrides
+from components.sweep_files import FUSE
 
 MAX_CELL_CHARS = 80  # nested return values beyond this are cut in the table, whole in a tooltip
 MAX_TOOLTIP_CHARS = 2_000
@@ -362,8 +363,8 @@ def file_href(path: str, report_dir: Optional[str]) -> str:
 
 def output_href(output_dir: str, report_dir: Optional[str]) -> str:
     """A trial's output folder: the console's bucket browser for /gcs/..., else a file link."""
-    if output_dir.startswith("/gcs/"):
-        return f"{CONSOLE}/storage/browser/{quote(output_dir[len('/gcs/'):])}"
+    if output_dir.startswith(FUSE):
+        return f"{CONSOLE}/storage/browser/{quote(output_dir[len(FUSE):])}"
     return file_href(output_dir, report_dir)
 
 

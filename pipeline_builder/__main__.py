@@ -16,10 +16,12 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from components.sweep_files import GCS, fuse_to_gcs
+
 
 def _mapping(text: str) -> tuple:
     prefix, sep, folder = text.partition("=")
-    if not sep or not prefix.startswith("gs://") or not folder:
+    if not sep or not prefix.startswith(GCS) or not folder:
         raise argparse.ArgumentTypeError(f"--map {text!r}: expected gs://BUCKET/PREFIX=LOCAL_DIR")
     return prefix, folder
 
@@ -132,7 +134,7 @@ def _results(args: argparse.Namespace) -> int:
         if manifest is None:
             raise SystemExit("error: results need the sweep dir or manifest (it says where the summary is)")
         storage = gcs.client(target.project)
-        uri = "gs://" + manifest["summary_path"][len("/gcs/") :]
+        uri = fuse_to_gcs(manifest["summary_path"])
         summary = gcs.read_json(storage, uri)
         if summary is None:
             print(f"{name}: no summary at {uri} yet")
@@ -159,7 +161,7 @@ def _cancel(args: argparse.Namespace) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "emulator":
-        from .emulator import serve
+        from .emulator_serve import serve
 
         serve(args.data_dir, port=args.port, gcs_port=args.gcs_port, max_parallel=args.max_parallel, workdir=args.workdir)
         return 0

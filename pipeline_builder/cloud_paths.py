@@ -4,18 +4,13 @@ import os
 import re
 from typing import Any, Dict, Mapping
 
-GCS = "gs://"
-FUSE = "/gcs/"
+from components.sweep_files import FUSE, GCS, gcs_to_fuse
+
+__all__ = ["FUSE", "GCS", "PathMap", "gcs_to_fuse"]
+
 # A cloud path starts an argument or follows `=` (as in `hydra.run.dir=/gcs/...`), maybe
 # inside quotes (`hydra.run.dir='/gcs/b/a=1,b=2'`).
-_CLOUD_PATH = re.compile(r"(^|=)['\"]?(gs://|/gcs/)")
-
-
-def gcs_to_fuse(uri: str) -> str:
-    """The path at which Vertex's Cloud Storage FUSE mount shows a gs:// URI."""
-    if not uri.startswith(GCS):
-        raise ValueError(f"not a gs:// URI: {uri!r}")
-    return FUSE + uri[len(GCS) :]
+_CLOUD_PATH = re.compile(f"(^|=)['\"]?({re.escape(GCS)}|{re.escape(FUSE)})")
 
 
 class PathMap:

@@ -8,11 +8,13 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Optional, Tuple
 
+from components.sweep_files import GCS
+
 
 def split_uri(uri: str) -> Tuple[str, str]:
-    if not uri.startswith("gs://"):
-        raise ValueError(f"not a gs:// URI: {uri!r}")
-    bucket, _, name = uri[len("gs://") :].partition("/")
+    if not uri.startswith(GCS):
+        raise ValueError(f"not a {GCS} URI: {uri!r}")
+    bucket, _, name = uri[len(GCS) :].partition("/")
     return bucket, name
 
 
@@ -62,7 +64,7 @@ def ensure_bucket(gcs: Any, uri: str, location: Optional[str] = None) -> None:
 def list_uris(gcs: Any, prefix_uri: str) -> Iterator[str]:
     bucket, prefix = split_uri(prefix_uri)
     for blob in gcs.list_blobs(bucket, prefix=prefix.rstrip("/") + "/" if prefix else None):
-        yield f"gs://{bucket}/{blob.name}"
+        yield f"{GCS}{bucket}/{blob.name}"
 
 
 def download_tree(gcs: Any, prefix_uri: str, local_dir: str) -> int:

@@ -80,6 +80,11 @@ _JOB_INPUT_DEFAULTS: Dict[str, Any] = {
 _CHANNEL_TYPES = {list: "List", dict: "Dict", bool: "Boolean", int: "Integer", float: "Float", str: "String"}
 
 
+# Inputs that are each trial's own, so always loop items: a loop over one trial still
+# has fields in its item (kfp cannot type an empty one).
+_PER_TRIAL_INPUTS = ("base_output_directory", "display_name")
+
+
 def loop_items(trials: Tuple[TrialSpec, ...]) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
     """The CustomTrainingJobOp inputs of every trial, split into per-trial loop items and
     the constants they all share (shared inputs are written once, not once per trial)."""
@@ -88,7 +93,7 @@ def loop_items(trials: Tuple[TrialSpec, ...]) -> Tuple[List[Dict[str, Any]], Dic
     for i in inputs:
         for k in keys:
             i.setdefault(k, _JOB_INPUT_DEFAULTS.get(k))
-    varying = [k for k in keys if any(i[k] != inputs[0][k] for i in inputs)]
+    varying = [k for k in keys if k in _PER_TRIAL_INPUTS or any(i[k] != inputs[0][k] for i in inputs)]
     constants = {k: inputs[0][k] for k in keys if k not in varying}
     return [{k: i[k] for k in varying} for i in inputs], constants
 
@@ -145,6 +150,7 @@ def build_pipeline(sweep: SweepSpec) -> Any:
             objective_direction=sweep.objective_direction,
             project=sweep.project,
             location=sweep.location,
+            run_id=sweep.run_id,
         )
         collector.set_display_name(COLLECTOR_TASK_NAME)
         # Always re-run: a resumed sweep's summary must see the trials that ran again.

@@ -191,10 +191,38 @@ def task_details(job: Any) -> Dict[str, Dict[str, Any]]:
     return out
 
 
-def follow(job: Any, poll_interval: float, on_poll: Callable[[str, Dict[str, Dict[str, Any]]], None]) -> str:
-    """Polls with one GET of the job per interval, whatever the number of tasks, until it ends."""
+class ConnectionLost(RuntimeError):
+    """Vertex could not be reached while following a run for longer than the caller allows."""
+
+
+def follow(
+    job: Any,
+    poll_interval: float,
+    on_poll: Callable[[str, Dict[str, Dict[str, Any]]], None],
+    give_up_after: float = 1800.0,
+    on_outage: Optional[Callable[[Exception], None]] = None,
+) -> str:
+    """Polls with one GET of the job per interval, whatever the number of tasks, until it ends.
+
+    A failed GET (network down, the API unavailable, the SDK's own retries exhausted) is
+    retried every interval: the run goes on without us. After `give_up_after` seconds
+    without an answer, ConnectionLost says how long it has been.
+    """
+    failing_since: Optional[float] = None
     while True:
-        state = job.state.name  # one GET; job.gca_resource now holds the fresh task details
+        try:
+            state = job.state.name  # one GET; job.gca_resource now holds the fresh task details
+        except Exception as e:  # noqa: BLE001 - any failure to reach Vertex
+            now = time.monotonic()
+            if failing_since is None:
+                failing_since = now
+                if on_outage is not None:
+                    on_outage(e)
+            if now - failing_since >= give_up_after:
+                raise ConnectionLost(f"no answer from Vertex AI for {now - failing_since:.0f} s: {type(e).__name__}: {str(e)[:300]}") from None
+            time.sleep(min(poll_interval, max(give_up_after - (now - failing_since), 0.01)))
+            continue
+        failing_since = None
         on_poll(state, task_details(job))
         if state in TERMINAL_STATES:
             return state

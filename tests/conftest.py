@@ -29,6 +29,16 @@ def run_app(script: Path, args: List[str], cwd: Path = REPO, check: bool = True,
     return proc
 
 
+def run_trial_command(command: List[str], args: List[str], gcs_root: Path, cwd: Path) -> subprocess.CompletedProcess:
+    """Runs a compiled trial's container command here, with /gcs/ mapped to `gcs_root`."""
+    assert command[0] == "python"
+    mapped = [f"{gcs_root}/{a[len('/gcs/'):]}" if a.startswith("/gcs/") else a for a in args]
+    proc = subprocess.run([sys.executable, *command[1:], *mapped], cwd=cwd, capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
 def load_pipeline(path: Path) -> Dict[str, Any]:
     return yaml.safe_load(path.read_text())
 

@@ -65,9 +65,10 @@ def test_each_trial_carries_exactly_its_overrides(quickstart_sweep):
     for task in tasks.values():
         (pool,) = constant(task, "worker_pool_specs")
         args = pool["container_spec"]["args"]
-        seen.append(tuple(a for a in args if not is_hydra_arg(a)))
-        assert pool["container_spec"]["command"][:2] == ["python", "examples/quickstart/train.py"]
-        assert "hydra.mode=RUN" in args
+        assert pool["container_spec"]["command"] == ["python", "-m", "hydra_plugins.vertex_pipelines_launcher.trial_entry"]
+        app = args[args.index("--") + 1 :]
+        assert app[:2] == ["examples/quickstart/train.py", "--multirun"]
+        seen.append(tuple(a for a in app[2:] if not is_hydra_arg(a)))
     expected = [(f"lr={lr}", f"batch_size={bs}") for lr, bs in itertools.product(["0.1", "0.01"], ["32", "64"])]
     assert sorted(seen) == sorted(expected)
 
@@ -95,8 +96,8 @@ def test_trials_write_to_their_own_output_dirs(quickstart_sweep):
         assert trial["output_dir"] == "/gcs/" + trial["output_uri"][len("gs://") :]
         assert constant(task, "base_output_directory") == trial["output_uri"]
         args = constant(task, "worker_pool_specs")[0]["container_spec"]["args"]
-        assert f"hydra.run.dir={trial['output_dir']}" in args
-        assert f"hydra.job.num={trial['number']}" in args
+        options = args[: args.index("--")]
+        assert options == ["--num", str(trial["number"]), "--run-id", manifest["run_id"], "--sweep-dir", f"/gcs/{manifest['run_root'][5:]}"]
         labels = constant(task, "labels")
         assert labels == {"hydra-app": "train", "hydra-run": manifest["run_id"]}
     assert len({t["output_uri"] for t in manifest["trials"]}) == 4

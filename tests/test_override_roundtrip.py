@@ -1,10 +1,8 @@
 """The config a trial's compiled command composes equals what Hydra's basic launcher composes."""
 
-from pathlib import Path
-
 import pytest
 
-from conftest import APPS, constant, load_pipeline, read_json, run_app, trial_tasks
+from conftest import APPS, constant, load_pipeline, read_json, run_app, run_trial_command, trial_tasks
 
 APP_DIR = APPS / "roundtrip"
 APP = APP_DIR / "app.py"
@@ -26,13 +24,6 @@ OVERRIDES = [
     "+colon='a: b'",
     "lr=0.5",
 ]
-
-
-def run_compiled_trial(command, args, gcs_root: Path) -> None:
-    """Runs a trial's container command on this machine, with /gcs/ mapped to a local root."""
-    assert command[0] == "python"
-    mapped = [a.replace("=/gcs/", f"={gcs_root}/") if a.startswith("hydra.run.dir=") else a for a in args]
-    run_app(Path(command[1]), [*command[2:], *mapped], cwd=APP_DIR)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +49,7 @@ def both_ways(tmp_path_factory):
     results = {}
     for trial in manifest["trials"]:
         (pool,) = constant(by_name[trial["display_name"]], "worker_pool_specs")
-        run_compiled_trial(pool["container_spec"]["command"], pool["container_spec"]["args"], tmp / "gcs")
+        run_trial_command(pool["container_spec"]["command"], pool["container_spec"]["args"], tmp / "gcs", APP_DIR)
         trial_dir = tmp / "gcs" / trial["output_dir"][len("/gcs/") :]
         results[trial["number"]] = (read_json(tmp / "basic" / str(trial["number"]) / "cfg.json"), trial_dir)
     return results

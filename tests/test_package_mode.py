@@ -84,9 +84,12 @@ def test_package_uploaded_once_and_trials_run_from_it(emulators, tmp_path):
     pools = spec["root"]["dag"]["tasks"]["custom-training-job"]["inputs"]["parameters"]["worker_pool_specs"]
     package = pools["runtimeValue"]["constant"][0]["python_package_spec"]
     assert package["package_uris"] == uploaded
-    assert package["python_module"] == "trainer.task"
+    # The prebuilt image runs `python -m <python_module> <args>`: the trial entry, then the app's module.
+    assert package["python_module"] == "hydra_plugins.vertex_pipelines_launcher.trial_entry"
     assert package["executor_image_uri"].startswith("us-docker.pkg.dev/vertex-ai/training/")
-    assert "x=1" in package["args"] and f"hydra.job.id={manifest['run_id']}_0" in package["args"]
+    args = package["args"]
+    assert args[: args.index("--")] == ["--num", "0", "--run-id", manifest["run_id"], "--sweep-dir", f"/gcs/{manifest['run_root'][5:]}"]
+    assert args[args.index("--") + 1 :][:2] == ["-m", "trainer.task"] and args[-1] == "x=1"
 
     second = launch_in_process(FAULTS / "conf", [f"hydra.sweep.dir={tmp_path / 's2'}", *base], [["x=3"]])
     assert second[0].return_value["x"] == 3

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from conftest import APPS, constant, load_pipeline, read_json, run_app, trial_tasks
+from conftest import APPS, constant, load_pipeline, read_json, run_app, run_trial_command, trial_tasks
 
 APP_DIR = APPS / "per_trial"
 APP = APP_DIR / "app.py"
@@ -46,9 +46,7 @@ def test_custom_sweep_subdir_reaches_the_trial(tmp_path):
     assert first["output_uri"].endswith("/lr=0.1,model=small")
     tasks = {constant(t, "display_name"): t for t in trial_tasks(load_pipeline(tmp_path / "sweep" / "pipeline.yaml")).values()}
     (pool,) = constant(tasks[first["display_name"]], "worker_pool_specs")
-    args = [a.replace("/gcs/", f"{tmp_path}/gcs/") if a.startswith("hydra.run.dir=") else a for a in pool["container_spec"]["args"]]
-    command = pool["container_spec"]["command"]
-    run_app(Path(command[1]), [*command[2:], *args], cwd=APP_DIR)
+    run_trial_command(pool["container_spec"]["command"], pool["container_spec"]["args"], tmp_path / "gcs", APP_DIR)
     result = read_json(Path(f"{tmp_path}/gcs/{first['output_dir'][len('/gcs/'):]}") / "result.json")
     assert result["return_value"] == "small:0.1"
 

@@ -1,22 +1,32 @@
-"""Launches one sweep batch in the chosen mode and turns trial results into JobReturns."""
+"""Launches one sweep batch in the chosen mode: plan, write, then run locally, submit, or stop.
 
+Before anything runs, this launch owns its files: its pipeline.yaml and manifest are
+created exclusively (a second launch into the same sweep dir gets pipeline-2.yaml), and a
+local run claims its trial folders, refusing to start where another run's trials are.
+"""
+
+import dataclasses
 import json
 import logging
 import os
 import shlex
 import shutil
 import sys
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional, Sequence
 
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf
 
+from components.sweep_files import RESULT_FILE, SUMMARY_STEM, batch_file
 from pipeline_builder.errors import ConfigError
 from pipeline_builder.trials import TrialSpec
 
-from ._planning import FIELD, Batch, app_program, plan_batch
+from ._commands import app_program
+from ._planning import FIELD, Batch, plan_batch
+from ._returns import Evidence, count, job_return, parse_record
 
 if TYPE_CHECKING:
     from pipeline_builder.fork_server import ForkServer
@@ -27,7 +37,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
-RESULT_FILE = "result.json"
 PRELOAD = "hydra_plugins.vertex_pipelines_launcher._preload"
 
 
@@ -39,28 +48,92 @@ class NoTrialValuesError(CompactHydraException):
     """The sweeper needs trial values, and this mode produces none."""
 
 
-class TrialFailed(Exception):
-    """A trial raised, or its process ended without a result; carries the error text."""
+class Written(NamedTuple):
+    batch: Batch  # the batch as written: its summary named after its pipeline file
+    pipeline_path: Path
+    manifest_path: Path
+    spec: Dict[str, Any]
+    tag: str  # what this launch's local files add to their names: "", "-4", "-2", ...
 
 
-def _free_path(directory: Path, stem: str, suffix: str) -> Path:
-    """`stem+suffix` in `directory`, or a numbered variant: earlier files are never overwritten."""
-    path = directory / f"{stem}{suffix}"
-    n = 2
-    while path.exists():
-        path = directory / f"{stem}-{n}{suffix}"
-        n += 1
-    return path
+def _claim_file(directory: Path, stem: str, suffix: str) -> Path:
+    """Creates `stem+suffix` in `directory`, or the first free numbered variant, atomically:
+    two launches never get the same file, and earlier files are never overwritten."""
+    n = 1
+    while True:
+        path = directory / (f"{stem}{suffix}" if n == 1 else f"{stem}-{n}{suffix}")
+        try:
+            with open(path, "x"):
+                return path
+        except FileExistsError:
+            n += 1
 
 
-def write_batch(batch: Batch, **manifest_extra: Any) -> Tuple[Path, Path, Dict[str, Any]]:
-    """Compiles pipeline.yaml, writes the manifest beside it and the files the run reads;
-    returns both paths and the compiled spec."""
+LOCK_FILE = ".vertex-local.lock"
+EARLIER_RUNS = ".earlier-runs"
+
+
+class SweepDirLock:
+    """An exclusive lock on a sweep dir for one local run: a second run into the same dir
+    while the first runs is refused, since both would run trials in the same folders."""
+
+    def __init__(self, sweep_dir: Path, run_id: str) -> None:
+        import fcntl
+
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(sweep_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(self.fd, 200).decode(errors="replace").strip() or "another run"
+            os.close(self.fd)
+            raise LauncherConfigError(
+                f"hydra.sweep.dir={sweep_dir} is in use by {holder}, running in local mode: both runs would "
+                "run their trials in the same folders. Nothing was started. Wait for it, or choose another "
+                "hydra.sweep.dir (Hydra's default is a new folder per second)."
+            ) from None
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, f"run {run_id} (pid {os.getpid()})".encode())
+
+    def release(self) -> None:
+        os.close(self.fd)  # closing drops the lock
+
+
+def set_earlier_runs_aside(batch: Batch) -> None:
+    """Moves what an earlier run of the launcher left in this run's trial folders (its
+    result.json and trial logs) to `.earlier-runs/<its run id>/` there: this run never
+    reads them, and they are not overwritten. Hydra's own files are Hydra's, as with the
+    basic launcher, which runs a job again in the same folder."""
+    paths = batch.local_paths()
+    for trial in batch.sweep.trials:
+        folder = Path(paths.local(trial.output_uri))
+        if not folder.is_dir():
+            continue
+        leftovers = [p for p in folder.iterdir() if p.name == RESULT_FILE or (p.name.startswith("trial") and p.suffix == ".log")]
+        if not leftovers:
+            continue
+        try:
+            owner = str(json.loads((folder / RESULT_FILE).read_text(encoding="utf-8")).get("run_id"))
+        except (OSError, ValueError, AttributeError):
+            owner = f"unknown-{int(time.time())}"
+        target = folder / EARLIER_RUNS / owner.replace(os.sep, "_")
+        target.mkdir(parents=True, exist_ok=True)
+        for path in leftovers:
+            os.replace(path, target / path.name)
+
+
+def write_batch(batch: Batch, **manifest_extra: Any) -> Written:
+    """Compiles pipeline.yaml, writes the manifest beside it and the files the run reads."""
     from pipeline_builder.manifest import manifest_data, manifest_path_for, write_manifest
     from pipeline_builder.pipeline import compile_pipeline_spec, trial_task_names
 
     batch.sweep_dir.mkdir(parents=True, exist_ok=True)
-    pipeline_path = _free_path(batch.sweep_dir, f"pipeline{batch.tag}", ".yaml")
+    stem = f"pipeline{batch.tag}"
+    pipeline_path = _claim_file(batch.sweep_dir, stem, ".yaml")
+    tag = pipeline_path.stem[len("pipeline") :]
+    # The summary and report follow the pipeline file's name: a second launch into this
+    # sweep dir writes summary-2.json rather than over the first one's.
+    batch = dataclasses.replace(batch, sweep=dataclasses.replace(batch.sweep, summary_name=batch_file(SUMMARY_STEM, tag, ".json")))
     manifest_path = manifest_path_for(pipeline_path)
     spec = compile_pipeline_spec(batch.sweep, pipeline_path)
     paths = batch.local_paths()
@@ -88,31 +161,14 @@ def write_batch(batch: Batch, **manifest_extra: Any) -> Tuple[Path, Path, Dict[s
     for trial in data["trials"]:
         trial["task_name"] = names.get(trial["output_uri"])
     write_manifest(manifest_path, data)
-    return pipeline_path, manifest_path, spec
+    return Written(batch, pipeline_path, manifest_path, spec, tag)
 
 
 def submit_hint(config: DictConfig) -> str:
     """The command that runs the same sweep on Vertex AI."""
     argv = [a for a in sys.argv[1:] if not a.startswith(f"{FIELD}.mode=")]
-    program = app_program("python", str(config.hydra.runtime.cwd))
-    return shlex.join([*program, *argv, f"{FIELD}.mode=submit"])
-
-
-def settle(ret: JobReturn, trial: TrialSpec, result: Optional[Dict[str, Any]], missing: str) -> JobReturn:
-    """Sets a JobReturn's status and value from the trial's result record; `missing` says
-    why there is none (local mode and submit mode both end here)."""
-    where = f"trial {trial.number} ({' '.join(trial.overrides) or 'no overrides'})"
-    status = (result or {}).get("status")
-    if result is None or status not in ("COMPLETED", "FAILED"):
-        ret.status = JobStatus.FAILED
-        ret._return_value = TrialFailed(f"{where} left no {RESULT_FILE}: {missing}")
-    elif status == "COMPLETED":
-        ret.status = JobStatus.COMPLETED
-        ret._return_value = result.get("return_value")
-    else:
-        ret.status = JobStatus.FAILED
-        ret._return_value = TrialFailed(f"{where} failed:\n{result.get('error') or 'no error text'}")
-    return ret
+    program = app_program(str(config.hydra.runtime.cwd))
+    return shlex.join(["python", *program, *argv, f"{FIELD}.mode=submit"])
 
 
 def _load(path: Path) -> Optional[DictConfig]:
@@ -123,34 +179,33 @@ def _load(path: Path) -> Optional[DictConfig]:
     return loaded if isinstance(loaded, DictConfig) else None
 
 
-def trial_return(config: DictConfig, trial: TrialSpec, local_dir: Path, task: Optional["TaskRun"]) -> JobReturn:
-    """A trial's JobReturn from what it left on disk; a missing result is a failure, with why."""
+def local_return(config: DictConfig, batch: Batch, trial: TrialSpec, task: Optional["TaskRun"]) -> JobReturn:
+    """A local trial's JobReturn from what this run's trial left in its folder."""
+    from pipeline_builder.local_runner import tail
+
+    local_dir = Path(batch.local_paths().local(trial.output_uri))
     hydra_dir = local_dir / str(config.hydra.output_subdir or ".hydra")
-    cfg = _load(hydra_dir / "config.yaml")
     hydra_cfg = _load(hydra_dir / "hydra.yaml")
-    ret = JobReturn(
-        overrides=list(trial.overrides),
-        cfg=cfg,
+    try:
+        record = parse_record((local_dir / RESULT_FILE).read_bytes())
+    except OSError:
+        record = None
+    if task is None:
+        evidence = Evidence("its task did not run")
+    else:
+        log_path = task.log_paths[0] if task.log_paths else None
+        reason = task.error or (f"its process ended with exit code {task.exit_code}" if task.exit_code is not None else f"its task ended {task.state}")
+        evidence = Evidence(reason.split("; last lines of")[0], log_path, tail(log_path) if log_path else "")
+    return job_return(
+        trial,
+        record,
+        batch.sweep.run_id,
+        evidence,
+        cfg=_load(hydra_dir / "config.yaml"),
         hydra_cfg=hydra_cfg,
         working_dir=str(local_dir),
         task_name=str(hydra_cfg.hydra.job.name) if hydra_cfg is not None else str(config.hydra.job.name),
     )
-    try:
-        result: Optional[Dict[str, Any]] = json.loads((local_dir / RESULT_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        result = None
-    if result is not None:
-        ret.working_dir = result.get("working_dir") or ret.working_dir
-        return settle(ret, trial, result, "")
-    if task is None:
-        reason = "its task did not run"
-    elif task.error:
-        reason = task.error
-    else:
-        from pipeline_builder.local_runner import tail
-
-        reason = f"its process ended with exit code {task.exit_code}; last lines of {task.log_paths[0]}:\n{tail(task.log_paths[0])}"
-    return settle(ret, trial, None, reason)
 
 
 def start_fork_server(batch: Batch) -> Optional["ForkServer"]:
@@ -186,15 +241,11 @@ def run_local(config: DictConfig, batch: Batch, spec: Dict[str, Any], server: Op
             f"Interrupted: running trials were stopped. Finished trials keep their outputs and "
             f"result.json under {batch.sweep_dir}"
         )
-        raise
+        sys.exit(130)  # as a shell reports Ctrl-C, without a traceback
     by_dir = {t.output_dir: t for t in result.tasks.values() if t.kind == "custom_job"}
-    returns = []
-    for trial in batch.sweep.trials:
-        local_dir = Path(paths.local(trial.output_uri))
-        returns.append(trial_return(config, trial, local_dir, by_dir.get(str(local_dir))))
-    done = sum(r.status == JobStatus.COMPLETED for r in returns)
+    returns = [local_return(config, batch, t, by_dir.get(paths.local(t.output_uri))) for t in batch.sweep.trials]
     collector = [t for t in result.tasks.values() if t.kind != "custom_job"]
-    log.info(f"Local run {batch.sweep.run_id}: {done} of {len(returns)} trials completed")
+    log.info(f"Local run {batch.sweep.run_id}: {count(returns)['COMPLETED']} of {len(returns)} trials completed")
     for task in collector:
         if task.state != "SUCCEEDED":
             log.warning(f"{task.display_name}: {task.state}: {task.error}")
@@ -226,7 +277,7 @@ def launch(
     config = launcher.config
     assert config is not None
     try:
-        batch = plan_batch(launcher, job_overrides, initial_job_idx)
+        batch = plan_batch(launcher, job_overrides, initial_job_idx, sys.argv[1:])
     except ConfigError as e:
         raise LauncherConfigError(str(e)) from None
     if batch.mode == "submit":
@@ -241,26 +292,41 @@ def launch(
     log.info(f"Vertex pipeline {batch.sweep.name}: {len(trials)} trials, run {batch.sweep.run_id}")
     for t in trials:
         log.info(f"\t#{t.number} : {' '.join(filter_overrides(t.overrides))}")
+    lock = SweepDirLock(batch.sweep_dir, batch.sweep.run_id) if batch.mode == "local" else None
+    try:
+        return _write_and_run(launcher, batch, lock)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _write_and_run(launcher: "VertexPipelinesLauncher", batch: Batch, lock: Optional[SweepDirLock]) -> Sequence[JobReturn]:
+    config = launcher.config
+    assert config is not None
+    if lock is not None:
+        set_earlier_runs_aside(batch)
     server = start_fork_server(batch) if batch.mode == "local" else None
     try:
-        pipeline_path, manifest_path, spec = write_batch(batch)
+        written = write_batch(batch)
     except BaseException:
         if server is not None:
             server.close()
         raise
+    pipeline_path, manifest_path = written.pipeline_path, written.manifest_path
     log.info(f"Wrote {pipeline_path}")
     log.info(f"Wrote {manifest_path}")
 
+    batch = written.batch
     if batch.mode == "local":
-        return run_local(config, batch, spec, server)
+        return run_local(config, batch, written.spec, server)
 
     if batch.mode == "submit":
         from . import _submit
 
-        job = _submit.submit(batch, config.hydra.launcher, pipeline_path, manifest_path)
+        job = _submit.submit(batch, config.hydra.launcher, written)
         if config.hydra.launcher.wait:
             _submit.follow(job, batch, config.hydra.launcher, manifest_path)
-            return _submit.trial_returns(batch, job, str(config.hydra.job.name), manifest_path)
+            return _submit.trial_returns(launcher, batch, job, written)
         return _returns_without_values(config, batch, pipeline_path, "wait=false")
 
     log.info(f"To run it on Vertex AI: {submit_hint(config)}")

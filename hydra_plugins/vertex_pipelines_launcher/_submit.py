@@ -4,17 +4,39 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from hydra.core.utils import JobReturn
+from hydra.errors import CompactHydraException
+from omegaconf import DictConfig, OmegaConf
 
+from components.sweep_files import RESULT_FILE, batch_file
 from pipeline_builder import gcs, vertex
 from pipeline_builder.manifest import read_manifest, write_manifest
 
-from ._core import RESULT_FILE, settle
+from ._compose import compose_job
 from ._planning import Batch
+from ._returns import Evidence, job_return, parse_record
+
+if TYPE_CHECKING:
+    from ._core import Written
+    from .launcher import VertexPipelinesLauncher
 
 log = logging.getLogger(__name__)
+DEFAULT_POLL_INTERVAL = 15.0
+EMULATOR_POLL_INTERVAL = 1.0
+
+
+class FollowingLost(CompactHydraException):
+    """Vertex could not be reached for too long while following; the run goes on."""
+
+
+def poll_interval(lconf: Any) -> float:
+    """The configured interval, else 15 s, or 1 s against an emulator on this machine."""
+    if lconf.poll_interval is not None:
+        return float(lconf.poll_interval)
+    emulated = str(lconf.api_endpoint or "").startswith("http://")
+    return EMULATOR_POLL_INTERVAL if emulated else DEFAULT_POLL_INTERVAL
 
 
 def upload_files(batch: Batch, storage: Any) -> None:
@@ -36,8 +58,9 @@ def upload_files(batch: Batch, storage: Any) -> None:
             log.info(f"The trials' package is in the bucket already: {batch.package.uri}")
 
 
-def submit(batch: Batch, lconf: Any, pipeline_path: Path, manifest_path: Path) -> Any:
-    """Creates the PipelineJob (exactly once) and records it in the manifest."""
+def submit(batch: Batch, lconf: Any, written: "Written") -> Any:
+    """Creates the PipelineJob (exactly once) from this launch's own pipeline file and
+    records it in the manifest."""
     target = batch.target
     assert target is not None
     creds = vertex.credentials(target)
@@ -46,7 +69,7 @@ def submit(batch: Batch, lconf: Any, pipeline_path: Path, manifest_path: Path) -
     vertex.init(target, creds)
     job = vertex.submit(
         target,
-        template_path=str(pipeline_path),
+        template_path=str(written.pipeline_path),
         job_id=batch.job_id or batch.sweep.run_id,
         display_name=str(lconf.display_name or batch.sweep.run_id),
         pipeline_root=batch.sweep.pipeline_root,
@@ -61,7 +84,7 @@ def submit(batch: Batch, lconf: Any, pipeline_path: Path, manifest_path: Path) -
         on_retry=lambda e: log.warning(f"Creating the PipelineJob failed ({type(e).__name__}: {e}); retrying"),
     )
     url = vertex.console_url(job.resource_name)
-    manifest = read_manifest(manifest_path)
+    manifest = read_manifest(written.manifest_path)
     manifest["vertex"] = {
         "resource_name": job.resource_name,
         "console_url": url,
@@ -69,7 +92,7 @@ def submit(batch: Batch, lconf: Any, pipeline_path: Path, manifest_path: Path) -
         "location": target.location,
         "api_endpoint": target.api_endpoint,
     }
-    write_manifest(manifest_path, manifest)
+    write_manifest(written.manifest_path, manifest)
     log.info(f"Submitted {job.resource_name}")
     log.info(f"View it in the Vertex AI console: {url}")
     return job
@@ -114,55 +137,109 @@ class Progress:
             sys.stderr.write("\n")
 
 
+def reattach_hint(job: Any, sweep_dir: Path) -> str:
+    return (
+        f"The run goes on in Vertex AI: {vertex.console_url(job.resource_name)}\n"
+        f"  follow it again:  python -m pipeline_builder status {sweep_dir} --wait\n"
+        f"  its results:      python -m pipeline_builder results {sweep_dir}\n"
+        f"  cancel it:        python -m pipeline_builder cancel {sweep_dir}"
+    )
+
+
 def follow(job: Any, batch: Batch, lconf: Any, manifest_path: Path) -> str:
-    """Follows the run; Ctrl-C leaves it going and says how to re-attach or cancel."""
+    """Follows the run. Ctrl-C, or Vertex out of reach for `reconnect_timeout`, leaves it
+    going and says how to re-attach or cancel, without a traceback."""
     manifest = read_manifest(manifest_path)
     trial_tasks = {t["task_name"]: t["number"] for t in manifest["trials"] if t.get("task_name")}
     progress = Progress(trial_tasks, len(manifest["trials"]))
+
+    def outage(e: Exception) -> None:
+        log.warning(f"Vertex AI cannot be reached ({type(e).__name__}); trying again for up to {lconf.reconnect_timeout:.0f} s")
+
     try:
-        state = vertex.follow(job, float(lconf.poll_interval), progress)
+        state = vertex.follow(job, poll_interval(lconf), progress, float(lconf.reconnect_timeout), outage)
     except KeyboardInterrupt:
         progress.close()
-        log.warning(
-            f"Stopped following; the run goes on in Vertex AI: {vertex.console_url(job.resource_name)}\n"
-            f"  follow it again:  python -m pipeline_builder status {batch.sweep_dir} --wait\n"
-            f"  its results:      python -m pipeline_builder results {batch.sweep_dir}\n"
-            f"  cancel it:        python -m pipeline_builder cancel {batch.sweep_dir}"
-        )
-        raise
+        log.warning(f"Stopped following. {reattach_hint(job, batch.sweep_dir)}")
+        sys.exit(130)
+    except vertex.ConnectionLost as e:
+        progress.close()
+        raise FollowingLost(f"Stopped following: {e}\n{reattach_hint(job, batch.sweep_dir)}") from None
     progress.close()
     log.info(f"Run {batch.sweep.run_id} ended: {state}")
     return state
 
 
-def trial_returns(batch: Batch, job: Any, app_name: str, manifest_path: Path) -> List[JobReturn]:
+def _record(row: Optional[Dict[str, Any]]) -> Any:
+    """A summary row as the result record it was read from (None: the collector had none)."""
+    if row is None or row.get("status") not in ("COMPLETED", "FAILED"):
+        return None
+    return {"number": row.get("number"), **row}
+
+
+def _job_configs(launcher: "VertexPipelinesLauncher", trial: Any) -> Dict[str, Optional[DictConfig]]:
+    """The job's config as the basic launcher composes it: the trial ran elsewhere."""
+    try:
+        job_config = compose_job(launcher, trial.overrides, trial.number)
+    except Exception:  # the trial's own failure says why; the values need no config
+        return {"cfg": None, "hydra_cfg": None}
+    hydra_cfg = OmegaConf.create({"hydra": job_config.hydra})
+    with_hydra = OmegaConf.to_container(job_config, resolve=False)
+    assert isinstance(with_hydra, dict)
+    with_hydra.pop("hydra", None)
+    return {"cfg": OmegaConf.create(with_hydra), "hydra_cfg": hydra_cfg}
+
+
+def trial_returns(launcher: "VertexPipelinesLauncher", batch: Batch, job: Any, written: "Written") -> List[JobReturn]:
     """Each trial's JobReturn: one read of the collector's summary, else each result.json;
-    a trial that ended without a result carries Vertex's error for its task."""
+    a result of another run or attempt is none, and a trial without one carries Vertex's
+    error for its task."""
     target = batch.target
-    assert target is not None
+    assert target is not None and launcher.config is not None
     storage = gcs.client(target.project, None if target.emulated else vertex.credentials(target))
     summary = gcs.read_json(storage, f"{batch.sweep.run_root}/{batch.sweep.summary_name}")
     if summary is not None:
         local = batch.sweep_dir / batch.sweep.summary_name
         local.write_text(json.dumps(summary, indent=2), encoding="utf-8")
         log.info(f"Summary: {local}")
-        report_name = Path(batch.sweep.report_path).name
-        report = gcs.read_bytes(storage, f"{batch.sweep.run_root}/{report_name}")
+        report = gcs.read_bytes(storage, f"{batch.sweep.run_root}/{Path(batch.sweep.report_path).name}")
         if report is not None:
-            (batch.sweep_dir / report_name).write_bytes(report)
-            log.info(f"Report: {batch.sweep_dir / report_name}")
+            local = batch.sweep_dir / batch_file("report", written.tag, ".html")
+            local.write_bytes(report)
+            log.info(f"Report: {local}")
     rows = {int(r["number"]): r for r in summary["trials"]} if summary else {}
     tasks = vertex.task_details(job)
-    manifest_tasks = {t["number"]: t.get("task_name", "") for t in read_manifest(manifest_path)["trials"]}
+    manifest_tasks = {t["number"]: t.get("task_name", "") for t in read_manifest(written.manifest_path)["trials"]}
+    resumed = batch.job_id not in ("", batch.sweep.run_id)
+    created = job.gca_resource.create_time.timestamp() if resumed else None
+    loop_errors = [t["error"] for t in tasks.values() if t.get("error") and t.get("custom_job")]
     returns = []
     for trial in batch.sweep.trials:
-        row: Optional[Dict[str, Any]] = rows.get(trial.number)
-        if row is None:  # no summary: the collector did not run or failed
-            row = gcs.read_json(storage, f"{trial.output_uri}/{RESULT_FILE}")
-        task = tasks.get(manifest_tasks.get(trial.number, ""), {})
-        reason = f"its task ended {task['state']}" if task.get("state") else "its task never ran"
-        if task.get("error"):
-            reason += f": {task['error']}"
-        ret = JobReturn(overrides=list(trial.overrides), working_dir=trial.output_uri, task_name=app_name)
-        returns.append(settle(ret, trial, row, reason))
+        record = _record(rows.get(trial.number))
+        if record is None:  # no summary row: the collector did not run or failed
+            record = parse_record(gcs.read_bytes(storage, f"{trial.output_uri}/{RESULT_FILE}"))
+        task_name = manifest_tasks.get(trial.number) or ""
+        task = tasks.get(task_name, {})
+        if task.get("state"):
+            reason = f"its task ended {task['state']}" + (f": {task['error']}" if task.get("error") else "")
+        elif not task_name and loop_errors:  # looped trials share one task name
+            reason = f"the loop's failed CustomJobs said: {loop_errors[0]}"
+        else:
+            reason = "its task never ran"
+        # In a resumed run, a trial that ran again (not a cache hit) must have a new record.
+        not_before = created if resumed and task_name and task.get("state") != "SKIPPED" else None
+        row = rows.get(trial.number) or {}
+        evidence = Evidence(reason, row.get("log_url") or row.get("console_url"))
+        returns.append(
+            job_return(
+                trial,
+                record,
+                batch.sweep.run_id,
+                evidence,
+                working_dir=trial.output_uri,
+                task_name=str(launcher.config.hydra.job.name),
+                not_before=not_before,
+                **_job_configs(launcher, trial),
+            )
+        )
     return returns

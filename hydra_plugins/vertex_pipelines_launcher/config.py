@@ -8,10 +8,6 @@ from hydra.core.config_store import ConfigStore
 from pipeline_builder.settings import TrialSettings
 
 MODES = ["submit", "compile", "local"]
-RESULT_CALLBACK = "hydra_plugins.vertex_pipelines_launcher.callbacks.TrialResultCallback"
-# What each trial's command line appends to add the result callback: a short group option
-# rather than the callback's whole path, since it is repeated in every trial of the spec.
-TRIAL_HYDRA_OVERRIDE = "+hydra/vertex_pipelines=trial"
 
 
 @dataclass
@@ -40,8 +36,12 @@ class VertexPipelinesLauncherConf:
     mode: str = "submit"
     # Follow the submitted run and return the trials' values (submit mode).
     wait: bool = True
-    # Seconds between two polls of a followed run (one request each, whatever the trials).
-    poll_interval: float = 15.0
+    # Seconds between two polls of a followed run (one request each, whatever the trials);
+    # None: 15, or 1 against an emulator on this machine (a plain-http api_endpoint).
+    poll_interval: Optional[float] = None
+    # Seconds to keep trying while Vertex cannot be reached during a followed run, before
+    # giving up with the commands to re-attach (the run itself goes on).
+    reconnect_timeout: float = 1800.0
     # Google Cloud project of the PipelineJob; None: the ADC project.
     project: Optional[str] = None
     location: str = "us-central1"
@@ -97,12 +97,5 @@ ConfigStore.instance().store(
     group="hydra/launcher",
     name="vertex_pipelines",
     node=VertexPipelinesLauncherConf,
-    provider="vertex_pipelines_launcher",
-)
-ConfigStore.instance().store(
-    group="hydra/vertex_pipelines",
-    name="trial",
-    node={"callbacks": {"vertex_pipelines_result": {"_target_": RESULT_CALLBACK}}},
-    package="hydra",
     provider="vertex_pipelines_launcher",
 )

@@ -1,14 +1,14 @@
 """Runs one trial from a pickled job, for task functions that no command line can reach.
 
-`python -m hydra_plugins.vertex_pipelines_launcher.pickle_entry --job JOB.pkl --output-dir DIR`
-loads the cloudpickled task function, composed config and Hydra singleton state (custom
-OmegaConf resolvers included), runs the job the way Hydra's own launchers do, and writes
-the same result.json as the command entry. Arguments after `--` are ignored: they show
-the trial's overrides in the Vertex console.
+`python -m hydra_plugins.vertex_pipelines_launcher.pickle_entry --job JOB.pkl --num N
+--run-id ID --sweep-dir DIR` loads the cloudpickled task function, composed job config and
+Hydra singleton state (custom OmegaConf resolvers included), runs the job as Hydra's
+basic launcher does (`run_job` with the sweep dir keys, the launching process's callbacks),
+and writes the same result.json as the command entry. Arguments after `--` are ignored:
+they show the trial's overrides in the Vertex console.
 """
 
 import argparse
-import os
 import sys
 import time
 from typing import List, Optional
@@ -20,41 +20,41 @@ def main(argv: Optional[List[str]] = None) -> int:
         argv = argv[: argv.index("--")]
     parser = argparse.ArgumentParser(prog="pickle_entry", description=__doc__)
     parser.add_argument("--job", required=True, help="the pickled job")
-    parser.add_argument("--output-dir", required=True, help="the trial's Hydra run dir")
+    parser.add_argument("--num", required=True, type=int, help="the job's number in the sweep")
+    parser.add_argument("--run-id", required=True, help="the run the trial belongs to")
+    parser.add_argument("--sweep-dir", required=True, help="the folder of the sweep's job folders")
     args = parser.parse_args(argv)
 
     import cloudpickle
-    from hydra.core.hydra_config import HydraConfig
     from hydra.core.singleton import Singleton
     from hydra.core.utils import JobStatus, run_job, setup_globals
     from omegaconf import open_dict, read_write
 
-    from .callbacks import RESULT_FILE, is_chief, result_record, write_json
+    from .trial_record import write_result
 
     with open(args.job, "rb") as f:
         job = cloudpickle.load(f)
     setup_globals()
     Singleton.set_state(job["singleton_state"])
     config = job["config"]
-    output_dir = os.path.abspath(args.output_dir)
     with read_write(config.hydra), open_dict(config.hydra):
-        config.hydra.run.dir = output_dir
-    HydraConfig.instance().set_config(config)
+        config.hydra.sweep.dir = args.sweep_dir
+        config.hydra.job.id = args.num
+        config.hydra.job.num = args.num
     start = time.time()
     ret = run_job(
         hydra_context=job["hydra_context"],
         task_function=job["task_function"],
         config=config,
-        job_dir_key="hydra.run.dir",
-        job_subdir_key=None,
+        job_dir_key="hydra.sweep.dir",
+        job_subdir_key="hydra.sweep.subdir",
     )
-    record = result_record(ret, start, time.time())
-    record["working_dir"] = ret.working_dir
-    if is_chief():
-        os.makedirs(output_dir, exist_ok=True)
-        write_json(os.path.join(output_dir, RESULT_FILE), record)
+    write_result(str(config.hydra.runtime.output_dir), ret, start, run_id=args.run_id, number=args.num)
     if ret.status == JobStatus.FAILED:
-        sys.stderr.write(record["error"] or "the trial failed\n")
+        import traceback
+
+        sys.stderr.write(f"Error executing job with overrides: {ret.overrides}\n")
+        traceback.print_exception(ret._return_value)
         return 1
     return 0
 

@@ -1,7 +1,8 @@
-"""Runs inside each trial: writes result.json next to the trial's Hydra outputs.
+"""A trial's result record: result.json next to the trial's Hydra outputs.
 
-The launcher adds this callback to every trial's command line; the collector and the
-launcher read the file back. It holds JSON only, so nothing is ever unpickled from a bucket.
+Written by the trial (`trial_entry`, `pickle_entry`), read back by the collector and the
+launcher. It holds JSON only, so nothing is ever unpickled from a bucket. The run id and
+job number in it tie the record to the run that wrote it.
 """
 
 import dataclasses
@@ -13,10 +14,8 @@ from datetime import datetime, timezone
 from typing import Any, Dict, Optional, Tuple
 
 from hydra.core.utils import JobReturn, JobStatus
-from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
 
-RESULT_FILE = "result.json"
+from components.sweep_files import RESULT_FILE
 MAX_ERROR_CHARS = 20_000
 
 
@@ -92,23 +91,16 @@ def write_json(path: str, data: Dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-class TrialResultCallback(Callback):
-    """Records status, JSON return value, error text and timings of the trial."""
-
-    def __init__(self) -> None:
-        self.start: Optional[float] = None
-
-    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self.start = time.time()
-
-    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        if not is_chief():
-            return
-        output_dir = config.hydra.runtime.output_dir
-        record = result_record(job_return, self.start, time.time())
-        record["working_dir"] = os.getcwd()  # the job's, before Hydra changes back
-        job_id = os.environ.get("CLOUD_ML_JOB_ID")  # set by Vertex in a CustomJob: for console links
-        if job_id:
-            record["vertex_job_id"] = job_id
-        os.makedirs(output_dir, exist_ok=True)
-        write_json(os.path.join(output_dir, RESULT_FILE), record)
+def write_result(output_dir: str, job_return: JobReturn, start: Optional[float], *, run_id: str, number: int) -> None:
+    """The chief replica records how the job ended, for this run and job number."""
+    if not is_chief():
+        return
+    record = result_record(job_return, start, time.time())
+    record["run_id"] = run_id
+    record["number"] = number
+    record["working_dir"] = job_return.working_dir or os.getcwd()
+    job_id = os.environ.get("CLOUD_ML_JOB_ID")  # set by Vertex in a CustomJob: for console links
+    if job_id:
+        record["vertex_job_id"] = job_id
+    os.makedirs(output_dir, exist_ok=True)
+    write_json(os.path.join(output_dir, RESULT_FILE), record)

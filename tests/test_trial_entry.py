@@ -1,13 +1,32 @@
-"""The trial-side callback writes a truthful result.json."""
+"""The trial entry runs one job as the basic launcher would and writes a truthful result.json."""
 
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
+from typing import List
 
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 
-from conftest import APPS, read_json, run_app
-from hydra_plugins.vertex_pipelines_launcher.callbacks import result_record, to_json
-from hydra_plugins.vertex_pipelines_launcher.config import TRIAL_HYDRA_OVERRIDE as CALLBACK
+from conftest import APPS, REPO, read_json
+from hydra_plugins.vertex_pipelines_launcher.trial_entry import ENTRY_MODULE, parse
+from hydra_plugins.vertex_pipelines_launcher.trial_record import result_record, to_json
+
+
+def run_trial(sweep_dir, overrides: List[str], num: int = 0, run_id: str = "run-1") -> subprocess.CompletedProcess:
+    """A trial's command line as the launcher compiles it, for the `raising` test app."""
+    argv = ["--num", str(num), "--run-id", run_id, "--sweep-dir", str(sweep_dir), "--", str(APPS / "raising" / "app.py"), "--multirun", *overrides]
+    return subprocess.run(
+        [sys.executable, "-m", ENTRY_MODULE, *argv], cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ, "HYDRA_FULL_ERROR": "0"}
+    )
+
+
+def test_parse_splits_the_entry_options_from_the_app_command_line():
+    args = parse(["--num", "3", "--run-id", "r", "--sweep-dir", "/gcs/b/r", "--", "-m", "pkg.app", "--config-name=c", "x=1"])
+    assert (args.num, args.run_id, args.sweep_dir) == (3, "r", "/gcs/b/r")
+    assert args.program == ["-m", "pkg.app"] and args.app_args == ["--config-name=c", "x=1"]
+    assert parse(["--num", "0", "--run-id", "r", "--sweep-dir", "d", "--", "train.py"]).program == ["train.py"]
 
 
 class Scalar:
@@ -49,24 +68,27 @@ def test_result_record_of_a_failure_keeps_the_traceback():
 
 
 def test_completed_trial_writes_its_value(tmp_path):
-    run_app(APPS / "raising" / "app.py", [f"hydra.run.dir={tmp_path}", "+x=1", CALLBACK])
-    result = read_json(tmp_path / "result.json")
+    proc = run_trial(tmp_path, ["+x=1"], num=4, run_id="run-7")
+    assert proc.returncode == 0, proc.stderr
+    result = read_json(tmp_path / "4" / "result.json")
     assert result["status"] == "COMPLETED"
+    assert (result["run_id"], result["number"]) == ("run-7", 4)
     assert result["return_value"] == {"score": 1.5, "per_class": [0.5, 0.75], "cfg": {"x": 1}}
     assert result["error"] is None
     assert result["duration_s"] >= 0
 
 
 def test_raising_trial_writes_failed_result_and_exits_non_zero(tmp_path):
-    proc = run_app(APPS / "raising" / "app.py", [f"hydra.run.dir={tmp_path}", "+fail=yes", CALLBACK], check=False)
-    assert proc.returncode != 0
-    result = read_json(tmp_path / "result.json")
+    proc = run_trial(tmp_path, ["+fail=yes"])
+    assert proc.returncode == 1
+    assert "Error executing job with overrides: ['+fail=yes']" in proc.stderr
+    result = read_json(tmp_path / "0" / "result.json")
     assert result["status"] == "FAILED"
     assert "RuntimeError: trial failed on purpose: yes" in result["error"]
 
 
 def test_unserializable_value_is_kept_as_repr(tmp_path):
-    run_app(APPS / "raising" / "app.py", [f"hydra.run.dir={tmp_path}", "+odd=1", CALLBACK])
-    result = read_json(tmp_path / "result.json")
+    assert run_trial(tmp_path, ["+odd=1"]).returncode == 0
+    result = read_json(tmp_path / "0" / "result.json")
     assert result["return_value"] == {"model": "<Unserializable>", "score": 1.5}
     assert result["return_value_is_repr"] is True

@@ -1,0 +1,78 @@
+"""Each trial's composed config, as the basic launcher composes it, and its trial settings.
+
+Trial settings live in the job's own config, so `trial.machine_type: ${model.machine_type}`
+gives each trial its machine; composing costs milliseconds per trial, so it happens only
+when it can matter.
+"""
+
+from typing import TYPE_CHECKING, Any, List, NamedTuple, Optional, Sequence
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from pipeline_builder.errors import ConfigError
+from pipeline_builder.settings import TrialSettings, trial_settings
+
+if TYPE_CHECKING:
+    from .launcher import VertexPipelinesLauncher
+
+FIELD = "hydra.launcher"
+DEFAULT_SUBDIR = "${hydra.job.num}"
+
+
+class JobPlan(NamedTuple):
+    settings: TrialSettings
+    subdir: str  # hydra.sweep.subdir of the job
+    config: Optional[DictConfig]  # the composed job config, when it was composed
+
+
+def read_settings(node: DictConfig, field: str, where: str = "") -> TrialSettings:
+    """Trial settings from a config node, interpolations resolved."""
+    try:
+        data = OmegaConf.to_container(node, resolve=True, throw_on_missing=True)
+    except Exception as e:
+        raise ConfigError(field, "<unresolvable>", "settings whose interpolations resolve", str(e), where) from e
+    assert isinstance(data, dict)
+    return trial_settings(data)
+
+
+def _has_interpolation(node: Any) -> bool:
+    return "${" in repr(OmegaConf.to_container(node, resolve=False))
+
+
+def compose_job(launcher: "VertexPipelinesLauncher", overrides: Sequence[str], num: int) -> DictConfig:
+    """Job `num`'s config exactly as `BasicLauncher.launch` composes it."""
+    assert launcher.config is not None and launcher.hydra_context is not None
+    job_config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
+    with open_dict(job_config):
+        job_config.hydra.job.id = num
+        job_config.hydra.job.num = num
+    return job_config
+
+
+def plan_jobs(
+    launcher: "VertexPipelinesLauncher",
+    job_overrides: Sequence[Sequence[str]],
+    initial_job_idx: int,
+    compose: bool,
+) -> List[JobPlan]:
+    """Each job's settings, sweep subdir and (when needed) composed config."""
+    config = launcher.config
+    assert config is not None
+    field = f"{FIELD}.trial"
+    compose = compose or _has_interpolation(config.hydra.launcher.trial)
+    compose = compose or OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir") != DEFAULT_SUBDIR
+    if not compose:
+        settings = read_settings(config.hydra.launcher.trial, field)
+        return [JobPlan(settings, str(initial_job_idx + i), None) for i in range(len(job_overrides))]
+    out = []
+    try:
+        for i, overrides in enumerate(job_overrides):
+            num = initial_job_idx + i
+            job_config = compose_job(launcher, overrides, num)
+            HydraConfig.instance().set_config(job_config)
+            settings = read_settings(job_config.hydra.launcher.trial, field, f"trial {num}: {' '.join(overrides)}")
+            out.append(JobPlan(settings, str(job_config.hydra.sweep.subdir), job_config))
+    finally:
+        HydraConfig.instance().set_config(config)
+    return out

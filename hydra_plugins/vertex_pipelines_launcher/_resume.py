@@ -1,0 +1,68 @@
+"""Resuming a submitted sweep: the same run id and trial folders, a new PipelineJob.
+
+Vertex's cache recognises a trial that succeeded only if it runs with the same inputs,
+so the resumed sweep must be the same sweep: same pipeline root, pipeline and trials.
+"""
+
+import json
+import time
+from pathlib import Path
+from typing import List, NamedTuple, Sequence
+
+from components.sweep_files import batch_file
+from pipeline_builder.errors import ConfigError
+
+FIELD = "hydra.launcher"
+
+
+class Resumed(NamedTuple):
+    run_id: str  # the earlier run's: its trials keep their folders
+    job_id: str  # the new PipelineJob's id
+
+
+def resumed_run(
+    resume: str,
+    *,
+    mode: str,
+    caching: bool,
+    pipeline_root: str,
+    pipeline_name: str,
+    tag: str,
+    job_overrides: Sequence[Sequence[str]],
+) -> Resumed:
+    """Checks that `resume` names an earlier submitted run of this very sweep batch."""
+    field = f"{FIELD}.resume"
+    if mode != "submit":
+        raise ConfigError(field, resume, "null unless mode=submit: Vertex's cache is what skips the trials that succeeded")
+    if not caching:
+        raise ConfigError(f"{FIELD}.enable_caching", False, "null or true with resume: the cache is what skips the trials that succeeded")
+    path = Path(resume)
+    manifest = path / batch_file("manifest", tag, ".json") if path.is_dir() else path
+    accepted = "the sweep dir (or its manifest.json) of an earlier submitted run of this sweep"
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        run_id = str(data["run_id"])
+        old_root = str(data["pipeline_root"])
+        old_name = str(data["pipeline_name"])
+        old_overrides: List[List[str]] = [list(t["overrides"]) for t in data["trials"]]
+        old_mode = data.get("mode", "submit")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(field, resume, accepted, f"{manifest}: {type(e).__name__}: {e}") from None
+    if old_mode != "submit":
+        raise ConfigError(field, resume, accepted, f"{manifest} is a {old_mode} run: nothing of it is in Vertex's cache")
+    if old_root != pipeline_root:
+        raise ConfigError(f"{FIELD}.pipeline_root", pipeline_root, f"{old_root}, the pipeline root of the run being resumed")
+    if old_name != pipeline_name:
+        raise ConfigError(f"{FIELD}.pipeline_name", pipeline_name, f"{old_name}, the pipeline of the run being resumed")
+    new = [list(o) for o in job_overrides]
+    if new != old_overrides:
+        first = next((i for i, (a, b) in enumerate(zip(new, old_overrides)) if a != b), min(len(new), len(old_overrides)))
+        theirs = " ".join(old_overrides[first]) if first < len(old_overrides) else "no such trial"
+        ours = " ".join(new[first]) if first < len(new) else "no such trial"
+        raise ConfigError(
+            field,
+            resume,
+            f"{accepted}: the same trials in the same order ({len(old_overrides)} there, {len(new)} here)",
+            f"trial {first} is '{ours}' here and '{theirs}' in {manifest}",
+        )
+    return Resumed(run_id, f"{run_id}-resume-{time.strftime('%Y%m%d-%H%M%S')}")

@@ -1,0 +1,121 @@
+"""Trial results -> JobReturns, the same way in local and submit mode.
+
+A trial is COMPLETED only when a result record of this run, for this trial, says so: a
+record of another run (a re-run into the same folders, a resumed run's earlier attempt)
+or of any other shape is that trial's failure, with the reason. A failed trial's error
+names the trial, its overrides, the end of its log and where the whole log is.
+"""
+
+import json
+from datetime import datetime, timezone
+from typing import Any, Dict, List, NamedTuple, Optional
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.errors import CompactHydraException
+from omegaconf import DictConfig
+
+from components.sweep_files import RESULT_FILE
+from pipeline_builder.trials import TrialSpec
+
+TAIL_LINES = 15
+
+
+class TrialFailed(CompactHydraException):
+    """A trial raised, or its process ended without a result of this run; Hydra's sweepers
+    raise it from `JobReturn.return_value`, and Hydra prints its message alone."""
+
+
+class Evidence(NamedTuple):
+    """What is known of how a trial ended, besides its result record."""
+
+    reason: str  # why there is no usable record, from the runner or Vertex ("" if unknown)
+    log_path: Optional[str] = None  # where its whole log is: a file, or a Cloud Logging URL
+    log_tail: str = ""  # the last lines of that log, when it is local
+
+
+def parse_record(data: Optional[bytes]) -> Any:
+    """The JSON in a result file, or None when there is none or it is not JSON."""
+    if data is None:
+        return None
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return ValueError(f"{RESULT_FILE} is not valid JSON")
+
+
+def _started(record: Dict[str, Any]) -> float:
+    try:
+        return datetime.fromisoformat(str(record.get("start_time"))).timestamp()
+    except ValueError:
+        return float("-inf")
+
+
+def record_problem(record: Any, trial: TrialSpec, run_id: str, not_before: Optional[float] = None) -> Optional[str]:
+    """Why `record` does not tell how this run's trial ended, or None when it does.
+
+    `not_before` (epoch seconds) is when this attempt of the trial was started, for runs
+    that reuse an earlier run's folders (resume): an older record is an earlier attempt's.
+    """
+    if record is None:
+        return f"no {RESULT_FILE}"
+    if isinstance(record, Exception):
+        return str(record)
+    if not isinstance(record, dict):
+        return f"{RESULT_FILE} holds a JSON {type(record).__name__}, not an object"
+    if record.get("status") not in ("COMPLETED", "FAILED"):
+        return f"{RESULT_FILE} has status {record.get('status')!r}, not COMPLETED or FAILED"
+    if record.get("run_id") != run_id:
+        return f"the {RESULT_FILE} there belongs to run {record.get('run_id')!r}, not to this run {run_id}"
+    if record.get("number") != trial.number:
+        return f"the {RESULT_FILE} there belongs to trial {record.get('number')!r}"
+    if not_before is not None and _started(record) < not_before:
+        when = datetime.fromtimestamp(not_before, timezone.utc).isoformat()
+        return f"the {RESULT_FILE} there is an earlier attempt's (started {record.get('start_time')}, this run at {when})"
+    return None
+
+
+def _failure(trial: TrialSpec, headline: str, evidence: Evidence) -> TrialFailed:
+    where = f"Trial {trial.number} ({' '.join(trial.overrides) or 'no overrides'})"
+    lines = [f"{where} failed: {headline}"]
+    if evidence.log_tail.strip():
+        lines.append(f"Last lines of its log:\n{evidence.log_tail.rstrip()}")
+    if evidence.log_path:
+        lines.append(f"Its log: {evidence.log_path}")
+    return TrialFailed("\n".join(lines))
+
+
+def _error_headline(error: Optional[str]) -> str:
+    """The last line of a traceback: the exception and its message."""
+    lines = [line for line in (error or "").strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "it raised, with no error text"
+
+
+def job_return(
+    trial: TrialSpec,
+    record: Any,
+    run_id: str,
+    evidence: Evidence,
+    *,
+    cfg: Optional[DictConfig],
+    hydra_cfg: Optional[DictConfig],
+    working_dir: str,
+    task_name: str,
+    not_before: Optional[float] = None,
+) -> JobReturn:
+    """The trial's JobReturn, with its value only from a record this run's trial wrote."""
+    ret = JobReturn(overrides=list(trial.overrides), cfg=cfg, hydra_cfg=hydra_cfg, working_dir=working_dir, task_name=task_name)
+    problem = record_problem(record, trial, run_id, not_before)
+    if problem is not None:
+        reason = f"{problem}: {evidence.reason}" if evidence.reason else problem
+        ret.status, ret._return_value = JobStatus.FAILED, _failure(trial, reason, evidence)
+    elif record["status"] == "COMPLETED":
+        ret.status, ret._return_value = JobStatus.COMPLETED, record.get("return_value")
+        ret.working_dir = record.get("working_dir") or working_dir
+    else:
+        ret.status, ret._return_value = JobStatus.FAILED, _failure(trial, _error_headline(record.get("error")), evidence)
+        ret.working_dir = record.get("working_dir") or working_dir
+    return ret
+
+
+def count(returns: List[JobReturn]) -> Dict[str, int]:
+    return {s: sum(r.status == JobStatus[s] for r in returns) for s in ("COMPLETED", "FAILED")}

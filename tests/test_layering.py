@@ -1,0 +1,59 @@
+"""Imports point down only: hydra_plugins -> pipeline_builder -> components.
+
+`pipeline_builder` is usable without Hydra, and `components` runs inside the pipeline's
+images, where only it and the standard library (and kfp, for its component) are needed.
+"""
+
+import ast
+from pathlib import Path
+from typing import Iterator, Tuple
+
+import pytest
+
+from conftest import REPO
+
+# package -> top-level modules it must never import, at any depth of its code
+FORBIDDEN = {
+    "pipeline_builder": ("hydra", "hydra_plugins", "omegaconf"),
+    "components": ("hydra", "hydra_plugins", "omegaconf", "pipeline_builder"),
+}
+
+
+def imports(path: Path) -> Iterator[Tuple[int, str]]:
+    """Every module an import statement in `path` names, with its line (lazy ones too)."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.lineno, node.module
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_a_layer_never_imports_the_layers_above(package):
+    bad = [
+        f"{path.relative_to(REPO)}:{line} imports {name}"
+        for path in sorted((REPO / package).rglob("*.py"))
+        for line, name in imports(path)
+        if name.split(".")[0] in FORBIDDEN[package]
+    ]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_check_sees_a_forbidden_import(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text("def f():\n    from hydra.core.utils import JobReturn\n")
+    assert [name for _, name in imports(module)] == ["hydra.core.utils"]
+
+
+def test_the_sweep_file_names_have_one_home():
+    """result.json, trial.log and the cloud path prefixes are spelled once, in components/sweep_files.py."""
+    spelled = []
+    for package in ("hydra_plugins", "pipeline_builder", "components"):
+        for path in sorted((REPO / package).rglob("*.py")):
+            if path.name == "sweep_files.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Constant) and node.value in ("result.json", "trial.log", "gs://", "/gcs/", "job.pkl"):
+                    spelled.append(f"{path.relative_to(REPO)}:{node.lineno} {node.value!r}")
+    assert not spelled, "\n".join(spelled)
