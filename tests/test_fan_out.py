@@ -33,7 +33,8 @@ def test_thousand_trials_loop_with_the_requested_parallelism(tmp_path):
     assert len(items) == 1000
     for i, item in enumerate(items):
         args = item["worker_pool_specs"][0]["container_spec"]["args"]
-        assert [a for a in args if not a.startswith(("hydra.", "+hydra/"))] == [f"x={i}", f"+tag=t{i % 7}"]
+        assert args[args.index("--num") + 1] == str(i)
+        assert args[-2:] == [f"x={i}", f"+tag=t{i % 7}"]  # the job's overrides end its command line
         assert item["base_output_directory"].endswith(f"/{i}")
         assert item["display_name"] == f"faults-{i} x={i} +tag=t{i % 7}"
     manifest = read_json(tmp_path / "manifest.json")
@@ -160,3 +161,22 @@ def test_run_local_stages_the_trial_file_of_a_compiled_sweep(tmp_path, monkeypat
     summary = read_json(root / manifest["summary_path"][len("/gcs/") :])
     assert summary["counts"] == {"COMPLETED": 3}
     assert sorted(r["return_value"] for r in summary["trials"]) == [0, 2, 4]
+
+
+@pytest.mark.parametrize("loop", [["hydra.launcher.fan_out=parallel_for"], ["hydra.launcher.max_parallel=3"]])
+def test_a_one_trial_loop_compiles_and_runs(tmp_path, loop):
+    """kfp cannot type an empty loop item: a lone trial's item still holds its own inputs."""
+    overrides = [
+        f"hydra.sweep.dir={tmp_path}",
+        "hydra.launcher.mode=local",
+        "hydra.launcher.trial.entry=command",
+        f"hydra.launcher.trial.command=[python,{FAULTS / 'app.py'}]",
+        *loop,
+    ]
+    returns = launch_in_process(FAULTS / "conf", overrides, [["x=4"]])
+    assert [(r.status, r.return_value) for r in returns] == [(JobStatus.COMPLETED, 4.0)]
+    raw = load_pipeline(tmp_path / "pipeline.yaml")
+    loop_task = next(t for t in raw["root"]["dag"]["tasks"].values() if "parameterIterator" in t)
+    (item,) = json.loads(loop_task["parameterIterator"]["items"]["raw"])
+    assert item["display_name"] == "faults-0 x=4" and item["base_output_directory"].endswith("/0")
+    assert read_json(tmp_path / "summary.json")["counts"] == {"COMPLETED": 1}

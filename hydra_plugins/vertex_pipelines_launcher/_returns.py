@@ -57,7 +57,7 @@ def record_problem(record: Any, trial: TrialSpec, run_id: str, not_before: Optio
     that reuse an earlier run's folders (resume): an older record is an earlier attempt's.
     """
     if record is None:
-        return f"no {RESULT_FILE}"
+        return f"it left no {RESULT_FILE}"
     if isinstance(record, Exception):
         return str(record)
     if not isinstance(record, dict):

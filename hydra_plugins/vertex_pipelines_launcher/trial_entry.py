@@ -23,6 +23,8 @@ import time
 from typing import Any, List, NamedTuple, Optional, Sequence
 
 ENTRY_MODULE = "hydra_plugins.vertex_pipelines_launcher.trial_entry"
+# The trial this process runs, for programs without Hydra that want its place and number.
+running: Optional["TrialArgs"] = None
 
 
 class TrialArgs(NamedTuple):
@@ -84,6 +86,9 @@ def run_one_job(hydra: Any, config_name: Optional[str], task_function: Any, over
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse(sys.argv[1:] if argv is None else argv)
+    import importlib
+
+    importlib.import_module(ENTRY_MODULE).running = args  # this file runs as __main__
     from hydra._internal.hydra import Hydra
 
     def multirun(self: Any, config_name: Optional[str], task_function: Any, overrides: List[str], with_log_configuration: bool = True) -> Any:
