@@ -181,7 +181,7 @@ def _load(path: Path) -> Optional[DictConfig]:
 
 def local_return(config: DictConfig, batch: Batch, trial: TrialSpec, task: Optional["TaskRun"]) -> JobReturn:
     """A local trial's JobReturn from what this run's trial left in its folder."""
-    from pipeline_builder.local_runner import tail
+    from pipeline_builder.local_runner import exit_reason, tail
 
     local_dir = Path(batch.local_paths().local(trial.output_uri))
     hydra_dir = local_dir / str(config.hydra.output_subdir or ".hydra")
@@ -194,8 +194,10 @@ def local_return(config: DictConfig, batch: Batch, trial: TrialSpec, task: Optio
         evidence = Evidence("its task did not run")
     else:
         log_path = task.log_paths[0] if task.log_paths else None
-        reason = task.error or (f"its process ended with exit code {task.exit_code}" if task.exit_code is not None else f"its task ended {task.state}")
-        evidence = Evidence(reason.split("; last lines of")[0], log_path, tail(log_path) if log_path else "")
+        reason = (task.error or "").split("; last lines of")[0]  # the tail comes apart, below
+        if task.exit_code is not None and reason in ("", exit_reason(task.exit_code)):
+            reason = f"its process ended with {exit_reason(task.exit_code)}"
+        evidence = Evidence(reason or f"its task ended {task.state}", log_path, tail(log_path) if log_path else "")
     return job_return(
         trial,
         record,

@@ -1,4 +1,4 @@
-"""Misbehaves on demand: raises, dies, exits, hangs, or fails until fixed, depending on `x`."""
+"""Misbehaves on demand: raises, dies, exits, hangs, spoils its result, or fails until fixed, depending on `x`."""
 
 import os
 import signal
@@ -24,6 +24,14 @@ def main(cfg: DictConfig) -> float:
         raise RuntimeError("not fixed yet")
     if cfg.x == "broken":
         return -1.0
+    if cfg.x == "listresult":  # after the trial wrote its result.json, replace it with a JSON list
+        import atexit
+
+        from hydra.core.hydra_config import HydraConfig
+
+        path = Path(HydraConfig.get().runtime.output_dir, "result.json")
+        atexit.register(lambda: path.write_text("[1, 2]"))
+        return 7.0
     if cfg.x == "hang":
         Path(os.environ["PID_DIR"], str(os.getpid())).write_text("")
         time.sleep(600)
