@@ -60,7 +60,12 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--cwd", type=Path, help="working directory of the trials (default: this one)")
 
     emu = sub.add_parser("emulator", help="serve a local Vertex AI PipelineJobs API backed by the local runner")
-    emu.add_argument("--data-dir", type=Path, default=Path(".vertex-emulator"), help="runs and Cloud Storage data")
+    emu.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(".vertex-emulator"),
+        help="jobs, their runs and Cloud Storage data, kept across restarts",
+    )
     emu.add_argument("--port", type=int, default=8090, help="Vertex API port (0: any free port)")
     emu.add_argument("--gcs-port", type=int, default=9023, help="Cloud Storage emulator port (0: any free port)")
     emu.add_argument("--max-parallel", type=_positive, help="most tasks of one run at once (default: CPU count)")

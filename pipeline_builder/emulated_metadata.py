@@ -3,12 +3,16 @@
 `PipelineJob.submit(experiment=...)` makes google-cloud-aiplatform find or create the
 default metadata store, the experiment's context and the run's context, and add the run
 as the experiment's child. The emulator serves these calls so a submission with an
-experiment can be rehearsed, and tests can see the association.
+experiment can be rehearsed, and tests can see the association. Given a file, the contexts
+are kept in it, so a restarted emulator still knows its experiments and their runs.
 """
 
+import json
+import os
 import re
 import threading
 import time
+from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 _STORE = re.compile(r"^/v1(?:beta1)?/(projects/[^/]+/locations/[^/]+)/metadataStores(?:/([^/:]+))?(?:/contexts(?:/([^/:]+))?(:\w+)?)?$")
@@ -23,12 +27,22 @@ def _error(code: int, status: str, message: str) -> Tuple[int, Any]:
 
 
 class MetadataService:
-    """Metadata stores and contexts, kept in memory."""
+    """Metadata stores and contexts, kept in memory and, if `path` is given, in that file."""
 
-    def __init__(self) -> None:
-        self.contexts: Dict[str, Dict[str, Any]] = {}
-        self.children: Dict[str, List[str]] = {}
+    def __init__(self, path: Optional[Path] = None) -> None:
+        self.path = path
+        saved = json.loads(path.read_text(encoding="utf-8")) if path is not None and path.is_file() else {}
+        self.contexts: Dict[str, Dict[str, Any]] = saved.get("contexts", {})
+        self.children: Dict[str, List[str]] = saved.get("children", {})
         self._lock = threading.Lock()
+
+    def _save(self) -> None:
+        """Writes every context (the caller holds the lock); a stop mid-write keeps the last file."""
+        if self.path is None:
+            return
+        temporary = self.path.with_name(f".{self.path.name}.tmp")
+        temporary.write_text(json.dumps({"contexts": self.contexts, "children": self.children}), encoding="utf-8")
+        os.replace(temporary, self.path)
 
     def matches(self, path: str) -> bool:
         return _STORE.match(path) is not None
@@ -59,10 +73,12 @@ class MetadataService:
                 for child in (body or {}).get("childContexts", []):
                     if child in self.contexts:
                         self.contexts[child].setdefault("parentContexts", []).append(name)
+                self._save()
             return 200, {}
         if method == "PATCH":
             with self._lock:
                 context.update({k: v for k, v in (body or {}).items() if k != "name"}, updateTime=_now())
+                self._save()
             return 200, context
         return 200, context
 
@@ -80,6 +96,7 @@ class MetadataService:
             if name in self.contexts:
                 return None
             self.contexts[name] = {**body, "name": name, "createTime": _now(), "updateTime": _now(), "etag": "1"}
+            self._save()
             return dict(self.contexts[name])
 
     def _list(self, store: str, filter_text: str) -> List[Dict[str, Any]]:

@@ -3,17 +3,14 @@
 `python -m pipeline_builder emulator` serves the REST calls google-cloud-aiplatform makes
 for PipelineJobs (create, get, list, cancel, with per-task states and errors) on 127.0.0.1
 and runs each submitted spec with the local runner. gs:// data lives in a GCS emulator
-(gcp-storage-emulator): before a trial starts, its output folder is copied out of the
-bucket (pickled jobs live there); after a task ends, what it wrote is copied back, as
-Vertex's Cloud Storage FUSE mount would. It honours step caching as Vertex does (a task
-whose cache key succeeded before is SKIPPED), and serves the ML Metadata calls that
-associate a run with an experiment. Point the SDK at it with
+(gcp-storage-emulator), copied to and from a local view of the buckets around each task
+(emulator_sync). It honours step caching as Vertex does, serves the ML Metadata calls that
+associate a run with an experiment, keeps its jobs across restarts (emulator_jobs), and
+answers only the SDK's requests (emulator_guard). Point the SDK at it with
 `api_endpoint="http://127.0.0.1:PORT"` and STORAGE_EMULATOR_HOST.
 """
 
-import itertools
 import json
-import os
 import re
 import threading
 import time
@@ -21,14 +18,20 @@ from collections import Counter
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 from urllib.parse import parse_qs, urlsplit
 
+from . import emulator_guard
 from .cloud_paths import PathMap
 from .emulated_metadata import MetadataService
-from .local_runner import LocalRunner, TaskRun, UnsupportedPipeline
+from .emulator_jobs import ENDED, JobStore, interrupted, now
+from .emulator_storage import DataDir
+from .emulator_sync import Cache, StorageSync
+from .local_runner import FINAL_STATES, LocalRunner, TaskRun, UnsupportedPipeline
 
 _JOBS = re.compile(r"^/v1(?:beta1)?/projects/([^/]+)/locations/([^/]+)/pipelineJobs(?:/([^/:]+))?(:cancel)?$")
+# Vertex's rule for pipelineJobId: fewer than 128 of a-z, 0-9 and '-'. It names a folder here.
+_JOB_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,126}$")
 _TASK_STATES = {
     "PENDING": "PENDING",
     "RUNNING": "RUNNING",
@@ -39,10 +42,7 @@ _TASK_STATES = {
     "CANCELLED": "CANCELLED",
 }
 _JOB_STATES = {"SUCCEEDED": "PIPELINE_STATE_SUCCEEDED", "FAILED": "PIPELINE_STATE_FAILED", "CANCELLED": "PIPELINE_STATE_CANCELLED"}
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+_STOP_WAIT_S = 20.0  # how long a stop waits for each run to end (the runner kills after 5 s)
 
 
 def _stamp(t: Optional[float]) -> Optional[str]:
@@ -50,48 +50,67 @@ def _stamp(t: Optional[float]) -> Optional[str]:
 
 
 class _Run:
-    """One PipelineJob: its resource and the local run behind it."""
+    """One PipelineJob: its resource and the local run behind it, or, once it has ended
+    in an earlier emulator, the task details it ended with."""
 
-    def __init__(self, resource: Dict[str, Any], context: Optional[Dict[str, Any]] = None) -> None:
+    def __init__(self, resource: Dict[str, Any], context: Optional[Dict[str, Any]] = None, tasks: Optional[List[Dict[str, Any]]] = None) -> None:
         self.resource = resource
         self.context = context  # its system.PipelineRun context in the metadata store
         self.runner: Optional[LocalRunner] = None
+        self.tasks = tasks
         self.task_ids: Dict[str, int] = {}
+        # Tasks whose outputs are in Cloud Storage: until then a task that ran shows RUNNING,
+        # as on Vertex, where a CustomJob has written its files when it ends.
+        self.synced: Set[str] = set()
         self.lock = threading.Lock()
+
+    @property
+    def job_id(self) -> str:
+        return self.resource["name"].rsplit("/", 1)[1]
+
+    def task_details(self) -> Optional[List[Dict[str, Any]]]:
+        runner = self.runner
+        if runner is None:
+            return self.tasks
+        return [self.task(t) for t in list(runner.tasks.values())]
 
     def view(self) -> Dict[str, Any]:
         with self.lock:
             resource = dict(self.resource)
-            runner = self.runner
+            tasks = self.task_details()
         detail: Dict[str, Any] = {"pipelineRunContext": self.context} if self.context else {}
-        if runner is not None:
-            detail["taskDetails"] = [self._task(t) for t in runner.tasks.values()]
+        if tasks is not None:
+            detail["taskDetails"] = tasks
         if detail:
             resource["jobDetail"] = detail
         return resource
 
-    def _task(self, task: TaskRun) -> Dict[str, Any]:
+    def task(self, task: TaskRun) -> Dict[str, Any]:
+        """One task's details as Vertex reports them (the caller holds the lock)."""
         name = self.resource["name"]
         project, location = name.split("/")[1], name.split("/")[3]
+        state = task.state
+        if state in FINAL_STATES and task.start_time and task.name not in self.synced:
+            state = "RUNNING"
         detail: Dict[str, Any] = {
             "taskId": str(self.task_ids.setdefault(task.name, 1000 + len(self.task_ids))),
             "taskName": task.name,
-            "state": _TASK_STATES[task.state],
+            "state": _TASK_STATES[state],
         }
         if task.start_time:
             detail["startTime"] = _stamp(task.start_time)
-        if task.end_time:
+        if task.end_time and state != "RUNNING":
             detail["endTime"] = _stamp(task.end_time)
-        if task.error and task.state in ("FAILED", "CANCELLED", "SKIPPED"):
+        if task.error and state in ("FAILED", "CANCELLED", "SKIPPED"):
             detail["error"] = {"code": 9 if task.state == "FAILED" else 1, "message": task.error}
-        if task.kind == "custom_job" and task.state not in ("PENDING", "CACHED"):
+        if task.kind == "custom_job" and state not in ("PENDING", "CACHED"):
             job = f"projects/{project}/locations/{location}/customJobs/{detail['taskId']}"
             detail["executorDetail"] = {"customJobDetail": {"job": job}}
         return detail
 
 
 class VertexEmulator:
-    """The REST service; `start()` returns its port."""
+    """The REST service; `start()` returns its port, `stop()` ends its runs and saves them."""
 
     def __init__(
         self,
@@ -101,21 +120,24 @@ class VertexEmulator:
         port: int = 0,
         workdir: Optional[Path] = None,
     ) -> None:
-        self.data_dir = Path(data_dir).resolve()
+        self.data = DataDir(Path(data_dir).resolve()).prepare()
+        self.data_dir = self.data.root
         # Stands for the image's working directory: trial commands name the app relative to it.
         self.workdir = str(Path(workdir or ".").resolve())
         self.max_parallel = max_parallel
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.cache = _Cache(self.data_dir / "cache.json")
+        self.cache = Cache(self.data.cache)
         # Display names of the CustomJobs started, in order (cache hits start none).
         self.custom_jobs: List[str] = []
-        self.metadata = MetadataService()  # experiments: a submission's experiment association
+        self.metadata = MetadataService(self.data.metadata)  # a submission's experiment association
         self.address = (host, port)
-        self.runs: Dict[str, _Run] = {}
+        self.store = JobStore(self.data.runs)
+        self.runs: Dict[str, _Run] = {j.job_id: _Run(j.resource, j.context, j.tasks) for j in self.store.load()}
         self.requests: Counter = Counter()
         self.faults: Counter = Counter()  # e.g. {"drop_create_response": 1}, for tests of retries
         self._lock = threading.Lock()
         self._server: Optional[ThreadingHTTPServer] = None
+        self._threads: List[threading.Thread] = []
+        self._stopping = threading.Event()
 
     # ---- serving ---------------------------------------------------------------------
 
@@ -128,9 +150,16 @@ class VertexEmulator:
             def log_message(self, *args: Any) -> None:
                 pass
 
+            def parse_request(self) -> bool:
+                return super().parse_request() and emulator_guard.checked(self, json_only=True)
+
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"null") if length else None
+                try:
+                    body = json.loads(self.rfile.read(length)) if length else None
+                except ValueError as e:
+                    emulator_guard.send_error(self, 400, "INVALID_ARGUMENT", f"the body is not JSON: {e}")
+                    return
                 url = urlsplit(self.path)
                 code, reply = emulator.handle(self.command, url.path, parse_qs(url.query), body)
                 if code == 0:  # a dropped connection: the request was handled, the answer is lost
@@ -144,7 +173,7 @@ class VertexEmulator:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_POST = do_DELETE = do_PUT = _serve
+            do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _serve
 
         self._server = ThreadingHTTPServer(self.address, Handler)
         self._server.daemon_threads = True
@@ -152,12 +181,20 @@ class VertexEmulator:
         return self._server.server_address[1]
 
     def stop(self) -> None:
-        for run in list(self.runs.values()):
-            if run.runner is not None:
-                run.runner.cancel()
+        """Stops serving, then stops every running pipeline's processes (SIGTERM, SIGKILL
+        after a grace period) and saves its job, ended, for the next emulator."""
+        with self._lock:  # no job is created after this, and every started one is in _threads
+            self._stopping.set()
+            threads = list(self._threads)
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+        live = [r.runner for r in list(self.runs.values()) if r.runner is not None and r.resource["state"] not in ENDED]
+        cancels = [threading.Thread(target=runner.cancel) for runner in live]
+        for thread in cancels:
+            thread.start()
+        for thread in cancels + threads:
+            thread.join(timeout=_STOP_WAIT_S)
 
     def handle(self, method: str, path: str, query: Mapping[str, List[str]], body: Any) -> Tuple[int, Any]:
         if path == "/emulator/requests":
@@ -176,7 +213,7 @@ class VertexEmulator:
         if kind == "create":
             return self._create(project, location, query.get("pipelineJobId", [None])[0], body or {})
         if kind == "list":
-            return 200, {"pipelineJobs": [r.view() for r in self.runs.values() if r.resource["name"].split("/")[1] == project]}
+            return 200, {"pipelineJobs": [r.view() for r in list(self.runs.values()) if r.resource["name"].split("/")[1] == project]}
         run = self.runs.get(job_id or "")
         if run is None:
             return _error(404, "NOT_FOUND", f"PipelineJob {job_id} not found")
@@ -189,46 +226,70 @@ class VertexEmulator:
 
     def _create(self, project: str, location: str, job_id: Optional[str], body: Dict[str, Any]) -> Tuple[int, Any]:
         job_id = job_id or f"job-{int(time.time() * 1000)}"
+        if not _JOB_ID.match(job_id):
+            return _error(400, "INVALID_ARGUMENT", f"pipelineJobId {job_id!r}: fewer than 128 of a-z, 0-9 and '-', not starting with '-'")
+        if not isinstance(body, dict):
+            return _error(400, "INVALID_ARGUMENT", "the body must be a PipelineJob object")
         with self._lock:
+            if self._stopping.is_set():
+                return _error(503, "UNAVAILABLE", "the emulator is stopping")
             if job_id in self.runs:
                 return _error(409, "ALREADY_EXISTS", f"PipelineJob {job_id} already exists")
             resource = {
                 **body,
                 "name": f"projects/{project}/locations/{location}/pipelineJobs/{job_id}",
                 "state": "PIPELINE_STATE_PENDING",
-                "createTime": _now(),
-                "updateTime": _now(),
+                "createTime": now(),
+                "updateTime": now(),
             }
             store = f"projects/{project}/locations/{location}/metadataStores/default"
             context = self.metadata.create(store, job_id, {"displayName": job_id, "schemaTitle": "system.PipelineRun"})
             run = self.runs[job_id] = _Run(resource, context)
+            self.store.save(job_id, resource, context)
             drop = self.faults["drop_create_response"] > 0
             if drop:
                 self.faults["drop_create_response"] -= 1
-        threading.Thread(target=self._execute, args=(job_id, run), daemon=True).start()
+            thread = threading.Thread(target=self._execute, args=(job_id, run), daemon=True)
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+            thread.start()
         return (0, None) if drop else (200, run.view())
 
     def _cancel(self, run: _Run) -> None:
         with run.lock:
-            if run.resource["state"] in _JOB_STATES.values():
+            if run.resource["state"] in ENDED:
                 return
             run.resource["state"] = "PIPELINE_STATE_CANCELLING"
-            run.resource["updateTime"] = _now()
+            run.resource["updateTime"] = now()
             runner = run.runner
+        self._save(run)
         if runner is not None:
             runner.cancel()
 
     def _set_state(self, run: _Run, state: str, **fields: Any) -> None:
         with run.lock:
-            run.resource.update(state=state, updateTime=_now(), **fields)
+            run.resource.update(state=state, updateTime=now(), **fields)
+        self._save(run)
+
+    def _save(self, run: _Run) -> None:
+        with run.lock:
+            resource, tasks = dict(run.resource), run.task_details()
+            if tasks is not None:
+                self.store.save_tasks(run.job_id, tasks, ended=resource["state"] in ENDED)
+        self.store.save(run.job_id, resource, run.context)
+
+    def _task_changed(self, run: _Run, task: TaskRun, synced: bool = False) -> None:
+        with run.lock:
+            if synced:
+                run.synced.add(task.name)
+            self.store.task_changed(run.job_id, run.task(task))
 
     def _execute(self, job_id: str, run: _Run) -> None:
         from . import gcs
 
-        work = self.data_dir / "runs" / job_id
-        # One local mirror of the buckets for every run, as the FUSE mount is one view of
+        work = self.store.folder(job_id)
+        # One local view of the buckets for every run, as the FUSE mount is one view of
         # them: a resumed run's collector finds the cached trials' results of earlier runs.
-        root = self.data_dir / "gcs"
+        root = self.data.buckets
         work.mkdir(parents=True, exist_ok=True)
         console = open(work / "console.log", "w", encoding="utf-8")  # what a person would see in Cloud Logging
         try:
@@ -240,140 +301,45 @@ class VertexEmulator:
                 max_parallel=self.max_parallel,
                 cwd=self.workdir,
                 console=console,
-                hooks=_StorageSync(storage, root, self.cache, self.custom_jobs),
+                hooks=StorageSync(storage, root, self.cache, self.custom_jobs, lambda task: self._task_changed(run, task, synced=True)),
+                on_change=lambda task: self._task_changed(run, task),
             )
             runner.hooks.runner = runner
         except (UnsupportedPipeline, KeyError, ValueError) as e:
-            self._set_state(run, "PIPELINE_STATE_FAILED", error={"code": 3, "message": f"{type(e).__name__}: {e}"}, endTime=_now())
+            console.close()
+            self._set_state(run, "PIPELINE_STATE_FAILED", error={"code": 3, "message": f"{type(e).__name__}: {e}"}, endTime=now())
             return
         with run.lock:
             cancelled = run.resource["state"] == "PIPELINE_STATE_CANCELLING"
             run.runner = runner
-        if cancelled:
+        if cancelled or self._stopping.is_set():
             runner.cancel()
-        self._set_state(run, "PIPELINE_STATE_RUNNING", startTime=_now())
+        else:
+            self._set_state(run, "PIPELINE_STATE_RUNNING", startTime=now())
         try:
             result = runner.run()
+            if self._stopping.is_set() and result.state != "SUCCEEDED":
+                self._end_stopped(run)
+                return
             state = _JOB_STATES[result.state]
-            fields: Dict[str, Any] = {"endTime": _now()}
+            fields: Dict[str, Any] = {"endTime": now()}
             if state == "PIPELINE_STATE_FAILED":
                 failed = [t.name for t in result.tasks.values() if t.state == "FAILED"]
                 fields["error"] = {"code": 9, "message": f"The DAG failed because some tasks failed. The failed tasks are: [{', '.join(failed)}]."}
             self._set_state(run, state, **fields)
         except Exception as e:  # the emulator must answer GETs whatever a run does
-            self._set_state(run, "PIPELINE_STATE_FAILED", error={"code": 13, "message": f"{type(e).__name__}: {e}"}, endTime=_now())
+            self._set_state(run, "PIPELINE_STATE_FAILED", error={"code": 13, "message": f"{type(e).__name__}: {e}"}, endTime=now())
         finally:
             console.close()
 
-
-class _StorageSync:
-    """Copies a task's files between the GCS emulator and the local run folder, and skips
-    a task whose cache key succeeded before, as Vertex's execution cache does."""
-
-    def __init__(self, storage: Any, root: Path, cache: "_Cache", custom_jobs: List[str]) -> None:
-        self.storage = storage
-        self.root = root
-        self.cache = cache
-        self.custom_jobs = custom_jobs
-        self.runner: Optional[LocalRunner] = None
-        self._keys: Dict[str, Optional[str]] = {}  # task -> its cache key, from before() to after()
-
-    def _uri(self, local: Path) -> str:
-        return "gs://" + local.relative_to(self.root).as_posix()
-
-    def before(self, task: TaskRun, inputs: Mapping[str, Any]) -> Optional[str]:
-        from . import gcs
-
-        key = self._keys[task.name] = self.runner.cache_key(task.name) if self.runner is not None else None
-        if key is not None and self.cache.hit(key):
-            return "CACHED"
-        if task.kind == "custom_job":
-            self.custom_jobs.append(str(inputs.get("display_name", task.name)))
-        base = inputs.get("base_output_directory")
-        if task.kind == "custom_job" and base:
-            bucket, name = gcs.split_uri(base)
-            gcs.download_tree(self.storage, base, str(self.root / bucket / name))
-        for pool in inputs.get("worker_pool_specs") or [] if task.kind == "custom_job" else []:
-            for uri in (pool or {}).get("python_package_spec", {}).get("package_uris", []):
-                local = self.root / uri[len("gs://") :]
-                data = gcs.read_bytes(self.storage, uri)
-                if data is not None and not local.exists():
-                    local.parent.mkdir(parents=True, exist_ok=True)
-                    local.write_bytes(data)
-                    os.utime(local, (0, 0))  # a download, not a task output: not uploaded back
-        for value in inputs.values():  # files a container task names, e.g. a trial list
-            if isinstance(value, str) and value.startswith("/gcs/"):
-                data = gcs.read_bytes(self.storage, "gs://" + value[len("/gcs/") :])
-                if data is not None:
-                    # Paths inside the file name the FUSE mount, which is `root` here.
-                    data = data.replace(b'"/gcs/', f'"{self.root}/'.encode())
-                    local = self.root / value[len("/gcs/") :]
-                    local.parent.mkdir(parents=True, exist_ok=True)
-                    local.write_bytes(data)
-
-    def after(self, task: TaskRun) -> None:
-        from . import gcs
-
-        key = self._keys.get(task.name)
-        if task.state == "SUCCEEDED" and key is not None:
-            self.cache.add(key)
-        started = (task.start_time or 0) - 1
-        for bucket_dir in self.root.iterdir() if self.root.is_dir() else []:
-            gcs.ensure_bucket(self.storage, f"gs://{bucket_dir.name}")
-            gcs.upload_tree(self.storage, str(bucket_dir), f"gs://{bucket_dir.name}", newer_than=started)
-
-
-class _Cache:
-    """Cache keys of tasks that succeeded, kept in the data dir across emulator restarts."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.lock = threading.Lock()
-        self.keys = set(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else set()
-
-    def hit(self, key: str) -> bool:
-        with self.lock:
-            return key in self.keys
-
-    def add(self, key: str) -> None:
-        with self.lock:
-            self.keys.add(key)
-            self.path.write_text(json.dumps(sorted(self.keys)), encoding="utf-8")
+    def _end_stopped(self, run: _Run) -> None:
+        """The job of a run the emulator's stop ended: as a restart would find it."""
+        with run.lock:
+            tasks = run.task_details() or []
+            interrupted(run.resource, tasks)
+            run.tasks, run.runner = tasks, None
+        self._save(run)
 
 
 def _error(code: int, status: str, message: str) -> Tuple[int, Any]:
     return code, {"error": {"code": code, "message": message, "status": status}}
-
-
-def serve(
-    data_dir: Path, port: int = 0, gcs_port: int = 0, max_parallel: Optional[int] = None, workdir: Optional[Path] = None
-) -> None:
-    """Runs a GCS emulator and the Vertex emulator until Ctrl-C."""
-    import os
-
-    try:
-        from gcp_storage_emulator.server import create_server
-    except ImportError:
-        raise SystemExit("the emulator needs gcp-storage-emulator: pip install 'hydra-vertex-pipelines-launcher[emulator]'") from None
-    data_dir = Path(data_dir).resolve()
-    (data_dir / "gcs").mkdir(parents=True, exist_ok=True)
-    storage_server = create_server("127.0.0.1", gcs_port, in_memory=False, data_dir=str(data_dir / "gcs"))
-    storage_server.start()
-    gcs_url = f"http://127.0.0.1:{storage_server._api._httpd.server_address[1]}"
-    os.environ["STORAGE_EMULATOR_HOST"] = gcs_url
-    emulator = VertexEmulator(data_dir, max_parallel=max_parallel, port=port, workdir=workdir)
-    vertex_port = emulator.start()
-    print(f"Vertex AI emulator on http://127.0.0.1:{vertex_port}, Cloud Storage emulator on {gcs_url}")
-    print(f"Trials run in {emulator.workdir}, standing for the image's working directory")
-    print("Use it from the launcher with:")
-    print(f"  export STORAGE_EMULATOR_HOST={gcs_url}")
-    print(f"  ... hydra.launcher.mode=submit hydra.launcher.api_endpoint=http://127.0.0.1:{vertex_port} hydra.launcher.project=local")
-    print("Ctrl-C stops it.", flush=True)
-    try:
-        for _ in itertools.count():
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        emulator.stop()
-        storage_server.stop()

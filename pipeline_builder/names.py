@@ -54,9 +54,22 @@ def run_id(name: str, key: str, now: Optional[datetime] = None) -> str:
     return f"{name[:40].rstrip('-')}-{now:%Y%m%d-%H%M%S}-{digest}"
 
 
+# What gcpc's launcher cannot take inside `"display_name": "..."`: the driver pastes the
+# string into the payload template unescaped and json.loads (strict) parses it, so `"`, `\`
+# and U+0000-U+001F break it; surrogates cannot be encoded as UTF-8 at all. `{{` could be
+# read as a placeholder by a driver that substitutes one input's value into another's.
+_UNSAFE_IN_PAYLOAD = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_QUOTES = str.maketrans({'"': "'", "\\": "/"})
+
+
 def display_name(text: str) -> str:
-    """Cuts to Vertex's 128-character display-name limit, marking the cut."""
-    text = " ".join(text.split())
+    """A CustomJob display name that survives gcpc's payload template whatever the
+    overrides hold: whitespace runs become one space, `"` becomes `'`, `\\` becomes `/`,
+    other control characters are dropped, `{{` is split, and the result is cut to
+    Vertex's 128 characters, marking the cut."""
+    text = _UNSAFE_IN_PAYLOAD.sub(lambda m: " " if m.group().isspace() else "", text)
+    text = " ".join(text.split()).translate(_QUOTES)
+    text = re.sub(r"\{(?=\{)", "{ ", text)
     if len(text) <= MAX_DISPLAY_NAME:
         return text
     return text[: MAX_DISPLAY_NAME - 1] + "…"

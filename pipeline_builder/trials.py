@@ -1,14 +1,19 @@
 """Trial specs: each override combination as plain data, ready to become a CustomJob."""
 
+import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from .cloud_paths import gcs_to_fuse
+from .errors import ConfigError
 from .names import display_name
 from .settings import REDUCTION_SERVER_IMAGE, REDUCTION_SERVER_MACHINE, TrialSettings, WorkerPoolSettings
-from .validation import duration
+from .validation import check_arguments, duration
 
 RESULT_FILE = "result.json"
+# gcpc's payload template around the inputs, with the project, location and persistent
+# resource id Vertex fills in: what the `--payload` argument holds besides the inputs.
+PAYLOAD_TEMPLATE_BYTES = 2048
 
 
 @dataclass(frozen=True)
@@ -102,8 +107,8 @@ def worker_pool_specs(
     package_uris: Sequence[str] = (),
 ) -> Tuple[Dict[str, Any], ...]:
     """Vertex WorkerPoolSpecs in proto field names: the chief, then workers (pool 1), then
-    parameter servers or the reduction server (pool 2). Unused pools before a used one are
-    left empty, as Vertex wants pools in these positions.
+    parameter servers or the reduction server (pool 2), which needs workers: an empty
+    pool 1 does not survive gcpc's launcher (`recursive_remove_empty`).
 
     Vertex wants exactly one replica in the chief pool, so `replica_count=N` becomes the
     chief plus a pool of N-1 identical workers. With `package_uris`, every pool that runs
@@ -131,8 +136,8 @@ def worker_pool_specs(
     elif settings.reduction_server.replica_count:
         second = _pool(settings, settings.reduction_server, command, args, reduction_server=True)
     if second is not None:
-        if len(pools) == 1:
-            pools.append({})
+        if len(pools) == 1:  # gcpc's launcher would drop an empty pool 1 and shift this one
+            raise ValueError("worker pool 2 needs workers in pool 1 (check_trial_settings refuses this layout)")
         pools.append(second)
     if package_uris:
         pools = [_as_package(p, package_uris) if _runs_app(p, command) else p for p in pools]
@@ -200,10 +205,13 @@ def build_trial(
     labels: Optional[Dict[str, str]] = None,
     package_uris: Sequence[str] = (),
 ) -> TrialSpec:
-    """A TrialSpec from checked settings; `args` already hold the overrides and run dir."""
+    """A TrialSpec from checked settings; `args` already hold the overrides and run dir.
+
+    Refuses (ConfigError naming the trial) arguments no process could receive on Vertex.
+    """
     prefix = settings.display_name or name_prefix
     shown = " ".join(overrides) if overrides else "(no overrides)"
-    return TrialSpec(
+    trial = TrialSpec(
         number=number,
         job_id=job_id,
         overrides=tuple(overrides),
@@ -215,6 +223,22 @@ def build_trial(
         job_settings=job_settings(settings),
         retry=retry_policy(settings),
     )
+    payload = json.dumps(trial.custom_job_inputs(), ensure_ascii=False).encode("utf-8", "surrogatepass")
+    try:
+        check_arguments(overrides, 0, "override")
+        check_arguments(_process_strings(trial.worker_pool_specs), len(payload) + PAYLOAD_TEMPLATE_BYTES, "trial argument")
+    except ConfigError as e:
+        raise e.at(f"trial {number}: " + " ".join(o if len(o) <= 60 else o[:59] + "…" for o in overrides)) from None
+    return trial
+
+
+def _process_strings(pools: Sequence[Dict[str, Any]]) -> Iterator[str]:
+    """Each string a pool's processes get as one argument or environment entry."""
+    for pool in pools:
+        spec = pool.get("container_spec") or pool.get("python_package_spec") or {}
+        yield from spec.get("command", ())
+        yield from spec.get("args", ())
+        yield from (f"{e['name']}={e['value']}" for e in spec.get("env", ()))
 
 
 def retry_policy(settings: TrialSettings) -> Dict[str, Any]:

@@ -1,8 +1,10 @@
 """Checks of trial and pipeline settings, run before anything is written or sent."""
 
 import difflib
+import posixpath
 import re
-from typing import Any, Iterable, List, Optional
+from decimal import Decimal
+from typing import Any, Iterable, List, Mapping, Optional, Sequence
 
 from . import vertex_enums
 from .errors import ConfigError
@@ -13,10 +15,14 @@ _GCS_URI = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[A-Za-z0-9._=,
 _MACHINE_TYPE = re.compile(r"^[a-z][a-z0-9-]*$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SECRET_NAME = re.compile(r"(SECRET|PASSWORD|PASSWD|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.I)
-_NETWORK = re.compile(r"^projects/[^/\s]+/global/networks/[^/\s]+$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_KMS_KEY = re.compile(r"^projects/[^/\s]+/locations/([^/\s]+)/keyRings/[^/\s]+/cryptoKeys/[^/\s]+$")
-_TENSORBOARD = re.compile(r"^projects/[^/\s]+/locations/([^/\s]+)/tensorboards/[0-9]+$")
+# Resource-name segments: these strings are pasted unescaped into gcpc's payload template,
+# so they hold no quotes, backslashes, braces or control characters (Vertex's ids never do).
+_SEGMENT = r"[A-Za-z0-9._:~-]+"
+_NETWORK = re.compile(rf"^projects/{_SEGMENT}/global/networks/{_SEGMENT}$")
+_EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+_KMS_KEY = re.compile(rf"^projects/{_SEGMENT}/locations/({_SEGMENT})/keyRings/{_SEGMENT}/cryptoKeys/{_SEGMENT}$")
+_TENSORBOARD = re.compile(rf"^projects/{_SEGMENT}/locations/({_SEGMENT})/tensorboards/[0-9]+$")
+_EXPERIMENT = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
 _PERSISTENT_RESOURCE = re.compile(r"^[a-z][a-z0-9-]{4,61}[a-z0-9]$")
 _NETWORK_ATTACHMENT = re.compile(r"^(projects/[^/\s]+/regions/[^/\s]+/networkAttachments/)?[a-z]([-a-z0-9]*[a-z0-9])?$")
 _IP_RANGE_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -27,10 +33,18 @@ DNS_PEERING_FIELDS = frozenset({"domain", "target_project", "target_network"})
 CODE_MODES = ("image", "package")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_DURATION_SECONDS = 315_576_000_000  # google.protobuf.Duration's range (10,000 years)
 ENTRIES = ("auto", "command", "pickle")
+MAX_PARALLELISM = 2**31 - 1  # PipelineTaskSpec.IteratorPolicy.parallelism_limit is an int32
+# Linux's MAX_ARG_STRLEN: one argument (or environment string) of at most 32 pages,
+# its terminating NUL included. gcpc's launcher gets the whole CustomJob as one argument.
+MAX_ARG_BYTES = 32 * 4096 - 1
 
 
 def check_gcs_uri(value: Any, field: str) -> str:
+    """A gs:// URI without a trailing slash. Empty, `.` and `..` segments are refused: the
+    trial writes through the /gcs/ mount, which collapses them, while the launcher and
+    the collector read the object names as written, so results would be lost."""
     if not isinstance(value, str) or not _GCS_URI.match(value):
         raise ConfigError(
             field,
@@ -38,16 +52,27 @@ def check_gcs_uri(value: Any, field: str) -> str:
             "a Cloud Storage URI gs://BUCKET[/PATH] (bucket: 3 or more lowercase letters, digits, '.', '_', '-'; "
             "path: letters, digits and . _ - = , + @ /)",
         )
-    return value.rstrip("/")
+    uri = value.rstrip("/")
+    bucket, _, path = uri[len("gs://") :].partition("/")
+    if path and {"", ".", ".."} & set(path.split("/")):
+        normal = f"gs://{bucket}{posixpath.normpath('/' + path.lstrip('/'))}".rstrip("/")
+        raise ConfigError(field, value, "a gs:// URI without empty, '.' or '..' path segments (the /gcs/ mount collapses them)", f"Try {normal!r}")
+    return uri
 
 
 def duration(value: Any, field: str) -> str:
-    """A Vertex duration ("5400s") from seconds or text such as "90m", "1.5h", "7d"."""
-    match = _DURATION.match(str(value).strip().lower()) if not isinstance(value, bool) else None
-    if match is None or float(match.group(1)) <= 0:
+    """A protobuf Duration ("5400s") from seconds or text such as "90m", "1.5h", "7d": at most
+    Duration's 315,576,000,000 s, in whole nanoseconds (Vertex parses nothing finer)."""
+    text = format(Decimal(repr(value)), "f") if isinstance(value, float) else str(value).strip().lower()
+    match = None if isinstance(value, bool) else _DURATION.match(text)
+    if match is None or Decimal(match.group(1)) <= 0:
         raise ConfigError(field, value, "a positive duration such as 3600, '3600s', '90m', '12h' or '7d'")
-    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    return f"{seconds:g}s" if seconds != int(seconds) else f"{int(seconds)}s"
+    seconds = Decimal(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds > MAX_DURATION_SECONDS:
+        raise ConfigError(field, value, f"a duration of at most {MAX_DURATION_SECONDS}s, the range of a protobuf Duration")
+    if (seconds * 10**9) % 1:
+        raise ConfigError(field, value, "a duration in whole nanoseconds (at most 9 decimal places of seconds)")
+    return f"{int(seconds)}s" if seconds == int(seconds) else f"{format(seconds.normalize(), 'f')}s"
 
 
 def _count(value: Any, field: str, minimum: int) -> int:
@@ -211,6 +236,14 @@ def _check_pools(s: TrialSettings, field: str) -> None:
             s.reduction_server.replica_count,
             f"0 when {field}.parameter_servers are set: both take worker pool 2 of the CustomJob",
         )
+    second = next((n for n in ("parameter_servers", "reduction_server") if getattr(s, n).replica_count), None)
+    if second and s.replica_count == 1 and not s.workers.replica_count:
+        raise ConfigError(
+            f"{field}.{second}.replica_count",
+            getattr(s, second).replica_count,
+            f"0 unless the trial has workers ({field}.workers.replica_count >= 1 or {field}.replica_count >= 2): "
+            "worker pool 1 would be empty, and gcpc's launcher drops empty pools, so this pool would run as pool 1 (the workers) on Vertex",
+        )
 
 
 def _check_retries(s: TrialSettings, field: str) -> None:
@@ -229,15 +262,7 @@ def _check_retries(s: TrialSettings, field: str) -> None:
 
 def _check_placement(s: TrialSettings, field: str) -> None:
     """Network, security and tracking settings, in the forms Vertex accepts."""
-    if s.service_account is not None and not _EMAIL.match(s.service_account):
-        raise ConfigError(f"{field}.service_account", s.service_account, "a service account email, NAME@PROJECT.iam.gserviceaccount.com")
-    if s.network is not None and not _NETWORK.match(s.network):
-        raise ConfigError(f"{field}.network", s.network, "projects/PROJECT_NUMBER/global/networks/NETWORK")
-    for name in s.reserved_ip_ranges:
-        if not isinstance(name, str) or not _IP_RANGE_NAME.match(name):
-            raise ConfigError(f"{field}.reserved_ip_ranges", name, "names of reserved IP ranges of the network, e.g. vertex-ai-range")
-    if s.reserved_ip_ranges and s.network is None:
-        raise ConfigError(f"{field}.network", None, f"a network when {field}.reserved_ip_ranges is set (the ranges belong to it)")
+    _check_identity(s.service_account, s.network, s.reserved_ip_ranges, field)
     if s.psc_interface_config:
         _check_psc(s.psc_interface_config, f"{field}.psc_interface_config")
         if s.network is not None:
@@ -265,6 +290,19 @@ def _check_placement(s: TrialSettings, field: str) -> None:
                 None,
                 f"a service account when {field}.tensorboard is set: Vertex uploads TensorBoard logs only for jobs that run as one",
             )
+
+
+def _check_identity(service_account: Any, network: Any, ranges: Sequence[Any], field: str) -> None:
+    """Who a job runs as and which VPC it joins: the same rules for trials and the PipelineJob."""
+    if service_account is not None and not (isinstance(service_account, str) and _EMAIL.match(service_account)):
+        raise ConfigError(f"{field}.service_account", service_account, "a service account email, NAME@PROJECT.iam.gserviceaccount.com")
+    if network is not None and not (isinstance(network, str) and _NETWORK.match(network)):
+        raise ConfigError(f"{field}.network", network, "projects/PROJECT_NUMBER/global/networks/NETWORK")
+    for name in ranges:
+        if not isinstance(name, str) or not _IP_RANGE_NAME.match(name):
+            raise ConfigError(f"{field}.reserved_ip_ranges", name, "names of reserved IP ranges of the network, e.g. vertex-ai-range")
+    if ranges and network is None:
+        raise ConfigError(f"{field}.network", None, f"a network when {field}.reserved_ip_ranges is set (the ranges belong to it)")
 
 
 def _check_psc(config: Any, field: str) -> None:
@@ -309,3 +347,52 @@ def check_kms_key(key: Any, location: str, field: str) -> None:
 
 def check_one_of(value: Any, field: str, accepted: List[str]) -> str:
     return _choice(value, field, accepted)
+
+
+# Keys of `hydra.launcher` that check_launcher_settings reads.
+LAUNCHER_SETTINGS = ("service_account", "network", "reserved_ip_ranges", "collector_image", "display_name", "max_parallel", "experiment")
+
+
+def check_launcher_settings(settings: Mapping[str, Any], field: str) -> None:
+    """The PipelineJob's own settings, checked as their trial-level twins are and before
+    anything is written: otherwise the SDK refuses some after files exist, kfp an
+    oversized parallelism mid-compile, and Vertex the rest after submission."""
+    ranges = settings.get("reserved_ip_ranges") or []
+    _check_identity(settings.get("service_account"), settings.get("network"), list(ranges), field)
+    image = settings.get("collector_image")
+    if image is not None and (not isinstance(image, str) or not image.strip() or re.search(r"\s", image)):
+        raise ConfigError(f"{field}.collector_image", image, "null (the trial image) or an image reference without spaces")
+    name = settings.get("display_name")
+    if name is not None and (not isinstance(name, str) or len(name) > 128 or re.search(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]", name)):
+        raise ConfigError(f"{field}.display_name", name, "null (the run id) or at most 128 characters without control characters")
+    limit = settings.get("max_parallel")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PARALLELISM):
+        raise ConfigError(f"{field}.max_parallel", limit, f"null or a whole number from 1 to {MAX_PARALLELISM} (a pipeline loop's int32 parallelism limit)")
+    experiment = settings.get("experiment")
+    if experiment is not None and not (isinstance(experiment, str) and _EXPERIMENT.match(experiment)):
+        raise ConfigError(f"{field}.experiment", experiment, "an experiment name: 1-128 lowercase letters, digits and '-', starting with a letter or digit")
+
+
+def check_arguments(arguments: Iterable[str], payload_bytes: int, field: str) -> None:
+    """A trial's arguments and environment strings, and gcpc's `--payload` (the whole
+    CustomJob as one argument): each within Linux's limit for one argument, in UTF-8 and
+    without NUL, or the process could not start on Vertex."""
+    for arg in arguments:
+        try:
+            size = len(arg.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise ConfigError(field, arg, "text that can be encoded as UTF-8") from None
+        if "\x00" in arg:
+            raise ConfigError(field, arg, "an argument without NUL characters (no process can receive one)")
+        if size > MAX_ARG_BYTES:
+            raise ConfigError(
+                field, f"{arg[:40]}… ({size} bytes)", f"at most {MAX_ARG_BYTES} bytes: Linux's limit for one argument (MAX_ARG_STRLEN)", "Pass large values in a file"
+            )
+    if payload_bytes > MAX_ARG_BYTES:
+        raise ConfigError(
+            "trial CustomJob",
+            f"{payload_bytes} bytes",
+            f"at most {MAX_ARG_BYTES} bytes: gcpc's launcher receives the whole CustomJob (arguments, environment, "
+            "settings) as one argument, and Linux's limit for one argument is 128 KiB",
+            "Pass large values in a file",
+        )

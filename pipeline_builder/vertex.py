@@ -191,6 +191,18 @@ def task_details(job: Any) -> Dict[str, Dict[str, Any]]:
     return out
 
 
+def _refresh(job: Any, within: float) -> str:
+    """One GET of the job, its retries bounded by `within` seconds; returns its state.
+
+    What `job.state` does, but the SDK's own retry of a GET lasts two minutes whatever
+    the caller can wait, and its RetryError would end the follow.
+    """
+    from google.api_core import retry
+
+    job._gca_resource = job.api_client.get_pipeline_job(name=job.resource_name, retry=retry.Retry(timeout=min(within, 120.0)))
+    return job._gca_resource.state.name
+
+
 class ConnectionLost(RuntimeError):
     """Vertex could not be reached while following a run for longer than the caller allows."""
 
@@ -210,9 +222,11 @@ def follow(
     """
     failing_since: Optional[float] = None
     while True:
+        waited = 0.0 if failing_since is None else time.monotonic() - failing_since
         try:
-            state = job.state.name  # one GET; job.gca_resource now holds the fresh task details
+            state = _refresh(job, max(give_up_after - waited, 1.0))
         except Exception as e:  # noqa: BLE001 - any failure to reach Vertex
+            e = getattr(e, "cause", None) or e  # a RetryError's last attempt says what happened
             now = time.monotonic()
             if failing_since is None:
                 failing_since = now

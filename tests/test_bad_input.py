@@ -112,6 +112,50 @@ CASES = {
         [f"{L}.resume=/nowhere"],
         ["hydra.launcher.resume='/nowhere'", "null unless mode=submit"],
     ),
+    "root-double-slash": (
+        [f"{L}.pipeline_root=gs://my-bucket//sweeps"],
+        ["hydra.launcher.pipeline_root='gs://my-bucket//sweeps'", "without empty, '.' or '..' path segments", "Try 'gs://my-bucket/sweeps'"],
+    ),
+    "root-dot-dot": (
+        [f"{L}.pipeline_root=gs://my-bucket/a/../sweeps"],
+        ["hydra.launcher.pipeline_root='gs://my-bucket/a/../sweeps'", "Try 'gs://my-bucket/sweeps'"],
+    ),
+    "timeout-below-a-nanosecond": (
+        [f"{L}.trial.timeout=0.0000000001s"],
+        ["hydra.launcher.trial.timeout='0.0000000001s'", "in whole nanoseconds"],
+    ),
+    "timeout-beyond-protobuf": (
+        [f"{L}.trial.timeout=99999999d"],
+        ["hydra.launcher.trial.timeout='99999999d'", "at most 315576000000s"],
+    ),
+    "parameter-servers-without-workers": (
+        [f"{L}.trial.parameter_servers.replica_count=1"],
+        ["hydra.launcher.trial.parameter_servers.replica_count=1", "0 unless the trial has workers", "would run as pool 1"],
+    ),
+    "launcher-service-account": (
+        [f"{L}.service_account=trainer"],
+        ["hydra.launcher.service_account='trainer'", "a service account email"],
+    ),
+    "launcher-network": (
+        [f"{L}.network=my-vpc"],
+        ["hydra.launcher.network='my-vpc'", "projects/PROJECT_NUMBER/global/networks/NETWORK"],
+    ),
+    "launcher-reserved-ip-ranges": (
+        [f"{L}.reserved_ip_ranges=['Range 1']"],
+        ["hydra.launcher.reserved_ip_ranges='Range 1'", "names of reserved IP ranges"],
+    ),
+    "launcher-collector-image": (
+        [f"{L}.collector_image='my image'"],
+        ["hydra.launcher.collector_image='my image'", "an image reference without spaces"],
+    ),
+    "launcher-display-name": (
+        [f"{L}.display_name={'d' * 300}"],
+        ["hydra.launcher.display_name='ddd", "at most 128 characters"],
+    ),
+    "launcher-max-parallel": (
+        [f"{L}.max_parallel={10**12}"],
+        ["hydra.launcher.max_parallel=1000000000000", "from 1 to 2147483647"],
+    ),
     "secret-in-env": (
         [f"+{L}.trial.env.WANDB_API_KEY=abc123secret"],
         ["hydra.launcher.trial.env.WANDB_API_KEY='<hidden>'", "no secrets"],
@@ -135,3 +179,15 @@ def test_bad_input_stops_before_anything_is_written(tmp_path, case):
     assert "abc123secret" not in proc.stdout + proc.stderr
     written = sorted(p.name for p in tmp_path.iterdir()) if tmp_path.exists() else []
     assert written in ([], ["multirun.yaml"])  # multirun.yaml is Hydra's own, written before any launcher
+
+
+def test_an_override_over_linux_limit_stops_the_sweep_naming_its_trial(tmp_path):
+    """A sweeper may produce a value no command line can carry (Linux: 128 KiB per argument)."""
+    from conftest import APPS, launch_in_process
+
+    overrides = [f"hydra.sweep.dir={tmp_path}", f"{L}.mode=compile", f"{L}.pipeline_root=gs://bkt/root", f"{L}.trial.image_uri=img", f"{L}.trial.entry=command"]
+    with pytest.raises(Exception) as e:  # the launcher's own error type for a ConfigError
+        launch_in_process(APPS / "faults" / "conf", overrides, [["x=1"], ["x=2", "+blob=" + "b" * 140_000]])
+    assert str(e.value).startswith("override='+blob=bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb… (140006 bytes)' (trial 1: x=2 +blob=bbb")
+    assert "at most 131071 bytes: Linux's limit for one argument" in str(e.value)
+    assert not list(tmp_path.glob("pipeline*.yaml"))

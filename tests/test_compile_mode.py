@@ -67,8 +67,8 @@ def test_each_trial_carries_exactly_its_overrides(quickstart_sweep):
         args = pool["container_spec"]["args"]
         assert pool["container_spec"]["command"] == ["python", "-m", "hydra_plugins.vertex_pipelines_launcher.trial_entry"]
         app = args[args.index("--") + 1 :]
-        assert app[:2] == ["examples/quickstart/train.py", "--multirun"]
-        seen.append(tuple(a for a in app[2:] if not is_hydra_arg(a)))
+        assert app[:3] == ["examples/quickstart/train.py", "--config-name=config", "--multirun"]
+        seen.append(tuple(a for a in app[3:] if not is_hydra_arg(a)))
     expected = [(f"lr={lr}", f"batch_size={bs}") for lr, bs in itertools.product(["0.1", "0.01"], ["32", "64"])]
     assert sorted(seen) == sorted(expected)
 

@@ -75,10 +75,11 @@ def test_worker_pools_after_the_chief(tmp_path, fan_out):
 
 
 def test_parameter_servers_take_pool_two(tmp_path):
-    settings = TrialSettings(image_uri="img", parameter_servers=WorkerPoolSettings(replica_count=1, command=["python", "ps.py"], args=["--port", "2222"]))
+    ps_pool = WorkerPoolSettings(replica_count=1, command=["python", "ps.py"], args=["--port", "2222"])
+    settings = TrialSettings(image_uri="img", workers=WorkerPoolSettings(replica_count=2), parameter_servers=ps_pool)
     _, jobs = compile_jobs(tmp_path, settings)
-    chief, empty, ps = jobs[0].job_spec.worker_pool_specs
-    assert empty.replica_count == 0 and not empty.container_spec.image_uri  # pool 1 left empty
+    chief, workers, ps = jobs[0].job_spec.worker_pool_specs
+    assert workers.replica_count == 2 and workers.container_spec == chief.container_spec
     assert list(ps.container_spec.command) == ["python", "ps.py"] and list(ps.container_spec.args) == ["--port", "2222"]
 
 

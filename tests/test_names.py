@@ -75,3 +75,34 @@ def test_check_labels_rejects(labels, field):
 def test_too_many_labels():
     with pytest.raises(ConfigError, match="at most 64 labels"):
         names.check_labels({f"k{i}": "v" for i in range(65)}, "f")
+
+
+@pytest.mark.parametrize(
+    "raw,shown",
+    [
+        ('app-0 +msg="hello world"', "app-0 +msg='hello world'"),
+        ("app-0 +path=C\\:\\\\data", "app-0 +path=C/://data"),
+        ("app-0 +t='a\nb\tc\r\n'", "app-0 +t='a b c '"),
+        ("app-0 +bell=\x07\x1b[0m\x7f\x9b", "app-0 +bell=[0m"),
+        ("app-0 +p={{$.inputs.parameters['project']}}", "app-0 +p={ {$.inputs.parameters['project']}}"),
+        ("app-0 +q={{{$}}}", "app-0 +q={ { {$}}}"),
+        ("app-0 +name=José 東京 🚀", "app-0 +name=José 東京 🚀"),
+        ("app-0 +bytes=\udcff\udcfe", "app-0 +bytes="),
+    ],
+)
+def test_display_name_is_safe_in_gcpc_payload_template(raw, shown):
+    assert names.display_name(raw) == shown
+
+
+def test_any_display_name_survives_gcpc_payload_template():
+    """gcpc pastes the display name into `"display_name": "..."` unescaped and parses the
+    payload with json.loads (strict): whatever the text, the name must come back unchanged."""
+    import json
+
+    samples = ["".join(map(chr, range(start, start + 64))) for start in range(0, 0x3000, 64)]
+    samples += ["{{" * 70, '"' * 200, "\\" * 200, "é" * 300, "{{$}}" + "\udc80" * 3]
+    for text in samples:
+        name = names.display_name(text)
+        assert json.loads('{"display_name": "' + name + '"}')["display_name"] == name
+        assert "{{" not in name and len(name) <= names.MAX_DISPLAY_NAME
+        name.encode("utf-8")

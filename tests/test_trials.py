@@ -3,7 +3,7 @@
 from google.cloud.aiplatform_v1.types import AcceleratorType, CustomJobSpec, WorkerPoolSpec
 from google.protobuf import json_format
 
-from pipeline_builder.settings import TrialSettings
+from pipeline_builder.settings import TrialSettings, WorkerPoolSettings
 from pipeline_builder.trials import build_trial, gcs_to_fuse, trial_rows
 
 import pytest
@@ -115,3 +115,74 @@ def test_trial_rows_are_small():
     assert trial_rows([make(TrialSettings(image_uri="img"))]) == [
         {"number": 7, "overrides": ["lr=0.1", "model=big"], "output_dir": "/gcs/b/r/7"}
     ]
+
+
+def _through_gcpc(pools):
+    """The worker pools as gcpc's launcher sends them: it drops every empty value."""
+    import json
+
+    from google_cloud_pipeline_components.container.v1.gcp_launcher.utils import json_util
+
+    return json_util.recursive_remove_empty({"job_spec": {"worker_pool_specs": json.loads(json.dumps(list(pools)))}})["job_spec"]["worker_pool_specs"]
+
+
+def test_gcpc_would_shift_a_pool_after_an_empty_one():
+    """Why pool 2 needs workers: an empty pool 1 (`{}`, as Vertex documents it, and
+    replica_count 0, an empty value too) vanishes, and pool 2 moves into pool 1."""
+    chief, ps = {"replica_count": 1, "container_spec": {"image_uri": "a"}}, {"replica_count": 1, "container_spec": {"image_uri": "ps"}}
+    assert _through_gcpc([chief, {}, ps]) == [chief, ps]
+    assert _through_gcpc([chief, {"replica_count": 0}, ps]) == [chief, ps]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        TrialSettings(image_uri="img", workers=WorkerPoolSettings(replica_count=1), parameter_servers=WorkerPoolSettings(replica_count=2)),
+        TrialSettings(image_uri="img", replica_count=3, reduction_server=WorkerPoolSettings(replica_count=1)),
+    ],
+)
+def test_every_pool_survives_gcpc_in_its_place(settings):
+    trial = make(settings)
+    assert _through_gcpc(trial.worker_pool_specs) == [_without_empty(p) for p in trial.worker_pool_specs]
+    assert len(_through_gcpc(trial.worker_pool_specs)) == 3
+
+
+def _without_empty(pool):
+    if isinstance(pool, dict):
+        return {k: _without_empty(v) for k, v in pool.items() if v}
+    return pool
+
+
+def test_pool_two_without_workers_is_never_laid_out():
+    from pipeline_builder.trials import worker_pool_specs
+
+    with pytest.raises(ValueError, match="needs workers in pool 1"):
+        worker_pool_specs(TrialSettings(image_uri="img", parameter_servers=WorkerPoolSettings(replica_count=1)), ["python", "t.py"], [])
+
+
+def test_an_argument_over_linux_limit_is_refused_with_the_trial_named():
+    from pipeline_builder.errors import ConfigError
+
+    big = "+blob=" + "x" * 131072
+    with pytest.raises(ConfigError) as e:
+        make(TrialSettings(image_uri="img"), overrides=["lr=0.1", big], args=["lr=0.1", big])
+    message = str(e.value)
+    assert message.startswith("override='+blob=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx… (131078 bytes)' (trial 7: lr=0.1 +blob=xxxx")
+    assert "is not accepted: at most 131071 bytes: Linux's limit for one argument (MAX_ARG_STRLEN)" in message
+    assert len(message) < 400
+
+
+def test_a_custom_job_over_linux_limit_is_refused():
+    """gcpc's launcher gets the whole CustomJob as one argument: many large values that each
+    fit still make a payload no container can be started with."""
+    from pipeline_builder.errors import ConfigError
+
+    overrides = [f"+v{i}=" + "x" * 20000 for i in range(7)]
+    with pytest.raises(ConfigError, match=r"trial CustomJob='1\d{5} bytes' \(trial 7: \+v0=x+…"):
+        make(TrialSettings(image_uri="img"), overrides=overrides, args=overrides)
+    make(TrialSettings(image_uri="img"), overrides=overrides[:5], args=overrides[:5])
+
+
+def test_display_name_of_a_trial_is_safe():
+    trial = make(TrialSettings(image_uri="img", display_name='my "exp"'), overrides=['+msg="a b"', "+p=C\\:\\\\x"])
+    assert trial.display_name == "my 'exp'-7 +msg='a b' +p=C/://x"

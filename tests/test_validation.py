@@ -4,7 +4,15 @@ import pytest
 
 from pipeline_builder.errors import ConfigError
 from pipeline_builder.settings import PackageSettings, TrialSettings, WorkerPoolSettings
-from pipeline_builder.validation import check_gcs_uri, check_trial_settings, duration, suggest_accelerator
+from pipeline_builder.validation import (
+    MAX_ARG_BYTES,
+    check_arguments,
+    check_gcs_uri,
+    check_launcher_settings,
+    check_trial_settings,
+    duration,
+    suggest_accelerator,
+)
 
 OK = TrialSettings(image_uri="us-docker.pkg.dev/p/r/i:1")
 
@@ -38,16 +46,55 @@ def test_accelerator_suggestions(value, expected):
 
 @pytest.mark.parametrize(
     "value,expected",
-    [(3600, "3600s"), ("3600s", "3600s"), ("90m", "5400s"), ("1.5h", "5400s"), ("7d", "604800s"), ("0.5s", "0.5s")],
+    [
+        (3600, "3600s"),
+        ("3600s", "3600s"),
+        ("90m", "5400s"),
+        ("1.5h", "5400s"),
+        ("7d", "604800s"),
+        ("0.5s", "0.5s"),
+        (0.25, "0.25s"),
+        ("0.000000001s", "0.000000001s"),
+        ("0.1m", "6s"),
+        ("3652500d", "315576000000s"),
+    ],
 )
 def test_durations(value, expected):
     assert duration(value, "t") == expected
 
 
-@pytest.mark.parametrize("value", ["soon", "-5s", "0", "1w", True, "3600 seconds"])
+@pytest.mark.parametrize("value", ["soon", "-5s", "0", "1w", True, "3600 seconds", float("nan"), "1e3s"])
 def test_bad_durations(value):
     with pytest.raises(ConfigError, match="a positive duration"):
         duration(value, "t")
+
+
+@pytest.mark.parametrize(
+    "value,accepted",
+    [
+        ("0.0000000001s", "in whole nanoseconds"),
+        (1e-10, "in whole nanoseconds"),
+        ("99999999d", "at most 315576000000s"),
+        ("315576000001", "at most 315576000000s"),
+    ],
+)
+def test_durations_protobuf_cannot_hold_are_refused(value, accepted):
+    """What duration() returns must parse as a google.protobuf.Duration, as gcpc's
+    launcher parses the CustomJob's timeout (Python's parser silently rounds 0.0000000001s to 0)."""
+    with pytest.raises(ConfigError, match=accepted):
+        duration(value, "t")
+
+
+@pytest.mark.parametrize("value", [1, "0.000000001s", "1.5s", "0.123456789s", "3652500d", 0.1])
+def test_durations_parse_as_protobuf_durations(value):
+    from google.protobuf import duration_pb2
+
+    from decimal import Decimal
+
+    text = duration(value, "t")
+    parsed = duration_pb2.Duration()
+    parsed.FromJsonString(text)
+    assert Decimal(parsed.ToNanoseconds()) / 10**9 == Decimal(text[:-1])
 
 
 @pytest.mark.parametrize(
@@ -66,6 +113,19 @@ def test_bad_gcs_uris(uri):
 
 
 @pytest.mark.parametrize(
+    "uri,normal",
+    [("gs://bkt//x", "gs://bkt/x"), ("gs://bkt/a/../x", "gs://bkt/x"), ("gs://bkt/./x/", "gs://bkt/x"), ("gs://bkt/a//b/..", "gs://bkt/a")],
+)
+def test_gcs_uris_the_fuse_mount_would_collapse_are_refused(uri, normal):
+    """Trials write through /gcs/, where `//` and `..` collapse; the collector reads the
+    object names as written: such a root would lose every result."""
+    with pytest.raises(ConfigError) as e:
+        check_gcs_uri(uri, "hydra.launcher.pipeline_root")
+    assert f"hydra.launcher.pipeline_root={uri!r} is not accepted: a gs:// URI without empty, '.' or '..' path segments" in str(e.value)
+    assert f"Try {normal!r}" in str(e.value)
+
+
+@pytest.mark.parametrize(
     "change,field,accepted",
     [
         ({"accelerator_type": "NVIDIA_TESLA_T4"}, "trial.accelerator_count", "a whole number >= 1 when"),
@@ -80,6 +140,10 @@ def test_bad_gcs_uris(uri):
         ({"env": {"HF_TOKEN": "x"}}, "trial.env.HF_TOKEN", "no secrets"),
         ({"service_account": "trainer"}, "trial.service_account", "a service account email"),
         ({"network": "my-vpc"}, "trial.network", "projects/PROJECT_NUMBER/global/networks/NETWORK"),
+        ({"service_account": 'a"b@p.iam.gserviceaccount.com'}, "trial.service_account", "a service account email"),
+        ({"network": 'projects/1/global/networks/a"b'}, "trial.network", "projects/PROJECT_NUMBER"),
+        ({"encryption_spec_key_name": "projects/p/locations/l/keyRings/r/cryptoKeys/k\\"}, "trial.encryption_spec_key_name", "a Cloud KMS key"),
+        ({"tensorboard": "projects/p/locations/{{x}}/tensorboards/1"}, "trial.tensorboard", "projects/PROJECT/locations"),
         ({"base_output_dir": "/tmp/out"}, "trial.base_output_dir", "gs://BUCKET"),
         ({"max_wait_duration": "later"}, "trial.max_wait_duration", "a positive duration"),
     ],
@@ -114,6 +178,8 @@ BAD_SETTINGS = [
     (dict(workers=W(replica_count=1, env={"API_TOKEN": "x"})), "trial.workers.env.API_TOKEN='<hidden>' is not accepted: no secrets"),
     (dict(replica_count=3, workers=W(replica_count=2)), "trial.replica_count=3 is not accepted: 1 when trial.workers.replica_count is set"),
     (dict(parameter_servers=W(replica_count=1), reduction_server=W(replica_count=1)), "trial.reduction_server.replica_count=1 is not accepted: 0 when trial.parameter_servers are set"),
+    (dict(parameter_servers=W(replica_count=2)), "trial.parameter_servers.replica_count=2 is not accepted: 0 unless the trial has workers (trial.workers.replica_count >= 1 or trial.replica_count >= 2)"),
+    (dict(reduction_server=W(replica_count=1)), "trial.reduction_server.replica_count=1 is not accepted: 0 unless the trial has workers"),
     (dict(max_wait_duration="1h"), "trial.max_wait_duration='1h' is not accepted: null unless strategy is FLEX_START"),
     (dict(disable_retries="yes"), "trial.disable_retries='yes' is not accepted: true or false"),
     (dict(retries=-1), "trial.retries=-1 is not accepted: a whole number >= 0"),
@@ -146,3 +212,77 @@ def test_cmek_key_in_another_region_is_refused():
     check_kms_key("projects/p/locations/us-central1/keyRings/r/cryptoKeys/k", "us-central1", "f")
     with pytest.raises(ConfigError, match="a key in location europe-west4 .*this one is in us-central1"):
         check_kms_key("projects/p/locations/us-central1/keyRings/r/cryptoKeys/k", "europe-west4", "f")
+
+
+def test_pool_two_with_workers_is_accepted():
+    check_trial_settings(replace(OK, replica_count=2, parameter_servers=W(replica_count=1)), "trial")
+    check_trial_settings(replace(OK, workers=W(replica_count=1), reduction_server=W(replica_count=2)), "trial")
+
+
+L = "hydra.launcher"
+LAUNCHER_OK = {"service_account": None, "network": None, "reserved_ip_ranges": [], "collector_image": None, "display_name": None, "max_parallel": None, "experiment": None}
+BAD_LAUNCHER = [
+    ({"service_account": "trainer"}, "hydra.launcher.service_account='trainer' is not accepted: a service account email"),
+    ({"network": "my-vpc"}, "hydra.launcher.network='my-vpc' is not accepted: projects/PROJECT_NUMBER/global/networks/NETWORK"),
+    ({"reserved_ip_ranges": ["Range 1"], "network": "projects/1/global/networks/n"}, "hydra.launcher.reserved_ip_ranges='Range 1' is not accepted: names of reserved IP ranges"),
+    ({"reserved_ip_ranges": ["vertex-range"]}, "hydra.launcher.network=None is not accepted: a network when hydra.launcher.reserved_ip_ranges is set"),
+    ({"collector_image": "my image"}, "hydra.launcher.collector_image='my image' is not accepted: null (the trial image) or an image reference without spaces"),
+    ({"display_name": "d" * 300}, "is not accepted: null (the run id) or at most 128 characters without control characters"),
+    ({"display_name": "two\nlines"}, "hydra.launcher.display_name='two\\nlines' is not accepted"),
+    ({"max_parallel": 10**12}, "hydra.launcher.max_parallel=1000000000000 is not accepted: null or a whole number from 1 to 2147483647"),
+    ({"max_parallel": 0}, "hydra.launcher.max_parallel=0 is not accepted"),
+    ({"max_parallel": True}, "hydra.launcher.max_parallel=True is not accepted"),
+    ({"experiment": "My Experiment"}, "hydra.launcher.experiment='My Experiment' is not accepted: an experiment name"),
+]
+
+
+@pytest.mark.parametrize("changes,message", BAD_LAUNCHER, ids=[m.split(" is not")[0][:60] for _, m in BAD_LAUNCHER])
+def test_launcher_settings_are_checked_like_their_trial_twins(changes, message):
+    with pytest.raises(ConfigError) as e:
+        check_launcher_settings({**LAUNCHER_OK, **changes}, L)
+    assert message in str(e.value)
+
+
+def test_good_launcher_settings():
+    check_launcher_settings(LAUNCHER_OK, L)
+    check_launcher_settings({}, L)
+    good = {
+        "service_account": "pipelines@my-project.iam.gserviceaccount.com",
+        "network": "projects/12345/global/networks/vpc",
+        "reserved_ip_ranges": ("vertex-range",),
+        "collector_image": "us-docker.pkg.dev/p/r/collector:1",
+        "display_name": "d" * 128,
+        "max_parallel": 2**31 - 1,
+        "experiment": "lr-study",
+    }
+    check_launcher_settings(good, L)
+
+
+def test_max_parallel_is_what_kfp_can_compile():
+    """The limit is the int32 of PipelineTaskSpec.IteratorPolicy.parallelism_limit."""
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    policy = pipeline_spec_pb2.PipelineTaskSpec.IteratorPolicy()
+    policy.parallelism_limit = 2**31 - 1
+    with pytest.raises(ValueError):
+        policy.parallelism_limit = 2**31
+
+
+@pytest.mark.parametrize(
+    "arguments,payload,message",
+    [
+        (["+blob=" + "x" * MAX_ARG_BYTES], 0, f"f='+blob=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx… ({MAX_ARG_BYTES + 6} bytes)' is not accepted: at most 131071 bytes"),
+        (["é" * 70000], 0, "(140000 bytes)"),
+        (["+a=b\x00c"], 0, "an argument without NUL characters"),
+        (["+a=\udcff"], 0, "text that can be encoded as UTF-8"),
+        (["+ok"], MAX_ARG_BYTES + 1, "trial CustomJob='131072 bytes' is not accepted: at most 131071 bytes: gcpc's launcher receives the whole CustomJob"),
+    ],
+)
+def test_arguments_no_process_could_receive_are_refused(arguments, payload, message):
+    with pytest.raises(ConfigError) as e:
+        check_arguments(arguments, payload, "f")
+    assert message in str(e.value)
+
+
+def test_arguments_up_to_the_limit_pass():
+    check_arguments(["x" * MAX_ARG_BYTES, "é" * (MAX_ARG_BYTES // 2)], MAX_ARG_BYTES, "f")

@@ -21,7 +21,16 @@ from pipeline_builder.errors import ConfigError
 from pipeline_builder.pipeline import SweepSpec
 from pipeline_builder.settings import TrialSettings
 from pipeline_builder.trials import build_trial, retry_policy
-from pipeline_builder.validation import ENTRIES, check_gcs_uri, check_kms_key, check_one_of, check_trial_settings
+from pipeline_builder.validation import (
+    ENTRIES,
+    LAUNCHER_SETTINGS,
+    check_arguments,
+    check_gcs_uri,
+    check_kms_key,
+    check_launcher_settings,
+    check_one_of,
+    check_trial_settings,
+)
 from pipeline_builder.vertex import VertexTarget, check_target, default_project
 
 from . import _commands
@@ -132,8 +141,7 @@ def check_launcher(config: DictConfig, job_overrides: Sequence[Sequence[str]], i
     """Checks the sweep-wide settings and names the run; a resume must match its sweep."""
     lconf = config.hydra.launcher
     mode = check_one_of(lconf.mode, f"{FIELD}.mode", MODES)
-    if lconf.max_parallel is not None and (not isinstance(lconf.max_parallel, int) or lconf.max_parallel < 1):
-        raise ConfigError(f"{FIELD}.max_parallel", lconf.max_parallel, "null or a whole number >= 1")
+    check_launcher_settings({key: lconf.get(key) for key in LAUNCHER_SETTINGS}, FIELD)
     pipeline_root = _pipeline_root(lconf, mode)
     direction = check_one_of(lconf.objective.direction, f"{FIELD}.objective.direction", ["minimize", "maximize"])
     if lconf.encryption_spec_key_name is not None:
@@ -251,6 +259,7 @@ def plan_batch(
                     entry[key] = _commands.trial_command(settings, cwd, argv, config, module)
                 command, app_args = entry[key]
                 args = _commands.job_args(app_args, overrides, num, plan.run_id, gcs_to_fuse(base))
+            check_arguments([*command, *args], 0, "override")  # before a wheel is built
         except ConfigError as e:
             raise e.at(f"trial {num}: {' '.join(overrides)}") from None
         bases.add(base)

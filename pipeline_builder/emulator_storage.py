@@ -1,0 +1,119 @@
+"""The emulator's data dir, and the Cloud Storage emulator that keeps its files there.
+
+Two folders hold Cloud Storage data and must never be one: the storage emulator's own
+store (gcp-storage-emulator's `.cloudstorage/`, with its metadata) and the local view of
+the buckets that trials see, as Vertex's FUSE mount shows them under /gcs/. Every folder
+of that view is uploaded back as a bucket, so a bookkeeping folder inside it would be
+taken for a bucket named `.cloudstorage`.
+"""
+
+import os
+import shutil
+import threading
+from dataclasses import dataclass
+from functools import partial
+from http.server import HTTPServer
+from pathlib import Path
+from typing import Any
+
+from . import emulator_guard
+
+_STORE = ".cloudstorage"  # gcp-storage-emulator's folder inside the data dir it is given
+
+
+@dataclass(frozen=True)
+class DataDir:
+    """Where everything lives under `--data-dir`; all of it survives a restart."""
+
+    root: Path
+
+    @property
+    def storage(self) -> Path:
+        """The Cloud Storage emulator's own store (objects and their metadata)."""
+        return self.root / "storage"
+
+    @property
+    def buckets(self) -> Path:
+        """The FUSE view: one folder per bucket (gs://B/x is buckets/B/x), nothing else."""
+        return self.root / "gcs"
+
+    @property
+    def runs(self) -> Path:
+        """One folder per PipelineJob: its resource, task states, console log and work files."""
+        return self.root / "runs"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache.json"
+
+    @property
+    def metadata(self) -> Path:
+        return self.root / "metadata.json"
+
+    def prepare(self) -> "DataDir":
+        """Creates the folders; moves a store left inside the bucket view by an older
+        emulator to its own folder, so its objects are kept."""
+        for folder in (self.storage, self.buckets, self.runs):
+            folder.mkdir(parents=True, exist_ok=True)
+        old = self.buckets / _STORE
+        if old.is_dir():
+            if (self.storage / _STORE).exists():
+                shutil.rmtree(old)
+            else:
+                old.rename(self.storage / _STORE)
+        return self
+
+
+class StorageServer:
+    """gcp-storage-emulator on disk, answering only requests that name its own address."""
+
+    def __init__(self, folder: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+        try:
+            from gcp_storage_emulator.server import RequestHandler
+            from gcp_storage_emulator.storage import Storage
+        except ImportError:
+            raise SystemExit("the emulator needs gcp-storage-emulator: pip install 'hydra-vertex-pipelines-launcher[emulator]'") from None
+
+        class Guarded(RequestHandler):
+            def parse_request(self) -> bool:
+                # Uploads carry their object's own Content-Type: only Host and Origin are checked.
+                return super().parse_request() and emulator_guard.checked(self, json_only=False)
+
+        try:
+            storage = Storage(use_memory_fs=False, data_dir=str(folder))
+        except ValueError as e:
+            index = Path(folder) / _STORE / ".meta"
+            raise SystemExit(f"error: the Cloud Storage emulator's index {index} is unreadable ({e}); move it away to start with no buckets") from None
+        _replace_whole_files(storage)
+        # One request at a time, as gcp-storage-emulator serves: its store is not thread-safe.
+        self._httpd = HTTPServer((host, port), partial(Guarded, storage))
+        self.url = f"http://{host}:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def start(self) -> str:
+        self._thread.start()
+        return self.url
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def _replace_whole_files(storage: Any) -> None:
+    """gcp-storage-emulator rewrites its whole index (.meta) in place on every change, so a
+    kill mid-write leaves it empty and every bucket lost: write each file beside, then
+    rename it over the old one. Left as it is if its store is not laid out as expected."""
+    store = getattr(storage, "_store", None)
+    disk_path = getattr(store, "_disk_path", None)
+    if disk_path is None or getattr(store, "_use_memory", True):
+        return
+
+    def write_bytes(rel: str, content: bytes) -> None:
+        path = disk_path(rel)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")
+        temporary.write_bytes(content)
+        os.replace(temporary, path)
+
+    store.write_bytes = write_bytes

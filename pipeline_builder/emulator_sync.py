@@ -1,0 +1,106 @@
+"""What Vertex does around each task of an emulated run: the FUSE copies and the cache.
+
+Before a task starts, what it reads is copied out of the Cloud Storage emulator into the
+local view of the buckets (a trial's output folder, where pickled jobs live; package
+wheels; files a container task names); after it ends, what it wrote is copied back, as
+Vertex's Cloud Storage FUSE mount would. A task whose cache key succeeded before is
+SKIPPED and not run, as Vertex's execution cache does.
+"""
+
+import json
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional
+
+from .local_runner import LocalRunner, TaskRun
+
+# Cloud Storage's rule for bucket names: any other folder in the view is not a bucket.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
+
+
+class StorageSync:
+    """The LocalRunner hooks of an emulated run (`before(task, inputs)`, `after(task)`);
+    `synced(task)` is called once what a task wrote is in Cloud Storage (or cannot be)."""
+
+    def __init__(
+        self, storage: Any, root: Path, cache: "Cache", custom_jobs: List[str], synced: Optional[Callable[[TaskRun], None]] = None
+    ) -> None:
+        self.storage = storage
+        self.root = root
+        self.cache = cache
+        self.custom_jobs = custom_jobs
+        self.synced = synced
+        self.runner: Optional[LocalRunner] = None
+        self._keys: Dict[str, Optional[str]] = {}  # task -> its cache key, from before() to after()
+
+    def before(self, task: TaskRun, inputs: Mapping[str, Any]) -> Optional[str]:
+        from . import gcs
+
+        key = self._keys[task.name] = self.runner.cache_key(task.name) if self.runner is not None else None
+        if key is not None and self.cache.hit(key):
+            return "CACHED"
+        if task.kind == "custom_job":
+            self.custom_jobs.append(str(inputs.get("display_name", task.name)))
+        base = inputs.get("base_output_directory")
+        if task.kind == "custom_job" and base:
+            bucket, name = gcs.split_uri(base)
+            gcs.download_tree(self.storage, base, str(self.root / bucket / name))
+        for pool in inputs.get("worker_pool_specs") or [] if task.kind == "custom_job" else []:
+            for uri in (pool or {}).get("python_package_spec", {}).get("package_uris", []):
+                local = self.root / uri[len("gs://") :]
+                data = gcs.read_bytes(self.storage, uri)
+                if data is not None and not local.exists():
+                    local.parent.mkdir(parents=True, exist_ok=True)
+                    local.write_bytes(data)
+                    os.utime(local, (0, 0))  # a download, not a task output: not uploaded back
+        for value in inputs.values():  # files a container task names, e.g. a trial list
+            if isinstance(value, str) and value.startswith("/gcs/"):
+                data = gcs.read_bytes(self.storage, "gs://" + value[len("/gcs/") :])
+                if data is not None:
+                    # Paths inside the file name the FUSE mount, which is `root` here.
+                    data = data.replace(b'"/gcs/', f'"{self.root}/'.encode())
+                    local = self.root / value[len("/gcs/") :]
+                    local.parent.mkdir(parents=True, exist_ok=True)
+                    local.write_bytes(data)
+        return None
+
+    def after(self, task: TaskRun) -> None:
+        try:
+            self._upload(task)
+        finally:
+            if self.synced is not None:
+                self.synced(task)
+
+    def _upload(self, task: TaskRun) -> None:
+        from . import gcs
+
+        key = self._keys.get(task.name)
+        if task.state == "SUCCEEDED" and key is not None:
+            self.cache.add(key)
+        started = (task.start_time or 0) - 1
+        for bucket_dir in sorted(self.root.iterdir()) if self.root.is_dir() else []:
+            if bucket_dir.is_dir() and _BUCKET.match(bucket_dir.name):
+                gcs.ensure_bucket(self.storage, f"gs://{bucket_dir.name}")
+                gcs.upload_tree(self.storage, str(bucket_dir), f"gs://{bucket_dir.name}", newer_than=started)
+
+
+class Cache:
+    """Cache keys of tasks that succeeded, kept in the data dir across emulator restarts."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+        self.keys = set(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else set()
+
+    def hit(self, key: str) -> bool:
+        with self.lock:
+            return key in self.keys
+
+    def add(self, key: str) -> None:
+        with self.lock:
+            self.keys.add(key)
+            temporary = self.path.with_suffix(".tmp")
+            temporary.write_text(json.dumps(sorted(self.keys)), encoding="utf-8")
+            os.replace(temporary, self.path)

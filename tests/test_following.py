@@ -1,0 +1,59 @@
+"""Following a submitted run through an outage: keep trying, then stop with the commands to
+re-attach, never a traceback; the run itself is not touched."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import APPS, REPO, read_json
+
+FAULTS = APPS / "faults" / "app.py"
+
+
+def _wait_for(predicate, timeout=60.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def test_an_outage_longer_than_reconnect_timeout_ends_with_the_reattach_hint(emulators, tmp_path):
+    from pipeline_builder.emulator import VertexEmulator
+
+    vertex = VertexEmulator(tmp_path / "vertex", workdir=REPO)  # its own, to take it down
+    port = vertex.start()
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    sweep = tmp_path / "sweep"
+    proc = subprocess.Popen(
+        [
+            sys.executable, str(FAULTS), "-m", "x=hang", f"hydra.sweep.dir={sweep}",
+            "hydra.launcher.mode=submit", f"hydra.launcher.api_endpoint=http://127.0.0.1:{port}",
+            "hydra.launcher.project=local", "hydra.launcher.pipeline_root=gs://sweeps/outage",
+            "hydra.launcher.trial.image_uri=local", "hydra.launcher.poll_interval=0.2",
+            "hydra.launcher.reconnect_timeout=2", f"++hydra.launcher.trial.env.PID_DIR={pid_dir}",
+        ],
+        cwd=REPO, env={**os.environ, "STORAGE_EMULATOR_HOST": emulators["gcs_url"]},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        _wait_for(lambda: any(pid_dir.iterdir()))
+        started = time.time()
+        vertex.stop()  # the API goes away while the launcher follows
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "Vertex AI cannot be reached" in out and "trying again for up to 2 s" in out
+    assert re.search(r"Stopped following: no answer from Vertex AI for \d+ s: \w*Connection", out), out
+    assert f"follow it again:  python -m pipeline_builder status {sweep} --wait" in out
+    assert "Traceback" not in out and "RetryError" not in out, out
+    assert time.time() - started < 60
+    assert read_json(sweep / "manifest.json")["vertex"]["resource_name"].endswith(read_json(sweep / "manifest.json")["run_id"])
