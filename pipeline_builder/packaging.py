@@ -220,3 +220,55 @@ def upload_if_absent(storage_client: Any, package: PackageUpload) -> bool:
     except PreconditionFailed:
         return False
     return True
+
+
+DISTRIBUTION = "hydra-vertex-pipelines-launcher"
+
+
+def _normalised(name: str) -> str:
+    return "-".join(name.replace("_", "-").replace(".", "-").lower().split("-"))
+
+
+def wheel_contents(wheel: Path) -> Tuple[List[str], List[str]]:
+    """The files a wheel installs and the distributions it requires (Requires-Dist names,
+    extras' requirements left out): what a prebuilt image gets from it."""
+    import re
+    import zipfile
+    from email.parser import Parser
+
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
+        message = Parser().parsestr(archive.read(metadata).decode("utf-8"))
+    requires = []
+    for line in message.get_all("Requires-Dist") or []:
+        if "extra ==" in line:
+            continue
+        match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line)
+        if match:
+            requires.append(_normalised(match.group(1)))
+    return [n for n in names if ".dist-info/" not in n], requires
+
+
+def check_wheel(wheel: Path, config_files: List[str], field: str = SOURCE_DIR_FIELD) -> None:
+    """A wheel the prebuilt image can run trials from: it brings this launcher (and so
+    Hydra), which every trial's command runs, and the app's config files, since the
+    image has no source tree to find them in."""
+    files, requires = wheel_contents(wheel)
+    if DISTRIBUTION not in requires:
+        raise ConfigError(
+            field,
+            str(wheel.name),
+            f"a project whose dependencies include {DISTRIBUTION} (it brings Hydra): the prebuilt "
+            "image installs only the wheel and what it requires, and every trial runs this launcher's trial entry",
+            f'add "{DISTRIBUTION}" to [project] dependencies in its pyproject.toml',
+        )
+    missing = [f for f in config_files if f not in set(files)]
+    if missing:
+        raise ConfigError(
+            field,
+            str(wheel.name),
+            "a wheel that holds the app's config files: on the prebuilt image there is no source tree to read them from",
+            f"{', '.join(missing[:5])} {'is' if len(missing) == 1 else 'are'} not in the wheel: make them package data "
+            "(a conf/ folder inside the package, with [tool.setuptools.package-data] or include_package_data)",
+        )

@@ -95,13 +95,41 @@ class Batch:
         return batch_tag(self.initial_job_idx)
 
 
-def _package(settings: TrialSettings, cwd: str, sweep_dir: Path, pipeline_root: str) -> Any:
+def app_config_files(config: DictConfig, source: Path) -> List[str]:
+    """The app's config files (its primary config folder, from Hydra's config sources)
+    as a wheel built from `source` would hold them: `trainer/conf/config.yaml`, ..."""
+    import importlib.util
+
+    files: List[str] = []
+    for src in config.hydra.runtime.config_sources:
+        if src.provider != "main":
+            continue
+        if src.schema == "file":
+            folder = Path(str(src.path)).resolve()
+        elif src.schema == "pkg":
+            spec = importlib.util.find_spec(str(src.path))
+            if spec is None or not spec.submodule_search_locations:
+                continue
+            folder = Path(list(spec.submodule_search_locations)[0]).resolve()
+        else:
+            continue
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.rglob("*.y*ml")):
+            rel = path.relative_to(source).as_posix() if path.is_relative_to(source) else path.as_posix()
+            files.append(rel[len("src/") :] if rel.startswith("src/") else rel)
+    return files
+
+
+def _package(settings: TrialSettings, config: DictConfig, cwd: str, sweep_dir: Path, pipeline_root: str) -> Any:
     """Builds the project's wheel into the sweep dir (or reuses the one built for this
-    content); uploading it, only if the bucket lacks it, is the submit step's."""
-    from pipeline_builder.packaging import is_pure, write_beside
+    content) and checks that the prebuilt image can run trials from it; uploading it, only
+    if the bucket lacks it, is the submit step's."""
+    from pipeline_builder.packaging import check_wheel, is_pure, write_beside
 
     source = Path(settings.package.source_dir or cwd).resolve()
     package = write_beside(sweep_dir, source, pipeline_root)
+    check_wheel(package.local_path, app_config_files(config, source))
     if not is_pure(package.uri.rsplit("/", 1)[-1]):
         log.warning(
             f"{package.local_path} was built for this machine's platform; the prebuilt image "
@@ -280,9 +308,18 @@ def plan_batch(
         )
     if plan.fan_out == "parallel_for":
         _check_loop_retries(planned)
+    collector_image = lconf.collector_image or base_settings.image_uri
+    if not collector_image and plan.mode != "local":
+        raise ConfigError(
+            f"{FIELD}.collector_image",
+            None,
+            "an image with python3, sh and this launcher installed (kfp comes with it), for the collector task: "
+            "with trial.code=package the trials run on a prebuilt image, so there is no trial image to default to",
+            "e.g. the image built from examples/quickstart/Dockerfile",
+        )
 
     # Built only once every setting passed its checks: nothing is written before.
-    package = _package(base_settings, cwd, sweep_dir, plan.pipeline_root) if base_settings.code == "package" else None
+    package = _package(base_settings, config, cwd, sweep_dir, plan.pipeline_root) if base_settings.code == "package" else None
     uris = [package.uri] if package else []
     trials = [build_trial(**kwargs, package_uris=uris) for kwargs in planned]
     parallelism = lconf.max_parallel or (LARGE_SWEEP_PARALLELISM if plan.fan_out == "parallel_for" else None)
@@ -292,7 +329,7 @@ def plan_batch(
         pipeline_root=plan.pipeline_root,
         run_root=run_root,
         trials=tuple(trials),
-        collector_image=str(lconf.collector_image or base_settings.image_uri or "local"),
+        collector_image=str(collector_image or "local"),
         description=f"Hydra sweep of {app_name}: {len(trials)} trials",
         summary_name=f"summary{batch_tag(initial_job_idx)}.json",
         fan_out=plan.fan_out,

@@ -8,7 +8,7 @@ names the trial, its overrides, the end of its log and where the whole log is.
 
 import json
 from datetime import datetime, timezone
-from typing import Any, Dict, List, NamedTuple, Optional
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import CompactHydraException
@@ -31,6 +31,41 @@ class Evidence(NamedTuple):
     reason: str  # why there is no usable record, from the runner or Vertex ("" if unknown)
     log_path: Optional[str] = None  # where its whole log is: a file, or a Cloud Logging URL
     log_tail: str = ""  # the last lines of that log, when it is local
+
+
+class ComposedOnUse(JobReturn):
+    """A JobReturn whose `cfg` and `hydra_cfg` are composed on first use, as the basic
+    launcher composes them: a trial that ran on Vertex left them in the bucket, and
+    composing costs tens of milliseconds a job, for values most sweepers never read."""
+
+    def __init__(self, compose: Callable[[], Tuple[Optional[DictConfig], Optional[DictConfig]]], **fields: Any) -> None:
+        self._compose: Optional[Callable[[], Tuple[Optional[DictConfig], Optional[DictConfig]]]] = compose
+        self._configs: Tuple[Optional[DictConfig], Optional[DictConfig]] = (None, None)
+        super().__init__(**fields)
+
+    def _composed(self) -> Tuple[Optional[DictConfig], Optional[DictConfig]]:
+        if self._compose is not None:
+            compose, self._compose = self._compose, None
+            self._configs = compose()
+        return self._configs
+
+    @property  # type: ignore[override]
+    def cfg(self) -> Optional[DictConfig]:
+        return self._composed()[0]
+
+    @cfg.setter
+    def cfg(self, value: Optional[DictConfig]) -> None:
+        if value is not None:
+            self._compose, self._configs = None, (value, self._configs[1])
+
+    @property  # type: ignore[override]
+    def hydra_cfg(self) -> Optional[DictConfig]:
+        return self._composed()[1]
+
+    @hydra_cfg.setter
+    def hydra_cfg(self, value: Optional[DictConfig]) -> None:
+        if value is not None:
+            self._compose, self._configs = None, (self._configs[0], value)
 
 
 def parse_record(data: Optional[bytes]) -> Any:
@@ -101,9 +136,12 @@ def job_return(
     working_dir: str,
     task_name: str,
     not_before: Optional[float] = None,
+    compose: Optional[Callable[[], Tuple[Optional[DictConfig], Optional[DictConfig]]]] = None,
 ) -> JobReturn:
-    """The trial's JobReturn, with its value only from a record this run's trial wrote."""
-    ret = JobReturn(overrides=list(trial.overrides), cfg=cfg, hydra_cfg=hydra_cfg, working_dir=working_dir, task_name=task_name)
+    """The trial's JobReturn, with its value only from a record this run's trial wrote;
+    its configs are `cfg` and `hydra_cfg`, or what `compose` gives when first read."""
+    fields = dict(overrides=list(trial.overrides), cfg=cfg, hydra_cfg=hydra_cfg, working_dir=working_dir, task_name=task_name)
+    ret = ComposedOnUse(compose, **fields) if compose is not None else JobReturn(**fields)
     problem = record_problem(record, trial, run_id, not_before)
     if problem is not None:
         reason = f"{problem}: {evidence.reason}" if evidence.reason else problem

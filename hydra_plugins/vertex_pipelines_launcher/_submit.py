@@ -1,10 +1,11 @@
 """Submit mode: send the compiled pipeline to Vertex AI, follow it, bring the results back."""
 
+import functools
 import json
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from hydra.core.utils import JobReturn
 from hydra.errors import CompactHydraException
@@ -177,17 +178,18 @@ def _record(row: Optional[Dict[str, Any]]) -> Any:
     return {"number": row.get("number"), **row}
 
 
-def _job_configs(launcher: "VertexPipelinesLauncher", trial: Any) -> Dict[str, Optional[DictConfig]]:
-    """The job's config as the basic launcher composes it: the trial ran elsewhere."""
+def _job_configs(launcher: "VertexPipelinesLauncher", trial: Any) -> Tuple[Optional[DictConfig], Optional[DictConfig]]:
+    """The job's config and Hydra config as the basic launcher composes them (the trial
+    ran elsewhere): what its JobReturn holds."""
     try:
         job_config = compose_job(launcher, trial.overrides, trial.number)
     except Exception:  # the trial's own failure says why; the values need no config
-        return {"cfg": None, "hydra_cfg": None}
+        return None, None
     hydra_cfg = OmegaConf.create({"hydra": job_config.hydra})
     with_hydra = OmegaConf.to_container(job_config, resolve=False)
     assert isinstance(with_hydra, dict)
     with_hydra.pop("hydra", None)
-    return {"cfg": OmegaConf.create(with_hydra), "hydra_cfg": hydra_cfg}
+    return OmegaConf.create(with_hydra), hydra_cfg
 
 
 def trial_returns(launcher: "VertexPipelinesLauncher", batch: Batch, job: Any, written: "Written") -> List[JobReturn]:
@@ -239,7 +241,9 @@ def trial_returns(launcher: "VertexPipelinesLauncher", batch: Batch, job: Any, w
                 working_dir=trial.output_uri,
                 task_name=str(launcher.config.hydra.job.name),
                 not_before=not_before,
-                **_job_configs(launcher, trial),
+                cfg=None,
+                hydra_cfg=None,
+                compose=functools.partial(_job_configs, launcher, trial),
             )
         )
     return returns
