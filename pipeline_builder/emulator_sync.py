@@ -14,6 +14,8 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
+from components.sweep_files import FUSE, GCS, fuse_to_gcs
+
 from .local_runner import LocalRunner, TaskRun
 
 # Cloud Storage's rule for bucket names: any other folder in the view is not a bucket.
@@ -49,19 +51,19 @@ class StorageSync:
             gcs.download_tree(self.storage, base, str(self.root / bucket / name))
         for pool in inputs.get("worker_pool_specs") or [] if task.kind == "custom_job" else []:
             for uri in (pool or {}).get("python_package_spec", {}).get("package_uris", []):
-                local = self.root / uri[len("gs://") :]
+                local = self.root / uri[len(GCS) :]
                 data = gcs.read_bytes(self.storage, uri)
                 if data is not None and not local.exists():
                     local.parent.mkdir(parents=True, exist_ok=True)
                     local.write_bytes(data)
                     os.utime(local, (0, 0))  # a download, not a task output: not uploaded back
         for value in inputs.values():  # files a container task names, e.g. a trial list
-            if isinstance(value, str) and value.startswith("/gcs/"):
-                data = gcs.read_bytes(self.storage, "gs://" + value[len("/gcs/") :])
+            if isinstance(value, str) and value.startswith(FUSE):
+                data = gcs.read_bytes(self.storage, fuse_to_gcs(value))
                 if data is not None:
                     # Paths inside the file name the FUSE mount, which is `root` here.
-                    data = data.replace(b'"/gcs/', f'"{self.root}/'.encode())
-                    local = self.root / value[len("/gcs/") :]
+                    data = data.replace(f'"{FUSE}'.encode(), f'"{self.root}/'.encode())
+                    local = self.root / value[len(FUSE) :]
                     local.parent.mkdir(parents=True, exist_ok=True)
                     local.write_bytes(data)
         return None
@@ -82,8 +84,8 @@ class StorageSync:
         started = (task.start_time or 0) - 1
         for bucket_dir in sorted(self.root.iterdir()) if self.root.is_dir() else []:
             if bucket_dir.is_dir() and _BUCKET.match(bucket_dir.name):
-                gcs.ensure_bucket(self.storage, f"gs://{bucket_dir.name}")
-                gcs.upload_tree(self.storage, str(bucket_dir), f"gs://{bucket_dir.name}", newer_than=started)
+                gcs.ensure_bucket(self.storage, f"{GCS}{bucket_dir.name}")
+                gcs.upload_tree(self.storage, str(bucket_dir), f"{GCS}{bucket_dir.name}", newer_than=started)
 
 
 class Cache:

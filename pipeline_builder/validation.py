@@ -6,6 +6,8 @@ import re
 from decimal import Decimal
 from typing import Any, Iterable, List, Mapping, Optional, Sequence
 
+from components.sweep_files import GCS
+
 from . import vertex_enums
 from .errors import ConfigError
 from .names import check_labels
@@ -53,9 +55,9 @@ def check_gcs_uri(value: Any, field: str) -> str:
             "path: letters, digits and . _ - = , + @ /)",
         )
     uri = value.rstrip("/")
-    bucket, _, path = uri[len("gs://") :].partition("/")
+    bucket, _, path = uri[len(GCS) :].partition("/")
     if path and {"", ".", ".."} & set(path.split("/")):
-        normal = f"gs://{bucket}{posixpath.normpath('/' + path.lstrip('/'))}".rstrip("/")
+        normal = f"{GCS}{bucket}{posixpath.normpath('/' + path.lstrip('/'))}".rstrip("/")
         raise ConfigError(field, value, "a gs:// URI without empty, '.' or '..' path segments (the /gcs/ mount collapses them)", f"Try {normal!r}")
     return uri
 
