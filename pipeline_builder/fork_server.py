@@ -4,8 +4,11 @@ A fresh `python train.py` spends about half a second of CPU importing Hydra and 
 plugins before the trial does anything; on a small machine running several trials at once
 that start-up dominates short trials. The server imports those modules once, then forks a
 child per command, which runs `python SCRIPT ARGS`, `python -m MODULE ARGS` or
-`python -c CODE ARGS` the way the interpreter would: same argv, environment, working
-directory and sys.path, output to the trial's log file, its own session for signals.
+`python -c CODE ARGS` the way the interpreter would: same argv, environment (TMPDIR
+included), working directory and sys.path, an absolute `__file__` for a script, output to
+the trial's log file, its own session for signals, and /gcs/ paths routed as in every
+trial (local_fuse). If the runner goes away (stdin closes) while children still run,
+the server stops them rather than leave them behind.
 
 Protocol, one JSON object per line: requests on the server's stdin
 ({"id", "argv", "env", "cwd", "log"}), replies on its stdout ({"id", "pid"} when started,
@@ -16,10 +19,17 @@ import importlib
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from typing import IO, Dict, List, Optional, Sequence
+
+from .local_fuse import install_from_environment
+
+STOP_GRACE_S = 5.0
 
 
 def python_invocation(argv: Sequence[str]) -> Optional[List[str]]:
@@ -35,11 +45,10 @@ def python_invocation(argv: Sequence[str]) -> Optional[List[str]]:
 
 
 def _run_child(request: Dict) -> int:
-    """In the forked child: become `python ARGV` and return its exit code."""
+    """In the forked child, in its own session: become `python ARGV`, return its exit code."""
     import runpy
     import traceback
 
-    os.setsid()
     fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -50,6 +59,8 @@ def _run_child(request: Dict) -> int:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    tempfile.tempdir = None  # read TMPDIR again, as a new interpreter would
+    install_from_environment()
     rest = python_invocation(request["argv"])
     assert rest is not None
     extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
@@ -64,9 +75,10 @@ def _run_child(request: Dict) -> int:
             sys.path[:] = ["", *extra, *base]
             exec(compile(rest[1], "<string>", "exec"), {"__name__": "__main__"})
         else:
-            sys.argv = list(rest)
-            sys.path[:] = [os.path.dirname(os.path.abspath(rest[0])), *extra, *base]
-            runpy.run_path(rest[0], run_name="__main__")
+            sys.argv = list(rest)  # as typed; __file__ is absolute, as since Python 3.9
+            script = os.path.abspath(rest[0])
+            sys.path[:] = [os.path.dirname(script), *extra, *base]
+            runpy.run_path(script, run_name="__main__")
         code = 0
     except SystemExit as e:
         if e.code is None:
@@ -90,8 +102,33 @@ def _run_child(request: Dict) -> int:
     return code
 
 
+def _stop_children(children: Dict[int, str]) -> None:
+    """The runner went away with children running: stop their sessions, as it would have."""
+    for pid in children:
+        _signal_session(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    while children and time.monotonic() < deadline:
+        pid, _ = os.waitpid(-1, os.WNOHANG)
+        if pid == 0:
+            time.sleep(0.02)
+        else:
+            children.pop(pid, None)
+    for pid in children:
+        _signal_session(pid, signal.SIGKILL)
+
+
+def _signal_session(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def serve(preload: Sequence[str]) -> None:
-    """The server loop: import `preload`, then fork a child per request until stdin closes."""
+    """The server loop: import `preload`, then fork a child per request until stdin closes.
+
+    The runner closes stdin once its children have ended; stdin closing with children
+    still running means the runner died, and the children are stopped."""
     for name in preload:
         importlib.import_module(name)
     out = sys.stdout
@@ -105,18 +142,27 @@ def serve(preload: Sequence[str]) -> None:
             chunk = os.read(stdin.fileno(), 65536)
             if not chunk:
                 open_ = False
+                if children:
+                    _stop_children(children)
             buffer += chunk
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
                 request = json.loads(line)
                 out.flush()
+                started, ready = os.pipe()
                 pid = os.fork()
                 if pid == 0:
                     code = 1
                     try:
+                        os.close(started)
+                        os.setsid()
+                        os.close(ready)  # its session exists before anyone learns its pid
                         code = _run_child(request)
                     finally:
                         os._exit(code & 0xFF)
+                os.close(ready)
+                os.read(started, 1)
+                os.close(started)
                 children[pid] = request["id"]
                 out.write(json.dumps({"id": request["id"], "pid": pid}) + "\n")
                 out.flush()
@@ -128,12 +174,19 @@ def serve(preload: Sequence[str]) -> None:
             if ident is not None:
                 out.write(json.dumps({"id": ident, "exit": os.waitstatus_to_exitcode(status)}) + "\n")
                 out.flush()
+    os._exit(0)  # nothing to tear down: the interpreter's own exit, with Hydra loaded, is slow
 
 
 class ForkServer:
-    """The runner's side: start commands through the server and wait for their ends."""
+    """The runner's side: start commands through the server and wait for their ends.
 
-    def __init__(self, python: str, preload: Sequence[str], cwd: str, env: Dict[str, str]) -> None:
+    With `custom_jobs`, the CustomJob checker (custom_job_check) starts too: a local run
+    needs both, and started early (while the pipeline compiles) their imports are done by
+    the time the first trial starts."""
+
+    def __init__(self, python: str, preload: Sequence[str], cwd: str, env: Dict[str, str], custom_jobs: bool = True) -> None:
+        from .custom_job_check import CustomJobChecker
+
         self.preload = list(preload)
         code = f"import sys; from pipeline_builder.fork_server import serve; serve({list(preload)!r})"
         self.proc = subprocess.Popen(
@@ -144,6 +197,7 @@ class ForkServer:
             env=env,
             start_new_session=True,
         )
+        self.custom_jobs: Optional[CustomJobChecker] = CustomJobChecker(python) if custom_jobs else None
         self._lock = threading.Lock()
         self._next = 0
         self._started: Dict[str, threading.Event] = {}
@@ -183,6 +237,8 @@ class ForkServer:
         return ForkedProcess(self, ident, self._pids[ident])
 
     def close(self) -> None:
+        if self.custom_jobs is not None:
+            self.custom_jobs.close()
         try:
             if self.proc.stdin:
                 self.proc.stdin.close()

@@ -1,0 +1,269 @@
+"""Starts a task's processes, follows their logs, and stops them as a container would be stopped.
+
+Each process runs in its own session. When its main process ends, whatever it left in its
+session is killed, as everything in a container dies with the container's main process;
+a stop (a failed replica, the job's timeout, a cancel) sends SIGTERM to the session, then
+SIGKILL after a grace period, or at once when the stop is hurried.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Dict, List, Optional, Sequence
+
+from .fork_server import ForkServer, python_invocation
+
+LOG_TAIL_LINES = 20
+KILL_GRACE_S = 5.0
+_POLL_S = 0.02
+
+
+@dataclass
+class Launch:
+    """One process to start: its command, environment, log file and console prefix (None:
+    the log is not streamed)."""
+
+    command: List[str]
+    env: Dict[str, str]
+    log_path: str
+    prefix: Optional[str] = None
+
+
+@dataclass
+class Outcome:
+    """How a task's processes ended: exit codes and logs, the first failure first."""
+
+    codes: List[int]
+    logs: List[str]
+    timed_out: bool = False
+
+
+def tail(path: str, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def exit_reason(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def _session_members(sid: int) -> List[int]:
+    """Processes of session `sid` (Linux /proc), beyond its process group."""
+    members = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return members
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 3 and int(fields[3]) == sid and int(fields[2]) != sid:
+            members.append(int(entry))
+    return members
+
+
+def signal_session(sid: int, sig: int) -> None:
+    """Signals every process of the session a started process leads (its process group,
+    and members that moved to a group of their own)."""
+    try:
+        os.killpg(sid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for pid in _session_members(sid):
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+class Supervisor:
+    """Starts processes for the runner's tasks and stops them all on request."""
+
+    def __init__(
+        self,
+        python: str,
+        cwd: str,
+        console: IO[str],
+        preload: Optional[Sequence[str]],
+        fork_server: Optional[ForkServer],
+        server_env: Dict[str, str],
+    ) -> None:
+        self.python = python
+        self.cwd = cwd
+        self.console = console
+        self.console_lock = threading.Lock()
+        # Modules a fork server imports once for all Python commands; None: no server.
+        self.preload = list(preload) if preload is not None else None
+        self.server = fork_server
+        self.server_env = server_env
+        self._lock = threading.Lock()
+        self._running: Dict[int, Any] = {}
+        self.stopping = threading.Event()
+        self._hurry = threading.Event()
+
+    def _start(self, launch: Launch) -> Any:
+        """Forked from the preloaded server when it is a Python command the server can run,
+        else a plain subprocess; either way in a session of its own."""
+        Path(launch.log_path).write_text("", encoding="utf-8")
+        command = launch.command
+        if self.preload is not None and command[0] == self.python and python_invocation(command):
+            with self._lock:
+                if self.server is None:
+                    self.server = ForkServer(self.python, self.preload, self.cwd, self.server_env, custom_jobs=False)
+            return self.server.spawn(command, launch.env, self.cwd, launch.log_path)
+        with open(launch.log_path, "ab") as log_file:
+            return subprocess.Popen(
+                command,
+                cwd=self.cwd,
+                env=launch.env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    def run(self, launches: Sequence[Launch], timeout: Optional[float] = None) -> Outcome:
+        """Starts every launch, streams the logs that have a prefix, and waits for all to end.
+        When one fails, or `timeout` seconds pass, the rest are stopped."""
+        procs: List[Any] = []
+        followers = []
+        first_failure: Optional[int] = None
+        timed_out = False
+        try:
+            for launch in launches:
+                if self.stopping.is_set():
+                    break
+                try:
+                    proc = self._start(launch)
+                except OSError as e:
+                    with open(launch.log_path, "a", encoding="utf-8") as log_file:
+                        log_file.write(f"could not start {launch.command[0]!r}: {e}\n")
+                    raise
+                with self._lock:
+                    self._running[proc.pid] = proc
+                procs.append(proc)
+                if launch.prefix is not None:
+                    follower = threading.Thread(target=self._follow, args=(proc, launch.log_path, launch.prefix), daemon=True)
+                    follower.start()
+                    followers.append(follower)
+            started = time.monotonic()
+            stopped_at: Optional[float] = None
+            ended = set()
+            while True:
+                codes = [p.poll() for p in procs]  # every one, so each returncode is fresh
+                for p, c in zip(procs, codes):
+                    if c is not None and p.pid not in ended:
+                        ended.add(p.pid)
+                        signal_session(p.pid, signal.SIGKILL)  # its leftovers die with it
+                if first_failure is None and any(c not in (None, 0) for c in codes):
+                    first_failure = next(i for i, c in enumerate(codes) if c not in (None, 0))
+                if all(c is not None for c in codes):
+                    break
+                now = time.monotonic()
+                if timeout is not None and not timed_out and now - started > timeout:
+                    timed_out = True
+                if stopped_at is None and (first_failure is not None or timed_out or self.stopping.is_set()):
+                    stopped_at = now
+                    self._signal_all(procs, signal.SIGTERM)
+                elif stopped_at is not None and (now - stopped_at > KILL_GRACE_S or self._hurry.is_set()):
+                    self._signal_all(procs, signal.SIGKILL)
+                time.sleep(_POLL_S)
+        except BaseException:
+            self._signal_all(procs, signal.SIGKILL)  # what started must not outlive the failure
+            raise
+        finally:
+            for follower in followers:
+                follower.join()
+            with self._lock:
+                for p in procs:
+                    self._running.pop(p.pid, None)
+        codes = [p.returncode for p in procs]
+        logs = [launch.log_path for launch in launches[: len(procs)]]
+        if first_failure is not None:  # the cause first: the others were stopped because of it
+            codes.insert(0, codes.pop(first_failure))
+            logs.insert(0, logs.pop(first_failure))
+        return Outcome(codes, logs, timed_out)
+
+    @staticmethod
+    def _signal_all(procs: Sequence[Any], sig: int) -> None:
+        for p in procs:
+            if p.poll() is None:
+                signal_session(p.pid, sig)
+
+    def stop_all(self) -> None:
+        """Stops every running process: SIGTERM to each session, SIGKILL after the grace
+        period (or at once after `hurry()`); returns when they have ended."""
+        self.stopping.set()
+        with self._lock:
+            procs = list(self._running.values())
+        self._signal_all(procs, signal.SIGTERM)
+        deadline = time.monotonic() + KILL_GRACE_S
+        while any(p.poll() is None for p in procs):
+            if self._hurry.is_set() or time.monotonic() > deadline:
+                self._signal_all(procs, signal.SIGKILL)
+                for p in procs:
+                    p.wait()
+                break
+            time.sleep(_POLL_S)
+        for p in procs:
+            signal_session(p.pid, signal.SIGKILL)
+
+    def hurry(self) -> None:
+        """A second stop request: what is still running is killed now."""
+        self._hurry.set()
+        with self._lock:
+            procs = list(self._running.values())
+        self._signal_all(procs, signal.SIGKILL)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    def _follow(self, proc: Any, log_path: str, prefix: str) -> None:
+        """Streams new lines of a process's log to the console until the process ends."""
+        with open(log_path, encoding="utf-8", errors="replace") as f:
+            partial = ""
+            while True:
+                ended = proc.poll() is not None
+                chunk = f.read()
+                if chunk:
+                    lines = (partial + chunk).split("\n")
+                    partial = lines.pop()
+                    with self.console_lock:
+                        for line in lines:
+                            self.console.write(f"{prefix} {line}\n")
+                        self.console.flush()
+                elif ended:
+                    break
+                else:
+                    time.sleep(0.05)
+            if partial:
+                with self.console_lock:
+                    self.console.write(f"{prefix} {partial}\n")
+                    self.console.flush()
+
+
+def python_command(command: Sequence[str], python: str) -> List[str]:
+    """`command` with a leading `python`, `python3`, `python3.11`... replaced by `python`."""
+    command = list(command)
+    if command and re.fullmatch(r"python[0-9.]*", os.path.basename(command[0])):
+        command[0] = python
+    return command

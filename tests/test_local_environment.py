@@ -1,0 +1,66 @@
+"""Trial processes get Vertex's environment: AIP_* as gs:// URIs whose /gcs/ paths work
+here, and the job's timeout enforced as Vertex enforces it."""
+
+import io
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline_builder.cloud_paths import PathMap
+from pipeline_builder.local_runner import LocalRunner
+from pipeline_builder.settings import TrialSettings
+from test_local_runner import compile_sweep, trial
+from test_local_stops import alive
+
+# What a trial does on Vertex to write its model: open the URI's Cloud Storage FUSE path.
+WRITE_MODEL = """
+import glob, os, pathlib, shutil
+model = os.environ["AIP_MODEL_DIR"]
+assert model == "gs://b/run/0/model/", model
+assert os.environ["AIP_CHECKPOINT_DIR"] == "gs://b/run/0/checkpoints/"
+assert os.environ["AIP_TENSORBOARD_LOG_DIR"] == "gs://b/run/0/logs/"
+fuse = model.replace("gs://", "/gcs/", 1)
+os.makedirs(fuse, exist_ok=True)
+with open(fuse + "model.txt", "w") as f:
+    f.write("weights")
+pathlib.Path(os.environ["AIP_CHECKPOINT_DIR"].replace("gs://", "/gcs/", 1), "step-1").mkdir(parents=True)
+shutil.copy(fuse + "model.txt", fuse + "copy.txt")
+assert pathlib.Path(fuse, "copy.txt").read_text() == "weights"
+assert sorted(os.listdir(fuse)) == ["copy.txt", "model.txt"] == sorted(os.path.basename(p) for p in glob.glob(fuse + "*"))
+print("wrote", fuse)
+"""
+
+
+@pytest.mark.parametrize("forked", [True, False], ids=["forked", "fresh-interpreter"])
+def test_aip_folders_are_uris_whose_gcs_paths_open_here(tmp_path, forked):
+    spec = compile_sweep(tmp_path, [trial(0, TrialSettings(image_uri="img"), ["python", "-c", WRITE_MODEL], [])])
+    runner = LocalRunner(spec, PathMap(str(tmp_path / "gcs")), tmp_path / "work", console=io.StringIO(), preload=[] if forked else None)
+    result = runner.run()
+    job = next(t for t in result.tasks.values() if t.kind == "custom_job")
+    assert job.state == "SUCCEEDED", job.error
+    out = tmp_path / "gcs" / "b" / "run" / "0"
+    assert (out / "model" / "model.txt").read_text() == "weights"
+    assert (out / "checkpoints" / "step-1").is_dir()
+    assert not Path("/gcs").exists()
+
+
+def test_the_job_stops_at_its_timeout_as_on_vertex(tmp_path):
+    script = (
+        "import os, subprocess, sys, time\n"
+        "child = subprocess.Popen(['sleep', '120'])\n"
+        "open(os.path.join(sys.argv[1], 'child-' + os.environ['RANK']), 'w').write(str(child.pid))\n"
+        "time.sleep(120)\n"
+    )
+    settings = TrialSettings(image_uri="img", replica_count=2, timeout="2s")
+    spec = compile_sweep(tmp_path, [trial(0, settings, ["python", "-c", script], ["/gcs/b/run/0"])])
+    started = time.monotonic()
+    result = LocalRunner(spec, PathMap(str(tmp_path / "gcs")), tmp_path / "work", console=io.StringIO()).run()
+    job = next(t for t in result.tasks.values() if t.kind == "custom_job")
+    assert job.state == "FAILED"
+    assert "ran past its timeout of 2s" in job.error and "scheduling.timeout" in job.error
+    assert time.monotonic() - started < 20
+    children = [int((tmp_path / "gcs" / "b" / "run" / "0" / f"child-{rank}").read_text()) for rank in (0, 1)]
+    assert not [pid for pid in children if alive(pid)]  # both replicas and their children stopped
+    collector = next(t for t in result.tasks.values() if t.kind == "container")
+    assert collector.state == "SUCCEEDED"
