@@ -16,6 +16,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional
 
+from components.sweep_files import LOG_FILE
+
 from .custom_job_check import CustomJobRejected
 from .custom_job_env import cluster_ports, job_environment, replica_counts, replica_environment, replicas
 from .local_processes import Launch, Outcome, exit_reason, python_command, tail
@@ -97,7 +99,7 @@ def _run_custom_job(runner: "LocalRunner", task: TaskRun, task_dir: Path, tmp: s
             Launch(
                 command=command,
                 env={**env, **pool_env, **replica_environment(job_spec, counts, replica, ports)},
-                log_path=os.path.join(output_dir, "trial.log" if first else f"trial-workerpool{replica.pool}-{replica.index}.log"),
+                log_path=os.path.join(output_dir, LOG_FILE if first else f"trial-workerpool{replica.pool}-{replica.index}.log"),
                 prefix=f"[{short}{where}]",
             )
         )
@@ -118,7 +120,9 @@ def _pool_command(runner: "LocalRunner", task: TaskRun, index: int, pool: Mappin
     if "python_package_spec" in pool:
         spec = pool["python_package_spec"]
         command: List[str] = ["python", "-m", spec["python_module"], *spec.get("args", [])]
-        packages = [runner.paths.local(uri) for uri in spec.get("package_uris", [])]
+        from .packaging import unpacked
+
+        packages = [str(unpacked(Path(runner.paths.local(uri)))) for uri in spec.get("package_uris", [])]
         pool_env = {"PYTHONPATH": os.pathsep.join([*packages, *[p for p in [env.get("PYTHONPATH", "")] if p]])}
     elif "container_spec" in pool:
         spec = pool["container_spec"]

@@ -272,3 +272,25 @@ def check_wheel(wheel: Path, config_files: List[str], field: str = SOURCE_DIR_FI
             f"{', '.join(missing[:5])} {'is' if len(missing) == 1 else 'are'} not in the wheel: make them package data "
             "(a conf/ folder inside the package, with [tool.setuptools.package-data] or include_package_data)",
         )
+
+
+def unpacked(wheel: Path) -> Path:
+    """The wheel's files as pip would install them into site-packages, once per content on
+    this machine: what a local run puts on a package trial's import path. A zip on the path
+    would import, but Hydra cannot read a config folder inside a zip, and on Vertex the
+    wheel is installed, not zipped."""
+    import zipfile
+
+    digest = hashlib.sha256(Path(wheel).read_bytes()).hexdigest()
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    target = Path(root, "hydra-vertex-pipelines-launcher", "unpacked", digest)
+    if not target.is_dir():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=target.parent))
+        with zipfile.ZipFile(wheel) as archive:
+            archive.extractall(partial)
+        try:
+            os.replace(partial, target)  # another run may have unpacked it meanwhile
+        except OSError:
+            shutil.rmtree(partial, ignore_errors=True)
+    return target

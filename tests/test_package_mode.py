@@ -83,7 +83,8 @@ def test_package_uploaded_once_and_trials_run_from_it(emulators, tmp_path):
     first = launch_in_process(source / "trainer" / "conf", [f"hydra.sweep.dir={tmp_path / 's1'}", *base], [["x=1"], ["x=2"]])
     assert [r.status for r in first] == [JobStatus.COMPLETED, JobStatus.COMPLETED]
     assert [r.return_value["x"] for r in first] == [1, 2]
-    assert all(".whl" in r.return_value["file"] for r in first)  # imported from the wheel, not a source tree
+    # imported from the wheel's installed files, not the source tree
+    assert all("/unpacked/" in r.return_value["file"] and str(source) not in r.return_value["file"] for r in first)
     uploaded = [u for u in objects(f"gs://{bucket}/runs/packages/")]
     assert len(uploaded) == 1 and uploaded[0].endswith(".whl")
 

@@ -31,7 +31,7 @@ def test_four_trials_one_raises(emulators, tmp_path):
     # the configs the basic launcher's JobReturn holds, composed as it composes them
     assert [r.cfg.x for r in returns] == [1, "raise", 3, 4]
     assert [r.hydra_cfg.hydra.job.num for r in returns] == [0, 1, 2, 3]
-    assert returns[2].hydra_cfg.hydra.mode == "MULTIRUN" and "hydra" not in returns[2].cfg
+    assert returns[2].hydra_cfg.hydra.job.id == "2" and "hydra" not in returns[2].cfg
     with pytest.raises(Exception, match="ValueError: bad x"):
         _ = returns[1].return_value
     manifest = read_json(tmp_path / "manifest.json")
