@@ -73,25 +73,28 @@ def compile_one(n: int, strategy: str) -> None:
     from kfp import compiler, dsl  # noqa: F401
     from google_cloud_pipeline_components.v1.custom_job import CustomTrainingJobOp
 
-    from hydra_plugins.vertex_pipelines_launcher._planning import command_args
+    from hydra_plugins.vertex_pipelines_launcher._commands import job_args
+    from hydra_plugins.vertex_pipelines_launcher.trial_entry import ENTRY_MODULE
     from pipeline_builder.pipeline import SweepSpec, compile_pipeline
     from pipeline_builder.settings import TrialSettings
     from pipeline_builder.trials import build_trial
 
     imported = time.perf_counter()
     # A trial as the launcher plans it: a two-value override and the arguments that make
-    # it the sweep's job i, in a run folder named as the launcher names it.
+    # it the sweep's job i (the trial entry's options, then the app's command line with the
+    # sweep's Hydra overrides), in a run folder named as the launcher names it.
     settings = TrialSettings(image_uri="us-docker.pkg.dev/my-project/sweeps/train:latest")
     run = "train-20261123-231451-fd242f"
     root = f"gs://my-bucket/hydra-sweeps/{run}"
+    app_args = ["train.py", "--config-name=config", "--multirun", "hydra/launcher=vertex_pipelines", "hydra.mode=MULTIRUN"]
     trials = tuple(
         build_trial(
             number=i,
             job_id=f"{run}_{i}",
             overrides=(overrides := [f"lr={i / n}", f"batch_size={32 + i % 4}"]),
             settings=settings,
-            command=["python", "train.py", "--config-name=config"],
-            args=command_args(overrides, [], f"/gcs/{root[5:]}/{i}", i, f"{run}_{i}"),
+            command=["python", "-m", ENTRY_MODULE],
+            args=job_args(app_args, overrides, i, run, f"/gcs/{root[5:]}"),
             output_uri=f"{root}/{i}",
             name_prefix="train",
             labels={"hydra-app": "train", "hydra-run": run},

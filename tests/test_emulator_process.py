@@ -94,7 +94,13 @@ def _quickstart_loss(lr: float) -> float:
     """The value the quickstart returns for `lr` with its config's other settings."""
     import runpy
 
-    train = runpy.run_path(str(QUICKSTART))["train"]
+    from hydra.core.singleton import Singleton
+
+    state = Singleton.get_state()  # @hydra.main sets Hydra's version base: keep it from other tests
+    try:
+        train = runpy.run_path(str(QUICKSTART))["train"]
+    finally:
+        Singleton.set_state(state)
     return train(lr, 32, 5, 0)
 
 
