@@ -207,6 +207,24 @@ class ConnectionLost(RuntimeError):
     """Vertex could not be reached while following a run for longer than the caller allows."""
 
 
+def custom_job_errors(resource_names: List[str]) -> Dict[str, str]:
+    """Display name -> error of the CustomJobs named (one GET each): how a looped trial
+    that left no result ended, since loop iterations share one task name. Jobs that cannot
+    be read are left out."""
+    from google.cloud import aiplatform
+
+    errors = {}
+    for name in resource_names:
+        try:
+            job = aiplatform.CustomJob.get(name)
+        except Exception:  # noqa: BLE001 - the task's own error is the fallback
+            continue
+        message = job.gca_resource.error.message
+        if message:
+            errors[job.display_name] = message
+    return errors
+
+
 def follow(
     job: Any,
     poll_interval: float,

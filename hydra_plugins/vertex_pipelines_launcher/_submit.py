@@ -17,7 +17,7 @@ from pipeline_builder.manifest import read_manifest, write_manifest
 
 from ._compose import compose_job
 from ._planning import Batch
-from ._returns import Evidence, job_return, parse_record
+from ._returns import Evidence, job_return, parse_record, record_problem
 
 if TYPE_CHECKING:
     from ._core import Written
@@ -214,7 +214,7 @@ def trial_returns(launcher: "VertexPipelinesLauncher", batch: Batch, job: Any, w
     manifest_tasks = {t["number"]: t.get("task_name", "") for t in read_manifest(written.manifest_path)["trials"]}
     resumed = batch.job_id not in ("", batch.sweep.run_id)
     created = job.gca_resource.create_time.timestamp() if resumed else None
-    loop_errors = [t["error"] for t in tasks.values() if t.get("error") and t.get("custom_job")]
+    loop_errors: Optional[Dict[str, str]] = None  # display name -> its CustomJob's error, read when needed
     returns = []
     for trial in batch.sweep.trials:
         record = _record(rows.get(trial.number))
@@ -224,8 +224,13 @@ def trial_returns(launcher: "VertexPipelinesLauncher", batch: Batch, job: Any, w
         task = tasks.get(task_name, {})
         if task.get("state"):
             reason = f"its task ended {task['state']}" + (f": {task['error']}" if task.get("error") else "")
-        elif not task_name and loop_errors:  # looped trials share one task name
-            reason = f"the loop's failed CustomJobs said: {loop_errors[0]}"
+        elif not task_name and record_problem(record, trial, batch.sweep.run_id) is not None:
+            # Looped trials share one task name: their CustomJobs say how each ended.
+            if loop_errors is None:
+                failed = [t["custom_job"] for t in tasks.values() if t.get("custom_job") and t.get("state") in ("FAILED", "CANCELLED")]
+                loop_errors = vertex.custom_job_errors(failed)
+            error = loop_errors.get(trial.display_name)
+            reason = f"its CustomJob failed: {error}" if error else "its CustomJob left no error"
         else:
             reason = "its task never ran"
         # In a resumed run, a trial that ran again (not a cache hit) must have a new record.
