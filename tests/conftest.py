@@ -39,6 +39,16 @@ def run_trial_command(command: List[str], args: List[str], gcs_root: Path, cwd: 
     return proc
 
 
+def wait_for(predicate: Any, timeout: float = 60.0) -> None:
+    """Polls `predicate` until it holds, or fails the test after `timeout` seconds."""
+    import time
+
+    deadline = time.time() + timeout
+    while not predicate():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.1)
+
+
 def load_pipeline(path: Path) -> Dict[str, Any]:
     return yaml.safe_load(path.read_text())
 

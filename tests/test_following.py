@@ -8,18 +8,9 @@ import subprocess
 import sys
 import time
 
-from conftest import APPS, REPO, read_json
+from conftest import APPS, REPO, read_json, wait_for
 
 FAULTS = APPS / "faults" / "app.py"
-
-
-def _wait_for(predicate, timeout=60.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 def test_an_outage_longer_than_reconnect_timeout_ends_with_the_reattach_hint(emulators, tmp_path):
@@ -42,7 +33,7 @@ def test_an_outage_longer_than_reconnect_timeout_ends_with_the_reattach_hint(emu
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
-        _wait_for(lambda: any(pid_dir.iterdir()))
+        wait_for(lambda: any(pid_dir.iterdir()))
         started = time.time()
         vertex.stop()  # the API goes away while the launcher follows
         out, _ = proc.communicate(timeout=120)

@@ -5,13 +5,11 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import APPS, REPO, read_json, submit_overrides
+from conftest import APPS, REPO, read_json, submit_overrides, wait_for
 
 FAULTS = APPS / "faults" / "app.py"
 LOCAL = ["hydra.launcher.mode=local", "hydra.launcher.max_parallel=2"]
@@ -19,15 +17,6 @@ LOCAL = ["hydra.launcher.mode=local", "hydra.launcher.max_parallel=2"]
 
 def sweep(args, cwd=REPO, **popen):
     return subprocess.run([sys.executable, str(FAULTS), "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=300, **popen)
-
-
-def _wait_for(predicate, timeout=60.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 def test_a_rerun_into_the_same_sweep_dir_never_reads_the_earlier_results(tmp_path):
@@ -63,7 +52,7 @@ def test_a_second_local_run_into_a_busy_sweep_dir_is_refused(tmp_path):
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
-        _wait_for(lambda: any(pid_dir.iterdir()))
+        wait_for(lambda: any(pid_dir.iterdir()))
         second = sweep([*LOCAL, "x=1", f"hydra.sweep.dir={sweep_dir}"])
         assert second.returncode == 1
         assert f"hydra.sweep.dir={sweep_dir} is in use by run" in second.stderr and "Nothing was started" in second.stderr

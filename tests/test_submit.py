@@ -10,7 +10,7 @@ import time
 import pytest
 from hydra.core.utils import JobStatus
 
-from conftest import APPS, QUICKSTART, REPO, launch_in_process, read_json, run_app, submit_overrides
+from conftest import APPS, QUICKSTART, REPO, launch_in_process, read_json, run_app, submit_overrides, wait_for
 
 FAULTS = APPS / "faults"
 COMMAND_ENTRY = ["hydra.launcher.trial.entry=command", f"hydra.launcher.trial.command=[python,{FAULTS / 'app.py'}]"]
@@ -149,13 +149,6 @@ def test_wait_false_returns_after_submission(emulators, tmp_path):
     assert run_id in emulators["vertex"].runs
 
 
-def _wait_for(predicate, timeout=60.0):
-    deadline = time.time() + timeout
-    while not predicate():
-        assert time.time() < deadline, "timed out"
-        time.sleep(0.1)
-
-
 def test_cancelled_run_gives_every_trial_a_truthful_status(emulators, tmp_path):
     import threading
 
@@ -170,10 +163,10 @@ def test_cancelled_run_gives_every_trial_a_truthful_status(emulators, tmp_path):
     box = {}
     thread = threading.Thread(target=lambda: box.update(r=launch_in_process(FAULTS / "conf", overrides, [["x=1"], ["x=hang"]])))
     thread.start()
-    _wait_for(lambda: any(pid_dir.iterdir()))
+    wait_for(lambda: any(pid_dir.iterdir()))
     run_id = read_json(tmp_path / "sweep" / "manifest.json")["run_id"]
     run = emulators["vertex"].runs[run_id]
-    _wait_for(lambda: run.runner.tasks["custom-training-job"].state == "SUCCEEDED")
+    wait_for(lambda: run.runner.tasks["custom-training-job"].state == "SUCCEEDED")
     from google.cloud import aiplatform
 
     aiplatform.PipelineJob.get(run.resource["name"]).cancel()  # as another person would, from the SDK
@@ -185,7 +178,7 @@ def test_cancelled_run_gives_every_trial_a_truthful_status(emulators, tmp_path):
         _ = returns[1].return_value
     assert run.view()["state"] == "PIPELINE_STATE_CANCELLED"
     pid = int(next(pid_dir.iterdir()).name)
-    _wait_for(lambda: not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z", 10)
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z", 10)
 
 
 def test_ctrl_c_while_waiting_leaves_the_run_going(emulators, tmp_path):
@@ -209,7 +202,7 @@ def test_ctrl_c_while_waiting_leaves_the_run_going(emulators, tmp_path):
         stderr=subprocess.STDOUT,
         text=True,
     )
-    _wait_for(lambda: any(pid_dir.iterdir()))
+    wait_for(lambda: any(pid_dir.iterdir()))
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130
@@ -221,7 +214,7 @@ def test_ctrl_c_while_waiting_leaves_the_run_going(emulators, tmp_path):
     assert run.view()["state"] == "PIPELINE_STATE_RUNNING"
     cancel = subprocess.run([sys.executable, "-m", "pipeline_builder", "cancel", str(sweep)], cwd=REPO, capture_output=True, text=True)
     assert cancel.returncode == 0, cancel.stderr
-    _wait_for(lambda: run.view()["state"] == "PIPELINE_STATE_CANCELLED")
+    wait_for(lambda: run.view()["state"] == "PIPELINE_STATE_CANCELLED")
 
 
 def test_emulator_command_serves_both_apis(tmp_path):
