@@ -213,13 +213,19 @@ class CustomJobChecker:
         return reply
 
     def close(self) -> None:
-        try:
-            if self.proc.stdin:
-                self.proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        close_helper(self.proc, timeout=5)
+
+
+def close_helper(proc: "subprocess.Popen[Any]", timeout: float) -> None:
+    """Ends a helper process that serves requests on its stdin: closing stdin asks it to
+    finish; one that does not within `timeout` seconds is killed."""
+    try:
+        if proc.stdin:
+            proc.stdin.close()
+    except OSError:
+        pass
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -237,18 +237,11 @@ class ForkServer:
         return ForkedProcess(self, ident, self._pids[ident])
 
     def close(self) -> None:
+        from .custom_job_check import close_helper
+
         if self.custom_jobs is not None:
             self.custom_jobs.close()
-        try:
-            if self.proc.stdin:
-                self.proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        close_helper(self.proc, timeout=10)
 
 
 class ForkedProcess:
