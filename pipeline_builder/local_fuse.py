@@ -18,10 +18,8 @@ import json
 import os
 from typing import Any, Callable, Dict
 
-from components.sweep_files import FUSE as _FUSE
-from components.sweep_files import GCS as _GCS
-
 VARIABLE = "HYDRA_VERTEX_LOCAL_GCS"  # {"root": DIR, "prefixes": {gs:// prefix: DIR}}
+_FUSE, _GCS = "/gcs/", "gs://"  # components.sweep_files' FUSE and GCS: this file imports nothing of the project
 # Functions whose leading path argument(s) are routed.
 _OS_ONE = (
     "open", "stat", "lstat", "access", "listdir", "scandir", "mkdir", "rmdir", "remove", "unlink",

@@ -67,6 +67,7 @@ class LocalRunner:
         hooks: Any = None,
         context: Optional[RunContext] = None,
         custom_jobs: Optional[CustomJobChecker] = None,
+        custom_job_task: Optional[Callable[["LocalRunner", TaskRun, Path, str], None]] = None,
     ) -> None:
         self.spec = pipeline
         self.paths = paths
@@ -97,6 +98,9 @@ class LocalRunner:
         self.supervisor = Supervisor(python, self.cwd, console if console is not None else sys.stdout, preload, fork_server, {})
         self._custom_jobs = custom_jobs or (fork_server.custom_jobs if fork_server is not None else None)
         self._own_custom_jobs = False
+        # Runs a CustomJob task in place of local_tasks' own path (the emulator runs gcpc's
+        # launcher): called with (runner, task, task folder, its TMPDIR).
+        self.custom_job_task = custom_job_task
         self._lock = threading.Lock()
         self._cancelled = threading.Event()
         self._shim_dir = self.work_dir / "bin"
@@ -163,7 +167,7 @@ class LocalRunner:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self._write_interpreter_files()
         self.supervisor.server_env = self.task_env()
-        if any(t.kind == "custom_job" for t in self.tasks.values()):
+        if self.custom_job_task is None and any(t.kind == "custom_job" for t in self.tasks.values()):
             self.custom_jobs()  # its imports overlap with the first tasks' start
         done: "Queue[str]" = Queue()
         running: Dict[str, threading.Thread] = {}
@@ -247,16 +251,7 @@ class LocalRunner:
         (self.work_dir / "run.json").write_text(json.dumps(state, indent=2, default=str), encoding="utf-8")
 
     def _write_interpreter_files(self) -> None:
-        """`python` and `python3` on PATH that start this interpreter (venv included), and
-        the sitecustomize that routes /gcs/ in Python processes started afresh."""
-        self._shim_dir.mkdir(parents=True, exist_ok=True)
-        for name in ("python", "python3"):
-            shim = self._shim_dir / name
-            shim.write_text(f"#!/bin/sh\nexec {shlex.quote(self.python)} \"$@\"\n", encoding="utf-8")
-            shim.chmod(0o755)
-        self._site_dir.mkdir(parents=True, exist_ok=True)
-        source = Path(local_fuse.__file__).read_text(encoding="utf-8")
-        (self._site_dir / "sitecustomize.py").write_text(source + _SITECUSTOMIZE_TAIL, encoding="utf-8")
+        write_interpreter_files(self._shim_dir, self._site_dir, self.python)
 
     def _run_task(self, task: TaskRun, done: "Queue[str]") -> None:
         try:
@@ -288,8 +283,10 @@ def _next_sitecustomize() -> None:
     import importlib.util
     import sys
 
-    here = os.path.dirname(os.path.abspath(__file__))
-    path = [p for p in sys.path if os.path.abspath(p or ".") != here]
+    # Every one of these met so far is skipped: a run inside a trial adds its own.
+    seen = sys.__dict__.setdefault("_hydra_vertex_local_sitecustomize", set())
+    seen.add(os.path.dirname(os.path.abspath(__file__)))
+    path = [p for p in sys.path if os.path.abspath(p or ".") not in seen]
     spec = importlib.machinery.PathFinder.find_spec("sitecustomize", path)
     if spec is not None and spec.loader is not None:
         spec.loader.exec_module(importlib.util.module_from_spec(spec))
@@ -297,6 +294,19 @@ def _next_sitecustomize() -> None:
 
 _next_sitecustomize()
 '''
+
+
+def write_interpreter_files(shim_dir: Path, site_dir: Path, python: str) -> None:
+    """`python` and `python3` in `shim_dir` that start `python` (venv included), and the
+    sitecustomize in `site_dir` that routes /gcs/ in Python processes started afresh."""
+    shim_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("python", "python3"):
+        shim = shim_dir / name
+        shim.write_text(f"#!/bin/sh\nexec {shlex.quote(python)} \"$@\"\n", encoding="utf-8")
+        shim.chmod(0o755)
+    site_dir.mkdir(parents=True, exist_ok=True)
+    source = Path(local_fuse.__file__).read_text(encoding="utf-8")
+    (site_dir / "sitecustomize.py").write_text(source + _SITECUSTOMIZE_TAIL, encoding="utf-8")
 
 
 def run_pipeline(

@@ -64,3 +64,23 @@ def test_the_job_stops_at_its_timeout_as_on_vertex(tmp_path):
     assert not [pid for pid in children if alive(pid)]  # both replicas and their children stopped
     collector = next(t for t in result.tasks.values() if t.kind == "container")
     assert collector.state == "SUCCEEDED"
+
+
+def test_nested_runs_sitecustomize_files_chain_without_recursion(tmp_path):
+    """A local run inside a trial adds its own sitecustomize before the outer run's: each
+    runs once, and the user's own sitecustomize after them still runs."""
+    import os
+    import subprocess
+    import sys
+
+    from pipeline_builder.local_runner import write_interpreter_files
+
+    outer, inner, user = tmp_path / "outer", tmp_path / "inner", tmp_path / "user"
+    write_interpreter_files(tmp_path / "shims-outer", outer, sys.executable)
+    write_interpreter_files(tmp_path / "shims-inner", inner, sys.executable)
+    user.mkdir()
+    (user / "sitecustomize.py").write_text("print('user sitecustomize')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, (inner, outer, user)))}
+    proc = subprocess.run([sys.executable, "-c", "print('ran')"], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "Error in sitecustomize" not in proc.stderr, proc.stderr
+    assert proc.stdout.splitlines() == ["user sitecustomize", "ran"]
