@@ -6,12 +6,16 @@ and runs each submitted spec with the local runner. gs:// data lives in a GCS em
 (gcp-storage-emulator), copied to and from a local view of the buckets around each task
 (emulator_sync). It honours step caching as Vertex does, serves the ML Metadata calls that
 associate a run with an experiment, keeps its jobs across restarts (emulator_jobs), and
-answers only the SDK's requests (emulator_guard). Point the SDK at it with
+answers only the SDK's requests (emulator_guard). Its JobService serves the CustomJob
+calls (emulator_custom_jobs), and each CustomJob task of a pipeline runs gcpc's real
+launcher against it (emulator_launcher). Point the SDK at it with
 `api_endpoint="http://127.0.0.1:PORT"` and STORAGE_EMULATOR_HOST.
 """
 
 import json
+import os
 import re
+import sys
 import threading
 import time
 from collections import Counter
@@ -21,13 +25,16 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 from urllib.parse import parse_qs, urlsplit
 
-from . import emulator_guard
+from . import emulator_guard, local_fuse
 from .cloud_paths import PathMap
 from .emulated_metadata import MetadataService
+from .emulator_custom_jobs import JobService
 from .emulator_jobs import ENDED, JobStore, interrupted, now
+from .emulator_launcher import LauncherTasks
 from .emulator_storage import DataDir
 from .emulator_sync import Cache, StorageSync
-from .local_runner import FINAL_STATES, LocalRunner, TaskRun, UnsupportedPipeline
+from .local_runner import FINAL_STATES, LocalRunner, TaskRun, UnsupportedPipeline, write_interpreter_files
+from .resolver import RunContext
 
 _JOBS = re.compile(r"^/v1(?:beta1)?/projects/([^/]+)/locations/([^/]+)/pipelineJobs(?:/([^/:]+))?(:cancel)?$")
 # Vertex's rule for pipelineJobId: fewer than 128 of a-z, 0-9 and '-'. It names a folder here.
@@ -87,8 +94,6 @@ class _Run:
 
     def task(self, task: TaskRun) -> Dict[str, Any]:
         """One task's details as Vertex reports them (the caller holds the lock)."""
-        name = self.resource["name"]
-        project, location = name.split("/")[1], name.split("/")[3]
         state = task.state
         if state in FINAL_STATES and task.start_time and task.name not in self.synced:
             state = "RUNNING"
@@ -103,8 +108,9 @@ class _Run:
             detail["endTime"] = _stamp(task.end_time)
         if task.error and state in ("FAILED", "CANCELLED", "SKIPPED"):
             detail["error"] = {"code": 9 if task.state == "FAILED" else 1, "message": task.error}
-        if task.kind == "custom_job" and state not in ("PENDING", "CACHED"):
-            job = f"projects/{project}/locations/{location}/customJobs/{detail['taskId']}"
+        resources = task.outputs.get("parameterValues", {}).get("gcp_resources") if task.kind == "custom_job" else None
+        if resources and "/v1/" in resources:  # the job gcpc's launcher created
+            job = json.loads(resources)["resources"][0]["resourceUri"].split("/v1/", 1)[1]
             detail["executorDetail"] = {"customJobDetail": {"job": job}}
         return detail
 
@@ -138,6 +144,18 @@ class VertexEmulator:
         self._server: Optional[ThreadingHTTPServer] = None
         self._threads: List[threading.Thread] = []
         self._stopping = threading.Event()
+        self._port = 0
+        self.job_service = JobService(self.data.custom_jobs, PathMap(str(self.data.buckets)), self.workdir, self._job_env, sys.executable)
+        self.launchers = LauncherTasks(self.job_service, lambda: f"http://127.0.0.1:{self._port}")
+
+    def _job_env(self, tmp: str) -> Dict[str, str]:
+        """What a CustomJob's processes start from, as a run's tasks do (LocalRunner.task_env)."""
+        folder = self.data.custom_jobs / ".interpreter"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": tmp}
+        env["PATH"] = f"{folder / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+        env["PYTHONPATH"] = os.pathsep.join(p for p in [str(folder / "site"), env.get("PYTHONPATH", "")] if p)
+        env.update(local_fuse.environment(str(self.data.buckets), {}))
+        return env
 
     # ---- serving ---------------------------------------------------------------------
 
@@ -161,7 +179,10 @@ class VertexEmulator:
                     emulator_guard.send_error(self, 400, "INVALID_ARGUMENT", f"the body is not JSON: {e}")
                     return
                 url = urlsplit(self.path)
-                code, reply = emulator.handle(self.command, url.path, parse_qs(url.query), body)
+                # gcpc's launcher names itself in its client_info, sent as x-goog-api-client.
+                agents = f"{self.headers.get('x-goog-api-client') or ''} {self.headers.get('User-Agent') or ''}"
+                launcher = "google-cloud-pipeline-components" in agents
+                code, reply = emulator.handle(self.command, url.path, parse_qs(url.query), body, from_launcher=launcher)
                 if code == 0:  # a dropped connection: the request was handled, the answer is lost
                     self.close_connection = True
                     self.connection.close()
@@ -175,34 +196,44 @@ class VertexEmulator:
 
             do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _serve
 
+        folder = self.data.custom_jobs / ".interpreter"
+        write_interpreter_files(folder / "bin", folder / "site", sys.executable)
         self._server = ThreadingHTTPServer(self.address, Handler)
         self._server.daemon_threads = True
+        self._port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self._server.server_address[1]
+        return self._port
 
     def stop(self) -> None:
-        """Stops serving, then stops every running pipeline's processes (SIGTERM, SIGKILL
-        after a grace period) and saves its job, ended, for the next emulator."""
+        """Stops every running pipeline's and CustomJob's processes (SIGTERM, SIGKILL after
+        a grace period), saves their jobs, ended, for the next emulator, then stops serving."""
         with self._lock:  # no job is created after this, and every started one is in _threads
             self._stopping.set()
             threads = list(self._threads)
+        live = [r.runner for r in list(self.runs.values()) if r.runner is not None and r.resource["state"] not in ENDED]
+        cancels = [threading.Thread(target=runner.cancel) for runner in live]
+        cancels.append(threading.Thread(target=self.job_service.stop, args=(_STOP_WAIT_S,)))
+        for thread in cancels:
+            thread.start()
+        # The server answers until the runs have ended: their launchers see their jobs end.
+        for thread in cancels + threads:
+            thread.join(timeout=_STOP_WAIT_S)
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
-        live = [r.runner for r in list(self.runs.values()) if r.runner is not None and r.resource["state"] not in ENDED]
-        cancels = [threading.Thread(target=runner.cancel) for runner in live]
-        for thread in cancels:
-            thread.start()
-        for thread in cancels + threads:
-            thread.join(timeout=_STOP_WAIT_S)
+        self.launchers.close()
 
-    def handle(self, method: str, path: str, query: Mapping[str, List[str]], body: Any) -> Tuple[int, Any]:
+    def handle(self, method: str, path: str, query: Mapping[str, List[str]], body: Any, from_launcher: bool = False) -> Tuple[int, Any]:
         if path == "/emulator/requests":
             return 200, {f"{m} {k}": n for (m, k), n in self.requests.items()}
         if self.metadata.matches(path):
             with self._lock:
                 self.requests[(method, "metadata")] += 1
             return self.metadata.handle(method, path, query, body)
+        if self.job_service.matches(path):
+            with self._lock:
+                self.requests[(method, self.job_service.kind(method, path))] += 1
+            return self.job_service.handle(method, path, query, body, from_launcher=from_launcher)
         match = _JOBS.match(path)
         if match is None:
             return _error(404, "NOT_FOUND", f"no such resource: {method} {path}")
@@ -263,6 +294,8 @@ class VertexEmulator:
             runner = run.runner
         self._save(run)
         if runner is not None:
+            # Its CustomJobs first, through the JobService's cancel, then its tasks.
+            self.job_service.cancel_run(runner.system_labels()["vertex-ai-pipelines-run-billing-id"])
             runner.cancel()
 
     def _set_state(self, run: _Run, state: str, **fields: Any) -> None:
@@ -303,6 +336,8 @@ class VertexEmulator:
                 console=console,
                 hooks=StorageSync(storage, root, self.cache, self.custom_jobs, lambda task: self._task_changed(run, task, synced=True)),
                 on_change=lambda task: self._task_changed(run, task),
+                custom_job_task=self.launchers,
+                context=_context(run.resource),
             )
             runner.hooks.runner = runner
         except (UnsupportedPipeline, KeyError, ValueError) as e:
@@ -339,6 +374,24 @@ class VertexEmulator:
             interrupted(run.resource, tasks)
             run.tasks, run.runner = tasks, None
         self._save(run)
+
+
+def _context(resource: Mapping[str, Any]) -> RunContext:
+    """The run's pipeline-level placeholder values, as Vertex fills them for this job."""
+    name = resource["name"]
+    started = time.time()
+    return RunContext(
+        job_name=name.rsplit("/", 1)[1],
+        job_resource_name=name,
+        job_id=str(int(started * 1000)),
+        create_time=resource.get("createTime", ""),
+        project=name.split("/")[1],
+        location=name.split("/")[3],
+        pipeline_root=resource.get("runtimeConfig", {}).get("gcsOutputDirectory", ""),
+        service_account=resource.get("serviceAccount", ""),
+        network=resource.get("network", ""),
+        encryption_key_name=resource.get("encryptionSpec", {}).get("kmsKeyName", ""),
+    )
 
 
 def _error(code: int, status: str, message: str) -> Tuple[int, Any]:

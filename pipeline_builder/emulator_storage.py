@@ -43,6 +43,11 @@ class DataDir:
         return self.root / "runs"
 
     @property
+    def custom_jobs(self) -> Path:
+        """The JobService's CustomJobs, one `ID.json` each."""
+        return self.root / "customJobs"
+
+    @property
     def cache(self) -> Path:
         return self.root / "cache.json"
 

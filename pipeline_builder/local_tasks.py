@@ -56,7 +56,9 @@ def run_task(runner: "LocalRunner", task: TaskRun) -> None:
     tmp = task_dir / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     try:
-        if task.kind == "custom_job":
+        if task.kind == "custom_job" and runner.custom_job_task is not None:
+            runner.custom_job_task(runner, task, task_dir, str(tmp))
+        elif task.kind == "custom_job":
             _run_custom_job(runner, task, task_dir, str(tmp))
         else:
             _run_container(runner, task, task_dir, str(tmp))

@@ -141,3 +141,22 @@ def test_resume_refuses_a_different_sweep(tmp_path):
         resumed_run(str(tmp_path), **same, job_overrides=[["x=1"]])
     with pytest.raises(ConfigError, match=r"hydra.launcher.pipeline_name='other'"):
         resumed_run(str(tmp_path), **{**same, "pipeline_name": "other"}, job_overrides=[["x=1"], ["x=2"]])
+
+
+def test_a_trial_whose_command_line_launches_a_sweep_again_fails_instead_of_recursing(tmp_path):
+    """A script that launches a sweep from Python with a task function of its own module:
+    re-running it in a trial would launch the sweep again, and again; the trial fails, once."""
+    script = tmp_path / "launch_from_python.py"
+    script.write_text(
+        f"import sys\nsys.path.insert(0, {str(REPO / 'tests')!r})\n"
+        "from conftest import APPS, launch_in_process\n\n\n"
+        "def task(cfg):\n    return cfg.x\n\n\n"
+        f"returns = launch_in_process(APPS / 'faults' / 'conf', ['hydra.sweep.dir={tmp_path / 'sweep'}'], [['x=1']], task_function=task)\n"
+        "try:\n    returns[0].return_value\nexcept Exception as e:\n    print('FAILED:', e)\n"
+    )
+    proc = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "FAILED: Trial 0 (x=1) failed: it left no result.json: its process ended with exit code 1" in proc.stdout
+    log = (tmp_path / "sweep" / "0" / "trial.log").read_text()
+    assert "launched a sweep instead of running its job through @hydra.main: set hydra.launcher.trial.entry=pickle" in log
+    assert not list((tmp_path / "sweep" / "0").rglob("pipeline.yaml"))  # no sweep inside the trial

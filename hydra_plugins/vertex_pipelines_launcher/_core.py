@@ -278,6 +278,17 @@ def launch(
 ) -> Sequence[JobReturn]:
     config = launcher.config
     assert config is not None
+    import importlib
+
+    trial_entry = importlib.import_module(".trial_entry", __package__)  # the one the entry marked
+    if trial_entry.running is not None:
+        # The trial re-ran the sweep's command line, and it launched a sweep again rather
+        # than reaching Hydra's multirun, which the entry turns into this trial's job.
+        raise LauncherConfigError(
+            f"trial {trial_entry.running.num} re-ran {' '.join(trial_entry.running.program)}, which launched a sweep "
+            f"instead of running its job through @hydra.main: set {FIELD}.trial.entry=pickle for task functions "
+            "that a command line does not reach"
+        )
     try:
         batch = plan_batch(launcher, job_overrides, initial_job_idx, sys.argv[1:])
     except ConfigError as e:

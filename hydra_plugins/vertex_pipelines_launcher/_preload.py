@@ -19,3 +19,4 @@ Plugins.instance()
 Singleton._instances.pop(Plugins, None)
 for _entry in ("trial_entry", "pickle_entry"):
     sys.modules.pop(f"hydra_plugins.vertex_pipelines_launcher.{_entry}", None)
+    vars(hydra_plugins.vertex_pipelines_launcher).pop(_entry, None)

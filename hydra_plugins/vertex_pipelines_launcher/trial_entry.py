@@ -24,7 +24,8 @@ from typing import Any, List, NamedTuple, Optional, Sequence
 
 ENTRY_MODULE = "hydra_plugins.vertex_pipelines_launcher.trial_entry"
 # The trial this process runs, for programs without Hydra that want its place and number.
-running: Optional["TrialArgs"] = None
+# Hydra's plugin scan executes this module again in the same namespace: keep the value.
+running: Optional["TrialArgs"] = globals().get("running")
 
 
 class TrialArgs(NamedTuple):

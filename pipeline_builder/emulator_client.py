@@ -1,0 +1,48 @@
+"""Imported only by the emulator's launcher helper: gcpc's JobService client talks to the emulator.
+
+The helper (a fork server, see emulator_launcher) imports gcpc's CustomJob launcher once and
+forks a child per CustomJob task, which runs the launcher module as its compiled command
+says. When a child's environment names the emulator in JOB_SERVICE_VARIABLE, every
+`JobServiceClient` it builds gets that endpoint, the REST transport and anonymous
+credentials in place of `{location}-aiplatform.googleapis.com`, gRPC and
+`google.auth.default()`; every other argument (client_info, other client options) and all
+of gcpc's own code stay as they are.
+
+gcpc's launcher answers SIGTERM by sending a CancelCustomJob to the real Vertex endpoint
+with the machine's default credentials (execution_context, `send_cancel_request`). Nothing
+here may reach a non-loopback address, so in this helper a stop of the children is always
+SIGKILL: the emulator cancels the CustomJobs itself before it stops a launcher.
+"""
+
+import os
+import signal
+from typing import Any
+
+from google.cloud.aiplatform_v1.services.job_service import JobServiceClient
+
+from . import fork_server
+from .emulator_launcher import JOB_SERVICE_VARIABLE
+
+_original_init = JobServiceClient.__init__
+
+
+def _init(self: Any, *args: Any, **kwargs: Any) -> None:
+    endpoint = os.environ.get(JOB_SERVICE_VARIABLE)
+    if endpoint:
+        from google.api_core import client_options
+        from google.auth.credentials import AnonymousCredentials
+
+        given = kwargs.get("client_options")
+        options = dict(given) if isinstance(given, dict) else dict(vars(given)) if given is not None else {}
+        kwargs.update(
+            client_options=client_options.from_dict({**options, "api_endpoint": endpoint}),
+            transport="rest",
+            credentials=AnonymousCredentials(),
+        )
+    _original_init(self, *args, **kwargs)
+
+
+JobServiceClient.__init__ = _init  # type: ignore[method-assign]
+
+_signal_session = fork_server._signal_session
+fork_server._signal_session = lambda pid, sig: _signal_session(pid, signal.SIGKILL)
