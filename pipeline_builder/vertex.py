@@ -192,14 +192,15 @@ def task_details(job: Any) -> Dict[str, Dict[str, Any]]:
 
 
 def _refresh(job: Any, within: float) -> str:
-    """One GET of the job, its retries bounded by `within` seconds; returns its state.
+    """One GET of the job, its retries bounded by `within` seconds and at most 30 (then
+    the caller says Vertex cannot be reached, and tries again); returns its state.
 
     What `job.state` does, but the SDK's own retry of a GET lasts two minutes whatever
     the caller can wait, and its RetryError would end the follow.
     """
     from google.api_core import retry
 
-    job._gca_resource = job.api_client.get_pipeline_job(name=job.resource_name, retry=retry.Retry(timeout=min(within, 120.0)))
+    job._gca_resource = job.api_client.get_pipeline_job(name=job.resource_name, retry=retry.Retry(timeout=min(within, 30.0)))
     return job._gca_resource.state.name
 
 

@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import pytest
 
@@ -26,10 +26,10 @@ JOBS = "/v1/projects/local/locations/us-central1/pipelineJobs"
 class Emulator:
     """One `python -m pipeline_builder emulator --data-dir DIR` process on free ports."""
 
-    def __init__(self, data_dir: Path, cwd: Path = REPO) -> None:
+    def __init__(self, data_dir: Path, cwd: Path = REPO, ports: Tuple[int, int] = (0, 0)) -> None:
         self.lines: List[str] = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline_builder", "emulator", "--data-dir", str(data_dir), "--port", "0", "--gcs-port", "0"],
+            [sys.executable, "-m", "pipeline_builder", "emulator", "--data-dir", str(data_dir), "--port", str(ports[0]), "--gcs-port", str(ports[1])],
             cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -38,6 +38,7 @@ class Emulator:
         threading.Thread(target=self._read, daemon=True).start()
         found = self.wait_for(r"Vertex AI emulator on (http://127\.0\.0\.1:\d+), Cloud Storage emulator on (http://127\.0\.0\.1:\d+)")
         self.api, self.gcs_url = found.groups()
+        self.ports = (int(self.api.rsplit(":", 1)[1]), int(self.gcs_url.rsplit(":", 1)[1]))
 
     def _read(self) -> None:
         for line in self.proc.stdout:

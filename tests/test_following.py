@@ -48,3 +48,44 @@ def test_an_outage_longer_than_reconnect_timeout_ends_with_the_reattach_hint(emu
     assert "Traceback" not in out and "RetryError" not in out, out
     assert time.time() - started < 60
     assert read_json(sweep / "manifest.json")["vertex"]["resource_name"].endswith(read_json(sweep / "manifest.json")["run_id"])
+
+
+def test_an_outage_shorter_than_reconnect_timeout_is_followed_through(tmp_path):
+    """The emulator goes down while the launcher follows, and comes back on the same data
+    dir and ports: the launcher keeps trying, then follows the run to its truthful end."""
+    from test_emulator_process import Emulator
+
+    data_dir = tmp_path / "vertex"
+    first = Emulator(data_dir)
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    sweep = tmp_path / "sweep"
+    proc = subprocess.Popen(
+        [
+            sys.executable, str(FAULTS), "-m", "x=hang", f"hydra.sweep.dir={sweep}",
+            "hydra.launcher.mode=submit", f"hydra.launcher.api_endpoint={first.api}",
+            "hydra.launcher.project=local", "hydra.launcher.pipeline_root=gs://sweeps/outage",
+            "hydra.launcher.trial.image_uri=local", "hydra.launcher.poll_interval=0.2",
+            "hydra.launcher.reconnect_timeout=120", f"++hydra.launcher.trial.env.PID_DIR={pid_dir}",
+        ],
+        cwd=REPO, env={**os.environ, "STORAGE_EMULATOR_HOST": first.gcs_url},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    second = None
+    try:
+        wait_for(lambda: any(pid_dir.iterdir()))
+        first.stop(signal.SIGTERM)  # the run ends FAILED: "the emulator stopped while this job ran"
+        time.sleep(2)
+        second = Emulator(data_dir, ports=first.ports)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=60)
+        for emulator in (first, second):
+            if emulator is not None:
+                emulator.stop(signal.SIGKILL)
+    assert "Stopped following" not in out, out  # a GET's own retries (up to 30 s) rode out the gap
+    assert re.search(r"Run \S+ ended: PIPELINE_STATE_(FAILED|CANCELLED)", out), out
+    assert proc.returncode == 1 and "Trial 0 (x=hang) failed" in out, out
+    assert "Traceback" not in out
