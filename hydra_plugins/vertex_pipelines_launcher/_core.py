@@ -2,7 +2,8 @@
 
 Before anything runs, this launch owns its files: its pipeline.yaml and manifest are
 created exclusively (a second launch into the same sweep dir gets pipeline-2.yaml), and a
-local run claims its trial folders, refusing to start where another run's trials are.
+local run locks the sweep dir (a second local run into it is refused while it runs) and
+sets an earlier run's results in its trial folders aside, unread.
 """
 
 import dataclasses
@@ -26,7 +27,7 @@ from pipeline_builder.trials import TrialSpec
 
 from ._commands import app_program
 from ._planning import FIELD, Batch, plan_batch
-from ._returns import Evidence, count, job_return, parse_record
+from ._returns import Evidence, job_return, parse_record
 
 if TYPE_CHECKING:
     from pipeline_builder.fork_server import ForkServer
@@ -247,7 +248,7 @@ def run_local(config: DictConfig, batch: Batch, spec: Dict[str, Any], server: Op
     by_dir = {t.output_dir: t for t in result.tasks.values() if t.kind == "custom_job"}
     returns = [local_return(config, batch, t, by_dir.get(paths.local(t.output_uri))) for t in batch.sweep.trials]
     collector = [t for t in result.tasks.values() if t.kind != "custom_job"]
-    log.info(f"Local run {batch.sweep.run_id}: {count(returns)['COMPLETED']} of {len(returns)} trials completed")
+    log.info(f"Local run {batch.sweep.run_id}: {sum(r.status == JobStatus.COMPLETED for r in returns)} of {len(returns)} trials completed")
     for task in collector:
         if task.state != "SUCCEEDED":
             log.warning(f"{task.display_name}: {task.state}: {task.error}")

@@ -8,7 +8,7 @@ names the trial, its overrides, the end of its log and where the whole log is.
 
 import json
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import CompactHydraException
@@ -154,6 +154,3 @@ def job_return(
         ret.working_dir = record.get("working_dir") or working_dir
     return ret
 
-
-def count(returns: List[JobReturn]) -> Dict[str, int]:
-    return {s: sum(r.status == JobStatus[s] for r in returns) for s in ("COMPLETED", "FAILED")}
