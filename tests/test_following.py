@@ -7,10 +7,27 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from conftest import APPS, REPO, read_json, wait_for
 
 FAULTS = APPS / "faults" / "app.py"
+
+
+def follow_a_hanging_trial(api: str, gcs_url: str, sweep: Path, pid_dir: Path, reconnect_timeout: float) -> subprocess.Popen:
+    """A submitted one-trial sweep, followed, whose trial hangs once it wrote its pid."""
+    pid_dir.mkdir()
+    return subprocess.Popen(
+        [
+            sys.executable, str(FAULTS), "-m", "x=hang", f"hydra.sweep.dir={sweep}",
+            "hydra.launcher.mode=submit", f"hydra.launcher.api_endpoint={api}",
+            "hydra.launcher.project=local", "hydra.launcher.pipeline_root=gs://sweeps/outage",
+            "hydra.launcher.trial.image_uri=local", "hydra.launcher.poll_interval=0.2",
+            f"hydra.launcher.reconnect_timeout={reconnect_timeout}", f"++hydra.launcher.trial.env.PID_DIR={pid_dir}",
+        ],
+        cwd=REPO, env={**os.environ, "STORAGE_EMULATOR_HOST": gcs_url},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
 
 
 def test_an_outage_longer_than_reconnect_timeout_ends_with_the_reattach_hint(emulators, tmp_path):
@@ -18,20 +35,8 @@ def test_an_outage_longer_than_reconnect_timeout_ends_with_the_reattach_hint(emu
 
     vertex = VertexEmulator(tmp_path / "vertex", workdir=REPO)  # its own, to take it down
     port = vertex.start()
-    pid_dir = tmp_path / "pids"
-    pid_dir.mkdir()
-    sweep = tmp_path / "sweep"
-    proc = subprocess.Popen(
-        [
-            sys.executable, str(FAULTS), "-m", "x=hang", f"hydra.sweep.dir={sweep}",
-            "hydra.launcher.mode=submit", f"hydra.launcher.api_endpoint=http://127.0.0.1:{port}",
-            "hydra.launcher.project=local", "hydra.launcher.pipeline_root=gs://sweeps/outage",
-            "hydra.launcher.trial.image_uri=local", "hydra.launcher.poll_interval=0.2",
-            "hydra.launcher.reconnect_timeout=2", f"++hydra.launcher.trial.env.PID_DIR={pid_dir}",
-        ],
-        cwd=REPO, env={**os.environ, "STORAGE_EMULATOR_HOST": emulators["gcs_url"]},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    sweep, pid_dir = tmp_path / "sweep", tmp_path / "pids"
+    proc = follow_a_hanging_trial(f"http://127.0.0.1:{port}", emulators["gcs_url"], sweep, pid_dir, reconnect_timeout=2)
     try:
         wait_for(lambda: any(pid_dir.iterdir()))
         started = time.time()
@@ -57,20 +62,8 @@ def test_an_outage_shorter_than_reconnect_timeout_is_followed_through(tmp_path):
 
     data_dir = tmp_path / "vertex"
     first = Emulator(data_dir)
-    pid_dir = tmp_path / "pids"
-    pid_dir.mkdir()
-    sweep = tmp_path / "sweep"
-    proc = subprocess.Popen(
-        [
-            sys.executable, str(FAULTS), "-m", "x=hang", f"hydra.sweep.dir={sweep}",
-            "hydra.launcher.mode=submit", f"hydra.launcher.api_endpoint={first.api}",
-            "hydra.launcher.project=local", "hydra.launcher.pipeline_root=gs://sweeps/outage",
-            "hydra.launcher.trial.image_uri=local", "hydra.launcher.poll_interval=0.2",
-            "hydra.launcher.reconnect_timeout=120", f"++hydra.launcher.trial.env.PID_DIR={pid_dir}",
-        ],
-        cwd=REPO, env={**os.environ, "STORAGE_EMULATOR_HOST": first.gcs_url},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    sweep, pid_dir = tmp_path / "sweep", tmp_path / "pids"
+    proc = follow_a_hanging_trial(first.api, first.gcs_url, sweep, pid_dir, reconnect_timeout=120)
     second = None
     try:
         wait_for(lambda: any(pid_dir.iterdir()))
