@@ -75,9 +75,9 @@ def compile_one(n: int, strategy: str) -> None:
 
     from hydra_plugins.vertex_pipelines_launcher._commands import job_args
     from hydra_plugins.vertex_pipelines_launcher.trial_entry import ENTRY_MODULE
-    from pipeline_builder.pipeline import SweepSpec, compile_pipeline
-    from pipeline_builder.settings import TrialSettings
-    from pipeline_builder.trials import build_trial
+    from hydra_vertex_pipelines.pipeline_builder.pipeline import SweepSpec, compile_pipeline
+    from hydra_vertex_pipelines.pipeline_builder.settings import TrialSettings
+    from hydra_vertex_pipelines.pipeline_builder.trials import build_trial
 
     imported = time.perf_counter()
     # A trial as the launcher plans it: a two-value override and the arguments that make
@@ -200,7 +200,7 @@ def submit_requests(trials: int) -> None:
 
     from gcp_storage_emulator.server import create_server
 
-    from pipeline_builder.emulator import VertexEmulator
+    from hydra_vertex_pipelines.pipeline_builder.emulator import VertexEmulator
 
     storage = create_server("127.0.0.1", 0, in_memory=True)
     storage.start()

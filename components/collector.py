@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import quote
 
-from components.sweep_files import LOG_FILE, RESULT_FILE
+from hydra_vertex_pipelines.components.sweep_files import LOG_FILE, RESULT_FILE
 
 MISSING = "MISSING"
 DIRECTIONS = ("minimize", "maximize")

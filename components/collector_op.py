@@ -34,8 +34,8 @@ def collect_trials(
     import json
     import os
 
-    from components.collector import collect, write_text
-    from components.report import render_html, render_markdown
+    from hydra_vertex_pipelines.components.collector import collect, write_text
+    from hydra_vertex_pipelines.components.report import render_html, render_markdown
 
     if trials_path:
         with open(trials_path, encoding="utf-8") as f:

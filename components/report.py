@@ -12,8 +12,8 @@ from html import escape
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import quote
 
-from components.collector import CONSOLE, numeric_setting, parse_overrides
-from components.sweep_files import FUSE
+from hydra_vertex_pipelines.components.collector import CONSOLE, numeric_setting, parse_overrides
+from hydra_vertex_pipelines.components.sweep_files import FUSE
 
 MAX_CELL_CHARS = 80  # nested return values beyond this are cut in the table, whole in a tooltip
 MAX_TOOLTIP_CHARS = 2_000

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from components.sweep_files import GCS, fuse_to_gcs
+from hydra_vertex_pipelines.components.sweep_files import GCS, fuse_to_gcs
 
 
 def _mapping(text: str) -> tuple:
@@ -37,7 +37,7 @@ def _positive(text: str) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pipeline_builder", description=__doc__)
+    p = argparse.ArgumentParser(prog="hydra-vertex-pipelines", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run-local", help="run a pipeline.yaml on this machine")
     run.add_argument("pipeline", type=Path, help="the compiled pipeline.yaml")

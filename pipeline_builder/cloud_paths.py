@@ -4,7 +4,7 @@ import os
 import re
 from typing import Any, Dict, Mapping
 
-from components.sweep_files import FUSE, GCS, gcs_to_fuse
+from hydra_vertex_pipelines.components.sweep_files import FUSE, GCS, gcs_to_fuse
 
 __all__ = ["FUSE", "GCS", "PathMap", "gcs_to_fuse"]
 

@@ -163,14 +163,14 @@ class CustomJobChecker:
     """The runner's side of the helper; safe to use from several task threads at once."""
 
     def __init__(self, python: str = sys.executable, env: Optional[Dict[str, str]] = None) -> None:
-        code = "from pipeline_builder.custom_job_check import serve; serve()"
+        code = "from hydra_vertex_pipelines.pipeline_builder.custom_job_check import serve; serve()"
         self.proc = subprocess.Popen(
             [python, "-c", code],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env=env,
-            # Beside this package, so that a project's own `pipeline_builder` cannot shadow it.
+            # In this install's folder, not the project's: a module there could shadow what the helper imports.
             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
             start_new_session=True,
         )

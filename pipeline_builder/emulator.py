@@ -1,6 +1,6 @@
 """A local Vertex AI PipelineJobs service: rehearse a submission with no cloud account.
 
-`python -m pipeline_builder emulator` serves the REST calls google-cloud-aiplatform makes
+`hydra-vertex-pipelines emulator` serves the REST calls google-cloud-aiplatform makes
 for PipelineJobs (create, get, list, cancel, with per-task states and errors) on 127.0.0.1
 and runs each submitted spec with the local runner. gs:// data lives in a GCS emulator
 (gcp-storage-emulator), copied to and from a local view of the buckets around each task

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from components.sweep_files import LOG_FILE
+from hydra_vertex_pipelines.components.sweep_files import LOG_FILE
 
 from .cloud_paths import PathMap
 from .emulator_jobs import UNAVAILABLE, now

@@ -41,7 +41,7 @@ PRELOAD = [
     "google_cloud_pipeline_components.container.v1.custom_job.remote_runner",
     "google_cloud_pipeline_components.container.v1.gcp_launcher.utils.parser_util",
     "google.cloud.aiplatform",
-    "pipeline_builder.emulator_client",
+    "hydra_vertex_pipelines.pipeline_builder.emulator_client",
 ]
 _JOB_URI = "/v1/"  # gcp_resources names the job as https://ENDPOINT/v1/NAME
 

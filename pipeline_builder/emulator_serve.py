@@ -1,4 +1,4 @@
-"""`python -m pipeline_builder emulator`: both emulators in one process, until a signal.
+"""`hydra-vertex-pipelines emulator`: both emulators in one process, until a signal.
 
 SIGINT (Ctrl-C) and SIGTERM (a service manager, `kill`, a test's teardown) stop it the same
 clean way: no new requests, every running pipeline's processes stopped, every job saved

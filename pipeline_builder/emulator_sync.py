@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
-from components.sweep_files import FUSE, GCS, fuse_to_gcs
+from hydra_vertex_pipelines.components.sweep_files import FUSE, GCS, fuse_to_gcs
 
 from .local_runner import LocalRunner, TaskRun
 

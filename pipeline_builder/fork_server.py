@@ -188,7 +188,7 @@ class ForkServer:
         from .custom_job_check import CustomJobChecker
 
         self.preload = list(preload)
-        code = f"import sys; from pipeline_builder.fork_server import serve; serve({list(preload)!r})"
+        code = f"import sys; from hydra_vertex_pipelines.pipeline_builder.fork_server import serve; serve({list(preload)!r})"
         self.proc = subprocess.Popen(
             [python, "-c", code],
             stdin=subprocess.PIPE,

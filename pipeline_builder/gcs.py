@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Optional, Tuple
 
-from components.sweep_files import GCS
+from hydra_vertex_pipelines.components.sweep_files import GCS
 
 
 def split_uri(uri: str) -> Tuple[str, str]:

@@ -19,7 +19,7 @@ import os
 from typing import Any, Callable, Dict
 
 VARIABLE = "HYDRA_VERTEX_LOCAL_GCS"  # {"root": DIR, "prefixes": {gs:// prefix: DIR}}
-_FUSE, _GCS = "/gcs/", "gs://"  # components.sweep_files' FUSE and GCS: this file imports nothing of the project
+_FUSE, _GCS = "/gcs/", "gs://"  # hydra_vertex_pipelines.components.sweep_files' FUSE and GCS: this file imports nothing of the project
 # Functions whose leading path argument(s) are routed.
 _OS_ONE = (
     "open", "stat", "lstat", "access", "listdir", "scandir", "mkdir", "rmdir", "remove", "unlink",

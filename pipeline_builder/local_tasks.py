@@ -16,7 +16,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional
 
-from components.sweep_files import LOG_FILE
+from hydra_vertex_pipelines.components.sweep_files import LOG_FILE
 
 from .custom_job_check import CustomJobRejected
 from .custom_job_env import cluster_ports, job_environment, replica_counts, replica_environment, replicas

@@ -102,7 +102,7 @@ def _job_op(trials: Tuple[TrialSpec, ...]) -> Any:
     """CustomTrainingJobOp, or its twin that can turn Vertex's own retries off when a
     trial asks for that (CustomTrainingJobOp has no such input)."""
     if any(t.job_settings.get("disable_retries") for t in trials):
-        from components.custom_job_op import custom_training_job_no_vertex_retries
+        from hydra_vertex_pipelines.components.custom_job_op import custom_training_job_no_vertex_retries
 
         return custom_training_job_no_vertex_retries
     from google_cloud_pipeline_components.v1.custom_job import CustomTrainingJobOp
@@ -114,7 +114,7 @@ def build_pipeline(sweep: SweepSpec) -> Any:
     """The KFP pipeline (a GraphComponent) for `sweep`."""
     from kfp import dsl
 
-    from components.collector_op import collector_op
+    from hydra_vertex_pipelines.components.collector_op import collector_op
 
     collect = collector_op(sweep.collector_image)
 

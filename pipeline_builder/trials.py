@@ -10,7 +10,7 @@ from .names import display_name
 from .settings import REDUCTION_SERVER_IMAGE, REDUCTION_SERVER_MACHINE, TrialSettings, WorkerPoolSettings
 from .validation import check_arguments, duration
 
-from components.sweep_files import RESULT_FILE
+from hydra_vertex_pipelines.components.sweep_files import RESULT_FILE
 
 # gcpc's payload template around the inputs, with the project, location and persistent
 # resource id Vertex fills in: what the `--payload` argument holds besides the inputs.

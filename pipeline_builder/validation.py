@@ -6,7 +6,7 @@ import re
 from decimal import Decimal
 from typing import Any, Iterable, List, Mapping, Optional, Sequence
 
-from components.sweep_files import GCS
+from hydra_vertex_pipelines.components.sweep_files import GCS
 
 from . import vertex_enums
 from .errors import ConfigError

@@ -11,6 +11,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 APPS = Path(__file__).resolve().parent / "apps"
 QUICKSTART = REPO / "examples" / "quickstart" / "train.py"
+# The command line pyproject.toml installs beside the interpreter.
+CLI = str(Path(sys.executable).with_name("hydra-vertex-pipelines"))
 
 
 def run_app(script: Path, args: List[str], cwd: Path = REPO, check: bool = True, **env: str) -> subprocess.CompletedProcess:
@@ -116,7 +118,7 @@ def emulators(tmp_path_factory):
     """A Cloud Storage emulator and the project's Vertex emulator, on 127.0.0.1."""
     from gcp_storage_emulator.server import create_server
 
-    from pipeline_builder.emulator import VertexEmulator
+    from hydra_vertex_pipelines.pipeline_builder.emulator import VertexEmulator
 
     storage_server = create_server("127.0.0.1", 0, in_memory=True)
     storage_server.start()

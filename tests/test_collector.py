@@ -4,8 +4,8 @@ import json
 
 from kfp import dsl
 
-from components.collector import collect, numeric_metrics
-from components.collector_op import collect_trials, collector_op
+from hydra_vertex_pipelines.components.collector import collect, numeric_metrics
+from hydra_vertex_pipelines.components.collector_op import collect_trials, collector_op
 
 
 def write(tmp_path, number, payload):
@@ -107,7 +107,7 @@ def test_component_installs_nothing_at_start():
     assert container.image == "us-docker.pkg.dev/p/r/trial:1"
     script = " ".join(container.command + (container.args or []))
     assert "pip install" not in script
-    assert "from components.collector import collect" in script
+    assert "from hydra_vertex_pipelines.components.collector import collect" in script
     outputs = component.component_spec.outputs
     assert {name: o.type for name, o in outputs.items()} == {
         "metrics": "system.Metrics@0.0.1",

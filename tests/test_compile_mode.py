@@ -51,7 +51,7 @@ def test_pipeline_has_four_custom_jobs_and_a_collector(quickstart_sweep):
     assert len(trials) == 4
     assert len(others) == 1
     collector = tasks[others[0]]
-    assert "components.collector" in executor_command(collector)
+    assert "hydra_vertex_pipelines.components.collector" in executor_command(collector)
     assert collector.trigger_policy.strategy == pipeline_spec_pb2.PipelineTaskSpec.TriggerPolicy.ALL_UPSTREAM_TASKS_COMPLETED
     assert sorted(collector.dependent_tasks) == sorted(trials)
     for name in trials:

@@ -1,4 +1,4 @@
-"""The emulator as a person starts it: `python -m pipeline_builder emulator` in its own
+"""The emulator as a person starts it: `hydra-vertex-pipelines emulator` in its own
 process, Cloud Storage on disk, the README's commands, restarts and signals."""
 
 import json
@@ -16,7 +16,7 @@ from typing import List, Optional, Tuple
 
 import pytest
 
-from conftest import APPS, QUICKSTART, REPO, read_json
+from conftest import APPS, CLI, QUICKSTART, REPO, read_json
 
 FAULTS = APPS / "faults"
 QUICKSTART_DIR = QUICKSTART.parent
@@ -24,12 +24,12 @@ JOBS = "/v1/projects/local/locations/us-central1/pipelineJobs"
 
 
 class Emulator:
-    """One `python -m pipeline_builder emulator --data-dir DIR` process on free ports."""
+    """One `hydra-vertex-pipelines emulator --data-dir DIR` process on free ports."""
 
     def __init__(self, data_dir: Path, cwd: Path = REPO, ports: Tuple[int, int] = (0, 0)) -> None:
         self.lines: List[str] = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline_builder", "emulator", "--data-dir", str(data_dir), "--port", str(ports[0]), "--gcs-port", str(ports[1])],
+            [CLI, "emulator", "--data-dir", str(data_dir), "--port", str(ports[0]), "--gcs-port", str(ports[1])],
             cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -134,7 +134,7 @@ def test_readme_flow_as_written(start_emulator, tmp_path, monkeypatch):
     job = emulator.request(f"/v1/{manifest['vertex']['resource_name']}")
     assert job["state"] == "PIPELINE_STATE_SUCCEEDED", json.dumps(job.get("jobDetail"), indent=1)
     assert {t["state"] for t in job["jobDetail"]["taskDetails"]} == {"SUCCEEDED"}
-    from pipeline_builder import gcs
+    from hydra_vertex_pipelines.pipeline_builder import gcs
 
     storage = gcs.client("local")
     written = {t["number"]: gcs.read_json(storage, f"{t['output_uri']}/result.json") for t in manifest["trials"]}
@@ -149,7 +149,7 @@ def test_a_store_left_among_the_buckets_is_moved_out_and_kept(start_emulator, tm
     data_dir = tmp_path / "data"
     first = start_emulator(data_dir)
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", first.gcs_url)
-    from pipeline_builder import gcs
+    from hydra_vertex_pipelines.pipeline_builder import gcs
 
     gcs.ensure_bucket(gcs.client("local"), "gs://kept")
     gcs.write_bytes(gcs.client("local"), "gs://kept/a.txt", b"a")
@@ -209,7 +209,7 @@ def test_restart_keeps_jobs_and_ends_the_interrupted_one_truthfully(start_emulat
     data_dir = tmp_path / "data"
     first = start_emulator(data_dir)
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", first.gcs_url)
-    from pipeline_builder import gcs
+    from hydra_vertex_pipelines.pipeline_builder import gcs
 
     gcs.ensure_bucket(gcs.client("local"), "gs://restart")
     body = {"displayName": "restart", "pipelineSpec": one_done_one_hanging["spec"], "runtimeConfig": {}}
@@ -256,7 +256,7 @@ def test_restart_keeps_jobs_and_ends_the_interrupted_one_truthfully(start_emulat
 
 
 def test_a_cancel_cut_short_by_a_stop_ends_cancelled(tmp_path):
-    from pipeline_builder.emulator_jobs import JobStore
+    from hydra_vertex_pipelines.pipeline_builder.emulator_jobs import JobStore
 
     store = JobStore(tmp_path / "runs")
     resource = {"name": "projects/p/locations/l/pipelineJobs/j", "state": "PIPELINE_STATE_CANCELLING", "createTime": "t"}
@@ -278,7 +278,7 @@ def test_a_cancel_cut_short_by_a_stop_ends_cancelled(tmp_path):
 
 
 def test_experiments_survive_a_restart(tmp_path):
-    from pipeline_builder.emulated_metadata import MetadataService
+    from hydra_vertex_pipelines.pipeline_builder.emulated_metadata import MetadataService
 
     store = "projects/p/locations/l/metadataStores/default"
     first = MetadataService(tmp_path / "metadata.json")

@@ -56,7 +56,7 @@ def test_auto_chooses_by_size_and_limit(tmp_path, trials, max_parallel, expected
 
 
 def test_tasks_with_a_limit_is_refused(tmp_path):
-    from pipeline_builder.errors import ConfigError
+    from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
 
     with pytest.raises(Exception) as e:
         launch_in_process(
@@ -141,7 +141,7 @@ def test_run_local_stages_the_trial_file_of_a_compiled_sweep(tmp_path, monkeypat
     import sys
 
     from conftest import REPO
-    from pipeline_builder import pipeline
+    from hydra_vertex_pipelines.pipeline_builder import pipeline
 
     monkeypatch.setattr(pipeline, "INLINE_TRIALS_LIMIT", 10)
     sweep = tmp_path / "sweep"
@@ -151,7 +151,7 @@ def test_run_local_stages_the_trial_file_of_a_compiled_sweep(tmp_path, monkeypat
     assert manifest["files"] == {manifest["trials_file"]: str(sweep / "trials.json")}
     root = tmp_path / "bucket"
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline_builder", "run-local", str(sweep / "pipeline.yaml"), "--root", str(root)],
+        [sys.executable, "-m", "hydra_vertex_pipelines.pipeline_builder", "run-local", str(sweep / "pipeline.yaml"), "--root", str(root)],
         cwd=REPO,
         capture_output=True,
         text=True,

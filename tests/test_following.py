@@ -31,7 +31,7 @@ def follow_a_hanging_trial(api: str, gcs_url: str, sweep: Path, pid_dir: Path, r
 
 
 def test_an_outage_longer_than_reconnect_timeout_ends_with_the_reattach_hint(emulators, tmp_path):
-    from pipeline_builder.emulator import VertexEmulator
+    from hydra_vertex_pipelines.pipeline_builder.emulator import VertexEmulator
 
     vertex = VertexEmulator(tmp_path / "vertex", workdir=REPO)  # its own, to take it down
     port = vertex.start()
@@ -49,7 +49,7 @@ def test_an_outage_longer_than_reconnect_timeout_ends_with_the_reattach_hint(emu
     assert proc.returncode == 1
     assert "Vertex AI cannot be reached" in out and "trying again for up to 2 s" in out
     assert re.search(r"Stopped following: no answer from Vertex AI for \d+ s: \w*Connection", out), out
-    assert f"follow it again:  python -m pipeline_builder status {sweep} --wait" in out
+    assert f"follow it again:  hydra-vertex-pipelines status {sweep} --wait" in out
     assert "Traceback" not in out and "RetryError" not in out, out
     assert time.time() - started < 60
     assert read_json(sweep / "manifest.json")["vertex"]["resource_name"].endswith(read_json(sweep / "manifest.json")["run_id"])

@@ -2,6 +2,9 @@
 
 `pipeline_builder` is usable without Hydra, and `components` runs inside the pipeline's
 images, where only it and the standard library (and kfp, for its component) are needed.
+The two folders are installed as hydra_vertex_pipelines.pipeline_builder and
+hydra_vertex_pipelines.components, and nothing imports them by their folders' names (a
+project's own `components` package would be found instead).
 """
 
 import ast
@@ -12,11 +15,18 @@ import pytest
 
 from conftest import REPO
 
-# package -> top-level modules it must never import, at any depth of its code
+BUILDER, COMPONENTS = "hydra_vertex_pipelines.pipeline_builder", "hydra_vertex_pipelines.components"
+# folder -> modules (and their submodules) its code must never import, at any depth
 FORBIDDEN = {
     "pipeline_builder": ("hydra", "hydra_plugins", "omegaconf"),
-    "components": ("hydra", "hydra_plugins", "omegaconf", "pipeline_builder"),
+    "components": ("hydra", "hydra_plugins", "omegaconf", BUILDER),
 }
+# the folders' own names, which a user's project may hold too
+FOLDER_NAMES = ("pipeline_builder", "components")
+
+
+def names_any_of(name: str, modules: Tuple[str, ...]) -> bool:
+    return any(name == m or name.startswith(m + ".") for m in modules)
 
 
 def imports(path: Path) -> Iterator[Tuple[int, str]]:
@@ -35,7 +45,19 @@ def test_a_layer_never_imports_the_layers_above(package):
         f"{path.relative_to(REPO)}:{line} imports {name}"
         for path in sorted((REPO / package).rglob("*.py"))
         for line, name in imports(path)
-        if name.split(".")[0] in FORBIDDEN[package]
+        if names_any_of(name, FORBIDDEN[package])
+    ]
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("folder", ["hydra_plugins", "pipeline_builder", "components", "tests", "benchmarks", "examples"])
+def test_nothing_imports_the_folders_by_their_own_names(folder):
+    bad = [
+        f"{path.relative_to(REPO)}:{line} imports {name}"
+        for path in sorted((REPO / folder).rglob("*.py"))
+        if path.name != "test_name_clashes.py"  # its user project imports its own `components`
+        for line, name in imports(path)
+        if names_any_of(name, FOLDER_NAMES)
     ]
     assert not bad, "\n".join(bad)
 

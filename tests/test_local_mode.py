@@ -159,7 +159,7 @@ def test_run_local_cli_runs_a_compiled_pipeline(tmp_path):
     manifest = read_json(sweep / "manifest.json")
     root = tmp_path / "bucket"
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline_builder", "run-local", str(sweep / "pipeline.yaml"), "--root", str(root), "--max-parallel", "2"],
+        [sys.executable, "-m", "hydra_vertex_pipelines.pipeline_builder", "run-local", str(sweep / "pipeline.yaml"), "--root", str(root), "--max-parallel", "2"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -176,7 +176,7 @@ def test_run_local_cli_runs_a_compiled_pipeline(tmp_path):
 
 def test_run_local_cli_rejects_bad_arguments(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline_builder", "run-local", str(tmp_path / "none.yaml"), "--max-parallel", "0"],
+        [sys.executable, "-m", "hydra_vertex_pipelines.pipeline_builder", "run-local", str(tmp_path / "none.yaml"), "--max-parallel", "0"],
         cwd=REPO,
         capture_output=True,
         text=True,

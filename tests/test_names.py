@@ -2,8 +2,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from pipeline_builder import names
-from pipeline_builder.errors import ConfigError
+from hydra_vertex_pipelines.pipeline_builder import names
+from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
 
 
 @pytest.mark.parametrize(

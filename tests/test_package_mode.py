@@ -70,7 +70,7 @@ def package_overrides(source):
 
 
 def objects(prefix):
-    from pipeline_builder import gcs
+    from hydra_vertex_pipelines.pipeline_builder import gcs
 
     return sorted(gcs.list_uris(gcs.client("local"), prefix))
 

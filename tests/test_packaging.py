@@ -8,8 +8,8 @@ from typing import Dict, List
 
 import pytest
 
-from pipeline_builder import gcs, packaging
-from pipeline_builder.errors import ConfigError
+from hydra_vertex_pipelines.pipeline_builder import gcs, packaging
+from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
 
 PYPROJECT = """\
 [build-system]

@@ -9,8 +9,8 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
-from components.collector import collect, objective_value, parse_overrides
-from components.report import error_headline, numeric_axis, render_html, render_markdown
+from hydra_vertex_pipelines.components.collector import collect, objective_value, parse_overrides
+from hydra_vertex_pipelines.components.report import error_headline, numeric_axis, render_html, render_markdown
 
 EVIL = "<script>alert(1)</script>"
 

@@ -23,8 +23,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
-from components.collector import collect
-from components.report import render_html
+from hydra_vertex_pipelines.components.collector import collect
+from hydra_vertex_pipelines.components.report import render_html
 from test_report import assert_self_contained, sweep
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -17,7 +17,7 @@ COMMAND_ENTRY = ["hydra.launcher.trial.entry=command", f"hydra.launcher.trial.co
 
 
 def storage():
-    from pipeline_builder import gcs
+    from hydra_vertex_pipelines.pipeline_builder import gcs
 
     return gcs.client("local")
 
@@ -37,7 +37,7 @@ def test_four_trials_one_raises(emulators, tmp_path):
     manifest = read_json(tmp_path / "manifest.json")
     resource = manifest["vertex"]["resource_name"]
     assert resource == f"projects/local/locations/us-central1/pipelineJobs/{manifest['run_id']}"
-    from pipeline_builder import gcs
+    from hydra_vertex_pipelines.pipeline_builder import gcs
 
     summary = gcs.read_json(storage(), f"{manifest['run_root']}/summary.json")  # on the emulated bucket
     assert summary["counts"] == {"COMPLETED": 3, "FAILED": 1}
@@ -130,13 +130,13 @@ def test_status_results_and_cancel_commands(emulators, tmp_path):
     overrides = [f"hydra.sweep.dir={tmp_path}", *submit_overrides(emulators), *COMMAND_ENTRY]
     launch_in_process(FAULTS / "conf", overrides, [["x=5"], ["x=6"]])
     env = {**os.environ}
-    status = subprocess.run([sys.executable, "-m", "pipeline_builder", "status", str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True)
+    status = subprocess.run([sys.executable, "-m", "hydra_vertex_pipelines.pipeline_builder", "status", str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True)
     assert status.returncode == 0, status.stderr
     assert "PIPELINE_STATE_SUCCEEDED" in status.stdout
-    results = subprocess.run([sys.executable, "-m", "pipeline_builder", "results", str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True)
+    results = subprocess.run([sys.executable, "-m", "hydra_vertex_pipelines.pipeline_builder", "results", str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True)
     assert results.returncode == 0, results.stderr
     assert "COMPLETED" in results.stdout and "x=6" in results.stdout and "6.0" in results.stdout
-    cancel = subprocess.run([sys.executable, "-m", "pipeline_builder", "cancel", str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True)
+    cancel = subprocess.run([sys.executable, "-m", "hydra_vertex_pipelines.pipeline_builder", "cancel", str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True)
     assert cancel.returncode == 0, cancel.stderr
     assert "cancel requested" in cancel.stdout
 
@@ -207,12 +207,12 @@ def test_ctrl_c_while_waiting_leaves_the_run_going(emulators, tmp_path):
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert "Stopped following. The run goes on in Vertex AI" in out
-    assert f"python -m pipeline_builder cancel {sweep}" in out
+    assert f"hydra-vertex-pipelines cancel {sweep}" in out
     assert "Traceback" not in out
     manifest = read_json(sweep / "manifest.json")
     run = emulators["vertex"].runs[manifest["run_id"]]
     assert run.view()["state"] == "PIPELINE_STATE_RUNNING"
-    cancel = subprocess.run([sys.executable, "-m", "pipeline_builder", "cancel", str(sweep)], cwd=REPO, capture_output=True, text=True)
+    cancel = subprocess.run([sys.executable, "-m", "hydra_vertex_pipelines.pipeline_builder", "cancel", str(sweep)], cwd=REPO, capture_output=True, text=True)
     assert cancel.returncode == 0, cancel.stderr
     wait_for(lambda: run.view()["state"] == "PIPELINE_STATE_CANCELLED")
 
@@ -222,7 +222,7 @@ def test_emulator_command_serves_both_apis(tmp_path):
     import urllib.request
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline_builder", "emulator", "--data-dir", str(tmp_path), "--port", "0", "--gcs-port", "0"],
+        [sys.executable, "-m", "hydra_vertex_pipelines.pipeline_builder", "emulator", "--data-dir", str(tmp_path), "--port", "0", "--gcs-port", "0"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -250,7 +250,7 @@ def test_pickled_jobs_travel_through_the_bucket(emulators, tmp_path):
     overrides = [f"hydra.sweep.dir={tmp_path}", *submit_overrides(emulators)]
     returns = launch_in_process(FAULTS / "conf", overrides, [["x=2"], ["x=5"]], _triple)
     assert [r.return_value for r in returns] == [6, 15]
-    from pipeline_builder import gcs
+    from hydra_vertex_pipelines.pipeline_builder import gcs
 
     manifest = read_json(tmp_path / "manifest.json")
     assert gcs.read_bytes(storage(), f"{manifest['trials'][0]['output_uri']}/job.pkl") is not None

@@ -385,13 +385,37 @@ def test_the_build_context_leaves_out_what_no_image_needs():
 
 def test_the_install_is_real_and_the_launcher_is_imported_from_it(image, tmp_path):
     assert image.install_seconds > 0, "the launcher was installed by a RUN step"
-    code = f"import kfp, {ENTRY_MODULE} as t, components.collector as c; print(t.__file__); print(c.__file__)"
+    code = f"import kfp, {ENTRY_MODULE} as t, hydra_vertex_pipelines.components.collector as c; print(t.__file__); print(c.__file__)"
     proc = image.run(["python", "-c", code], tmp_path)
     assert proc.returncode == 0, proc.stderr
     site = image.python_home / "lib"
     for path in proc.stdout.split():
         assert Path(path).is_relative_to(site), f"{path} is not the installed copy"
     print(f"pip install steps took {image.install_seconds:.1f} s")
+
+
+def test_an_apps_own_components_and_pipeline_builder_do_not_shadow_the_installed_launcher(image, tmp_path):
+    """The install names its folders hydra_vertex_pipelines.*: a project's packages named
+    like the folders, in the working directory, leave the launcher's imports alone."""
+    app = tmp_path / "app"
+    for package in ("components", "pipeline_builder"):
+        (app / package).mkdir(parents=True)
+        (app / package / "__init__.py").write_text(f"raise ImportError('the app\'s own {package}')\n")
+    (app / "components" / "collector.py").write_text("raise ImportError('the app\'s own components.collector')\n")
+    env = image.run_env(tmp_path / "scratch")
+    python = shutil.which("python3", path=env["PATH"])
+    code = (
+        "import hydra_vertex_pipelines.components.collector as c, hydra_vertex_pipelines.components.report as r, "
+        "hydra_vertex_pipelines.pipeline_builder.trials as t; print(c.__file__); print(r.__file__); print(t.__file__)"
+    )
+    proc = subprocess.run([python, "-c", code], cwd=app, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    for path in proc.stdout.split():
+        assert Path(path).is_relative_to(image.python_home / "lib"), f"{path} is not the installed copy"
+    cli = shutil.which("hydra-vertex-pipelines", path=env["PATH"])
+    assert cli and Path(cli).parent == image.python_home / "bin", "the install brings the command line"
+    proc = subprocess.run([cli, "--help"], cwd=app, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "run-local" in proc.stdout, proc.stderr
 
 
 def test_the_working_directory_holds_the_app_where_the_trials_look_for_it(image, compiled):
@@ -432,7 +456,7 @@ def test_the_collector_runs_in_the_trial_image(image, compiled, trials_ran, tmp_
     # The pieces of its command line: sh, mktemp, and python3 with kfp and this launcher.
     for tool in ("sh", "mktemp"):
         assert shutil.which(tool, path=image.run_env(tmp_path / "which")["PATH"]), tool
-    proc = image.run(["python3", "-c", "import kfp, components.collector, components.report"], tmp_path / "imports")
+    proc = image.run(["python3", "-c", "import kfp, hydra_vertex_pipelines.components.collector, hydra_vertex_pipelines.components.report"], tmp_path / "imports")
     assert proc.returncode == 0, proc.stderr
 
     # And the whole command, as the task runs it.

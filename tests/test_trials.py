@@ -3,8 +3,8 @@
 from google.cloud.aiplatform_v1.types import AcceleratorType, CustomJobSpec, WorkerPoolSpec
 from google.protobuf import json_format
 
-from pipeline_builder.settings import TrialSettings, WorkerPoolSettings
-from pipeline_builder.trials import build_trial, gcs_to_fuse, trial_rows
+from hydra_vertex_pipelines.pipeline_builder.settings import TrialSettings, WorkerPoolSettings
+from hydra_vertex_pipelines.pipeline_builder.trials import build_trial, gcs_to_fuse, trial_rows
 
 import pytest
 
@@ -154,14 +154,14 @@ def _without_empty(pool):
 
 
 def test_pool_two_without_workers_is_never_laid_out():
-    from pipeline_builder.trials import worker_pool_specs
+    from hydra_vertex_pipelines.pipeline_builder.trials import worker_pool_specs
 
     with pytest.raises(ValueError, match="needs workers in pool 1"):
         worker_pool_specs(TrialSettings(image_uri="img", parameter_servers=WorkerPoolSettings(replica_count=1)), ["python", "t.py"], [])
 
 
 def test_an_argument_over_linux_limit_is_refused_with_the_trial_named():
-    from pipeline_builder.errors import ConfigError
+    from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
 
     big = "+blob=" + "x" * 131072
     with pytest.raises(ConfigError) as e:
@@ -175,7 +175,7 @@ def test_an_argument_over_linux_limit_is_refused_with_the_trial_named():
 def test_a_custom_job_over_linux_limit_is_refused():
     """gcpc's launcher gets the whole CustomJob as one argument: many large values that each
     fit still make a payload no container can be started with."""
-    from pipeline_builder.errors import ConfigError
+    from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
 
     overrides = [f"+v{i}=" + "x" * 20000 for i in range(7)]
     with pytest.raises(ConfigError, match=r"trial CustomJob='1\d{5} bytes' \(trial 7: \+v0=x+…"):

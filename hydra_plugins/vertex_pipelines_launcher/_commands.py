@@ -15,8 +15,8 @@ from typing import Any, List, Optional, Sequence, Tuple
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline_builder.errors import ConfigError
-from pipeline_builder.settings import TrialSettings
+from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
+from hydra_vertex_pipelines.pipeline_builder.settings import TrialSettings
 
 from .trial_entry import ENTRY_MODULE
 

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any, List, NamedTuple, Optional, Sequence
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from pipeline_builder.errors import ConfigError
-from pipeline_builder.settings import TrialSettings, trial_settings
+from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
+from hydra_vertex_pipelines.pipeline_builder.settings import TrialSettings, trial_settings
 
 if TYPE_CHECKING:
     from .launcher import VertexPipelinesLauncher

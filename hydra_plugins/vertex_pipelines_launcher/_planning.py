@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from omegaconf import DictConfig
 
-from components.sweep_files import JOB_PICKLE, gcs_to_fuse
-from pipeline_builder import names
-from pipeline_builder.cloud_paths import PathMap
-from pipeline_builder.errors import ConfigError
-from pipeline_builder.pipeline import SweepSpec
-from pipeline_builder.settings import TrialSettings
-from pipeline_builder.trials import build_trial, retry_policy
-from pipeline_builder.validation import (
+from hydra_vertex_pipelines.components.sweep_files import JOB_PICKLE, gcs_to_fuse
+from hydra_vertex_pipelines.pipeline_builder import names
+from hydra_vertex_pipelines.pipeline_builder.cloud_paths import PathMap
+from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
+from hydra_vertex_pipelines.pipeline_builder.pipeline import SweepSpec
+from hydra_vertex_pipelines.pipeline_builder.settings import TrialSettings
+from hydra_vertex_pipelines.pipeline_builder.trials import build_trial, retry_policy
+from hydra_vertex_pipelines.pipeline_builder.validation import (
     ENTRIES,
     LAUNCHER_SETTINGS,
     check_arguments,
@@ -31,7 +31,7 @@ from pipeline_builder.validation import (
     check_one_of,
     check_trial_settings,
 )
-from pipeline_builder.vertex import VertexTarget, check_target, default_project
+from hydra_vertex_pipelines.pipeline_builder.vertex import VertexTarget, check_target, default_project
 
 from . import _commands
 from ._compose import read_settings, plan_jobs
@@ -78,7 +78,7 @@ class Batch:
         (whose folders are written as `paths` shows them, for a run on this machine)."""
         import json
 
-        from pipeline_builder.trials import trial_rows
+        from hydra_vertex_pipelines.pipeline_builder.trials import trial_rows
 
         files = dict(self.pickles)
         if self.sweep.trials_file:
@@ -125,7 +125,7 @@ def _package(settings: TrialSettings, config: DictConfig, cwd: str, sweep_dir: P
     """Builds the project's wheel into the sweep dir (or reuses the one built for this
     content) and checks that the prebuilt image can run trials from it; uploading it, only
     if the bucket lacks it, is the submit step's."""
-    from pipeline_builder.packaging import check_wheel, is_pure, write_beside
+    from hydra_vertex_pipelines.pipeline_builder.packaging import check_wheel, is_pure, write_beside
 
     source = Path(settings.package.source_dir or cwd).resolve()
     package = write_beside(sweep_dir, source, pipeline_root)

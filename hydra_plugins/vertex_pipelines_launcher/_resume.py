@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from typing import List, NamedTuple, Sequence
 
-from components.sweep_files import batch_file
-from pipeline_builder.errors import ConfigError
+from hydra_vertex_pipelines.components.sweep_files import batch_file
+from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
 
 FIELD = "hydra.launcher"
 

@@ -14,8 +14,8 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
-from components.sweep_files import RESULT_FILE
-from pipeline_builder.trials import TrialSpec
+from hydra_vertex_pipelines.components.sweep_files import RESULT_FILE
+from hydra_vertex_pipelines.pipeline_builder.trials import TrialSpec
 
 TAIL_LINES = 15
 

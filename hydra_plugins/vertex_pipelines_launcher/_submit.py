@@ -11,9 +11,9 @@ from hydra.core.utils import JobReturn
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf
 
-from components.sweep_files import RESULT_FILE, batch_file
-from pipeline_builder import gcs, vertex
-from pipeline_builder.manifest import read_manifest, write_manifest
+from hydra_vertex_pipelines.components.sweep_files import RESULT_FILE, batch_file
+from hydra_vertex_pipelines.pipeline_builder import gcs, vertex
+from hydra_vertex_pipelines.pipeline_builder.manifest import read_manifest, write_manifest
 
 from ._compose import compose_job
 from ._planning import Batch
@@ -51,7 +51,7 @@ def upload_files(batch: Batch, storage: Any) -> None:
     if files:
         log.info(f"Uploaded {len(files)} files under {batch.sweep.run_root}")
     if batch.package is not None:
-        from pipeline_builder.packaging import upload_if_absent
+        from hydra_vertex_pipelines.pipeline_builder.packaging import upload_if_absent
 
         if upload_if_absent(storage, batch.package):
             log.info(f"Uploaded the trials' package to {batch.package.uri}")
@@ -141,9 +141,9 @@ class Progress:
 def reattach_hint(job: Any, sweep_dir: Path) -> str:
     return (
         f"The run goes on in Vertex AI: {vertex.console_url(job.resource_name)}\n"
-        f"  follow it again:  python -m pipeline_builder status {sweep_dir} --wait\n"
-        f"  its results:      python -m pipeline_builder results {sweep_dir}\n"
-        f"  cancel it:        python -m pipeline_builder cancel {sweep_dir}"
+        f"  follow it again:  hydra-vertex-pipelines status {sweep_dir} --wait\n"
+        f"  its results:      hydra-vertex-pipelines results {sweep_dir}\n"
+        f"  cancel it:        hydra-vertex-pipelines cancel {sweep_dir}"
     )
 
 

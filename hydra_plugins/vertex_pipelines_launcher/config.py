@@ -5,7 +5,7 @@ from typing import Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
-from pipeline_builder.settings import TrialSettings
+from hydra_vertex_pipelines.pipeline_builder.settings import TrialSettings
 
 MODES = ["submit", "compile", "local"]
 

@@ -15,7 +15,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from hydra.core.utils import JobReturn, JobStatus
 
-from components.sweep_files import RESULT_FILE
+from hydra_vertex_pipelines.components.sweep_files import RESULT_FILE
 MAX_ERROR_CHARS = 20_000
 
 
