@@ -18,9 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
 from hydra_vertex_pipelines.pipeline_builder.settings import TrialSettings
 
+from .config import FIELD
 from .trial_entry import ENTRY_MODULE
 
-FIELD = "hydra.launcher"
 PICKLE_ENTRY = "hydra_plugins.vertex_pipelines_launcher.pickle_entry"
 _NOT_PASSED_ON = ("hydra.launcher.", "hydra.sweep.dir")
 

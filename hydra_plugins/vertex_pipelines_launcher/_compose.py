@@ -13,10 +13,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
 from hydra_vertex_pipelines.pipeline_builder.settings import TrialSettings, trial_settings
 
+from .config import FIELD
+
 if TYPE_CHECKING:
     from .launcher import VertexPipelinesLauncher
 
-FIELD = "hydra.launcher"
 DEFAULT_SUBDIR = "${hydra.job.num}"
 
 

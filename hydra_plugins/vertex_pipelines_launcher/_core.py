@@ -26,8 +26,9 @@ from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
 from hydra_vertex_pipelines.pipeline_builder.trials import TrialSpec
 
 from ._commands import app_program
-from ._planning import FIELD, Batch, plan_batch
+from ._planning import Batch, plan_batch
 from ._returns import Evidence, job_return, parse_record
+from .config import FIELD
 
 if TYPE_CHECKING:
     from hydra_vertex_pipelines.pipeline_builder.fork_server import ForkServer
@@ -54,7 +55,6 @@ class Written(NamedTuple):
     pipeline_path: Path
     manifest_path: Path
     spec: Dict[str, Any]
-    tag: str  # what this launch's local files add to their names: "", "-4", "-2", ...
 
 
 def _claim_file(directory: Path, stem: str, suffix: str) -> Path:
@@ -162,7 +162,7 @@ def write_batch(batch: Batch, **manifest_extra: Any) -> Written:
     for trial in data["trials"]:
         trial["task_name"] = names.get(trial["output_uri"])
     write_manifest(manifest_path, data)
-    return Written(batch, pipeline_path, manifest_path, spec, tag)
+    return Written(batch, pipeline_path, manifest_path, spec)
 
 
 def submit_hint(config: DictConfig) -> str:

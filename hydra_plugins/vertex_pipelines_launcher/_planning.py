@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from omegaconf import DictConfig
 
-from hydra_vertex_pipelines.components.sweep_files import JOB_PICKLE, gcs_to_fuse
+from hydra_vertex_pipelines.components.sweep_files import JOB_PICKLE, SUMMARY_STEM, batch_file, gcs_to_fuse
 from hydra_vertex_pipelines.pipeline_builder import names
 from hydra_vertex_pipelines.pipeline_builder.cloud_paths import PathMap
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
@@ -36,12 +36,11 @@ from hydra_vertex_pipelines.pipeline_builder.vertex import VertexTarget, check_t
 from . import _commands
 from ._compose import read_settings, plan_jobs
 from ._resume import resumed_run
-from .config import MODES
+from .config import FIELD, MODES
 
 if TYPE_CHECKING:
     from .launcher import VertexPipelinesLauncher
 
-FIELD = "hydra.launcher"
 LOCAL_PIPELINE_ROOT = "gs://local-pipeline-root"
 AUTO_TASKS_LIMIT = 50  # above this many trials, `auto` loops (benchmarks/README.md says why)
 LARGE_SWEEP_PARALLELISM = 50  # a loop's default limit: below 60 job submissions per minute
@@ -331,7 +330,7 @@ def plan_batch(
         trials=tuple(trials),
         collector_image=str(collector_image or "local"),
         description=f"Hydra sweep of {app_name}: {len(trials)} trials",
-        summary_name=f"summary{batch_tag(initial_job_idx)}.json",
+        summary_name=batch_file(SUMMARY_STEM, batch_tag(initial_job_idx), ".json"),
         fan_out=plan.fan_out,
         parallelism=parallelism,
         objective_key="" if lconf.objective.key is None else str(lconf.objective.key),

@@ -12,7 +12,8 @@ from typing import List, NamedTuple, Sequence
 from hydra_vertex_pipelines.components.sweep_files import batch_file
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
 
-FIELD = "hydra.launcher"
+from .config import FIELD
+
 
 
 class Resumed(NamedTuple):

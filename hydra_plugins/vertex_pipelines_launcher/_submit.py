@@ -11,7 +11,7 @@ from hydra.core.utils import JobReturn
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf
 
-from hydra_vertex_pipelines.components.sweep_files import RESULT_FILE, batch_file
+from hydra_vertex_pipelines.components.sweep_files import RESULT_FILE
 from hydra_vertex_pipelines.pipeline_builder import gcs, vertex
 from hydra_vertex_pipelines.pipeline_builder.manifest import read_manifest, write_manifest
 
@@ -206,7 +206,7 @@ def trial_returns(launcher: "VertexPipelinesLauncher", batch: Batch, job: Any, w
         log.info(f"Summary: {local}")
         report = gcs.read_bytes(storage, f"{batch.sweep.run_root}/{Path(batch.sweep.report_path).name}")
         if report is not None:
-            local = batch.sweep_dir / batch_file("report", written.tag, ".html")
+            local = batch.sweep_dir / Path(batch.sweep.report_path).name
             local.write_bytes(report)
             log.info(f"Report: {local}")
     rows = {int(r["number"]): r for r in summary["trials"]} if summary else {}

@@ -7,6 +7,7 @@ from hydra.core.config_store import ConfigStore
 
 from hydra_vertex_pipelines.pipeline_builder.settings import TrialSettings
 
+FIELD = "hydra.launcher"  # where the settings live, as errors name them
 MODES = ["submit", "compile", "local"]
 
 
