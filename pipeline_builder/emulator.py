@@ -145,7 +145,8 @@ class VertexEmulator:
         self._threads: List[threading.Thread] = []
         self._stopping = threading.Event()
         self._port = 0
-        self.job_service = JobService(self.data.custom_jobs, PathMap(str(self.data.buckets)), self.workdir, self._job_env, sys.executable)
+        site = str(self.data.custom_jobs / ".interpreter" / "site")
+        self.job_service = JobService(self.data.custom_jobs, PathMap(str(self.data.buckets)), self.workdir, self._job_env, sys.executable, site)
         self.launchers = LauncherTasks(self.job_service, lambda: f"http://127.0.0.1:{self._port}")
 
     def _job_env(self, tmp: str) -> Dict[str, str]:

@@ -82,8 +82,11 @@ class JobService:
     """The CustomJobs of one emulator. `run_replicas(job, spec)` runs a job's processes
     and returns (state, error or None); the emulator gives it its paths and environment."""
 
-    def __init__(self, folder: Path, paths: PathMap, workdir: str, env: Callable[[str], Dict[str, str]], python: str) -> None:
+    def __init__(
+        self, folder: Path, paths: PathMap, workdir: str, env: Callable[[str], Dict[str, str]], python: str, site_dir: str = ""
+    ) -> None:
         self.folder = folder
+        self.site_dir = site_dir  # the sitecustomize that routes /gcs/, for a package pool's fresh environment
         self.paths = paths
         self.workdir = workdir
         self.env = env  # the base environment of a job's processes, given its TMPDIR
@@ -238,13 +241,14 @@ class JobService:
             tmp.mkdir(parents=True, exist_ok=True)
             ports = cluster_ports(counts)
             env = {**self.env(str(tmp)), **job_environment(spec, job_id)}
-            host = _Host(self.paths, self.python)
+            host = _Host(self.paths, self.python, self.site_dir)
             launches = []
             for replica in replicas(job_spec):
-                pool_env, command = _pool_command(host, _Named(spec.get("display_name", job_id)), replica.pool, replica.spec, env)
+                pool_env, command, cwd = _pool_command(host, _Named(spec.get("display_name", job_id)), replica.pool, replica.spec, env)
                 first = (replica.pool, replica.index) == (0, 0)
                 log = LOG_FILE if first else f"trial-workerpool{replica.pool}-{replica.index}.log"
-                launches.append(Launch(command, {**env, **pool_env, **replica_environment(job_spec, counts, replica, ports)}, os.path.join(output_dir, log)))
+                replica_env = {**env, **pool_env, **replica_environment(job_spec, counts, replica, ports)}
+                launches.append(Launch(command, replica_env, os.path.join(output_dir, log), cwd=cwd))
             job.logs = [launch.log_path for launch in launches]
             with job.changed:
                 job.supervisor = supervisor = Supervisor(self.python, self.workdir, _Null(), None, None, {})
@@ -318,8 +322,8 @@ class JobService:
 class _Host:
     """What local_tasks' pool command needs of a runner."""
 
-    def __init__(self, paths: PathMap, python: str) -> None:
-        self.paths, self.python = paths, python
+    def __init__(self, paths: PathMap, python: str, site_dir: str) -> None:
+        self.paths, self.python, self.site_dir = paths, python, site_dir
 
 
 class _Named:

@@ -32,6 +32,7 @@ class Launch:
     env: Dict[str, str]
     log_path: str
     prefix: Optional[str] = None
+    cwd: Optional[str] = None  # None: the supervisor's
 
 
 @dataclass
@@ -128,11 +129,11 @@ class Supervisor:
             with self._lock:
                 if self.server is None:
                     self.server = ForkServer(self.python, self.preload, self.cwd, self.server_env, custom_jobs=False)
-            return self.server.spawn(command, launch.env, self.cwd, launch.log_path)
+            return self.server.spawn(command, launch.env, launch.cwd or self.cwd, launch.log_path)
         with open(launch.log_path, "ab") as log_file:
             return subprocess.Popen(
                 command,
-                cwd=self.cwd,
+                cwd=launch.cwd or self.cwd,
                 env=launch.env,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,

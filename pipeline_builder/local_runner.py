@@ -104,7 +104,7 @@ class LocalRunner:
         self._lock = threading.Lock()
         self._cancelled = threading.Event()
         self._shim_dir = self.work_dir / "bin"
-        self._site_dir = self.work_dir / "site"
+        self.site_dir = self.work_dir / "site"
 
     # ---- what tasks read ------------------------------------------------------------
 
@@ -155,7 +155,7 @@ class LocalRunner:
         variables, `python` on PATH meaning this interpreter, /gcs/ routed to local folders."""
         env = {**os.environ, **self.extra_env, "PYTHONUNBUFFERED": "1"}
         env["PATH"] = f"{self._shim_dir}{os.pathsep}{env.get('PATH', '')}"
-        env["PYTHONPATH"] = os.pathsep.join(p for p in [str(self._site_dir), env.get("PYTHONPATH", "")] if p)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in [str(self.site_dir), env.get("PYTHONPATH", "")] if p)
         env.update(local_fuse.environment(self.paths.root, self.paths.prefixes))
         if tmp is not None:
             env["TMPDIR"] = tmp
@@ -251,7 +251,7 @@ class LocalRunner:
         (self.work_dir / "run.json").write_text(json.dumps(state, indent=2, default=str), encoding="utf-8")
 
     def _write_interpreter_files(self) -> None:
-        write_interpreter_files(self._shim_dir, self._site_dir, self.python)
+        write_interpreter_files(self._shim_dir, self.site_dir, self.python)
 
     def _run_task(self, task: TaskRun, done: "Queue[str]") -> None:
         try:

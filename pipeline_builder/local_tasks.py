@@ -12,9 +12,10 @@ with the container.
 import json
 import os
 import shutil
+import tempfile
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 from hydra_vertex_pipelines.components.sweep_files import LOG_FILE
 
@@ -94,7 +95,7 @@ def _run_custom_job(runner: "LocalRunner", task: TaskRun, task_dir: Path, tmp: s
     short = task.display_name.split(" ")[0]
     launches = []
     for replica in replicas(job_spec):
-        pool_env, command = _pool_command(runner, task, replica.pool, replica.spec, env)
+        pool_env, command, cwd = _pool_command(runner, task, replica.pool, replica.spec, env)
         first = (replica.pool, replica.index) == (0, 0)
         where = "" if first else f" workerpool{replica.pool}-{replica.index}"
         launches.append(
@@ -103,6 +104,7 @@ def _run_custom_job(runner: "LocalRunner", task: TaskRun, task_dir: Path, tmp: s
                 env={**env, **pool_env, **replica_environment(job_spec, counts, replica, ports)},
                 log_path=os.path.join(output_dir, LOG_FILE if first else f"trial-workerpool{replica.pool}-{replica.index}.log"),
                 prefix=f"[{short}{where}]",
+                cwd=cwd,
             )
         )
     task.log_paths = [launch.log_path for launch in launches]
@@ -117,25 +119,31 @@ def _run_custom_job(runner: "LocalRunner", task: TaskRun, task_dir: Path, tmp: s
     finish(runner, task, outcome)
 
 
-def _pool_command(runner: "LocalRunner", task: TaskRun, index: int, pool: Mapping[str, Any], env: Mapping[str, str]) -> Any:
-    """A pool's command and its own environment, with cloud paths made local."""
+def _pool_command(runner: Any, task: Any, index: int, pool: Mapping[str, Any], env: Mapping[str, str]) -> Tuple[Dict[str, str], List[str], Optional[str]]:
+    """A pool's environment, command and working directory (None: the run's), with cloud
+    paths made local. A Python package pool runs as a prebuilt image runs it: in a fresh
+    environment holding only its packages and their dependencies, from an empty folder."""
+    cwd = None
     if "python_package_spec" in pool:
-        spec = pool["python_package_spec"]
-        command: List[str] = ["python", "-m", spec["python_module"], *spec.get("args", [])]
-        from .packaging import unpacked
+        from .package_env import environment
 
-        packages = [str(unpacked(Path(runner.paths.local(uri)))) for uri in spec.get("package_uris", [])]
-        pool_env = {"PYTHONPATH": os.pathsep.join([*packages, *[p for p in [env.get("PYTHONPATH", "")] if p]])}
+        spec = pool["python_package_spec"]
+        wheels = [Path(runner.paths.local(uri)) for uri in spec.get("package_uris", [])]
+        made = environment(runner.python, wheels)
+        command: List[str] = [made.python, "-m", spec["python_module"], *spec.get("args", [])]
+        # Nothing of this machine's import path: only the /gcs/ routing (sitecustomize).
+        pool_env = {"PYTHONPATH": str(runner.site_dir), "PATH": f"{made.bin_dir}{os.pathsep}{env.get('PATH', '')}"}
+        cwd = tempfile.mkdtemp(prefix="workdir-", dir=env.get("TMPDIR"))
     elif "container_spec" in pool:
         spec = pool["container_spec"]
-        command = list(spec.get("command", [])) + list(spec.get("args", []))
+        command = python_command(list(spec.get("command", [])) + list(spec.get("args", [])), runner.python)
         if not spec.get("command"):
             raise UnsupportedPipeline(f"task {task.name!r} pool {index} runs its image's entrypoint, which cannot run here")
         pool_env = {}
     else:
         raise UnsupportedPipeline(f"task {task.name!r} pool {index}: only container and Python package pools run locally")
     pool_env.update({e["name"]: runner.paths.in_text(str(e.get("value", ""))) for e in spec.get("env", [])})
-    return pool_env, python_command([runner.paths.in_text(c) for c in command], runner.python)
+    return pool_env, [runner.paths.in_text(c) for c in command], cwd
 
 
 def _run_container(runner: "LocalRunner", task: TaskRun, task_dir: Path, tmp: str) -> None:

@@ -230,9 +230,8 @@ def _normalised(name: str) -> str:
 
 
 def wheel_contents(wheel: Path) -> Tuple[List[str], List[str]]:
-    """The files a wheel installs and the distributions it requires (Requires-Dist names,
-    extras' requirements left out): what a prebuilt image gets from it."""
-    import re
+    """The files a wheel installs and what it requires (Requires-Dist lines, extras'
+    requirements left out): what a prebuilt image gets from it."""
     import zipfile
     from email.parser import Parser
 
@@ -240,28 +239,37 @@ def wheel_contents(wheel: Path) -> Tuple[List[str], List[str]]:
         names = archive.namelist()
         metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
         message = Parser().parsestr(archive.read(metadata).decode("utf-8"))
-    requires = []
-    for line in message.get_all("Requires-Dist") or []:
-        if "extra ==" in line:
-            continue
-        match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line)
-        if match:
-            requires.append(_normalised(match.group(1)))
+    requires = [line for line in message.get_all("Requires-Dist") or [] if "extra ==" not in line]
     return [n for n in names if ".dist-info/" not in n], requires
 
 
 def check_wheel(wheel: Path, config_files: List[str], field: str = SOURCE_DIR_FIELD) -> None:
-    """A wheel the prebuilt image can run trials from: it brings this launcher (and so
-    Hydra), which every trial's command runs, and the app's config files, since the
-    image has no source tree to find them in."""
+    """A wheel the prebuilt image can run trials from: it requires this launcher (and so
+    Hydra), which every trial's command runs, in a version the launcher's own wheel
+    shipped beside it meets, and holds the app's config files, since the image has no
+    source tree to find them in."""
+    import importlib.metadata
+
+    from packaging.requirements import Requirement
+
     files, requires = wheel_contents(wheel)
-    if DISTRIBUTION not in requires:
+    wanted = [r for r in map(Requirement, requires) if _normalised(r.name) == DISTRIBUTION]
+    if not wanted:
         raise ConfigError(
             field,
             str(wheel.name),
             f"a project whose dependencies include {DISTRIBUTION} (it brings Hydra): the prebuilt "
             "image installs only the wheel and what it requires, and every trial runs this launcher's trial entry",
             f'add "{DISTRIBUTION}" to [project] dependencies in its pyproject.toml',
+        )
+    version = importlib.metadata.version(DISTRIBUTION)
+    if not wanted[0].specifier.contains(version, prereleases=True):
+        raise ConfigError(
+            field,
+            str(wheel.name),
+            f"a project whose requirement on {DISTRIBUTION} the installed version ({version}) meets: "
+            "that version's wheel is shipped beside the project's, and pip on the prebuilt image would refuse the pair",
+            f"the project requires {wanted[0]}",
         )
     missing = [f for f in config_files if f not in set(files)]
     if missing:
@@ -272,25 +280,3 @@ def check_wheel(wheel: Path, config_files: List[str], field: str = SOURCE_DIR_FI
             f"{', '.join(missing[:5])} {'is' if len(missing) == 1 else 'are'} not in the wheel: make them package data "
             "(a conf/ folder inside the package, with [tool.setuptools.package-data] or include_package_data)",
         )
-
-
-def unpacked(wheel: Path) -> Path:
-    """The wheel's files as pip would install them into site-packages, once per content on
-    this machine: what a local run puts on a package trial's import path. A zip on the path
-    would import, but Hydra cannot read a config folder inside a zip, and on Vertex the
-    wheel is installed, not zipped."""
-    import zipfile
-
-    digest = hashlib.sha256(Path(wheel).read_bytes()).hexdigest()
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    target = Path(root, "hydra-vertex-pipelines-launcher", "unpacked", digest)
-    if not target.is_dir():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=target.parent))
-        with zipfile.ZipFile(wheel) as archive:
-            archive.extractall(partial)
-        try:
-            os.replace(partial, target)  # another run may have unpacked it meanwhile
-        except OSError:
-            shutil.rmtree(partial, ignore_errors=True)
-    return target

@@ -1,6 +1,9 @@
 """`trial.code: package`: trials run from a wheel of the project, uploaded once per content."""
 
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -11,11 +14,11 @@ from conftest import APPS, launch_in_process, load_pipeline, read_json, submit_o
 FAULTS = APPS / "faults"
 
 
-def make_project(root, answer="1", depends=True, package_data=True):
+def make_project(root, answer="1", depends=True, package_data=True, requirement="hydra-vertex-pipelines-launcher"):
     """A tiny installable project whose Hydra app (config in trainer/conf) returns where it
     was imported from; it depends on this launcher and ships its config, as it must."""
     (root / "trainer" / "conf").mkdir(parents=True)
-    dependencies = '["hydra-vertex-pipelines-launcher"]' if depends else "[]"
+    dependencies = f'["{requirement}"]' if depends else "[]"
     data = '\n[tool.setuptools.package-data]\ntrainer = ["conf/*.yaml"]\n' if package_data else ""
     (root / "pyproject.toml").write_text(
         textwrap.dedent(
@@ -42,12 +45,26 @@ def make_project(root, answer="1", depends=True, package_data=True):
     (root / "trainer" / "task.py").write_text(
         textwrap.dedent(
             f"""\
+            import importlib.util
+            import os
+            import sys
+
             import hydra
+
+            START = {{"cwd": os.getcwd(), "cwd_files": os.listdir(".")}}  # before Hydra writes anything
 
 
             @hydra.main(version_base="1.3", config_path="conf", config_name="config")
             def main(cfg):
-                return {{"x": cfg.x, "file": __file__, "answer": {answer}}}
+                return {{
+                    "x": cfg.x,
+                    "file": __file__,
+                    "answer": {answer},
+                    "prefix": sys.prefix,
+                    "path": sys.path,
+                    "pytest": importlib.util.find_spec("pytest") is not None,
+                    **START,
+                }}
 
 
             if __name__ == "__main__":
@@ -83,16 +100,23 @@ def test_package_uploaded_once_and_trials_run_from_it(emulators, tmp_path):
     first = launch_in_process(source / "trainer" / "conf", [f"hydra.sweep.dir={tmp_path / 's1'}", *base], [["x=1"], ["x=2"]])
     assert [r.status for r in first] == [JobStatus.COMPLETED, JobStatus.COMPLETED]
     assert [r.return_value["x"] for r in first] == [1, 2]
-    # imported from the wheel's installed files, not the source tree
-    assert all("/unpacked/" in r.return_value["file"] and str(source) not in r.return_value["file"] for r in first)
+    # As in the prebuilt image: a fresh environment holding the wheels and what they
+    # declare, started from an empty folder; nothing of this machine's environment.
+    envs = tmp_path / "user-cache" / "hydra-vertex-pipelines-launcher" / "envs"
+    for r in first:
+        value = r.return_value
+        assert Path(value["prefix"]).parent == envs and Path(value["file"]).is_relative_to(value["prefix"])
+        assert value["pytest"] is False  # installed here, but nobody declared it
+        assert not any(p.startswith(sys.prefix) or p.startswith(str(source)) for p in value["path"])
+        assert value["cwd_files"] == [] and not Path(value["cwd"]).is_relative_to(source)
     uploaded = [u for u in objects(f"gs://{bucket}/runs/packages/")]
-    assert len(uploaded) == 1 and uploaded[0].endswith(".whl")
+    assert sorted(u.rsplit("/", 1)[1].split("-")[0] for u in uploaded) == ["hydra_vertex_pipelines_launcher", "trainer"]
 
     manifest = read_json(tmp_path / "s1" / "manifest.json")
     spec = load_pipeline(tmp_path / "s1" / "pipeline.yaml")
     pools = spec["root"]["dag"]["tasks"]["custom-training-job"]["inputs"]["parameters"]["worker_pool_specs"]
     package = pools["runtimeValue"]["constant"][0]["python_package_spec"]
-    assert package["package_uris"] == uploaded
+    assert sorted(package["package_uris"]) == uploaded and package["package_uris"][0].endswith("trainer-0.1.0-py3-none-any.whl")
     # The prebuilt image runs `python -m <python_module> <args>`: the trial entry, then the app's module.
     assert package["python_module"] == "hydra_plugins.vertex_pipelines_launcher.trial_entry"
     assert package["executor_image_uri"].startswith("us-docker.pkg.dev/vertex-ai/training/")
@@ -107,7 +131,7 @@ def test_package_uploaded_once_and_trials_run_from_it(emulators, tmp_path):
     (source / "trainer" / "task.py").write_text((source / "trainer" / "task.py").read_text().replace('"answer": 1', '"answer": 2'))
     third = launch_in_process(source / "trainer" / "conf", [f"hydra.sweep.dir={tmp_path / 's3'}", *base], [["x=4"]])
     assert third[0].return_value["answer"] == 2
-    assert len(objects(f"gs://{bucket}/runs/packages/")) == 2  # new code, a new digest folder
+    assert len(objects(f"gs://{bucket}/runs/packages/")) == 3  # new code, a new digest folder
 
 
 def test_compile_mode_writes_the_package_beside_the_pipeline(tmp_path):
@@ -119,11 +143,39 @@ def test_compile_mode_writes_the_package_beside_the_pipeline(tmp_path):
         *package_overrides(source),
     ]
     launch_in_process(source / "trainer" / "conf", overrides, [["x=1"]])
-    wheels = list((tmp_path / "sweep" / "packages").glob("*/*.whl"))
-    assert len(wheels) == 1
+    wheels = sorted((tmp_path / "sweep" / "packages").glob("*/*.whl"), key=lambda w: w.name)
+    assert [w.name for w in wheels] == ["hydra_vertex_pipelines_launcher-0.1.0-py3-none-any.whl", "trainer-0.1.0-py3-none-any.whl"]
     manifest = read_json(tmp_path / "sweep" / "manifest.json")
-    uri = f"gs://bkt/root/packages/{wheels[0].parent.name}/{wheels[0].name}"
-    assert manifest["files"][uri] == str(wheels[0])
+    for wheel in wheels:
+        assert manifest["files"][f"gs://bkt/root/packages/{wheel.parent.name}/{wheel.name}"] == str(wheel)
+
+    # The launcher's wheel, made from the installed code, is one pip installs as it is.
+    target = tmp_path / "installed"
+    pip = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--disable-pip-version-check", "--target", str(target), str(wheels[0])]
+    subprocess.run(pip, check=True, stdout=subprocess.DEVNULL)
+    assert (target / "hydra_plugins" / "vertex_pipelines_launcher" / "trial_entry.py").is_file()
+    assert (target / "hydra_vertex_pipelines" / "pipeline_builder" / "package_env.py").is_file()
+    metadata = next(target.glob("hydra_vertex_pipelines_launcher-0.1.0.dist-info")) / "METADATA"
+    assert "Requires-Dist: hydra-core" in metadata.read_text()
+
+
+def test_a_package_trial_runs_in_a_fresh_environment_in_local_mode(tmp_path):
+    """Code the wheel leaves out (a module beside the package) runs from a source tree but
+    not in the prebuilt image: the local run fails it as Vertex would."""
+    source = make_project(tmp_path / "project")
+    (source / "helpers.py").write_text("VALUE = 1\n")  # not in the wheel: packages = ["trainer"]
+    task = source / "trainer" / "task.py"
+    task.write_text(task.read_text().replace("    return {", "    if cfg.x == 2:\n        import helpers  # noqa: F401\n    return {", 1))
+    overrides = [f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra.launcher.mode=local", *package_overrides(source)]
+    returns = launch_in_process(source / "trainer" / "conf", overrides, [["x=1"], ["x=2"]])
+
+    value = returns[0].return_value
+    assert Path(value["prefix"]).parent == tmp_path / "user-cache" / "hydra-vertex-pipelines-launcher" / "envs"
+    assert value["pytest"] is False and value["cwd_files"] == []
+    assert not any(p.startswith(sys.prefix) or p.startswith(str(source)) for p in value["path"])
+    assert returns[1].status == JobStatus.FAILED
+    with pytest.raises(Exception, match="No module named 'helpers'"):
+        returns[1].return_value
 
 
 def _compile_refusal(tmp_path, source, *extra):
@@ -143,6 +195,12 @@ def test_a_wheel_that_does_not_bring_the_launcher_is_refused(tmp_path):
 def test_a_wheel_without_the_apps_config_files_is_refused(tmp_path):
     message = _compile_refusal(tmp_path, make_project(tmp_path / "project", package_data=False))
     assert "a wheel that holds the app's config files" in message and "trainer/conf/config.yaml is not in the wheel" in message
+
+
+def test_a_wheel_that_wants_another_launcher_version_is_refused(tmp_path):
+    message = _compile_refusal(tmp_path, make_project(tmp_path / "project", requirement="hydra-vertex-pipelines-launcher>=99"))
+    assert "hydra.launcher.trial.package.source_dir='trainer-0.1.0-py3-none-any.whl' is not accepted" in message
+    assert "the installed version (0.1.0)" in message and "the project requires hydra-vertex-pipelines-launcher>=99" in message
 
 
 def test_package_mode_needs_a_collector_image(tmp_path):

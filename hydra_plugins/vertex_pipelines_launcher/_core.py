@@ -144,12 +144,12 @@ def write_batch(batch: Batch, **manifest_extra: Any) -> Written:
         local.parent.mkdir(parents=True, exist_ok=True)
         local.write_bytes(data)
         files[uri] = str(local)
-    if batch.package is not None:
-        files[batch.package.uri] = str(batch.package.local_path)
+    for package in batch.packages:
+        files[package.uri] = str(package.local_path)
         if batch.mode == "local":  # where the local run's trials find it
-            local = Path(paths.local(batch.package.uri))
+            local = Path(paths.local(package.uri))
             local.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(batch.package.local_path, local)
+            shutil.copyfile(package.local_path, local)
     data = manifest_data(
         batch.sweep,
         pipeline_path,
@@ -344,12 +344,13 @@ def _write_and_run(launcher: "VertexPipelinesLauncher", batch: Batch, lock: Opti
         return _returns_without_values(config, batch, pipeline_path, "wait=false")
 
     log.info(f"To run it on Vertex AI: {submit_hint(config)}")
-    if batch.package is not None:
+    if batch.packages:
         from hydra_vertex_pipelines.pipeline_builder.packaging import upload_command
 
         log.info(
-            f"The trials run from {batch.package.local_path}; mode=submit uploads it to {batch.package.uri} "
-            f"unless it is there already, or upload it yourself: {upload_command(batch.package)}"
+            "The trials run from the wheels under "
+            f"{batch.sweep_dir / 'packages'} (the project's and this launcher's); mode=submit uploads each one "
+            "the bucket lacks, or upload them yourself: " + " && ".join(upload_command(p) for p in batch.packages)
         )
     if batch.pickles or batch.sweep.trials_file:
         log.info(

@@ -69,7 +69,7 @@ class Batch:
     pickles: Dict[str, bytes] = field(default_factory=dict)  # gs:// URI -> pickled job
     pipeline_labels: Dict[str, str] = field(default_factory=dict)
     target: Optional[VertexTarget] = None  # submit mode: where the PipelineJob goes
-    package: Any = None  # code=package: the PackageUpload of the project's wheel
+    packages: Tuple[Any, ...] = ()  # code=package: PackageUploads of the project's wheel and this launcher's
     job_id: str = ""  # the PipelineJob's id: the run id, or a new one when resuming
 
     def uploads(self, paths: Optional[PathMap] = None) -> Dict[str, bytes]:
@@ -120,10 +120,13 @@ def app_config_files(config: DictConfig, source: Path) -> List[str]:
     return files
 
 
-def _package(settings: TrialSettings, config: DictConfig, cwd: str, sweep_dir: Path, pipeline_root: str) -> Any:
+def _packages(settings: TrialSettings, config: DictConfig, cwd: str, sweep_dir: Path, pipeline_root: str) -> Tuple[Any, ...]:
     """Builds the project's wheel into the sweep dir (or reuses the one built for this
-    content) and checks that the prebuilt image can run trials from it; uploading it, only
-    if the bucket lacks it, is the submit step's."""
+    content), checks that the prebuilt image can run trials from it, and puts this
+    launcher's own wheel beside it: the image installs only what the job lists and what
+    that requires, and this launcher may not be on the image's package index. Uploading
+    them, each only if the bucket lacks it, is the submit step's."""
+    from hydra_vertex_pipelines.pipeline_builder import launcher_wheel
     from hydra_vertex_pipelines.pipeline_builder.packaging import check_wheel, is_pure, write_beside
 
     source = Path(settings.package.source_dir or cwd).resolve()
@@ -134,7 +137,7 @@ def _package(settings: TrialSettings, config: DictConfig, cwd: str, sweep_dir: P
             f"{package.local_path} was built for this machine's platform; the prebuilt image "
             f"{settings.package.executor_image_uri} may not install it (Vertex runs Linux x86_64)"
         )
-    return package
+    return package, launcher_wheel.write_beside(sweep_dir, pipeline_root)
 
 
 def _pipeline_root(lconf: DictConfig, mode: str) -> str:
@@ -318,8 +321,8 @@ def plan_batch(
         )
 
     # Built only once every setting passed its checks: nothing is written before.
-    package = _package(base_settings, config, cwd, sweep_dir, plan.pipeline_root) if base_settings.code == "package" else None
-    uris = [package.uri] if package else []
+    packages = _packages(base_settings, config, cwd, sweep_dir, plan.pipeline_root) if base_settings.code == "package" else ()
+    uris = [package.uri for package in packages]
     trials = [build_trial(**kwargs, package_uris=uris) for kwargs in planned]
     parallelism = lconf.max_parallel or (LARGE_SWEEP_PARALLELISM if plan.fan_out == "parallel_for" else None)
     sweep = SweepSpec(
@@ -350,6 +353,6 @@ def plan_batch(
         pickles=pickles,
         pipeline_labels=names.check_labels({**derived_labels, **base_labels}, f"{FIELD}.labels"),
         target=plan.target,
-        package=package,
+        packages=packages,
         job_id=plan.job_id,
     )

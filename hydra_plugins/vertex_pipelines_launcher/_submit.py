@@ -43,20 +43,20 @@ def poll_interval(lconf: Any) -> float:
 def upload_files(batch: Batch, storage: Any) -> None:
     """Puts what the run reads from its bucket there before it starts."""
     files = batch.uploads()
-    if files or batch.package is not None:
+    if files or batch.packages:
         assert batch.target is not None
         gcs.ensure_bucket(storage, batch.sweep.pipeline_root, batch.target.location)
     for uri, data in files.items():
         gcs.write_bytes(storage, uri, data)
     if files:
         log.info(f"Uploaded {len(files)} files under {batch.sweep.run_root}")
-    if batch.package is not None:
-        from hydra_vertex_pipelines.pipeline_builder.packaging import upload_if_absent
+    from hydra_vertex_pipelines.pipeline_builder.packaging import upload_if_absent
 
-        if upload_if_absent(storage, batch.package):
-            log.info(f"Uploaded the trials' package to {batch.package.uri}")
+    for package in batch.packages:
+        if upload_if_absent(storage, package):
+            log.info(f"Uploaded a trials' package to {package.uri}")
         else:
-            log.info(f"The trials' package is in the bucket already: {batch.package.uri}")
+            log.info(f"A trials' package is in the bucket already: {package.uri}")
 
 
 def submit(batch: Batch, lconf: Any, written: "Written") -> Any:
