@@ -10,7 +10,8 @@ from typing import Any, Dict, List, Optional
 import pytest
 
 from hydra_vertex_pipelines.components.collector import collect, objective_value, parse_overrides
-from hydra_vertex_pipelines.components.report import error_headline, numeric_axis, render_html, render_markdown
+from hydra_vertex_pipelines.components.report import error_headline, render_html, render_markdown
+from hydra_vertex_pipelines.components.report_plots import numeric_axis
 
 EVIL = "<script>alert(1)</script>"
 
