@@ -4,6 +4,7 @@
     python benchmarks/run.py compile [--sizes 10 100 1000 10000]
     python benchmarks/run.py compile-mode [--trials 100 --repeat 5]
     python benchmarks/run.py submit-requests [--trials 1000]
+    python benchmarks/run.py package-env [--repeat 5]
 
 compile: build+compile time, pipeline.yaml size and peak memory for N trials per fan-out
 strategy, next to plain kfp code that unrolls the same CustomTrainingJobOp tasks. Each
@@ -245,6 +246,36 @@ def submit_requests(trials: int) -> None:
     )
 
 
+_MAKE_ENV = """
+import os, sys, time
+from pathlib import Path
+from hydra_vertex_pipelines.pipeline_builder import launcher_wheel, package_env
+wheel = launcher_wheel.write_beside(Path(sys.argv[1]), "gs://b/r").local_path
+start = time.perf_counter()
+made = package_env.environment(sys.executable, [wheel])
+took = time.perf_counter() - start
+files = sum(len(f) for _, _, f in os.walk(made.root))
+print(took, files)
+"""
+
+
+def package_env(repeat: int) -> None:
+    """Making a package trial's environment (this launcher's wheel and what it declares):
+    with an empty cache, then again in a new process once it is made."""
+    cold, warm, files = [], [], 0
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {**__import__("os").environ, "XDG_CACHE_HOME": tmp}
+            for times in (cold, warm):
+                out = subprocess.run([sys.executable, "-c", _MAKE_ENV, tmp], env=env, check=True, capture_output=True, text=True).stdout
+                took, count = out.split()
+                times.append(float(took))
+                files = int(count)
+    command = f"`python benchmarks/run.py package-env --repeat {repeat}`"
+    print(f"| launcher wheel + declared dependencies ({files} files) | empty cache | {statistics.median(cold):.2f} s | {command} |")
+    print(f"| launcher wheel + declared dependencies ({files} files) | made already | {statistics.median(warm):.3f} s | {command} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="benchmark", required=True)
@@ -258,6 +289,8 @@ def main() -> None:
     mode.add_argument("--repeat", type=int, default=5)
     req = sub.add_parser("submit-requests")
     req.add_argument("--trials", type=int, default=1000)
+    env = sub.add_parser("package-env")
+    env.add_argument("--repeat", type=int, default=5)
     one = sub.add_parser("_compile-one")
     one.add_argument("n", type=int)
     one.add_argument("strategy")
@@ -270,6 +303,8 @@ def main() -> None:
         compile_mode(args.trials, args.repeat)
     elif args.benchmark == "submit-requests":
         submit_requests(args.trials)
+    elif args.benchmark == "package-env":
+        package_env(args.repeat)
     else:
         compile_one(args.n, args.strategy)
 
