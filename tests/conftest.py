@@ -31,6 +31,34 @@ def run_app(script: Path, args: List[str], cwd: Path = REPO, check: bool = True,
     return proc
 
 
+def readme_line(start: str) -> str:
+    """The README's shell line (in a ```bash block) that starts with `start`, as written."""
+    import re
+
+    blocks = re.findall(r"```bash\n(.*?)```", (REPO / "README.md").read_text(encoding="utf-8"), re.S)
+    lines = [line.strip() for block in blocks for line in block.splitlines() if line.strip().startswith(start)]
+    assert len(lines) == 1, f"the README has {len(lines)} lines that start with {start!r}"
+    return lines[0]
+
+
+def user_checkout(root: Path) -> Path:
+    """A copy of the repository's examples, with `.venv` the environment running the
+    tests: where the README's commands run as a user types them in a clone."""
+    import shutil
+
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(REPO / "examples", root / "examples", ignore=shutil.ignore_patterns("multirun", "outputs", "__pycache__"))
+    (root / ".venv").symlink_to(Path(sys.prefix))
+    return root
+
+
+def run_shell(line: str, cwd: Path) -> subprocess.CompletedProcess:
+    proc = subprocess.run(line, shell=True, executable="/bin/bash", cwd=cwd, capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        raise AssertionError(f"{line}: exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
 def run_trial_command(command: List[str], args: List[str], gcs_root: Path, cwd: Path) -> subprocess.CompletedProcess:
     """Runs a compiled trial's container command here, with /gcs/ mapped to `gcs_root`."""
     assert command[0] == "python"

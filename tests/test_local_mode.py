@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hydra.core.utils import JobStatus
 
-from conftest import APPS, QUICKSTART, REPO, launch_in_process, read_json, run_app
+from conftest import APPS, QUICKSTART, REPO, launch_in_process, read_json, readme_line, run_app, run_shell, user_checkout
 
 FAULTS = APPS / "faults"
 COMMAND_ENTRY = ["hydra.launcher.trial.entry=command", f"hydra.launcher.trial.command=[python,{FAULTS / 'app.py'}]"]
@@ -23,7 +23,13 @@ def failure_text(ret) -> str:
 
 
 def test_quickstart_runs_locally(tmp_path):
-    proc = run_app(QUICKSTART, ["-m", "hydra.launcher.mode=local", "lr=0.1,0.01", "batch_size=32,64", f"hydra.sweep.dir={tmp_path}"])
+    """The README's quickstart run step, as written, in a clone whose .venv is this environment."""
+    setup_and_run = readme_line("python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/python examples/quickstart/")
+    checkout = user_checkout(tmp_path / "clone")
+    proc = run_shell(setup_and_run.rsplit(" && ", 1)[1], checkout)
+    sweeps = list((checkout / "multirun").glob("*/*"))
+    assert len(sweeps) == 1
+    tmp_path = sweeps[0]
     for n in range(4):
         result = read_json(tmp_path / str(n) / "result.json")
         assert result["status"] == "COMPLETED" and isinstance(result["return_value"], float)

@@ -1,5 +1,6 @@
 """`trial.code: package`: trials run from a wheel of the project, uploaded once per content."""
 
+import math
 import subprocess
 import sys
 import textwrap
@@ -9,7 +10,7 @@ import pytest
 
 from hydra.core.utils import JobStatus
 
-from conftest import APPS, launch_in_process, load_pipeline, read_json, submit_overrides
+from conftest import APPS, launch_in_process, load_pipeline, read_json, readme_line, run_shell, submit_overrides, user_checkout
 
 FAULTS = APPS / "faults"
 
@@ -206,3 +207,18 @@ def test_a_wheel_that_wants_another_launcher_version_is_refused(tmp_path):
 def test_package_mode_needs_a_collector_image(tmp_path):
     message = _compile_refusal(tmp_path, make_project(tmp_path / "project"), "hydra.launcher.collector_image=null")
     assert "hydra.launcher.collector_image=None is not accepted" in message
+
+
+def test_the_packaged_example_runs_as_the_readme_says(tmp_path):
+    checkout = user_checkout(tmp_path / "clone")
+    proc = run_shell(readme_line("cd examples/packaged && "), checkout)
+    sweeps = list((checkout / "examples" / "packaged" / "multirun").glob("*/*"))
+    assert len(sweeps) == 1 and "4 of 4 trials completed" in proc.stdout + proc.stderr
+    summary = read_json(sweeps[0] / "summary.json")
+    assert summary["counts"] == {"COMPLETED": 4}
+    for row in summary["trials"]:
+        lr, batch_size = (float(o.split("=")[1]) for o in row["overrides"])
+        assert row["return_value"] == pytest.approx(abs(math.log10(lr) + 2) + 32 / batch_size)
+    wheels = sorted(w.name for w in (sweeps[0] / "packages").glob("*/*.whl"))
+    assert wheels == ["hydra_vertex_pipelines_launcher-0.1.0-py3-none-any.whl", "packaged_trainer-0.1.0-py3-none-any.whl"]
+    assert len(list((tmp_path / "user-cache" / "hydra-vertex-pipelines-launcher" / "envs").iterdir())) == 1
