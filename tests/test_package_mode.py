@@ -159,6 +159,15 @@ def test_compile_mode_writes_the_package_beside_the_pipeline(tmp_path):
     metadata = next(target.glob("hydra_vertex_pipelines_launcher-0.1.0.dist-info")) / "METADATA"
     assert "Requires-Dist: hydra-core" in metadata.read_text()
 
+    # The compiled pipeline runs as it is: run-local puts both wheels where its trials read them.
+    root = tmp_path / "bucket"
+    run = [sys.executable, "-m", "hydra_vertex_pipelines.pipeline_builder", "run-local", str(tmp_path / "sweep" / "pipeline.yaml"), "--root", str(root)]
+    proc = subprocess.run(run, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = read_json(next(root.glob("bkt/root/**/0/result.json")))
+    assert result["status"] == "COMPLETED" and result["return_value"]["x"] == 1
+    assert Path(result["return_value"]["prefix"]).parent.name == "envs"
+
 
 def test_a_package_trial_runs_in_a_fresh_environment_in_local_mode(tmp_path):
     """Code the wheel leaves out (a module beside the package) runs from a source tree but
