@@ -172,7 +172,7 @@ def _make(python: str, wheels: Sequence[Path]) -> TrialEnvironment:
             _install_wheel(wheel, site, partial / "bin")
         for dist in dists:
             _link(dist, site)
-        _scripts([*wheels, *dists], partial / "bin", env.python)
+        _scripts(site, partial / "bin", env.python)
         try:
             os.replace(partial, root)
         except OSError:  # made meanwhile by another run
@@ -225,34 +225,13 @@ def _link(dist: importlib.metadata.Distribution, site: Path) -> None:
             os.symlink(source, target)
 
 
-def _scripts(sources: Sequence[Any], bin_dir: Path, python: str) -> None:
-    """Console scripts of every distribution, started with the environment's interpreter."""
-    for source in sources:
-        if isinstance(source, Path):
-            with zipfile.ZipFile(source) as archive:
-                names = [n for n in archive.namelist() if n.endswith(".dist-info/entry_points.txt") and n.count("/") == 1]
-                text = archive.read(names[0]).decode("utf-8") if names else ""
-            points = importlib.metadata.EntryPoints(importlib.metadata.EntryPoint(*p) for p in _parse_points(text))
-        else:
-            points = source.entry_points
-        for point in points.select(group="console_scripts"):
+def _scripts(site: Path, bin_dir: Path, python: str) -> None:
+    """The console scripts of every distribution in `site`, started with the environment's
+    interpreter (pip writes them at install time; the linked ones name another one)."""
+    for dist in importlib.metadata.distributions(path=[str(site)]):
+        for point in dist.entry_points.select(group="console_scripts"):
             module, _, attr = point.value.partition(":")
             call = f"{module}.{attr.split('[')[0].strip()}" if attr else module
             script = bin_dir / point.name
-            script.write_text(
-                f"#!{python}\nimport sys\nimport {module}\nsys.exit({call.strip()}())\n",
-                encoding="utf-8",
-            )
+            script.write_text(f"#!{python}\nimport sys\nimport {module.strip()}\nsys.exit({call.strip()}())\n", encoding="utf-8")
             script.chmod(0o755)
-
-
-def _parse_points(text: str) -> List[Tuple[str, str, str]]:
-    points, group = [], ""
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("[") and line.endswith("]"):
-            group = line[1:-1]
-        elif "=" in line and group:
-            name, _, value = line.partition("=")
-            points.append((name.strip(), value.strip(), group))
-    return points
