@@ -54,9 +54,9 @@ def upload_files(batch: Batch, storage: Any) -> None:
 
     for package in batch.packages:
         if upload_if_absent(storage, package):
-            log.info(f"Uploaded a trials' package to {package.uri}")
+            log.info(f"Uploaded {package.uri} (the trials install it)")
         else:
-            log.info(f"A trials' package is in the bucket already: {package.uri}")
+            log.info(f"Already in the bucket, not uploaded again: {package.uri}")
 
 
 def submit(batch: Batch, lconf: Any, written: "Written") -> Any:
