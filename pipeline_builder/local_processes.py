@@ -3,7 +3,8 @@
 Each process runs in its own session. When its main process ends, whatever it left in its
 session is killed, as everything in a container dies with the container's main process;
 a stop (a failed replica, the job's timeout, a cancel) sends SIGTERM to the session, then
-SIGKILL after a grace period, or at once when the stop is hurried.
+SIGKILL after a grace period, or at once when the stop is hurried. If this process dies
+without stopping them, the reaper (local_reaper) does.
 """
 
 import os
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any, Dict, List, Optional, Sequence
 
 from .fork_server import ForkServer, python_invocation
+from .local_reaper import Reaper
 
 LOG_TAIL_LINES = 20
 KILL_GRACE_S = 5.0
@@ -160,6 +162,7 @@ class Supervisor:
                     raise
                 with self._lock:
                     self._running[proc.pid] = proc
+                Reaper.shared().started(proc.pid)  # stopped even if this process is killed
                 procs.append(proc)
                 if launch.prefix is not None:
                     follower = threading.Thread(target=self._follow, args=(proc, launch.log_path, launch.prefix), daemon=True)
@@ -196,6 +199,8 @@ class Supervisor:
             with self._lock:
                 for p in procs:
                     self._running.pop(p.pid, None)
+            for p in procs:
+                Reaper.shared().ended(p.pid)
         codes = [p.returncode for p in procs]
         logs = [launch.log_path for launch in launches[: len(procs)]]
         if first_failure is not None:  # the cause first: the others were stopped because of it

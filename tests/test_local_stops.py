@@ -119,6 +119,18 @@ def test_sigterm_stops_every_process_and_keeps_finished_results(app, tmp_path):
     assert read_json(sweep / "0" / "result.json")["return_value"]["x"] == "ok"
 
 
+@pytest.mark.parametrize("fresh", ["false", "true"])
+def test_a_killed_launcher_leaves_nothing_running(app, tmp_path, fresh):
+    """SIGKILL gives the launcher no chance to stop its trials; they stop all the same."""
+    proc = start(app, tmp_path, "x=hang", f"hydra.launcher.fresh_interpreters={fresh}")
+    wait_for(lambda: len(recorded(tmp_path)["child"]) == 1)
+    pids = recorded(tmp_path)
+    assert all(alive(p) for p in pids["trial"] + pids["child"])
+    proc.kill()
+    proc.communicate(timeout=60)
+    all_gone(pids["trial"] + pids["child"] + pids["server"], within=5)
+
+
 def test_a_second_ctrl_c_hurries_the_stop(app, tmp_path):
     proc = start(app, tmp_path, "x=ok,stubborn", "hydra.launcher.max_parallel=2")
     sweep = tmp_path / "sweep"
