@@ -76,6 +76,14 @@ CASES = {
         [f"+{L}.labels.team='ml team'"],
         ["hydra.launcher.labels.team='ml team'", "lowercase letters, digits, '_' and '-'"],
     ),
+    "label-value-empty": (
+        [f"+{L}.labels.team=''"],
+        ["hydra.launcher.labels.team=''", "a non-empty label value: gcpc's CustomJob launcher removes empty values"],
+    ),
+    "trial-label-value-empty": (
+        [f"+{L}.trial.labels.owner=''"],
+        ["hydra.launcher.trial.labels.owner=''", "give it a value"],
+    ),
     "label-key-upper-case": (
         [f"+{L}.labels.Team=ml"],
         ["hydra.launcher.labels key='Team'", "starting with a letter"],

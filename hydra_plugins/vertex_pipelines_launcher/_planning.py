@@ -273,6 +273,16 @@ def plan_batch(
                 check_kms_key(settings.encryption_spec_key_name, str(lconf.location), f"{field}.encryption_spec_key_name")
             labels = {**derived_labels, **base_labels, **names.check_labels(settings.labels, f"{field}.labels")}
             names.check_labels(labels, f"{field}.labels")
+            for key, value in labels.items():
+                if value == "":  # Vertex takes it; gcpc's launcher drops it before the CustomJob is created
+                    where = f"{field}.labels.{key}" if key in (settings.labels or {}) else f"{FIELD}.labels.{key}"
+                    raise ConfigError(
+                        where,
+                        value,
+                        "a non-empty label value: gcpc's CustomJob launcher removes empty values (recursive_remove_empty), "
+                        "so the trials' CustomJobs would not carry the label",
+                        "give it a value, e.g. 'true'",
+                    )
             base = check_gcs_uri(settings.base_output_dir, f"{field}.base_output_dir") if settings.base_output_dir else run_root
             output_uri = check_gcs_uri(f"{base}/{job.subdir.strip('/')}", f"{field}.base_output_dir + hydra.sweep.subdir")
             if settings.code != base_settings.code:
