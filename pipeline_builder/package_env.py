@@ -169,7 +169,7 @@ def _make(python: str, wheels: Sequence[Path]) -> TrialEnvironment:
         subprocess.run([python, "-m", "venv", "--without-pip", "--clear", str(partial)], check=True, stdout=subprocess.DEVNULL)
         site = partial / "lib" / f"python{probe['version']}" / "site-packages"
         for wheel in wheels:
-            _install_wheel(wheel, site, partial / "bin")
+            _install_wheel(wheel, site, partial / "bin", env.python)
         for dist in dists:
             _link(dist, site)
         _scripts(site, partial / "bin", env.python)
@@ -183,26 +183,29 @@ def _make(python: str, wheels: Sequence[Path]) -> TrialEnvironment:
     return env
 
 
-def _install_wheel(wheel: Path, site: Path, bin_dir: Path) -> None:
-    """The wheel's files where pip puts them: purelib/platlib in site-packages, scripts in bin."""
+def _install_wheel(wheel: Path, site: Path, bin_dir: Path, python: str) -> None:
+    """The wheel's files where pip puts them: purelib/platlib in site-packages, scripts in
+    bin (a `#!python` first line naming the environment's interpreter, as pip writes it)."""
     with zipfile.ZipFile(wheel) as archive:
         for member in archive.infolist():
-            name = member.filename
-            if member.is_dir():
-                continue
-            parts = name.split("/")
+            parts = member.filename.split("/")
+            if member.is_dir() or ".." in parts or member.filename.startswith("/"):
+                continue  # folders come with their files; nothing lands outside the environment
+            data = archive.read(member)
             if parts[0].endswith(".data") and len(parts) > 2:
                 if parts[1] in ("purelib", "platlib"):
                     target = site.joinpath(*parts[2:])
                 elif parts[1] == "scripts":
                     target = bin_dir.joinpath(*parts[2:])
+                    if data.startswith(b"#!python"):
+                        data = b"#!" + python.encode() + data[len(b"#!python") :]
                 else:
                     continue  # headers and data files: nothing a trial imports
             else:
                 target = site.joinpath(*parts)
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(archive.read(member))
-            if parts[0].endswith(".data") and parts[1] == "scripts":
+            target.write_bytes(data)
+            if target.parent == bin_dir:
                 target.chmod(0o755)
 
 

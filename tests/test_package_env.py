@@ -90,3 +90,18 @@ def test_the_environment_holds_the_wheels_and_their_dependencies_only(tmp_path, 
     # the same wheels and versions: the environment is reused, not made again
     package_env._made.clear()
     assert package_env.environment(sys.executable, [app]).root == made.root
+
+
+def test_a_wheels_scripts_name_the_environment_and_nothing_lands_outside_it(tmp_path, site, monkeypatch):
+    files = {
+        "app/__init__.py": "",
+        "app-1.0.data/scripts/app-run": "#!python\nimport sys\nprint(sys.prefix)\n",
+        "../escaped.py": "print('outside')\n",
+    }
+    app = wheel(tmp_path, "app", files=files)
+    here = probe(site)
+    monkeypatch.setattr(package_env, "_probe", lambda python: here)
+    made = package_env.environment(sys.executable, [app])
+    out = subprocess.run([str(Path(made.bin_dir) / "app-run")], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == str(made.root)
+    assert not list(made.root.parent.rglob("escaped.py")) and not (made.root / "lib" / "escaped.py").exists()
