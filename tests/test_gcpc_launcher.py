@@ -106,7 +106,10 @@ def _package_mode() -> List[TrialSpec]:
         workers=WorkerPoolSettings(replica_count=1),
         reduction_server=WorkerPoolSettings(replica_count=1),
     )
-    uris = ["gs://bkt-1/packages/0123abcd/app-0.1-py3-none-any.whl"]
+    uris = [  # the project's wheel, and this launcher's beside it
+        "gs://bkt-1/packages/0123abcd/app-0.1-py3-none-any.whl",
+        "gs://bkt-1/packages/4567ef01/hydra_vertex_pipelines_launcher-0.1.0-py3-none-any.whl",
+    ]
     command = ["python", "-m", "trainer.task", "--config-name=config"]
     return [_trial(i, [f"lr={lr}", '+note="x y"'], settings, command, package_uris=uris) for i, lr in enumerate((0.1, 0.01))]
 
@@ -323,3 +326,22 @@ def test_a_swept_app_through_the_launcher(tmp_path, launch, fan_out):
         args = list(chief.container_spec.args)
         assert all(o in args for o in jobs[trial["number"]]), args
         assert dict(job.labels).items() >= SYSTEM_LABELS.items()
+
+
+def test_a_package_sweep_through_the_launcher(tmp_path, launch):
+    """Package mode planned by the launcher: both wheels reach every pool that runs the app."""
+    from test_package_mode import make_project, package_overrides
+
+    source = make_project(tmp_path / "project")
+    overrides = [f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra.launcher.mode=compile", "hydra.launcher.pipeline_root=gs://bkt-1/root", *package_overrides(source)]
+    launch_in_process(source / "trainer" / "conf", overrides, [["x=1", '+note="a b"'], ["x=2", "+p={{$.inputs.parameters['project']}}"]])
+    wheels = sorted((tmp_path / "sweep" / "packages").glob("*/*.whl"), key=lambda w: w.name)
+    uris = {f"gs://bkt-1/root/packages/{w.parent.name}/{w.name}" for w in wheels}
+    sent = [_sent(body) for body, _ in launch(load_pipeline(tmp_path / "sweep" / "pipeline.yaml"))]
+    assert len(sent) == 2
+    for job in sent:
+        (chief,) = job.job_spec.worker_pool_specs
+        package = chief.python_package_spec
+        assert set(package.package_uris) == uris and len(uris) == 2
+        assert package.python_module == "hydra_plugins.vertex_pipelines_launcher.trial_entry"
+        assert list(package.args)[-2:] in (["x=1", '+note="a b"'], ["x=2", "+p={{$.inputs.parameters['project']}}"])
