@@ -6,6 +6,12 @@ project's own means a trial runs the launcher version that compiled it, whether 
 that version is on PyPI. It is made from the installed modules and the installed metadata
 (the files `pip wheel` would put in it: the packages' .py files and the dist-info), so an
 editable install ships its working tree as it is now.
+
+Its metadata declares only what a trial imports (TRIAL_REQUIRES, with the installed
+version ranges): kfp, gcpc and google-cloud-aiplatform serve the machine that compiles and
+submits. Each trial's image then pip-installs three small distributions rather than
+dozens, and a trial that imported more would fail in local mode's package environment,
+which holds what this metadata declares, as it would on Vertex.
 """
 
 import base64
@@ -25,7 +31,9 @@ PACKAGES = (
     "hydra_vertex_pipelines.pipeline_builder",
     "hydra_vertex_pipelines.components",
 )
-_DIST_INFO_FILES = ("METADATA", "entry_points.txt", "top_level.txt")
+_DIST_INFO_FILES = ("entry_points.txt", "top_level.txt")
+# The trial entry runs Hydra (OmegaConf with it); a pickled job needs cloudpickle.
+TRIAL_REQUIRES = ("hydra-core", "omegaconf", "cloudpickle")
 _WHEEL_FILE = "Wheel-Version: 1.0\nGenerator: hydra-vertex-pipelines-launcher\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so the same code gives the same bytes
 
@@ -53,6 +61,22 @@ def _installed() -> importlib.metadata.Distribution:
     raise RuntimeError(f"{DISTRIBUTION} has no installed metadata: install it with pip")
 
 
+def trial_metadata(metadata: str) -> str:
+    """The installed METADATA with its unconditional requirements cut to TRIAL_REQUIRES."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    head, sep, body = metadata.partition("\n\n")
+    kept = []
+    for line in head.splitlines():
+        if line.startswith("Requires-Dist:"):
+            req = Requirement(line.split(":", 1)[1].strip())
+            if req.marker is None and canonicalize_name(req.name) not in TRIAL_REQUIRES:
+                continue
+        kept.append(line)
+    return "\n".join(kept) + sep + body
+
+
 def _record_line(name: str, data: bytes) -> str:
     digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
     return f"{name},sha256={digest},{len(data)}"
@@ -64,6 +88,7 @@ def wheel_bytes() -> Tuple[str, bytes]:
     stem = f"{DISTRIBUTION.replace('-', '_')}-{dist.version}"
     info = f"{stem}.dist-info"
     entries: Dict[str, bytes] = {name: path.read_bytes() for name, path in _module_files()}
+    entries[f"{info}/METADATA"] = trial_metadata(dist.read_text("METADATA") or "").encode("utf-8")
     for name in _DIST_INFO_FILES:
         text = dist.read_text(name)
         if text is not None:

@@ -106,9 +106,9 @@ def _package_mode() -> List[TrialSpec]:
         workers=WorkerPoolSettings(replica_count=1),
         reduction_server=WorkerPoolSettings(replica_count=1),
     )
-    uris = [  # the project's wheel, and this launcher's beside it
-        "gs://bkt-1/packages/0123abcd/app-0.1-py3-none-any.whl",
+    uris = [  # this launcher's wheel, and the project's
         "gs://bkt-1/packages/4567ef01/hydra_vertex_pipelines_launcher-0.1.0-py3-none-any.whl",
+        "gs://bkt-1/packages/0123abcd/app-0.1-py3-none-any.whl",
     ]
     command = ["python", "-m", "trainer.task", "--config-name=config"]
     return [_trial(i, [f"lr={lr}", '+note="x y"'], settings, command, package_uris=uris) for i, lr in enumerate((0.1, 0.01))]

@@ -64,6 +64,7 @@ def make_project(root, answer="1", depends=True, package_data=True, requirement=
                     "prefix": sys.prefix,
                     "path": sys.path,
                     "pytest": importlib.util.find_spec("pytest") is not None,
+                    "kfp": importlib.util.find_spec("kfp") is not None,
                     **START,
                 }}
 
@@ -108,6 +109,7 @@ def test_package_uploaded_once_and_trials_run_from_it(emulators, tmp_path):
         value = r.return_value
         assert Path(value["prefix"]).parent == envs and Path(value["file"]).is_relative_to(value["prefix"])
         assert value["pytest"] is False  # installed here, but nobody declared it
+        assert value["kfp"] is False  # the launcher's wheel declares only what a trial imports
         assert not any(p.startswith(sys.prefix) or p.startswith(str(source)) for p in value["path"])
         assert value["cwd_files"] == [] and not Path(value["cwd"]).is_relative_to(source)
     uploaded = [u for u in objects(f"gs://{bucket}/runs/packages/")]
@@ -117,7 +119,7 @@ def test_package_uploaded_once_and_trials_run_from_it(emulators, tmp_path):
     spec = load_pipeline(tmp_path / "s1" / "pipeline.yaml")
     pools = spec["root"]["dag"]["tasks"]["custom-training-job"]["inputs"]["parameters"]["worker_pool_specs"]
     package = pools["runtimeValue"]["constant"][0]["python_package_spec"]
-    assert sorted(package["package_uris"]) == uploaded and package["package_uris"][0].endswith("trainer-0.1.0-py3-none-any.whl")
+    assert sorted(package["package_uris"]) == uploaded and package["package_uris"][1].endswith("trainer-0.1.0-py3-none-any.whl")
     # The prebuilt image runs `python -m <python_module> <args>`: the trial entry, then the app's module.
     assert package["python_module"] == "hydra_plugins.vertex_pipelines_launcher.trial_entry"
     assert package["executor_image_uri"].startswith("us-docker.pkg.dev/vertex-ai/training/")
@@ -157,7 +159,8 @@ def test_compile_mode_writes_the_package_beside_the_pipeline(tmp_path):
     assert (target / "hydra_plugins" / "vertex_pipelines_launcher" / "trial_entry.py").is_file()
     assert (target / "hydra_vertex_pipelines" / "pipeline_builder" / "package_env.py").is_file()
     metadata = next(target.glob("hydra_vertex_pipelines_launcher-0.1.0.dist-info")) / "METADATA"
-    assert "Requires-Dist: hydra-core" in metadata.read_text()
+    requires = [line for line in metadata.read_text().splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line]
+    assert [r.split()[1].split("<")[0].split(">")[0] for r in requires] == ["hydra-core", "omegaconf", "cloudpickle"]
 
     # The compiled pipeline runs as it is: run-local puts both wheels where its trials read them.
     root = tmp_path / "bucket"

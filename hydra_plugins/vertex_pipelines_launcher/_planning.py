@@ -69,7 +69,7 @@ class Batch:
     pickles: Dict[str, bytes] = field(default_factory=dict)  # gs:// URI -> pickled job
     pipeline_labels: Dict[str, str] = field(default_factory=dict)
     target: Optional[VertexTarget] = None  # submit mode: where the PipelineJob goes
-    packages: Tuple[Any, ...] = ()  # code=package: PackageUploads of the project's wheel and this launcher's
+    packages: Tuple[Any, ...] = ()  # code=package: PackageUploads of this launcher's wheel and the project's
     job_id: str = ""  # the PipelineJob's id: the run id, or a new one when resuming
 
     def uploads(self, paths: Optional[PathMap] = None) -> Dict[str, bytes]:
@@ -137,7 +137,9 @@ def _packages(settings: TrialSettings, config: DictConfig, cwd: str, sweep_dir: 
             f"{package.local_path} was built for this machine's platform; the prebuilt image "
             f"{settings.package.executor_image_uri} may not install it (Vertex runs Linux x86_64)"
         )
-    return package, launcher_wheel.write_beside(sweep_dir, pipeline_root)
+    # The launcher's wheel first: an image that installs the URIs one at a time then finds
+    # the project's requirement on it met, rather than looking for it on its index.
+    return launcher_wheel.write_beside(sweep_dir, pipeline_root), package
 
 
 def _pipeline_root(lconf: DictConfig, mode: str) -> str:
