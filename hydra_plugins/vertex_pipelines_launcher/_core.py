@@ -349,7 +349,7 @@ def _write_and_run(launcher: "VertexPipelinesLauncher", batch: Batch, lock: Opti
 
         log.info(
             "The trials run from the wheels under "
-            f"{batch.sweep_dir / 'packages'} (the project's and this launcher's); mode=submit uploads each one "
+            f"{batch.sweep_dir / 'packages'} (this launcher's and the project's); mode=submit uploads each one "
             "the bucket lacks, or upload them yourself: " + " && ".join(upload_command(p) for p in batch.packages)
         )
     if batch.pickles or batch.sweep.trials_file:
