@@ -91,8 +91,9 @@ def test_hundred_trials_cost_requests_per_poll_not_per_trial(emulators, tmp_path
     assert made[("POST", "create")] == 1
     assert made.get(("GET", "list"), 0) == 0
     gets = made[("GET", "get")]
-    assert gets <= elapsed / 0.5 + 3, f"{gets} GETs in {elapsed:.1f} s at one poll per 0.5 s"
-    assert gets < 100
+    # One GET per poll, whatever the trial count: a GET per trial would cost 100 per poll,
+    # far above one per 0.5 s however slow the machine is.
+    assert 1 <= gets <= elapsed / 0.5 + 3, f"{gets} GETs in {elapsed:.1f} s at one poll per 0.5 s"
 
 
 def test_missing_project_is_a_clear_error(tmp_path):
