@@ -121,17 +121,25 @@ def test_large_sweeps_hand_the_collector_a_trial_file(tmp_path):
     assert read_json(tmp_path / "summary.json")["counts"] == {"COMPLETED": 400}
 
 
-def test_trial_file_reaches_the_collector_through_the_bucket(emulators, tmp_path):
+def test_trial_file_reaches_the_collector_through_the_bucket(emulators, tmp_path, monkeypatch):
+    """Submission uploads the trial file and the collector reads it from the bucket. The
+    limit is lowered so that a few trials take the file path (the real limit is measured
+    in local mode above)."""
+    from hydra_vertex_pipelines.pipeline_builder import pipeline
+
+    monkeypatch.setattr(pipeline, "INLINE_TRIALS_LIMIT", 10)
     overrides = [
         f"hydra.sweep.dir={tmp_path}",
         *submit_overrides(emulators),
-        "hydra.launcher.poll_interval=2",
         "hydra.launcher.trial.entry=command",
         f"hydra.launcher.trial.command=[python,{APPS / 'instant.py'}]",
     ]
-    returns = launch_in_process(FAULTS / "conf", overrides, [[f"x={i}"] for i in range(330)])
-    assert [r.return_value for r in returns] == [2 * i for i in range(330)]
-    assert read_json(tmp_path / "summary.json")["counts"] == {"COMPLETED": 330}  # the one summary read
+    returns = launch_in_process(FAULTS / "conf", overrides, [[f"x={i}"] for i in range(5)])
+    assert [r.return_value for r in returns] == [2 * i for i in range(5)]
+    collector = load_pipeline(tmp_path / "pipeline.yaml")["root"]["dag"]["tasks"]["collect-trials"]["inputs"]["parameters"]
+    assert collector["trials"]["runtimeValue"]["constant"] == []
+    assert collector["trials_path"]["runtimeValue"]["constant"].startswith("/gcs/sweeps/runs/")
+    assert read_json(tmp_path / "summary.json")["counts"] == {"COMPLETED": 5}  # the one summary read
 
 
 def test_run_local_stages_the_trial_file_of_a_compiled_sweep(tmp_path, monkeypatch):
