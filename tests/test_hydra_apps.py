@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
@@ -131,13 +132,16 @@ def run_sweep(case: Case, mode: str, root: Path) -> Sweep:
 
 @pytest.fixture(scope="module")
 def sweeps(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Case], Dict[str, Sweep]]:
-    """Runs each case's two sweeps once, on first use, for every comparison of that case."""
+    """Runs each case's two sweeps once, on first use, for every comparison of that case.
+    They run side by side (each in its own copy of the app), as they share nothing."""
     done: Dict[str, Dict[str, Sweep]] = {}
 
     def get(case: Case) -> Dict[str, Sweep]:
         if case.id not in done:
             root = tmp_path_factory.mktemp(case.id)
-            done[case.id] = {mode: run_sweep(case, mode, root) for mode in MODES}
+            with ThreadPoolExecutor(len(MODES)) as pool:
+                runs = {mode: pool.submit(run_sweep, case, mode, root) for mode in MODES}
+                done[case.id] = {mode: run.result() for mode, run in runs.items()}
         return done[case.id]
 
     return get
