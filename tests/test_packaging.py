@@ -1,5 +1,6 @@
 """Shipping the user's code as a wheel: digest, build, and upload-once against the GCS emulator."""
 
+import importlib.util
 import os
 import uuid
 import zipfile
@@ -125,6 +126,24 @@ def test_build_wheel_leaves_the_source_tree_alone(project, tmp_path):
     assert snapshot(project) == before
     assert not (project / "build").exists()
     assert not list(project.glob("*.egg-info"))
+
+
+def test_a_backend_not_installed_here_is_fetched_into_an_isolated_build(project, tmp_path):
+    """The offline build fails without the project's backend; pip's isolated build then
+    fetches it from the package index, as for a user without it."""
+    assert importlib.util.find_spec("hatchling") is None, "this test needs a backend that is not installed"
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n\n'
+        '[project]\nname = "trainer"\nversion = "0.1.0"\n\n'
+        '[tool.hatch.build.targets.wheel]\npackages = ["trainer"]\n'
+    )
+    before = snapshot(project)
+    wheel = packaging.build_wheel(project, tmp_path / "out")
+    assert wheel.name.startswith("trainer-0.1.0-") and packaging.is_pure(wheel.name)
+    with zipfile.ZipFile(wheel) as zf:
+        assert "trainer/task.py" in zf.namelist()
+        assert any("hatchling" in zf.read(n).decode() for n in zf.namelist() if n.endswith("/WHEEL"))
+    assert snapshot(project) == before
 
 
 def test_a_folder_without_pyproject_is_a_config_error(tmp_path):
