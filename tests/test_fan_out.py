@@ -8,7 +8,7 @@ from google.protobuf import json_format
 from hydra.core.utils import JobStatus
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from conftest import APPS, launch_in_process, load_pipeline, read_json, submit_overrides
+from conftest import APPS, constant, launch_in_process, load_pipeline, read_json, submit_overrides
 
 FAULTS = APPS / "faults"
 COMPILE = [
@@ -113,10 +113,9 @@ def test_large_sweeps_hand_the_collector_a_trial_file(tmp_path):
     ]
     returns = launch_in_process(FAULTS / "conf", overrides, [[f"x={i}"] for i in range(400)])
     assert [r.return_value for r in returns] == [2 * i for i in range(400)]
-    raw = load_pipeline(tmp_path / "pipeline.yaml")
-    collector = raw["root"]["dag"]["tasks"]["collect-trials"]["inputs"]["parameters"]
-    assert collector["trials"]["runtimeValue"]["constant"] == []
-    assert collector["trials_path"]["runtimeValue"]["constant"].endswith("/trials.json")
+    collector = load_pipeline(tmp_path / "pipeline.yaml")["root"]["dag"]["tasks"]["collect-trials"]
+    assert constant(collector, "trials") == []
+    assert constant(collector, "trials_path").endswith("/trials.json")
     assert len(json.loads((tmp_path / "trials.json").read_text())) == 400
     assert read_json(tmp_path / "summary.json")["counts"] == {"COMPLETED": 400}
 
@@ -136,9 +135,9 @@ def test_trial_file_reaches_the_collector_through_the_bucket(emulators, tmp_path
     ]
     returns = launch_in_process(FAULTS / "conf", overrides, [[f"x={i}"] for i in range(5)])
     assert [r.return_value for r in returns] == [2 * i for i in range(5)]
-    collector = load_pipeline(tmp_path / "pipeline.yaml")["root"]["dag"]["tasks"]["collect-trials"]["inputs"]["parameters"]
-    assert collector["trials"]["runtimeValue"]["constant"] == []
-    assert collector["trials_path"]["runtimeValue"]["constant"].startswith("/gcs/sweeps/runs/")
+    collector = load_pipeline(tmp_path / "pipeline.yaml")["root"]["dag"]["tasks"]["collect-trials"]
+    assert constant(collector, "trials") == []
+    assert constant(collector, "trials_path").startswith("/gcs/sweeps/runs/")
     assert read_json(tmp_path / "summary.json")["counts"] == {"COMPLETED": 5}  # the one summary read
 
 
