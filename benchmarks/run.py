@@ -77,8 +77,8 @@ def compile_one(n: int, strategy: str) -> None:
     from hydra_plugins.vertex_pipelines_launcher._commands import job_args
     from hydra_plugins.vertex_pipelines_launcher.trial_entry import ENTRY_MODULE
     from hydra_vertex_pipelines.pipeline_builder.pipeline import SweepSpec, compile_pipeline
-    from hydra_vertex_pipelines.pipeline_builder.settings import TrialSettings
-    from hydra_vertex_pipelines.pipeline_builder.trials import build_trial
+    from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings
+    from hydra_vertex_pipelines.pipeline_builder.spec.trials import build_trial
 
     imported = time.perf_counter()
     # A trial as the launcher plans it: a two-value override and the arguments that make
@@ -201,7 +201,7 @@ def submit_requests(trials: int) -> None:
 
     from gcp_storage_emulator.server import create_server
 
-    from hydra_vertex_pipelines.pipeline_builder.emulator import VertexEmulator
+    from hydra_vertex_pipelines.pipeline_builder.emulator.server import VertexEmulator
 
     storage = create_server("127.0.0.1", 0, in_memory=True)
     storage.start()
@@ -249,7 +249,8 @@ def submit_requests(trials: int) -> None:
 _MAKE_ENV = """
 import os, sys, time
 from pathlib import Path
-from hydra_vertex_pipelines.pipeline_builder import launcher_wheel, package_env
+from hydra_vertex_pipelines.pipeline_builder.wheels import launcher_wheel
+from hydra_vertex_pipelines.pipeline_builder.local import package_env
 wheel = launcher_wheel.write_beside(Path(sys.argv[1]), "gs://b/r").local_path
 start = time.perf_counter()
 made = package_env.environment(sys.executable, [wheel])

@@ -4,8 +4,8 @@ Importing this package is cheap; kfp is imported only when a pipeline is compile
 """
 
 from .errors import ConfigError
-from .settings import TrialSettings
-from .cloud_paths import PathMap, gcs_to_fuse
-from .trials import TrialSpec, build_trial
+from .spec.settings import TrialSettings
+from .spec.cloud_paths import PathMap, gcs_to_fuse
+from .spec.trials import TrialSpec, build_trial
 
 __all__ = ["ConfigError", "PathMap", "TrialSettings", "TrialSpec", "build_trial", "gcs_to_fuse"]

@@ -87,7 +87,7 @@ def parser() -> argparse.ArgumentParser:
 
 def _runs(target: str, api_endpoint: Optional[str]) -> List[Tuple[Any, str, Optional[Dict[str, Any]]]]:
     """(VertexTarget, resource name, manifest) for each submitted run `target` names."""
-    from .vertex import VertexTarget
+    from .cloud.vertex import VertexTarget
 
     path = Path(target)
     if path.exists():
@@ -108,7 +108,7 @@ def _runs(target: str, api_endpoint: Optional[str]) -> List[Tuple[Any, str, Opti
 
 
 def _status(args: argparse.Namespace) -> int:
-    from . import vertex
+    from .cloud import vertex
 
     worst = 0
     for target, name, _ in _runs(args.target, args.api_endpoint):
@@ -133,7 +133,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _results(args: argparse.Namespace) -> int:
-    from . import gcs
+    from .cloud import gcs
 
     for target, name, manifest in _runs(args.target, args.api_endpoint):
         if manifest is None:
@@ -154,7 +154,7 @@ def _results(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    from . import vertex
+    from .cloud import vertex
 
     for target, name, _ in _runs(args.target, args.api_endpoint):
         vertex.init(target)
@@ -166,7 +166,7 @@ def _cancel(args: argparse.Namespace) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "emulator":
-        from .emulator_serve import serve
+        from .emulator.serve import serve
 
         serve(args.data_dir, port=args.port, gcs_port=args.gcs_port, max_parallel=args.max_parallel, workdir=args.workdir)
         return 0
@@ -176,9 +176,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _run_local(args: argparse.Namespace) -> int:
-    from .cloud_paths import PathMap
-    from .local_runner import UnsupportedPipeline, run_pipeline
-    from .manifest import manifest_beside, read_manifest, stage_files
+    from .spec.cloud_paths import PathMap
+    from .local.runner import UnsupportedPipeline, run_pipeline
+    from .spec.manifest import manifest_beside, read_manifest, stage_files
 
     pipeline = args.pipeline.resolve()
     if not pipeline.is_file():

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from .cloud_paths import gcs_to_fuse
-from .trials import TrialSpec, trial_rows
+from .spec.cloud_paths import gcs_to_fuse
+from .spec.trials import TrialSpec, trial_rows
 
 COLLECTOR_TASK_NAME = "collect trials"
 TRIALS_GROUP = "trials"

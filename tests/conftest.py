@@ -146,7 +146,7 @@ def emulators(tmp_path_factory):
     """A Cloud Storage emulator and the project's Vertex emulator, on 127.0.0.1."""
     from gcp_storage_emulator.server import create_server
 
-    from hydra_vertex_pipelines.pipeline_builder.emulator import VertexEmulator
+    from hydra_vertex_pipelines.pipeline_builder.emulator.server import VertexEmulator
 
     storage_server = create_server("127.0.0.1", 0, in_memory=True)
     storage_server.start()

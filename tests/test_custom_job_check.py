@@ -7,11 +7,11 @@ import traceback
 
 import pytest
 
-from hydra_vertex_pipelines.pipeline_builder.cloud_paths import PathMap
-from hydra_vertex_pipelines.pipeline_builder.custom_job_check import CustomJobChecker, CustomJobRejected
-from hydra_vertex_pipelines.pipeline_builder.local_runner import LocalRunner
-from hydra_vertex_pipelines.pipeline_builder.resolver import executor_input, fill
-from hydra_vertex_pipelines.pipeline_builder.settings import TrialSettings
+from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
+from hydra_vertex_pipelines.pipeline_builder.local.gcpc_check import CustomJobChecker, CustomJobRejected
+from hydra_vertex_pipelines.pipeline_builder.local.runner import LocalRunner
+from hydra_vertex_pipelines.pipeline_builder.local.resolver import executor_input, fill
+from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings
 from test_local_runner import compile_sweep, trial
 
 # Writes what the replica sees into the trial's folder (its argument, a /gcs/ path).

@@ -124,7 +124,7 @@ def test_create_refuses_a_body_that_is_not_a_custom_job(emulators):
 
 
 def test_jobs_created_through_the_api_run_list_in_pages_and_survive_a_restart(emulators, tmp_path):
-    from hydra_vertex_pipelines.pipeline_builder.emulator_custom_jobs import JobService
+    from hydra_vertex_pipelines.pipeline_builder.emulator.custom_jobs import JobService
 
     vertex = emulators["vertex"]
     body = {

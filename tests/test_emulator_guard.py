@@ -41,8 +41,8 @@ def hanging_pipeline(tmp_path_factory):
 @pytest.fixture
 def vertex(emulators, tmp_path):
     """A Vertex emulator of its own (storage: the session's Cloud Storage emulator)."""
-    from hydra_vertex_pipelines.pipeline_builder import gcs
-    from hydra_vertex_pipelines.pipeline_builder.emulator import VertexEmulator
+    from hydra_vertex_pipelines.pipeline_builder.cloud import gcs
+    from hydra_vertex_pipelines.pipeline_builder.emulator.server import VertexEmulator
 
     gcs.ensure_bucket(gcs.client("local"), "gs://guard")
     emulator = VertexEmulator(tmp_path / "data", workdir=REPO)
@@ -120,8 +120,8 @@ def test_bad_job_ids_and_bodies_are_refused(vertex):
 
 
 def test_storage_emulator_refuses_other_hosts_and_pages(tmp_path, monkeypatch):
-    from hydra_vertex_pipelines.pipeline_builder import gcs
-    from hydra_vertex_pipelines.pipeline_builder.emulator_storage import StorageServer
+    from hydra_vertex_pipelines.pipeline_builder.cloud import gcs
+    from hydra_vertex_pipelines.pipeline_builder.emulator.storage import StorageServer
 
     server = StorageServer(tmp_path / "storage")
     url = server.start()

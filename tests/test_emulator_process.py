@@ -134,7 +134,7 @@ def test_readme_flow_as_written(start_emulator, tmp_path, monkeypatch):
     job = emulator.request(f"/v1/{manifest['vertex']['resource_name']}")
     assert job["state"] == "PIPELINE_STATE_SUCCEEDED", json.dumps(job.get("jobDetail"), indent=1)
     assert {t["state"] for t in job["jobDetail"]["taskDetails"]} == {"SUCCEEDED"}
-    from hydra_vertex_pipelines.pipeline_builder import gcs
+    from hydra_vertex_pipelines.pipeline_builder.cloud import gcs
 
     storage = gcs.client("local")
     written = {t["number"]: gcs.read_json(storage, f"{t['output_uri']}/result.json") for t in manifest["trials"]}
@@ -149,7 +149,7 @@ def test_a_store_left_among_the_buckets_is_moved_out_and_kept(start_emulator, tm
     data_dir = tmp_path / "data"
     first = start_emulator(data_dir)
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", first.gcs_url)
-    from hydra_vertex_pipelines.pipeline_builder import gcs
+    from hydra_vertex_pipelines.pipeline_builder.cloud import gcs
 
     gcs.ensure_bucket(gcs.client("local"), "gs://kept")
     gcs.write_bytes(gcs.client("local"), "gs://kept/a.txt", b"a")
@@ -209,7 +209,7 @@ def test_restart_keeps_jobs_and_ends_the_interrupted_one_truthfully(start_emulat
     data_dir = tmp_path / "data"
     first = start_emulator(data_dir)
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", first.gcs_url)
-    from hydra_vertex_pipelines.pipeline_builder import gcs
+    from hydra_vertex_pipelines.pipeline_builder.cloud import gcs
 
     gcs.ensure_bucket(gcs.client("local"), "gs://restart")
     body = {"displayName": "restart", "pipelineSpec": one_done_one_hanging["spec"], "runtimeConfig": {}}
@@ -255,7 +255,7 @@ def test_restart_keeps_jobs_and_ends_the_interrupted_one_truthfully(start_emulat
 
 
 def test_a_cancel_cut_short_by_a_stop_ends_cancelled(tmp_path):
-    from hydra_vertex_pipelines.pipeline_builder.emulator_jobs import JobStore
+    from hydra_vertex_pipelines.pipeline_builder.emulator.job_store import JobStore
 
     store = JobStore(tmp_path / "runs")
     resource = {"name": "projects/p/locations/l/pipelineJobs/j", "state": "PIPELINE_STATE_CANCELLING", "createTime": "t"}
@@ -277,7 +277,7 @@ def test_a_cancel_cut_short_by_a_stop_ends_cancelled(tmp_path):
 
 
 def test_experiments_survive_a_restart(tmp_path):
-    from hydra_vertex_pipelines.pipeline_builder.emulated_metadata import MetadataService
+    from hydra_vertex_pipelines.pipeline_builder.emulator.metadata import MetadataService
 
     store = "projects/p/locations/l/metadataStores/default"
     first = MetadataService(tmp_path / "metadata.json")

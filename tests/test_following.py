@@ -31,7 +31,7 @@ def follow_a_hanging_trial(api: str, gcs_url: str, sweep: Path, pid_dir: Path, r
 
 
 def test_an_outage_longer_than_reconnect_timeout_ends_with_the_reattach_hint(emulators, tmp_path):
-    from hydra_vertex_pipelines.pipeline_builder.emulator import VertexEmulator
+    from hydra_vertex_pipelines.pipeline_builder.emulator.server import VertexEmulator
 
     vertex = VertexEmulator(tmp_path / "vertex", workdir=REPO)  # its own, to take it down
     port = vertex.start()

@@ -73,7 +73,7 @@ def test_the_sweep_file_names_have_one_home():
     spelled = []
     for package in ("hydra_plugins", "pipeline_builder", "components"):
         for path in sorted((REPO / package).rglob("*.py")):
-            if path.name in ("sweep_files.py", "local_fuse.py"):  # local_fuse is copied whole into trials' sitecustomize
+            if path.name in ("sweep_files.py", "fuse.py"):  # local_fuse is copied whole into trials' sitecustomize
                 continue
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.Constant) and node.value in ("result.json", "trial.log", "gs://", "/gcs/", "job.pkl"):

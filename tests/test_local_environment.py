@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from hydra_vertex_pipelines.pipeline_builder.cloud_paths import PathMap
-from hydra_vertex_pipelines.pipeline_builder.local_runner import LocalRunner
-from hydra_vertex_pipelines.pipeline_builder.settings import TrialSettings
+from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
+from hydra_vertex_pipelines.pipeline_builder.local.runner import LocalRunner
+from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings
 from test_local_runner import compile_sweep, trial
 from test_local_stops import alive
 
@@ -73,7 +73,7 @@ def test_nested_runs_sitecustomize_files_chain_without_recursion(tmp_path):
     import subprocess
     import sys
 
-    from hydra_vertex_pipelines.pipeline_builder.local_runner import write_interpreter_files
+    from hydra_vertex_pipelines.pipeline_builder.local.runner import write_interpreter_files
 
     outer, inner, user = tmp_path / "outer", tmp_path / "inner", tmp_path / "user"
     write_interpreter_files(tmp_path / "shims-outer", outer, sys.executable)

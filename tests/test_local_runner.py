@@ -5,11 +5,11 @@ import io
 import pytest
 
 from conftest import APPS, read_json
-from hydra_vertex_pipelines.pipeline_builder.cloud_paths import PathMap
-from hydra_vertex_pipelines.pipeline_builder.local_runner import LocalRunner, load_pipeline
+from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
+from hydra_vertex_pipelines.pipeline_builder.local.runner import LocalRunner, load_pipeline
 from hydra_vertex_pipelines.pipeline_builder.pipeline import SweepSpec, compile_pipeline
-from hydra_vertex_pipelines.pipeline_builder.settings import TrialSettings, WorkerPoolSettings
-from hydra_vertex_pipelines.pipeline_builder.trials import build_trial
+from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings, WorkerPoolSettings
+from hydra_vertex_pipelines.pipeline_builder.spec.trials import build_trial
 
 
 def compile_sweep(tmp_path, trials, collector=True):
@@ -107,7 +107,7 @@ def test_unknown_google_cloud_components_are_refused(tmp_path):
     spec = compile_sweep(tmp_path, [trial(0, TrialSettings(image_uri="img"), ["true"], [])])
     executor = next(iter(spec["deploymentSpec"]["executors"].values()))
     executor["container"]["command"] = ["python3", "-m", "google_cloud_pipeline_components.container.v1.bigquery.query_job.launcher"]
-    from hydra_vertex_pipelines.pipeline_builder.local_runner import UnsupportedPipeline
+    from hydra_vertex_pipelines.pipeline_builder.local.runner import UnsupportedPipeline
 
     with pytest.raises(UnsupportedPipeline, match="cannot emulate"):
         LocalRunner(spec, PathMap(str(tmp_path)), tmp_path / "work")

@@ -2,7 +2,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from hydra_vertex_pipelines.pipeline_builder import names
+from hydra_vertex_pipelines.pipeline_builder.spec import names
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
 
 

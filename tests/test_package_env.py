@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hydra_vertex_pipelines.pipeline_builder import package_env
-from hydra_vertex_pipelines.pipeline_builder.package_env import PackageEnvError, resolve
+from hydra_vertex_pipelines.pipeline_builder.local import package_env
+from hydra_vertex_pipelines.pipeline_builder.local.package_env import PackageEnvError, resolve
 
 
 def wheel(folder: Path, name: str, requires=(), files=None) -> Path:

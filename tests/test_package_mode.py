@@ -89,7 +89,7 @@ def package_overrides(source):
 
 
 def objects(prefix):
-    from hydra_vertex_pipelines.pipeline_builder import gcs
+    from hydra_vertex_pipelines.pipeline_builder.cloud import gcs
 
     return sorted(gcs.list_uris(gcs.client("local"), prefix))
 

@@ -9,7 +9,9 @@ from typing import Dict, List
 
 import pytest
 
-from hydra_vertex_pipelines.pipeline_builder import gcs, packaging
+from hydra_vertex_pipelines.pipeline_builder.cloud import gcs
+
+from hydra_vertex_pipelines.pipeline_builder.wheels import project_wheel as packaging
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
 
 PYPROJECT = """\

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from hydra_vertex_pipelines.pipeline_builder.resolver import (
+from hydra_vertex_pipelines.pipeline_builder.local.resolver import (
     ResolveError,
     RunContext,
     executor_input,
@@ -144,9 +144,9 @@ def test_a_kfp_loop_over_a_pipeline_parameter_runs_with_resolved_inputs(tmp_path
     a struct input, through kfp's own compiler and the local runner."""
     from kfp import compiler, dsl
 
-    from hydra_vertex_pipelines.pipeline_builder.cloud_paths import PathMap
-    from hydra_vertex_pipelines.pipeline_builder.local_runner import LocalRunner
-    from hydra_vertex_pipelines.pipeline_builder.local_spec import load_pipeline
+    from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
+    from hydra_vertex_pipelines.pipeline_builder.local.runner import LocalRunner
+    from hydra_vertex_pipelines.pipeline_builder.local.plan import load_pipeline
 
     @dsl.container_component
     def record(out: str, name: str, size: float, extra: dict, tag: str = "dflt"):

@@ -76,7 +76,7 @@ def test_malformed_records_of_any_shape_fail_the_trial(record):
     from hydra.core.utils import JobStatus
 
     from hydra_plugins.vertex_pipelines_launcher._returns import Evidence, job_return
-    from hydra_vertex_pipelines.pipeline_builder.trials import TrialSpec
+    from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec
 
     trial = TrialSpec(0, "r_0", ("x=1",), "app-0 x=1", "gs://b/r/0", "/gcs/b/r/0", ())
     ret = job_return(trial, record, "r", Evidence("exit code 0"), cfg=None, hydra_cfg=None, working_dir="w", task_name="app")
@@ -87,7 +87,7 @@ def test_malformed_records_of_any_shape_fail_the_trial(record):
 
 def test_a_record_of_another_run_or_an_earlier_attempt_is_not_this_trials():
     from hydra_plugins.vertex_pipelines_launcher._returns import record_problem
-    from hydra_vertex_pipelines.pipeline_builder.trials import TrialSpec
+    from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec
 
     trial = TrialSpec(3, "r_3", (), "app-3", "gs://b/r/3", "/gcs/b/r/3", ())
     good = {"status": "COMPLETED", "run_id": "r", "number": 3, "start_time": "2026-01-01T00:00:10+00:00"}

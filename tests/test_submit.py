@@ -17,7 +17,7 @@ COMMAND_ENTRY = ["hydra.launcher.trial.entry=command", f"hydra.launcher.trial.co
 
 
 def storage():
-    from hydra_vertex_pipelines.pipeline_builder import gcs
+    from hydra_vertex_pipelines.pipeline_builder.cloud import gcs
 
     return gcs.client("local")
 
@@ -37,7 +37,7 @@ def test_four_trials_one_raises(emulators, tmp_path):
     manifest = read_json(tmp_path / "manifest.json")
     resource = manifest["vertex"]["resource_name"]
     assert resource == f"projects/local/locations/us-central1/pipelineJobs/{manifest['run_id']}"
-    from hydra_vertex_pipelines.pipeline_builder import gcs
+    from hydra_vertex_pipelines.pipeline_builder.cloud import gcs
 
     summary = gcs.read_json(storage(), f"{manifest['run_root']}/summary.json")  # on the emulated bucket
     assert summary["counts"] == {"COMPLETED": 3, "FAILED": 1}
@@ -251,7 +251,7 @@ def test_pickled_jobs_travel_through_the_bucket(emulators, tmp_path):
     overrides = [f"hydra.sweep.dir={tmp_path}", *submit_overrides(emulators)]
     returns = launch_in_process(FAULTS / "conf", overrides, [["x=2"], ["x=5"]], _triple)
     assert [r.return_value for r in returns] == [6, 15]
-    from hydra_vertex_pipelines.pipeline_builder import gcs
+    from hydra_vertex_pipelines.pipeline_builder.cloud import gcs
 
     manifest = read_json(tmp_path / "manifest.json")
     assert gcs.read_bytes(storage(), f"{manifest['trials'][0]['output_uri']}/job.pkl") is not None

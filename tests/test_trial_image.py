@@ -408,7 +408,7 @@ def test_an_apps_own_components_and_pipeline_builder_do_not_shadow_the_installed
     python = shutil.which("python3", path=env["PATH"])
     code = (
         "import hydra_vertex_pipelines.components.collector as c, hydra_vertex_pipelines.components.report as r, "
-        "hydra_vertex_pipelines.pipeline_builder.trials as t; print(c.__file__); print(r.__file__); print(t.__file__)"
+        "hydra_vertex_pipelines.pipeline_builder.spec.trials as t; print(c.__file__); print(r.__file__); print(t.__file__)"
     )
     proc = subprocess.run([python, "-c", code], cwd=app, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

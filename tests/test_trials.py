@@ -3,8 +3,8 @@
 from google.cloud.aiplatform_v1.types import AcceleratorType, CustomJobSpec, WorkerPoolSpec
 from google.protobuf import json_format
 
-from hydra_vertex_pipelines.pipeline_builder.settings import TrialSettings, WorkerPoolSettings
-from hydra_vertex_pipelines.pipeline_builder.trials import build_trial, gcs_to_fuse, trial_rows
+from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings, WorkerPoolSettings
+from hydra_vertex_pipelines.pipeline_builder.spec.trials import build_trial, gcs_to_fuse, trial_rows
 
 import pytest
 
@@ -154,7 +154,7 @@ def _without_empty(pool):
 
 
 def test_pool_two_without_workers_is_never_laid_out():
-    from hydra_vertex_pipelines.pipeline_builder.trials import worker_pool_specs
+    from hydra_vertex_pipelines.pipeline_builder.spec.trials import worker_pool_specs
 
     with pytest.raises(ValueError, match="needs workers in pool 1"):
         worker_pool_specs(TrialSettings(image_uri="img", parameter_servers=WorkerPoolSettings(replica_count=1)), ["python", "t.py"], [])

@@ -2,7 +2,7 @@
 
 from google.cloud.aiplatform_v1.types import AcceleratorType, DiskSpec, Scheduling
 
-from hydra_vertex_pipelines.pipeline_builder import vertex_enums
+from hydra_vertex_pipelines.pipeline_builder.spec import vertex_enums
 
 
 def test_accelerator_types_match_the_sdk():

@@ -16,7 +16,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
-from hydra_vertex_pipelines.pipeline_builder.settings import TrialSettings
+from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings
 
 from .config import FIELD
 from .trial_entry import ENTRY_MODULE

@@ -11,7 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
-from hydra_vertex_pipelines.pipeline_builder.settings import TrialSettings, trial_settings
+from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings, trial_settings
 
 from .config import FIELD
 

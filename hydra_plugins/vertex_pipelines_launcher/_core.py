@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from hydra_vertex_pipelines.components.sweep_files import RESULT_FILE, SUMMARY_STEM, batch_file
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
-from hydra_vertex_pipelines.pipeline_builder.trials import TrialSpec
+from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec
 
 from ._commands import app_program
 from ._planning import Batch, plan_batch
@@ -31,8 +31,8 @@ from ._returns import Evidence, job_return, parse_record
 from .config import FIELD
 
 if TYPE_CHECKING:
-    from hydra_vertex_pipelines.pipeline_builder.fork_server import ForkServer
-    from hydra_vertex_pipelines.pipeline_builder.local_runner import TaskRun
+    from hydra_vertex_pipelines.pipeline_builder.local.fork_server import ForkServer
+    from hydra_vertex_pipelines.pipeline_builder.local.runner import TaskRun
 
     from .launcher import VertexPipelinesLauncher
 
@@ -125,7 +125,7 @@ def set_earlier_runs_aside(batch: Batch) -> None:
 
 def write_batch(batch: Batch, **manifest_extra: Any) -> Written:
     """Compiles pipeline.yaml, writes the manifest beside it and the files the run reads."""
-    from hydra_vertex_pipelines.pipeline_builder.manifest import manifest_data, manifest_path_for, write_manifest
+    from hydra_vertex_pipelines.pipeline_builder.spec.manifest import manifest_data, manifest_path_for, write_manifest
     from hydra_vertex_pipelines.pipeline_builder.pipeline import compile_pipeline_spec, trial_task_names
 
     batch.sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -182,7 +182,7 @@ def _load(path: Path) -> Optional[DictConfig]:
 
 def local_return(config: DictConfig, batch: Batch, trial: TrialSpec, task: Optional["TaskRun"]) -> JobReturn:
     """A local trial's JobReturn from what this run's trial left in its folder."""
-    from hydra_vertex_pipelines.pipeline_builder.local_runner import exit_reason, tail
+    from hydra_vertex_pipelines.pipeline_builder.local.runner import exit_reason, tail
 
     local_dir = Path(batch.local_paths().local(trial.output_uri))
     hydra_dir = local_dir / str(config.hydra.output_subdir or ".hydra")
@@ -215,14 +215,14 @@ def start_fork_server(batch: Batch) -> Optional["ForkServer"]:
     """Starts importing Hydra for the trials now, while the pipeline compiles."""
     if batch.fresh_interpreters:
         return None
-    from hydra_vertex_pipelines.pipeline_builder.fork_server import ForkServer
+    from hydra_vertex_pipelines.pipeline_builder.local.fork_server import ForkServer
 
     return ForkServer(sys.executable, [PRELOAD], batch.cwd, dict(os.environ))
 
 
 def run_local(config: DictConfig, batch: Batch, spec: Dict[str, Any], server: Optional["ForkServer"]) -> List[JobReturn]:
     """Runs the compiled pipeline on this machine and reads every trial's result."""
-    from hydra_vertex_pipelines.pipeline_builder.local_runner import LocalRunner
+    from hydra_vertex_pipelines.pipeline_builder.local.runner import LocalRunner
 
     paths = batch.local_paths()
     # Pickled jobs refer to modules by name: give the trials this process's import path.
@@ -295,7 +295,7 @@ def launch(
     except ConfigError as e:
         raise LauncherConfigError(str(e)) from None
     if batch.mode == "submit":
-        from hydra_vertex_pipelines.pipeline_builder.vertex import CredentialsError, credentials
+        from hydra_vertex_pipelines.pipeline_builder.cloud.vertex import CredentialsError, credentials
 
         try:
             assert batch.target is not None
@@ -345,7 +345,7 @@ def _write_and_run(launcher: "VertexPipelinesLauncher", batch: Batch, lock: Opti
 
     log.info(f"To run it on Vertex AI: {submit_hint(config)}")
     if batch.packages:
-        from hydra_vertex_pipelines.pipeline_builder.packaging import upload_command
+        from hydra_vertex_pipelines.pipeline_builder.wheels.project_wheel import upload_command
 
         log.info(
             "The trials run from the wheels under "

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 from omegaconf import DictConfig
 
 from hydra_vertex_pipelines.components.sweep_files import JOB_PICKLE, SUMMARY_STEM, batch_file, gcs_to_fuse
-from hydra_vertex_pipelines.pipeline_builder import names
-from hydra_vertex_pipelines.pipeline_builder.cloud_paths import PathMap
+from hydra_vertex_pipelines.pipeline_builder.spec import names
+from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
 from hydra_vertex_pipelines.pipeline_builder.pipeline import SweepSpec
-from hydra_vertex_pipelines.pipeline_builder.settings import TrialSettings
-from hydra_vertex_pipelines.pipeline_builder.trials import build_trial, retry_policy
-from hydra_vertex_pipelines.pipeline_builder.validation import (
+from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings
+from hydra_vertex_pipelines.pipeline_builder.spec.trials import build_trial, retry_policy
+from hydra_vertex_pipelines.pipeline_builder.spec.validation import (
     ENTRIES,
     LAUNCHER_SETTINGS,
     check_arguments,
@@ -31,7 +31,7 @@ from hydra_vertex_pipelines.pipeline_builder.validation import (
     check_one_of,
     check_trial_settings,
 )
-from hydra_vertex_pipelines.pipeline_builder.vertex import VertexTarget, check_target, default_project
+from hydra_vertex_pipelines.pipeline_builder.cloud.vertex import VertexTarget, check_target, default_project
 
 from . import _commands
 from ._compose import read_settings, plan_jobs
@@ -77,7 +77,7 @@ class Batch:
         (whose folders are written as `paths` shows them, for a run on this machine)."""
         import json
 
-        from hydra_vertex_pipelines.pipeline_builder.trials import trial_rows
+        from hydra_vertex_pipelines.pipeline_builder.spec.trials import trial_rows
 
         files = dict(self.pickles)
         if self.sweep.trials_file:
@@ -126,8 +126,8 @@ def _packages(settings: TrialSettings, config: DictConfig, cwd: str, sweep_dir: 
     launcher's own wheel beside it: the image installs only what the job lists and what
     that requires, and this launcher may not be on the image's package index. Uploading
     them, each only if the bucket lacks it, is the submit step's."""
-    from hydra_vertex_pipelines.pipeline_builder import launcher_wheel
-    from hydra_vertex_pipelines.pipeline_builder.packaging import check_wheel, is_pure, write_beside
+    from hydra_vertex_pipelines.pipeline_builder.wheels import launcher_wheel
+    from hydra_vertex_pipelines.pipeline_builder.wheels.project_wheel import check_wheel, is_pure, write_beside
 
     source = Path(settings.package.source_dir or cwd).resolve()
     package = write_beside(sweep_dir, source, pipeline_root)

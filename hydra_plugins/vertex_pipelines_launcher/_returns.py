@@ -15,7 +15,7 @@ from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
 from hydra_vertex_pipelines.components.sweep_files import RESULT_FILE
-from hydra_vertex_pipelines.pipeline_builder.trials import TrialSpec
+from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec
 
 TAIL_LINES = 15
 

@@ -12,8 +12,9 @@ from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_vertex_pipelines.components.sweep_files import RESULT_FILE
-from hydra_vertex_pipelines.pipeline_builder import gcs, vertex
-from hydra_vertex_pipelines.pipeline_builder.manifest import read_manifest, write_manifest
+from hydra_vertex_pipelines.pipeline_builder.cloud import gcs
+from hydra_vertex_pipelines.pipeline_builder.cloud import vertex
+from hydra_vertex_pipelines.pipeline_builder.spec.manifest import read_manifest, write_manifest
 
 from ._compose import compose_job
 from ._planning import Batch
@@ -50,7 +51,7 @@ def upload_files(batch: Batch, storage: Any) -> None:
         gcs.write_bytes(storage, uri, data)
     if files:
         log.info(f"Uploaded {len(files)} files under {batch.sweep.run_root}")
-    from hydra_vertex_pipelines.pipeline_builder.packaging import upload_if_absent
+    from hydra_vertex_pipelines.pipeline_builder.wheels.project_wheel import upload_if_absent
 
     for package in batch.packages:
         if upload_if_absent(storage, package):

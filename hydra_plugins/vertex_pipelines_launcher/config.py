@@ -5,7 +5,7 @@ from typing import Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
-from hydra_vertex_pipelines.pipeline_builder.settings import TrialSettings
+from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings
 
 FIELD = "hydra.launcher"  # where the settings live, as errors name them
 MODES = ["submit", "compile", "local"]

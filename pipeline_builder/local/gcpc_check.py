@@ -163,7 +163,7 @@ class CustomJobChecker:
     """The runner's side of the helper; safe to use from several task threads at once."""
 
     def __init__(self, python: str = sys.executable, env: Optional[Dict[str, str]] = None) -> None:
-        code = "from hydra_vertex_pipelines.pipeline_builder.custom_job_check import serve; serve()"
+        code = "from hydra_vertex_pipelines.pipeline_builder.local.gcpc_check import serve; serve()"
         self.proc = subprocess.Popen(
             [python, "-c", code],
             stdin=subprocess.PIPE,
@@ -171,7 +171,7 @@ class CustomJobChecker:
             stderr=subprocess.DEVNULL,
             env=env,
             # In this install's folder, not the project's: a module there could shadow what the helper imports.
-            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
             start_new_session=True,
         )
         self._lock = threading.Lock()

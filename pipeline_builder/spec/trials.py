@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from .cloud_paths import gcs_to_fuse
-from .errors import ConfigError
+from ..errors import ConfigError
 from .names import display_name
 from .settings import REDUCTION_SERVER_IMAGE, REDUCTION_SERVER_MACHINE, TrialSettings, WorkerPoolSettings
 from .validation import check_arguments, duration

@@ -9,7 +9,7 @@ from typing import Any, Iterable, List, Mapping, Optional, Sequence
 from hydra_vertex_pipelines.components.sweep_files import GCS
 
 from . import vertex_enums
-from .errors import ConfigError
+from ..errors import ConfigError
 from .names import check_labels
 from .settings import TrialSettings
 

@@ -23,7 +23,7 @@ import zipfile
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from .packaging import DISTRIBUTION, PackageUpload, package_folder
+from .project_wheel import DISTRIBUTION, PackageUpload, package_folder
 
 # The import packages of this distribution (hydra_plugins itself is a namespace package).
 PACKAGES = (

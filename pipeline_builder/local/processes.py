@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any, Dict, List, Optional, Sequence
 
 from .fork_server import ForkServer, python_invocation
-from .local_reaper import Reaper
+from .reaper import Reaper
 
 LOG_TAIL_LINES = 20
 KILL_GRACE_S = 5.0

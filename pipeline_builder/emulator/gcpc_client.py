@@ -20,8 +20,8 @@ from typing import Any
 
 from google.cloud.aiplatform_v1.services.job_service import JobServiceClient
 
-from . import fork_server
-from .emulator_launcher import JOB_SERVICE_VARIABLE
+from ..local import fork_server
+from .launcher_tasks import JOB_SERVICE_VARIABLE
 
 _original_init = JobServiceClient.__init__
 

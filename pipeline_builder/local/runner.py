@@ -22,14 +22,14 @@ from pathlib import Path
 from queue import Empty, Queue
 from typing import IO, Any, Callable, Dict, List, Mapping, Optional, Sequence
 
-from . import local_fuse
-from .cloud_paths import PathMap
-from .custom_job_check import CustomJobChecker
+from . import fuse as local_fuse
+from ..spec.cloud_paths import PathMap
+from .gcpc_check import CustomJobChecker
 from .fork_server import ForkServer
-from .local_processes import KILL_GRACE_S, Supervisor, exit_reason, tail
-from .local_spec import FINAL_STATES, SUCCESS_STATES, PipelinePlan, RunResult, TaskRun, UnsupportedPipeline, load_pipeline
-from .local_stop import stop_signals
-from .local_tasks import run_task
+from .processes import KILL_GRACE_S, Supervisor, exit_reason, tail
+from .plan import FINAL_STATES, SUCCESS_STATES, PipelinePlan, RunResult, TaskRun, UnsupportedPipeline, load_pipeline
+from .signals import stop_signals
+from .tasks import run_task
 from .resolver import RunContext, fill
 
 __all__ = [

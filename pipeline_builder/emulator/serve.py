@@ -11,9 +11,9 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
 
-from .emulator import VertexEmulator
-from .emulator_jobs import ENDED
-from .emulator_storage import DataDir, StorageServer
+from .server import VertexEmulator
+from .job_store import ENDED
+from .storage import DataDir, StorageServer
 
 T = TypeVar("T")
 

@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 from hydra_vertex_pipelines.components.sweep_files import LOG_FILE
 
-from .custom_job_check import CustomJobRejected
-from .custom_job_env import cluster_ports, job_environment, replica_counts, replica_environment, replicas
-from .local_processes import Launch, Outcome, exit_reason, python_command, tail
-from .local_spec import CUSTOM_JOB_LAUNCHER, TaskRun, UnsupportedPipeline
+from .gcpc_check import CustomJobRejected
+from .vertex_env import cluster_ports, job_environment, replica_counts, replica_environment, replicas
+from .processes import Launch, Outcome, exit_reason, python_command, tail
+from .plan import CUSTOM_JOB_LAUNCHER, TaskRun, UnsupportedPipeline
 from .resolver import executor_input, fill
 
 if TYPE_CHECKING:
-    from .local_runner import LocalRunner
+    from .runner import LocalRunner
 
 
 def _outputs(component: Mapping[str, Any], task_dir: Path) -> Dict[str, Any]:

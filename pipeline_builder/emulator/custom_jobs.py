@@ -25,9 +25,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from hydra_vertex_pipelines.components.sweep_files import LOG_FILE
 
-from .cloud_paths import PathMap
-from .emulator_jobs import UNAVAILABLE, now
-from .local_processes import Launch, Supervisor, exit_reason, tail
+from ..spec.cloud_paths import PathMap
+from .job_store import UNAVAILABLE, now
+from ..local.processes import Launch, Supervisor, exit_reason, tail
 
 _PATH = re.compile(r"^/v1(?:beta1)?/projects/([^/]+)/locations/([^/]+)/customJobs(?:/([0-9]+))?(:cancel)?$")
 ENDED = ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED")
@@ -225,8 +225,8 @@ class JobService:
     def _run(self, job: CustomJob, proto: Any, cancelled: bool) -> None:
         from google.protobuf import json_format
 
-        from .custom_job_env import cluster_ports, job_environment, replica_counts, replica_environment, replicas
-        from .local_tasks import _pool_command
+        from ..local.vertex_env import cluster_ports, job_environment, replica_counts, replica_environment, replicas
+        from ..local.tasks import _pool_command
 
         job_id = job.name.rsplit("/", 1)[1]
         work = self.folder / job_id

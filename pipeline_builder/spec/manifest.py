@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from .cloud_paths import PathMap
-from .pipeline import SweepSpec
+from ..pipeline import SweepSpec
 
 FORMAT_VERSION = 1
 

@@ -27,7 +27,7 @@ import threading
 import time
 from typing import IO, Dict, List, Optional, Sequence
 
-from .local_fuse import install_from_environment
+from .fuse import install_from_environment
 
 STOP_GRACE_S = 5.0
 
@@ -185,10 +185,10 @@ class ForkServer:
     the time the first trial starts."""
 
     def __init__(self, python: str, preload: Sequence[str], cwd: str, env: Dict[str, str], custom_jobs: bool = True) -> None:
-        from .custom_job_check import CustomJobChecker
+        from .gcpc_check import CustomJobChecker
 
         self.preload = list(preload)
-        code = f"import sys; from hydra_vertex_pipelines.pipeline_builder.fork_server import serve; serve({list(preload)!r})"
+        code = f"import sys; from hydra_vertex_pipelines.pipeline_builder.local.fork_server import serve; serve({list(preload)!r})"
         self.proc = subprocess.Popen(
             [python, "-c", code],
             stdin=subprocess.PIPE,
@@ -237,7 +237,7 @@ class ForkServer:
         return ForkedProcess(self, ident, self._pids[ident])
 
     def close(self) -> None:
-        from .custom_job_check import close_helper
+        from .gcpc_check import close_helper
 
         if self.custom_jobs is not None:
             self.custom_jobs.close()

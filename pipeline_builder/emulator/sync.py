@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from hydra_vertex_pipelines.components.sweep_files import FUSE, GCS, fuse_to_gcs
 
-from .local_runner import LocalRunner, TaskRun
+from ..local.runner import LocalRunner, TaskRun
 
 # Cloud Storage's rule for bucket names: any other folder in the view is not a bucket.
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
@@ -38,7 +38,7 @@ class StorageSync:
         self._keys: Dict[str, Optional[str]] = {}  # task -> its cache key, from before() to after()
 
     def before(self, task: TaskRun, inputs: Mapping[str, Any]) -> Optional[str]:
-        from . import gcs
+        from ..cloud import gcs
 
         key = self._keys[task.name] = self.runner.cache_key(task.name) if self.runner is not None else None
         if key is not None and self.cache.hit(key):
@@ -76,7 +76,7 @@ class StorageSync:
                 self.synced(task)
 
     def _upload(self, task: TaskRun) -> None:
-        from . import gcs
+        from ..cloud import gcs
 
         key = self._keys.get(task.name)
         if task.state == "SUCCEEDED" and key is not None:

@@ -25,16 +25,17 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 from urllib.parse import parse_qs, urlsplit
 
-from . import emulator_guard, local_fuse
-from .cloud_paths import PathMap
-from .emulated_metadata import MetadataService
-from .emulator_custom_jobs import JobService
-from .emulator_jobs import ENDED, JobStore, interrupted, now
-from .emulator_launcher import LauncherTasks
-from .emulator_storage import DataDir
-from .emulator_sync import Cache, StorageSync
-from .local_runner import FINAL_STATES, LocalRunner, TaskRun, UnsupportedPipeline, write_interpreter_files
-from .resolver import RunContext
+from . import guard as emulator_guard
+from ..local import fuse as local_fuse
+from ..spec.cloud_paths import PathMap
+from .metadata import MetadataService
+from .custom_jobs import JobService
+from .job_store import ENDED, JobStore, interrupted, now
+from .launcher_tasks import LauncherTasks
+from .storage import DataDir
+from .sync import Cache, StorageSync
+from ..local.runner import FINAL_STATES, LocalRunner, TaskRun, UnsupportedPipeline, write_interpreter_files
+from ..local.resolver import RunContext
 
 _JOBS = re.compile(r"^/v1(?:beta1)?/projects/([^/]+)/locations/([^/]+)/pipelineJobs(?:/([^/:]+))?(:cancel)?$")
 # Vertex's rule for pipelineJobId: fewer than 128 of a-z, 0-9 and '-'. It names a folder here.
@@ -318,7 +319,7 @@ class VertexEmulator:
             self.store.task_changed(run.job_id, run.task(task))
 
     def _execute(self, job_id: str, run: _Run) -> None:
-        from . import gcs
+        from ..cloud import gcs
 
         work = self.store.folder(job_id)
         # One local view of the buckets for every run, as the FUSE mount is one view of

@@ -24,15 +24,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, List, Optional
 
-from .emulator_custom_jobs import ENDED, JobService
-from .fork_server import ForkServer
-from .local_processes import KILL_GRACE_S, exit_reason, signal_session, tail
-from .local_spec import CUSTOM_JOB_LAUNCHER, TaskRun, UnsupportedPipeline
-from .local_tasks import _outputs
-from .resolver import executor_input, fill
+from .custom_jobs import ENDED, JobService
+from ..local.fork_server import ForkServer
+from ..local.processes import KILL_GRACE_S, exit_reason, signal_session, tail
+from ..local.plan import CUSTOM_JOB_LAUNCHER, TaskRun, UnsupportedPipeline
+from ..local.tasks import _outputs
+from ..local.resolver import executor_input, fill
 
 if TYPE_CHECKING:
-    from .local_runner import LocalRunner
+    from ..local.runner import LocalRunner
 
 # Names the emulator's JobService to the launcher's client (see emulator_client).
 JOB_SERVICE_VARIABLE = "PIPELINE_BUILDER_EMULATED_JOB_SERVICE"
@@ -41,7 +41,7 @@ PRELOAD = [
     "google_cloud_pipeline_components.container.v1.custom_job.remote_runner",
     "google_cloud_pipeline_components.container.v1.gcp_launcher.utils.parser_util",
     "google.cloud.aiplatform",
-    "hydra_vertex_pipelines.pipeline_builder.emulator_client",
+    "hydra_vertex_pipelines.pipeline_builder.emulator.gcpc_client",
 ]
 _JOB_URI = "/v1/"  # gcp_resources names the job as https://ENDPOINT/v1/NAME
 
@@ -59,7 +59,7 @@ class LauncherTasks:
     def server(self) -> ForkServer:
         with self._lock:
             if self._server is None:
-                here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # beside this package
+                here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # beside this package
                 self._server = ForkServer(self.python, PRELOAD, here, dict(os.environ), custom_jobs=False)
             return self._server
 

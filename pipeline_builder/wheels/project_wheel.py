@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Tuple
 
-from hydra_vertex_pipelines.pipeline_builder import gcs
-from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
+from ..cloud import gcs
+from ..errors import ConfigError
 
 SOURCE_DIR_FIELD = "hydra.launcher.trial.package.source_dir"
 ACCEPTED_SOURCE = "a folder with a pyproject.toml or setup.py that pip can build into a wheel"

@@ -5,7 +5,7 @@ import re
 from datetime import datetime, timezone
 from typing import Dict, Mapping, Optional
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 MAX_DISPLAY_NAME = 128
 MAX_PIPELINE_NAME = 64  # longer names have been rejected by Vertex's scheduler

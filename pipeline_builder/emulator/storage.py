@@ -16,7 +16,7 @@ from http.server import HTTPServer
 from pathlib import Path
 from typing import Any
 
-from . import emulator_guard
+from . import guard as emulator_guard
 
 _STORE = ".cloudstorage"  # gcp-storage-emulator's folder inside the data dir it is given
 

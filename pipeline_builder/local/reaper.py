@@ -72,7 +72,7 @@ def _alive(pid: int) -> bool:
 
 def serve(stdin: IO[str]) -> None:
     """Follows the sessions the starter reports until it goes away, then stops those left."""
-    from .local_processes import signal_session
+    from .processes import signal_session
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sessions: Set[int] = set()

@@ -9,7 +9,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
-from .settings import REDUCTION_SERVER_IMAGE
+from ..spec.settings import REDUCTION_SERVER_IMAGE
 
 # Vertex's pool order, and the task type TF_CONFIG gives each pool:
 # https://cloud.google.com/vertex-ai/docs/training/distributed-training#cluster-spec
