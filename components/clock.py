@@ -5,7 +5,6 @@ form (`+00:00`); resources served in Vertex's shape use RFC 3339 with `Z`, as Ve
 Standard library only: trials and the collector's image use it.
 """
 
-import time
 from datetime import datetime, timezone
 from typing import Optional
 
@@ -23,6 +22,3 @@ def rfc3339(t: Optional[float] = None) -> str:
     """`t` (default now) as Vertex spells times: `2026-01-02T03:04:05.678901Z`."""
     return iso_utc(t).replace("+00:00", "Z")
 
-
-def monotonic() -> float:
-    return time.monotonic()
