@@ -7,15 +7,63 @@ upstream failure, and each loop's parallelism limit.
 """
 
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
 from .resolver import RunContext, loop_items, resolve_inputs, root_scope
 
 CUSTOM_JOB_LAUNCHER = "google_cloud_pipeline_components.container.v1.custom_job.launcher"
-# CACHED: a hook found this task's earlier success (Vertex's caching) and it did not run.
-FINAL_STATES = ("SUCCEEDED", "CACHED", "FAILED", "SKIPPED", "CANCELLED")
-SUCCESS_STATES = ("SUCCEEDED", "CACHED")
+FINAL_STATES = frozenset({"SUCCEEDED", "CACHED", "FAILED", "SKIPPED", "CANCELLED"})
+SUCCESS_STATES = frozenset({"SUCCEEDED", "CACHED"})
+
+
+class TaskState(str, Enum):
+    """A task run's state, spelled as Vertex spells a pipeline task's state.
+
+    A `str` enum: it compares equal to, and serialises as, the name Vertex uses.
+    CACHED: an earlier success of the same cache key was found (Vertex's caching) and the
+    task did not run.
+    """
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    CACHED = "CACHED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+    CANCELLED = "CANCELLED"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def final(self) -> bool:
+        return self in FINAL_STATES
+
+    @property
+    def succeeded(self) -> bool:
+        return self in SUCCESS_STATES
+
+
+@dataclass(frozen=True)
+class TaskFailure:
+    """Why a task failed, as values: what a reader shows is made from them, never parsed back.
+
+    `reason` is the cause alone ("exit code 3", "the CustomJob ran past its timeout ...");
+    `log_path` and `log_tail` are the log it came from and that log's last lines.
+    """
+
+    reason: str
+    exit_code: Optional[int] = None
+    log_path: Optional[str] = None
+    log_tail: str = ""
+
+    def message(self) -> str:
+        """The one-text form shown in task details and errors."""
+        if self.log_path is None:
+            return self.reason
+        return f"{self.reason}; last lines of {self.log_path}:\n{self.log_tail}"
 
 
 class UnsupportedPipeline(ValueError):
@@ -34,7 +82,8 @@ class TaskRun:
     group: Optional[str] = None  # the ParallelFor loop the task is an iteration of
     state: str = "PENDING"
     exit_code: Optional[int] = None
-    error: Optional[str] = None
+    error: Optional[str] = None  # the failure's message(), or an error with no structure
+    failure: Optional[TaskFailure] = None
     start_time: Optional[float] = None
     end_time: Optional[float] = None
     output_dir: Optional[str] = None
