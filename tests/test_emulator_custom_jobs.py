@@ -15,9 +15,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Dict, List
 
+import pytest
 from hydra.core.utils import JobStatus
 
 from conftest import APPS, launch_in_process, read_json, submit_overrides, wait_for
+
+pytestmark = pytest.mark.slow  # starts the emulators
 
 FAULTS = APPS / "faults"
 COMMAND_ENTRY = ["hydra.launcher.trial.entry=command", f"hydra.launcher.trial.command=[python,{FAULTS / 'app.py'}]"]

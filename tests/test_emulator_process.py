@@ -16,7 +16,9 @@ from typing import List, Optional, Tuple
 
 import pytest
 
-from conftest import APPS, CLI, QUICKSTART, REPO, read_json
+from conftest import APPS, CLI, QUICKSTART, REPO, alive, read_json, wait_for
+
+pytestmark = pytest.mark.slow  # starts the emulators' command line
 
 FAULTS = APPS / "faults"
 QUICKSTART_DIR = QUICKSTART.parent
@@ -185,21 +187,6 @@ def one_done_one_hanging(tmp_path_factory):
     return {"spec": load_pipeline(root / "sweep" / "pipeline.yaml"), "pids": pid_dir}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _until(predicate, timeout: float = 60.0, what: str = "") -> None:
-    deadline = time.time() + timeout
-    while not predicate():
-        assert time.time() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=["SIGTERM", "SIGINT", "SIGKILL"])
 def test_restart_keeps_jobs_and_ends_the_interrupted_one_truthfully(start_emulator, one_done_one_hanging, tmp_path, monkeypatch, sig):
     pid_dir = one_done_one_hanging["pids"]
@@ -219,16 +206,16 @@ def test_restart_keeps_jobs_and_ends_the_interrupted_one_truthfully(start_emulat
     def trial_states():
         return {t["taskName"]: t["state"] for t in first.request(f"{JOBS}/job-1").get("jobDetail", {}).get("taskDetails", [])}
 
-    _until(lambda: any(pid_dir.iterdir()), what="the hanging trial")
-    _until(lambda: trial_states().get("custom-training-job") == "SUCCEEDED", what="trial 0")
+    wait_for(lambda: any(pid_dir.iterdir()), timeout=60, what="the hanging trial")
+    wait_for(lambda: trial_states().get("custom-training-job") == "SUCCEEDED", timeout=60, what="trial 0")
     assert first.request(f"{JOBS}/job-1")["state"] == "PIPELINE_STATE_RUNNING"
     pid = int(next(pid_dir.iterdir()).name)
     took = first.stop(sig)
     if sig == signal.SIGKILL:  # the emulator could not stop it: its reaper does, as a container's end would
-        _until(lambda: not _alive(pid), timeout=10, what="the reaper to stop the trial")
+        wait_for(lambda: not alive(pid), timeout=10, what="the reaper to stop the trial")
     else:
         assert first.proc.returncode == 0 and took < 10, (took, "".join(first.lines))
-        assert not _alive(pid)  # the trial was stopped with the emulator
+        assert not alive(pid)  # the trial was stopped with the emulator
         assert "stopped" in first.lines[-1]
 
     second = start_emulator(data_dir)

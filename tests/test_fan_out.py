@@ -86,6 +86,7 @@ def test_per_trial_settings_vary_inside_the_loop(tmp_path):
     assert [i["labels"]["model"] for i in items] == ["small", "large"]
 
 
+@pytest.mark.slow
 def test_loop_runs_through_the_emulator(emulators, tmp_path):
     overrides = [
         f"hydra.sweep.dir={tmp_path}",
@@ -102,6 +103,7 @@ def test_loop_runs_through_the_emulator(emulators, tmp_path):
     assert names == ["collect-trials", "custom-training-job-0", "custom-training-job-1", "custom-training-job-2"]
 
 
+@pytest.mark.slow
 def test_large_sweeps_hand_the_collector_a_trial_file(tmp_path):
     """The collector's input travels as one command-line argument (at most 128 KiB): past
     32 KiB of trial rows, the rows go into a file in the run folder."""
@@ -120,6 +122,7 @@ def test_large_sweeps_hand_the_collector_a_trial_file(tmp_path):
     assert read_json(tmp_path / "summary.json")["counts"] == {"COMPLETED": 400}
 
 
+@pytest.mark.slow
 def test_trial_file_reaches_the_collector_through_the_bucket(emulators, tmp_path, monkeypatch):
     """Submission uploads the trial file and the collector reads it from the bucket. The
     limit is lowered so that a few trials take the file path (the real limit is measured

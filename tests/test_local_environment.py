@@ -10,8 +10,8 @@ import pytest
 from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
 from hydra_vertex_pipelines.pipeline_builder.local.runner import LocalRunner
 from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings
+from conftest import alive
 from test_local_runner import compile_sweep, trial
-from test_local_stops import alive
 
 # What a trial does on Vertex to write its model: open the URI's Cloud Storage FUSE path.
 WRITE_MODEL = """
@@ -45,6 +45,7 @@ def test_aip_folders_are_uris_whose_gcs_paths_open_here(tmp_path, forked):
     assert not Path("/gcs").exists()
 
 
+@pytest.mark.slow
 def test_the_job_stops_at_its_timeout_as_on_vertex(tmp_path):
     script = (
         "import os, subprocess, sys, time\n"

@@ -12,6 +12,8 @@ import pytest
 from conftest import CLI, read_json, run_app
 from test_emulator_process import Emulator
 
+pytestmark = pytest.mark.slow  # sweeps of a user project in subprocesses, the emulators
+
 APP = '''\
 import hydra
 from omegaconf import DictConfig

@@ -94,6 +94,7 @@ def objects(prefix):
     return sorted(gcs.list_uris(gcs.client("local"), prefix))
 
 
+@pytest.mark.slow
 def test_package_uploaded_once_and_trials_run_from_it(emulators, tmp_path):
     source = make_project(tmp_path / "project")
     bucket = "packages"
@@ -137,6 +138,7 @@ def test_package_uploaded_once_and_trials_run_from_it(emulators, tmp_path):
     assert len(objects(f"gs://{bucket}/runs/packages/")) == 3  # new code, a new digest folder
 
 
+@pytest.mark.slow
 def test_compile_mode_writes_the_package_beside_the_pipeline(tmp_path):
     source = make_project(tmp_path / "project")
     overrides = [
@@ -172,6 +174,7 @@ def test_compile_mode_writes_the_package_beside_the_pipeline(tmp_path):
     assert Path(result["return_value"]["prefix"]).parent.name == "envs"
 
 
+@pytest.mark.slow
 def test_a_package_trial_runs_in_a_fresh_environment_in_local_mode(tmp_path):
     """Code the wheel leaves out (a module beside the package) runs from a source tree but
     not in the prebuilt image: the local run fails it as Vertex would."""
@@ -199,17 +202,20 @@ def _compile_refusal(tmp_path, source, *extra):
     return str(e.value)
 
 
+@pytest.mark.slow
 def test_a_wheel_that_does_not_bring_the_launcher_is_refused(tmp_path):
     message = _compile_refusal(tmp_path, make_project(tmp_path / "project", depends=False))
     assert "hydra.launcher.trial.package.source_dir='trainer-0.1.0-py3-none-any.whl' is not accepted" in message
     assert 'add "hydra-vertex-pipelines-launcher" to [project] dependencies' in message
 
 
+@pytest.mark.slow
 def test_a_wheel_without_the_apps_config_files_is_refused(tmp_path):
     message = _compile_refusal(tmp_path, make_project(tmp_path / "project", package_data=False))
     assert "a wheel that holds the app's config files" in message and "trainer/conf/config.yaml is not in the wheel" in message
 
 
+@pytest.mark.slow
 def test_a_wheel_that_wants_another_launcher_version_is_refused(tmp_path):
     message = _compile_refusal(tmp_path, make_project(tmp_path / "project", requirement="hydra-vertex-pipelines-launcher>=99"))
     assert "hydra.launcher.trial.package.source_dir='trainer-0.1.0-py3-none-any.whl' is not accepted" in message
@@ -221,6 +227,7 @@ def test_package_mode_needs_a_collector_image(tmp_path):
     assert "hydra.launcher.collector_image=None is not accepted" in message
 
 
+@pytest.mark.slow
 def test_the_packaged_example_runs_as_the_readme_says(tmp_path):
     checkout = user_checkout(tmp_path / "clone")
     proc = run_shell(readme_line("cd examples/packaged && "), checkout)

@@ -1,6 +1,7 @@
 """Resume: re-submitting a sweep runs only the trials that did not succeed, through
 Vertex's cache, as the emulator honours it."""
 
+import pytest
 from hydra.core.utils import JobStatus
 
 from conftest import APPS, launch_in_process, load_pipeline, read_json, submit_overrides
@@ -9,6 +10,7 @@ FAULTS = APPS / "faults"
 COMMAND_ENTRY = ["hydra.launcher.trial.entry=command", f"hydra.launcher.trial.command=[python,{FAULTS / 'app.py'}]"]
 
 
+@pytest.mark.slow
 def test_resubmitted_sweep_runs_only_the_trial_that_failed(emulators, tmp_path):
     fix = tmp_path / "fixed"
     jobs = [["x=1"], ["x=broken", f"+fixed_by={fix}"], ["x=3"], ["x=4"]]

@@ -19,6 +19,7 @@ def sweep(args, cwd=REPO, **popen):
     return subprocess.run([sys.executable, str(FAULTS), "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=300, **popen)
 
 
+@pytest.mark.slow
 def test_a_rerun_into_the_same_sweep_dir_never_reads_the_earlier_results(tmp_path):
     first = sweep([*LOCAL, "x=5,2", f"hydra.sweep.dir={tmp_path}"])
     assert first.returncode == 0, first.stderr
@@ -99,6 +100,7 @@ def test_a_record_of_another_run_or_an_earlier_attempt_is_not_this_trials():
     assert "earlier attempt" in record_problem(good, trial, "r", not_before=started + 10)
 
 
+@pytest.mark.slow
 def test_two_submits_in_the_same_second_into_one_sweep_dir_keep_their_own_pipelines(emulators, tmp_path):
     """Hydra's default sweep dir has one-second resolution: two sweeps started together
     share it. Each must submit its own pipeline and report its own values."""

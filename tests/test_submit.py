@@ -22,6 +22,7 @@ def storage():
     return gcs.client("local")
 
 
+@pytest.mark.slow
 def test_four_trials_one_raises(emulators, tmp_path):
     jobs = [["x=1"], ["x=raise"], ["x=3"], ["x=4"]]
     overrides = [f"hydra.sweep.dir={tmp_path}", *submit_overrides(emulators), *COMMAND_ENTRY]
@@ -50,6 +51,7 @@ def test_four_trials_one_raises(emulators, tmp_path):
     assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://sweeps/runs"
 
 
+@pytest.mark.slow
 def test_a_trial_that_dies_gets_vertex_error(emulators, tmp_path):
     jobs = [["x=1"], ["x=sigkill"]]
     overrides = [f"hydra.sweep.dir={tmp_path}", *submit_overrides(emulators), *COMMAND_ENTRY]
@@ -60,6 +62,7 @@ def test_a_trial_that_dies_gets_vertex_error(emulators, tmp_path):
     assert "left no result.json: its task ended FAILED" in str(e.value) and "killed by signal SIGKILL" in str(e.value)
 
 
+@pytest.mark.slow
 def test_create_retried_after_a_lost_answer_makes_one_job(emulators, tmp_path):
     vertex = emulators["vertex"]
     before = vertex.requests[("POST", "create")]
@@ -73,6 +76,7 @@ def test_create_retried_after_a_lost_answer_makes_one_job(emulators, tmp_path):
     assert sum(1 for r in vertex.runs if r.startswith(run_id)) == 1
 
 
+@pytest.mark.slow
 def test_thirty_trials_cost_requests_per_poll_not_per_trial(emulators, tmp_path):
     vertex = emulators["vertex"]
     before = dict(vertex.requests)
@@ -127,6 +131,7 @@ def test_missing_credentials_say_how_to_set_them_up(tmp_path):
     assert not (tmp_path / "s" / "pipeline.yaml").exists()
 
 
+@pytest.mark.slow
 def test_status_results_and_cancel_commands(emulators, tmp_path):
     overrides = [f"hydra.sweep.dir={tmp_path}", *submit_overrides(emulators), *COMMAND_ENTRY]
     launch_in_process(FAULTS / "conf", overrides, [["x=5"], ["x=6"]])
@@ -142,6 +147,7 @@ def test_status_results_and_cancel_commands(emulators, tmp_path):
     assert "cancel requested" in cancel.stdout
 
 
+@pytest.mark.slow
 def test_wait_false_returns_after_submission(emulators, tmp_path):
     overrides = [f"hydra.sweep.dir={tmp_path}", *submit_overrides(emulators), *COMMAND_ENTRY, "hydra.launcher.wait=false"]
     returns = launch_in_process(FAULTS / "conf", overrides, [["x=7"]])
@@ -150,6 +156,7 @@ def test_wait_false_returns_after_submission(emulators, tmp_path):
     assert run_id in emulators["vertex"].runs
 
 
+@pytest.mark.slow
 def test_cancelled_run_gives_every_trial_a_truthful_status(emulators, tmp_path):
     import threading
 
@@ -182,6 +189,7 @@ def test_cancelled_run_gives_every_trial_a_truthful_status(emulators, tmp_path):
     wait_for(lambda: not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z", 10)
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_waiting_leaves_the_run_going(emulators, tmp_path):
     import signal
 
@@ -218,6 +226,7 @@ def test_ctrl_c_while_waiting_leaves_the_run_going(emulators, tmp_path):
     wait_for(lambda: run.view()["state"] == "PIPELINE_STATE_CANCELLED")
 
 
+@pytest.mark.slow
 def test_emulator_command_serves_both_apis(tmp_path):
     import re
     import urllib.request
@@ -247,6 +256,7 @@ def _triple(cfg):
     return cfg.x * 3
 
 
+@pytest.mark.slow
 def test_pickled_jobs_travel_through_the_bucket(emulators, tmp_path):
     overrides = [f"hydra.sweep.dir={tmp_path}", *submit_overrides(emulators)]
     returns = launch_in_process(FAULTS / "conf", overrides, [["x=2"], ["x=5"]], _triple)
@@ -257,6 +267,7 @@ def test_pickled_jobs_travel_through_the_bucket(emulators, tmp_path):
     assert gcs.read_bytes(storage(), f"{manifest['trials'][0]['output_uri']}/job.pkl") is not None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "override,message",
     [
@@ -277,6 +288,7 @@ def test_bad_submit_settings_stop_before_any_request(emulators, tmp_path, overri
     assert not (tmp_path / "pipeline.yaml").exists()
 
 
+@pytest.mark.slow
 def test_run_is_associated_with_its_experiment(emulators, tmp_path):
     overrides = [f"hydra.sweep.dir={tmp_path}", *submit_overrides(emulators), *COMMAND_ENTRY, "hydra.launcher.experiment=lr-study"]
     returns = launch_in_process(FAULTS / "conf", overrides, [["x=1"], ["x=2"]])

@@ -385,6 +385,7 @@ def test_the_build_context_leaves_out_what_no_image_needs():
         assert is_ignored(path, rules), path
 
 
+@pytest.mark.slow
 def test_the_install_is_real_and_the_launcher_is_imported_from_it(image, tmp_path):
     assert image.install_seconds > 0, "the launcher was installed by a RUN step"
     code = f"import kfp, {ENTRY_MODULE} as t, hydra_vertex_pipelines.components.collector as c; print(t.__file__); print(c.__file__)"
@@ -396,6 +397,7 @@ def test_the_install_is_real_and_the_launcher_is_imported_from_it(image, tmp_pat
     print(f"pip install steps took {image.install_seconds:.1f} s")
 
 
+@pytest.mark.slow
 def test_an_apps_own_components_and_pipeline_builder_do_not_shadow_the_installed_launcher(image, tmp_path):
     """The install names its folders hydra_vertex_pipelines.*: a project's packages named
     like the folders, in the working directory, leave the launcher's imports alone."""
@@ -420,6 +422,7 @@ def test_an_apps_own_components_and_pipeline_builder_do_not_shadow_the_installed
     assert proc.returncode == 0 and "run-local" in proc.stdout, proc.stderr
 
 
+@pytest.mark.slow
 def test_the_working_directory_holds_the_app_where_the_trials_look_for_it(image, compiled):
     trial = trial_tasks(compiled["spec"])
     args = constant(next(iter(trial.values())), "worker_pool_specs")[0]["container_spec"]["args"]
@@ -429,6 +432,7 @@ def test_the_working_directory_holds_the_app_where_the_trials_look_for_it(image,
     assert image.path(app).is_file() and (image.path(app).parent / "conf" / "config.yaml").is_file()
 
 
+@pytest.mark.slow
 def test_each_trial_runs_in_the_image_and_writes_its_result(trials_ran, compiled):
     gcs, runs = trials_ran
     assert len(runs) == 2
@@ -441,6 +445,7 @@ def test_each_trial_runs_in_the_image_and_writes_its_result(trials_ran, compiled
         assert record["return_value"] == quickstart_value(trial["overrides"])
 
 
+@pytest.mark.slow
 def test_the_trial_command_names_the_images_python(compiled, image):
     for task in trial_tasks(compiled["spec"]).values():
         (pool,) = constant(task, "worker_pool_specs")
@@ -448,6 +453,7 @@ def test_the_trial_command_names_the_images_python(compiled, image):
     assert Path(shutil.which("python", path=image.run_env(image.root.parent / "which")["PATH"])).parent == image.python_home / "bin"
 
 
+@pytest.mark.slow
 def test_the_collector_runs_in_the_trial_image(image, compiled, trials_ran, tmp_path):
     gcs, _ = trials_ran
     spec = compiled["spec"]
@@ -496,6 +502,7 @@ BROKEN = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("broken", list(BROKEN))
 def test_a_dockerfile_missing_a_step_fails_the_rehearsal(broken, compiled, image, layers, tmp_path):
     edit, expected = BROKEN[broken]
