@@ -71,8 +71,8 @@ def local_vs_joblib(repeat: int) -> None:
 def compile_one(n: int, strategy: str) -> None:
     """In a fresh process: build and compile one sweep of n trials, print a JSON line."""
     start = time.perf_counter()
-    from kfp import compiler, dsl  # noqa: F401
     from google_cloud_pipeline_components.v1.custom_job import CustomTrainingJobOp
+    from kfp import compiler, dsl  # noqa: F401
 
     from hydra_plugins.vertex_pipelines_launcher._commands import job_args
     from hydra_plugins.vertex_pipelines_launcher.trial_entry import ENTRY_MODULE

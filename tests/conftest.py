@@ -122,9 +122,8 @@ def launch_in_process(conf_dir: Path, overrides: List[str], jobs: List[List[str]
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.plugins import Plugins
-    from hydra.types import HydraContext
-
     from hydra.core.singleton import Singleton
+    from hydra.types import HydraContext
 
     state = Singleton.get_state()  # Hydra's globals (version base, config) must not leak to other tests
     try:

@@ -7,10 +7,10 @@ import traceback
 
 import pytest
 
-from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
 from hydra_vertex_pipelines.pipeline_builder.local.gcpc_check import CustomJobChecker, CustomJobRejected
-from hydra_vertex_pipelines.pipeline_builder.local.runner import LocalRunner
 from hydra_vertex_pipelines.pipeline_builder.local.resolver import executor_input, fill
+from hydra_vertex_pipelines.pipeline_builder.local.runner import LocalRunner
+from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
 from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings
 from test_local_runner import compile_sweep, trial
 

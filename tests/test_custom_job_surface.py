@@ -8,10 +8,15 @@ import pytest
 from google.cloud.aiplatform_v1.types import CustomJob, PscInterfaceConfig
 from google.protobuf import json_format
 
-from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
 from hydra_vertex_pipelines.pipeline_builder.local.runner import LocalRunner, _resolve_placeholders
 from hydra_vertex_pipelines.pipeline_builder.pipeline import SweepSpec, compile_pipeline_spec
-from hydra_vertex_pipelines.pipeline_builder.spec.settings import REDUCTION_SERVER_IMAGE, PackageSettings, TrialSettings, WorkerPoolSettings
+from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
+from hydra_vertex_pipelines.pipeline_builder.spec.settings import (
+    REDUCTION_SERVER_IMAGE,
+    PackageSettings,
+    TrialSettings,
+    WorkerPoolSettings,
+)
 from hydra_vertex_pipelines.pipeline_builder.spec.trials import build_trial
 from hydra_vertex_pipelines.pipeline_builder.spec.validation import DNS_PEERING_FIELDS, PSC_INTERFACE_FIELDS
 

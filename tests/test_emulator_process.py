@@ -2,7 +2,6 @@
 process, Cloud Storage on disk, the README's commands, restarts and signals."""
 
 import json
-import os
 import re
 import signal
 import subprocess

@@ -22,10 +22,10 @@ from google.cloud.aiplatform_v1.types import CustomJob
 from google.protobuf import json_format
 
 from conftest import APPS, launch_in_process, load_pipeline, read_json
-from hydra_vertex_pipelines.pipeline_builder.spec import names
 from hydra_vertex_pipelines.pipeline_builder.local import resolver
-from hydra_vertex_pipelines.pipeline_builder.pipeline import SweepSpec, compile_pipeline_spec
 from hydra_vertex_pipelines.pipeline_builder.local.resolver import RunContext
+from hydra_vertex_pipelines.pipeline_builder.pipeline import SweepSpec, compile_pipeline_spec
+from hydra_vertex_pipelines.pipeline_builder.spec import names
 from hydra_vertex_pipelines.pipeline_builder.spec.settings import PackageSettings, TrialSettings, WorkerPoolSettings
 from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec, build_trial
 

@@ -251,7 +251,7 @@ def describe(chain: List[str], graph: Graph) -> str:
     for edge in graph.edges:
         where.setdefault((edge.source, edge.target), edge.where)
     lines = [" -> ".join(_short(m) for m in chain)]
-    lines += [f"    {where[a, b]} imports {_short(b)}" for a, b in zip(chain, chain[1:])]
+    lines += [f"    {where[a, b]} imports {_short(b)}" for a, b in zip(chain, chain[1:], strict=False)]
     return "\n".join(lines)
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
-from hydra_vertex_pipelines.pipeline_builder.local.runner import LocalRunner
-from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings
 from conftest import alive
+from hydra_vertex_pipelines.pipeline_builder.local.runner import LocalRunner
+from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
+from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings
 from test_local_runner import compile_sweep, trial
 
 # What a trial does on Vertex to write its model: open the URI's Cloud Storage FUSE path.

@@ -9,7 +9,19 @@ from pathlib import Path
 import pytest
 from hydra.core.utils import JobStatus
 
-from conftest import APPS, QUICKSTART, REPO, alive, launch_in_process, read_json, readme_line, run_app, run_shell, user_checkout, wait_for
+from conftest import (
+    APPS,
+    QUICKSTART,
+    REPO,
+    alive,
+    launch_in_process,
+    read_json,
+    readme_line,
+    run_app,
+    run_shell,
+    user_checkout,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow  # local-mode sweeps, most in subprocesses
 

@@ -5,9 +5,9 @@ import io
 import pytest
 
 from conftest import APPS, read_json
-from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
 from hydra_vertex_pipelines.pipeline_builder.local.runner import LocalRunner, load_pipeline
 from hydra_vertex_pipelines.pipeline_builder.pipeline import SweepSpec, compile_pipeline
+from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
 from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings, WorkerPoolSettings
 from hydra_vertex_pipelines.pipeline_builder.spec.trials import build_trial
 

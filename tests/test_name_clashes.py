@@ -4,7 +4,6 @@ directory (where the emulator, like Vertex, runs the trials and the collector). 
 launcher's own packages are installed under other names, so every mode works there."""
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest

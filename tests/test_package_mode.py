@@ -7,7 +7,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from hydra.core.utils import JobStatus
 
 from conftest import APPS, launch_in_process, load_pipeline, read_json, readme_line, run_shell, submit_overrides, user_checkout
@@ -191,7 +190,7 @@ def test_a_package_trial_runs_in_a_fresh_environment_in_local_mode(tmp_path):
     assert not any(p.startswith(sys.prefix) or p.startswith(str(source)) for p in value["path"])
     assert returns[1].status == JobStatus.FAILED
     with pytest.raises(Exception, match="No module named 'helpers'"):
-        returns[1].return_value
+        _ = returns[1].return_value
 
 
 def _compile_refusal(tmp_path, source, *extra):

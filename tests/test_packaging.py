@@ -10,9 +10,8 @@ from typing import Dict, List
 import pytest
 
 from hydra_vertex_pipelines.pipeline_builder.cloud import gcs
-
-from hydra_vertex_pipelines.pipeline_builder.wheels import project_wheel as packaging
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
+from hydra_vertex_pipelines.pipeline_builder.wheels import project_wheel as packaging
 
 PYPROJECT = """\
 [build-system]

@@ -144,9 +144,9 @@ def test_a_kfp_loop_over_a_pipeline_parameter_runs_with_resolved_inputs(tmp_path
     a struct input, through kfp's own compiler and the local runner."""
     from kfp import compiler, dsl
 
-    from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
-    from hydra_vertex_pipelines.pipeline_builder.local.runner import LocalRunner
     from hydra_vertex_pipelines.pipeline_builder.local.plan import load_pipeline
+    from hydra_vertex_pipelines.pipeline_builder.local.runner import LocalRunner
+    from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
 
     @dsl.container_component
     def record(out: str, name: str, size: float, extra: dict, tag: str = "dflt"):

@@ -237,7 +237,7 @@ def copy_step(image: Image, step: Step, context: Path, rules) -> None:
             shutil.copy2(found, target)
             continue
         copied = 0
-        for folder, dirs, files in os.walk(found):
+        for folder, _dirs, files in os.walk(found):
             folder_rel = os.path.relpath(folder, context)
             for name in files:
                 rel = posixpath.normpath(posixpath.join(folder_rel, name))
@@ -481,7 +481,7 @@ def test_the_collector_runs_in_the_trial_image(image, compiled, trials_ran, tmp_
 
 def without(text: str, line_start: str) -> str:
     lines = text.splitlines(keepends=True)
-    kept = [l for l in lines if not l.startswith(line_start)]
+    kept = [line for line in lines if not line.startswith(line_start)]
     assert len(kept) == len(lines) - 1, f"no single line starts with {line_start!r}"
     return "".join(kept)
 

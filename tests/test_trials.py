@@ -1,12 +1,11 @@
 """Trial specs are plain data whose worker pools Vertex's protos accept."""
 
+import pytest
 from google.cloud.aiplatform_v1.types import AcceleratorType, CustomJobSpec, WorkerPoolSpec
 from google.protobuf import json_format
 
 from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings, WorkerPoolSettings
 from hydra_vertex_pipelines.pipeline_builder.spec.trials import build_trial, gcs_to_fuse, trial_rows
-
-import pytest
 
 
 def make(settings: TrialSettings, **kw):

@@ -87,9 +87,9 @@ def test_durations_protobuf_cannot_hold_are_refused(value, accepted):
 
 @pytest.mark.parametrize("value", [1, "0.000000001s", "1.5s", "0.123456789s", "3652500d", 0.1])
 def test_durations_parse_as_protobuf_durations(value):
-    from google.protobuf import duration_pb2
-
     from decimal import Decimal
+
+    from google.protobuf import duration_pb2
 
     text = duration(value, "t")
     parsed = duration_pb2.Duration()
