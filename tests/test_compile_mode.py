@@ -97,7 +97,14 @@ def test_trials_write_to_their_own_output_dirs(quickstart_sweep):
         assert constant(task, "base_output_directory") == trial["output_uri"]
         args = constant(task, "worker_pool_specs")[0]["container_spec"]["args"]
         options = args[: args.index("--")]
-        assert options == ["--num", str(trial["number"]), "--run-id", manifest["run_id"], "--sweep-dir", f"/gcs/{manifest['run_root'][5:]}"]
+        assert options == [
+            "--num",
+            str(trial["number"]),
+            "--run-id",
+            manifest["run_id"],
+            "--sweep-dir",
+            f"/gcs/{manifest['run_root'][5:]}",
+        ]
         labels = constant(task, "labels")
         assert labels == {"hydra-app": "train", "hydra-run": manifest["run_id"]}
     assert len({t["output_uri"] for t in manifest["trials"]}) == 4

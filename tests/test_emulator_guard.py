@@ -89,7 +89,9 @@ def test_only_the_clients_requests_run_anything(vertex, hanging_pipeline):
     # No Host at all (HTTP/1.0): refused too.
     with socket.create_connection(("127.0.0.1", port), timeout=30) as raw:
         data = json.dumps(body).encode()
-        raw.sendall(f"POST {JOBS} HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+        raw.sendall(
+            f"POST {JOBS} HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data
+        )
         assert raw.makefile("rb").readline().split()[1] == b"403"
     # A job is created before its answer is sent, and only a job starts processes.
     assert emulator.runs == {} and list(emulator.store.runs.iterdir()) == []  # no job created
@@ -97,7 +99,14 @@ def test_only_the_clients_requests_run_anything(vertex, hanging_pipeline):
     # Each loopback name of its own address is its own; the same body as JSON runs.
     for host in ("127.0.0.1", "localhost", "[::1]", "LOCALHOST"):
         assert send(port, "GET", JOBS, Host=f"{host}:{port}")[0] == 200
-    status, reply = send(port, "POST", f"{JOBS}?pipelineJobId=accepted", body, Host=f"localhost:{port}", Content_Type="application/json; charset=utf-8")
+    status, reply = send(
+        port,
+        "POST",
+        f"{JOBS}?pipelineJobId=accepted",
+        body,
+        Host=f"localhost:{port}",
+        Content_Type="application/json; charset=utf-8",
+    )
     assert status == 200, reply
     wait_for(lambda: list(hanging_pipeline["pids"].iterdir()), timeout=60, what=lambda: emulator.runs["accepted"].view())
     assert list(emulator.runs) == ["accepted"] and len(list(hanging_pipeline["pids"].iterdir())) == 1  # its trial only
@@ -131,7 +140,11 @@ def test_storage_emulator_refuses_other_hosts_and_pages(tmp_path, monkeypatch):
         gcs.ensure_bucket(storage, "gs://b")
         gcs.write_bytes(storage, "gs://b/job.pkl", b"the real job")  # the client library is served
         upload = "/upload/storage/v1/b/b/o?uploadType=media&name=job.pkl"
-        for headers in ({"Host": f"attacker.example:{port}"}, {"Origin": "http://attacker.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        for headers in (
+            {"Host": f"attacker.example:{port}"},
+            {"Origin": "http://attacker.example"},
+            {"Sec-Fetch-Site": "cross-site"},
+        ):
             status, _ = send(port, "POST", upload, "replaced", Content_Type="text/plain", **headers)
             assert status == 403, headers
         assert gcs.read_bytes(storage, "gs://b/job.pkl") == b"the real job"

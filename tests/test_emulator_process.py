@@ -141,7 +141,9 @@ def test_readme_flow_as_written(start_emulator, tmp_path, monkeypatch):
     written = {t["number"]: gcs.read_json(storage, f"{t['output_uri']}/result.json") for t in manifest["trials"]}
     assert [written[n]["return_value"] for n in (0, 1)] == [_quickstart_loss(0.1), _quickstart_loss(0.01)]
     summary = read_json(sweep / "summary.json")
-    assert [(r["status"], r["return_value"]) for r in summary["trials"]] == [("COMPLETED", written[n]["return_value"]) for n in (0, 1)]
+    assert [(r["status"], r["return_value"]) for r in summary["trials"]] == [
+        ("COMPLETED", written[n]["return_value"]) for n in (0, 1)
+    ]
     # Only bucket folders in the local view of the buckets.
     assert sorted(p.name for p in (data_dir / "gcs").iterdir()) == ["my-bucket"]
 
@@ -187,7 +189,9 @@ def one_done_one_hanging(tmp_path_factory):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=["SIGTERM", "SIGINT", "SIGKILL"])
-def test_restart_keeps_jobs_and_ends_the_interrupted_one_truthfully(start_emulator, one_done_one_hanging, tmp_path, monkeypatch, sig):
+def test_restart_keeps_jobs_and_ends_the_interrupted_one_truthfully(
+    start_emulator, one_done_one_hanging, tmp_path, monkeypatch, sig
+):
     pid_dir = one_done_one_hanging["pids"]
     pid_dir.mkdir(exist_ok=True)
     for old in pid_dir.iterdir():
@@ -229,7 +233,8 @@ def test_restart_keeps_jobs_and_ends_the_interrupted_one_truthfully(start_emulat
     assert all(t["state"] not in ("PENDING", "RUNNING") for t in tasks.values())
     # Cloud Storage kept what the finished trial wrote, on disk.
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", second.gcs_url)
-    base = one_done_one_hanging["spec"]["root"]["dag"]["tasks"]["custom-training-job"]["inputs"]["parameters"]["base_output_directory"]
+    task = one_done_one_hanging["spec"]["root"]["dag"]["tasks"]["custom-training-job"]
+    base = task["inputs"]["parameters"]["base_output_directory"]
     assert gcs.read_json(gcs.client("local"), base["runtimeValue"]["constant"] + "/result.json")["return_value"] == 1.0
     # The same id is the same job still: a retried create is not run twice.
     with pytest.raises(urllib.error.HTTPError) as again:

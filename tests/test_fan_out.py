@@ -64,7 +64,10 @@ def test_tasks_with_a_limit_is_refused(tmp_path):
             [f"hydra.sweep.dir={tmp_path}", *COMPILE, "hydra.launcher.fan_out=tasks", "hydra.launcher.max_parallel=4"],
             [["x=1"]],
         )
-    assert "hydra.launcher.fan_out='tasks' is not accepted: parallel_for or auto when hydra.launcher.max_parallel is set" in str(e.value)
+    assert (
+        "hydra.launcher.fan_out='tasks' is not accepted: parallel_for or auto when hydra.launcher.max_parallel is set"
+        in str(e.value)
+    )
     assert not isinstance(e.value, ConfigError) or True
     assert not (tmp_path / "pipeline.yaml").exists()
 
@@ -161,7 +164,15 @@ def test_run_local_stages_the_trial_file_of_a_compiled_sweep(tmp_path, monkeypat
     assert manifest["files"] == {manifest["trials_file"]: str(sweep / "trials.json")}
     root = tmp_path / "bucket"
     proc = subprocess.run(
-        [sys.executable, "-m", "hydra_vertex_pipelines.pipeline_builder", "run-local", str(sweep / "pipeline.yaml"), "--root", str(root)],
+        [
+            sys.executable,
+            "-m",
+            "hydra_vertex_pipelines.pipeline_builder",
+            "run-local",
+            str(sweep / "pipeline.yaml"),
+            "--root",
+            str(root),
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,

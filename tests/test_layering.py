@@ -342,7 +342,9 @@ def test_a_planted_cycle_behind_type_checking_fails(tmp_path):
         tmp_path,
         {
             "pipeline_builder/local/runner.py": "from . import tasks\n",
-            "pipeline_builder/local/tasks.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .runner import LocalRunner\n",
+            "pipeline_builder/local/tasks.py": (
+                "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .runner import LocalRunner\n"
+            ),
         },
     )
     assert [[_short(m) for m in chain] for chain in cycles(graph)] == [
@@ -360,7 +362,7 @@ def test_a_planted_cycle_through_a_package_init_and_a_lazy_import_fails(tmp_path
         tmp_path,
         {
             "pipeline_builder/emulator/__init__.py": "from .server import VertexEmulator\n",
-            "pipeline_builder/emulator/server.py": "from hydra_vertex_pipelines.pipeline_builder.local.runner import LocalRunner\n",
+            "pipeline_builder/emulator/server.py": f"from {BUILDER}.local.runner import LocalRunner\n",
             "pipeline_builder/emulator/guard.py": "",
             "pipeline_builder/local/runner.py": "def run():\n    from ..emulator.guard import checked\n",
         },
@@ -402,12 +404,36 @@ def test_a_package_importing_its_own_modules_is_no_cycle(tmp_path):
 @pytest.mark.parametrize(
     "name, source, expected",
     [
-        ("pipeline_builder/spec/manifest.py", "from ..pipeline import SweepSpec\n", "spec.manifest (spec) imports pipeline_builder.pipeline (pipeline)"),
-        ("pipeline_builder/local/tasks.py", "def f():\n    from ..emulator import server\n", "local.tasks (local) imports pipeline_builder.emulator"),
-        ("pipeline_builder/cloud/gcs.py", "import hydra_vertex_pipelines.pipeline_builder.wheels.project_wheel\n", "cloud.gcs (cloud) imports"),
-        ("pipeline_builder/emulator/serve.py", "from .. import __main__\n", "emulator.serve (emulator) imports pipeline_builder.__main__ (cli)"),
-        ("components/collector.py", "from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError\n", "(components) imports"),
-        ("pipeline_builder/errors.py", "from hydra_plugins.vertex_pipelines_launcher import config\n", "(errors) imports vertex_pipelines_launcher"),
+        (
+            "pipeline_builder/spec/manifest.py",
+            "from ..pipeline import SweepSpec\n",
+            "spec.manifest (spec) imports pipeline_builder.pipeline (pipeline)",
+        ),
+        (
+            "pipeline_builder/local/tasks.py",
+            "def f():\n    from ..emulator import server\n",
+            "local.tasks (local) imports pipeline_builder.emulator",
+        ),
+        (
+            "pipeline_builder/cloud/gcs.py",
+            "import hydra_vertex_pipelines.pipeline_builder.wheels.project_wheel\n",
+            "cloud.gcs (cloud) imports",
+        ),
+        (
+            "pipeline_builder/emulator/serve.py",
+            "from .. import __main__\n",
+            "emulator.serve (emulator) imports pipeline_builder.__main__ (cli)",
+        ),
+        (
+            "components/collector.py",
+            "from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError\n",
+            "(components) imports",
+        ),
+        (
+            "pipeline_builder/errors.py",
+            "from hydra_plugins.vertex_pipelines_launcher import config\n",
+            "(errors) imports vertex_pipelines_launcher",
+        ),
     ],
 )
 def test_a_planted_upward_import_fails(tmp_path, name, source, expected):
@@ -441,6 +467,5 @@ def test_the_launcher_may_import_anything_below_the_command_line(tmp_path):
 
 def test_an_import_of_no_module_of_the_project_is_reported(tmp_path):
     graph = plant(tmp_path, {"pipeline_builder/local/runner.py": "from ..local_tasks import run_task\n"})
-    assert graph.unresolved == [
-        "pipeline_builder/local/runner.py:1 imports hydra_vertex_pipelines.pipeline_builder.local_tasks, which is no module of the project"
-    ]
+    where = "pipeline_builder/local/runner.py:1"
+    assert graph.unresolved == [f"{where} imports {BUILDER}.local_tasks, which is no module of the project"]

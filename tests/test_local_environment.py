@@ -35,7 +35,9 @@ print("wrote", fuse)
 @pytest.mark.parametrize("forked", [True, False], ids=["forked", "fresh-interpreter"])
 def test_aip_folders_are_uris_whose_gcs_paths_open_here(tmp_path, forked):
     spec = compile_sweep(tmp_path, [trial(0, TrialSettings(image_uri="img"), ["python", "-c", WRITE_MODEL], [])])
-    runner = LocalRunner(spec, PathMap(str(tmp_path / "gcs")), tmp_path / "work", console=io.StringIO(), preload=[] if forked else None)
+    runner = LocalRunner(
+        spec, PathMap(str(tmp_path / "gcs")), tmp_path / "work", console=io.StringIO(), preload=[] if forked else None
+    )
     result = runner.run()
     job = next(t for t in result.tasks.values() if t.kind == "custom_job")
     assert job.state == "SUCCEEDED", job.error

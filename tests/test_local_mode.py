@@ -123,7 +123,9 @@ def test_max_parallel_is_a_real_limit(tmp_path):
     from datetime import datetime
 
     jobs = [[f"x={i}", "+sleep=0.6"] for i in range(7)]
-    returns = launch_in_process(FAULTS / "conf", [f"hydra.sweep.dir={tmp_path}", "hydra.launcher.max_parallel=3", *COMMAND_ENTRY], jobs)
+    returns = launch_in_process(
+        FAULTS / "conf", [f"hydra.sweep.dir={tmp_path}", "hydra.launcher.max_parallel=3", *COMMAND_ENTRY], jobs
+    )
     assert all(r.status == JobStatus.COMPLETED for r in returns)
     intervals = []
     for n in range(7):
@@ -137,7 +139,14 @@ def test_ctrl_c_stops_every_trial_and_keeps_finished_ones(tmp_path):
     pid_dir.mkdir()
     sweep = tmp_path / "sweep"
     proc = subprocess.Popen(
-        [sys.executable, str(FAULTS / "app.py"), "-m", "x=1,hang,hang", "hydra.launcher.max_parallel=3", f"hydra.sweep.dir={sweep}"],
+        [
+            sys.executable,
+            str(FAULTS / "app.py"),
+            "-m",
+            "x=1,hang,hang",
+            "hydra.launcher.max_parallel=3",
+            f"hydra.sweep.dir={sweep}",
+        ],
         cwd=REPO,
         env={**os.environ, "PID_DIR": str(pid_dir)},
         stdout=subprocess.PIPE,
@@ -148,7 +157,9 @@ def test_ctrl_c_stops_every_trial_and_keeps_finished_ones(tmp_path):
     # wrote its result, two left means it has ended while the two hanging trials run.
     work = sweep / ".vertex_local"
     wait_for(
-        lambda: len(list(pid_dir.iterdir())) == 2 and (sweep / "0" / "result.json").exists() and len(list(work.glob("*/*/tmp"))) == 2,
+        lambda: (
+            len(list(pid_dir.iterdir())) == 2 and (sweep / "0" / "result.json").exists() and len(list(work.glob("*/*/tmp"))) == 2
+        ),
         what="the hanging trials to start and trial 0 to end",
     )
     pids = [int(p.name) for p in pid_dir.iterdir()]
@@ -169,7 +180,17 @@ def test_run_local_cli_runs_a_compiled_pipeline(tmp_path):
     manifest = read_json(sweep / "manifest.json")
     root = tmp_path / "bucket"
     proc = subprocess.run(
-        [sys.executable, "-m", "hydra_vertex_pipelines.pipeline_builder", "run-local", str(sweep / "pipeline.yaml"), "--root", str(root), "--max-parallel", "2"],
+        [
+            sys.executable,
+            "-m",
+            "hydra_vertex_pipelines.pipeline_builder",
+            "run-local",
+            str(sweep / "pipeline.yaml"),
+            "--root",
+            str(root),
+            "--max-parallel",
+            "2",
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -186,7 +207,15 @@ def test_run_local_cli_runs_a_compiled_pipeline(tmp_path):
 
 def test_run_local_cli_rejects_bad_arguments(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "hydra_vertex_pipelines.pipeline_builder", "run-local", str(tmp_path / "none.yaml"), "--max-parallel", "0"],
+        [
+            sys.executable,
+            "-m",
+            "hydra_vertex_pipelines.pipeline_builder",
+            "run-local",
+            str(tmp_path / "none.yaml"),
+            "--max-parallel",
+            "0",
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,

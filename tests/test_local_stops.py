@@ -158,7 +158,9 @@ def test_the_fork_server_stops_its_children_when_the_runner_goes_away(tmp_path):
     from hydra_vertex_pipelines.pipeline_builder.local.fork_server import ForkServer
 
     server = ForkServer(sys.executable, [], str(tmp_path), dict(os.environ), custom_jobs=False)
-    child = server.spawn([sys.executable, "-c", "import time; time.sleep(600)"], dict(os.environ), str(tmp_path), str(tmp_path / "log"))
+    child = server.spawn(
+        [sys.executable, "-c", "import time; time.sleep(600)"], dict(os.environ), str(tmp_path), str(tmp_path / "log")
+    )
     assert alive(child.pid)
     stopped = time.monotonic()
     server.proc.stdin.close()  # what the runner's death looks like from the server

@@ -56,13 +56,35 @@ def test_local_mode(project, tmp_path):
 
 def test_compile_mode(project, tmp_path):
     sweep = tmp_path / "sweep"
-    run_app(project / "train.py", ["-m", "hydra.launcher.mode=compile", "hydra.launcher.pipeline_root=gs://my-bucket/sweeps", "hydra.launcher.trial.image_uri=local", "x=1,2", f"hydra.sweep.dir={sweep}"], cwd=project)
+    run_app(
+        project / "train.py",
+        [
+            "-m",
+            "hydra.launcher.mode=compile",
+            "hydra.launcher.pipeline_root=gs://my-bucket/sweeps",
+            "hydra.launcher.trial.image_uri=local",
+            "x=1,2",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=project,
+    )
     assert "hydra_vertex_pipelines.components.collector" in (sweep / "pipeline.yaml").read_text()
 
 
 def test_the_command_line_runs_in_the_project(project, tmp_path):
     sweep = tmp_path / "sweep"
-    run_app(project / "train.py", ["-m", "hydra.launcher.mode=compile", "hydra.launcher.pipeline_root=gs://my-bucket/sweeps", "hydra.launcher.trial.image_uri=local", "x=3", f"hydra.sweep.dir={sweep}"], cwd=project)
+    run_app(
+        project / "train.py",
+        [
+            "-m",
+            "hydra.launcher.mode=compile",
+            "hydra.launcher.pipeline_root=gs://my-bucket/sweeps",
+            "hydra.launcher.trial.image_uri=local",
+            "x=3",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=project,
+    )
     proc = subprocess.run(
         [CLI, "run-local", str(sweep / "pipeline.yaml"), "--root", str(tmp_path / "gcs")],
         cwd=project, capture_output=True, text=True, timeout=300,

@@ -124,14 +124,23 @@ def test_package_uploaded_once_and_trials_run_from_it(emulators, tmp_path):
     assert package["python_module"] == "hydra_plugins.vertex_pipelines_launcher.trial_entry"
     assert package["executor_image_uri"].startswith("us-docker.pkg.dev/vertex-ai/training/")
     args = package["args"]
-    assert args[: args.index("--")] == ["--num", "0", "--run-id", manifest["run_id"], "--sweep-dir", f"/gcs/{manifest['run_root'][5:]}"]
+    assert args[: args.index("--")] == [
+        "--num",
+        "0",
+        "--run-id",
+        manifest["run_id"],
+        "--sweep-dir",
+        f"/gcs/{manifest['run_root'][5:]}",
+    ]
     assert args[args.index("--") + 1 :][:2] == ["-m", "trainer.task"] and args[-1] == "x=1"
 
     second = launch_in_process(source / "trainer" / "conf", [f"hydra.sweep.dir={tmp_path / 's2'}", *base], [["x=3"]])
     assert second[0].return_value["x"] == 3
     assert objects(f"gs://{bucket}/runs/packages/") == uploaded  # unchanged code: nothing uploaded
 
-    (source / "trainer" / "task.py").write_text((source / "trainer" / "task.py").read_text().replace('"answer": 1', '"answer": 2'))
+    (source / "trainer" / "task.py").write_text(
+        (source / "trainer" / "task.py").read_text().replace('"answer": 1', '"answer": 2')
+    )
     third = launch_in_process(source / "trainer" / "conf", [f"hydra.sweep.dir={tmp_path / 's3'}", *base], [["x=4"]])
     assert third[0].return_value["answer"] == 2
     assert len(objects(f"gs://{bucket}/runs/packages/")) == 3  # new code, a new digest folder
@@ -148,24 +157,48 @@ def test_compile_mode_writes_the_package_beside_the_pipeline(tmp_path):
     ]
     launch_in_process(source / "trainer" / "conf", overrides, [["x=1"]])
     wheels = sorted((tmp_path / "sweep" / "packages").glob("*/*.whl"), key=lambda w: w.name)
-    assert [w.name for w in wheels] == ["hydra_vertex_pipelines_launcher-0.1.0-py3-none-any.whl", "trainer-0.1.0-py3-none-any.whl"]
+    assert [w.name for w in wheels] == [
+        "hydra_vertex_pipelines_launcher-0.1.0-py3-none-any.whl",
+        "trainer-0.1.0-py3-none-any.whl",
+    ]
     manifest = read_json(tmp_path / "sweep" / "manifest.json")
     for wheel in wheels:
         assert manifest["files"][f"gs://bkt/root/packages/{wheel.parent.name}/{wheel.name}"] == str(wheel)
 
     # The launcher's wheel, made from the installed code, is one pip installs as it is.
     target = tmp_path / "installed"
-    pip = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--disable-pip-version-check", "--target", str(target), str(wheels[0])]
+    pip = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--no-deps",
+        "--no-index",
+        "--disable-pip-version-check",
+        "--target",
+        str(target),
+        str(wheels[0]),
+    ]
     subprocess.run(pip, check=True, stdout=subprocess.DEVNULL)
     assert (target / "hydra_plugins" / "vertex_pipelines_launcher" / "trial_entry.py").is_file()
     assert (target / "hydra_vertex_pipelines" / "pipeline_builder" / "package_env.py").is_file()
     metadata = next(target.glob("hydra_vertex_pipelines_launcher-0.1.0.dist-info")) / "METADATA"
-    requires = [line for line in metadata.read_text().splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line]
+    requires = [
+        line for line in metadata.read_text().splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line
+    ]
     assert [r.split()[1].split("<")[0].split(">")[0] for r in requires] == ["hydra-core", "omegaconf", "cloudpickle"]
 
     # The compiled pipeline runs as it is: run-local puts both wheels where its trials read them.
     root = tmp_path / "bucket"
-    run = [sys.executable, "-m", "hydra_vertex_pipelines.pipeline_builder", "run-local", str(tmp_path / "sweep" / "pipeline.yaml"), "--root", str(root)]
+    run = [
+        sys.executable,
+        "-m",
+        "hydra_vertex_pipelines.pipeline_builder",
+        "run-local",
+        str(tmp_path / "sweep" / "pipeline.yaml"),
+        "--root",
+        str(root),
+    ]
     proc = subprocess.run(run, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = read_json(next(root.glob("bkt/root/**/0/result.json")))
@@ -180,7 +213,9 @@ def test_a_package_trial_runs_in_a_fresh_environment_in_local_mode(tmp_path):
     source = make_project(tmp_path / "project")
     (source / "helpers.py").write_text("VALUE = 1\n")  # not in the wheel: packages = ["trainer"]
     task = source / "trainer" / "task.py"
-    task.write_text(task.read_text().replace("    return {", "    if cfg.x == 2:\n        import helpers  # noqa: F401\n    return {", 1))
+    task.write_text(
+        task.read_text().replace("    return {", "    if cfg.x == 2:\n        import helpers  # noqa: F401\n    return {", 1)
+    )
     overrides = [f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra.launcher.mode=local", *package_overrides(source)]
     returns = launch_in_process(source / "trainer" / "conf", overrides, [["x=1"], ["x=2"]])
 
@@ -194,7 +229,13 @@ def test_a_package_trial_runs_in_a_fresh_environment_in_local_mode(tmp_path):
 
 
 def _compile_refusal(tmp_path, source, *extra):
-    overrides = [f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra.launcher.mode=compile", "hydra.launcher.pipeline_root=gs://bkt/root", *package_overrides(source), *extra]
+    overrides = [
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        "hydra.launcher.mode=compile",
+        "hydra.launcher.pipeline_root=gs://bkt/root",
+        *package_overrides(source),
+        *extra,
+    ]
     with pytest.raises(Exception) as e:
         launch_in_process(source / "trainer" / "conf", overrides, [["x=1"]])
     assert not (tmp_path / "sweep" / "pipeline.yaml").exists()

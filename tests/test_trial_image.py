@@ -210,7 +210,9 @@ def run_step(image: Image, step: Step) -> None:
     )
     image.install_seconds += time.monotonic() - started
     if proc.returncode != 0:
-        raise BuildError(f"line {step.line}: RUN {command} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise BuildError(
+            f"line {step.line}: RUN {command} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
 
 
 def copy_step(image: Image, step: Step, context: Path, rules) -> None:
@@ -305,7 +307,9 @@ def run_trials(image: Image, compiled: Dict[str, Any], gcs: Path, scratch: Path)
     for trial in compiled["manifest"]["trials"]:
         (pool,) = constant(by_name[trial["display_name"]], "worker_pool_specs")
         container = pool["container_spec"]
-        runs[trial["number"]] = image.run([*container["command"], *to_local(container["args"], gcs)], scratch / str(trial["number"]))
+        runs[trial["number"]] = image.run(
+            [*container["command"], *to_local(container["args"], gcs)], scratch / str(trial["number"])
+        )
     return runs
 
 
@@ -320,7 +324,10 @@ def collector_command(spec: Dict[str, Any], gcs: Path, out: Path) -> Tuple[List[
         key: {"artifacts": [{"name": key, "type": d["artifactType"], "uri": str(out / key), "metadata": {}}]}
         for key, d in component["outputDefinitions"]["artifacts"].items()
     }
-    given = {"inputs": {"parameterValues": params}, "outputs": {"artifacts": artifacts, "outputFile": str(out / "executor_output.json")}}
+    given = {
+        "inputs": {"parameterValues": params},
+        "outputs": {"artifacts": artifacts, "outputFile": str(out / "executor_output.json")},
+    }
     args = [a.replace("{{$}}", json.dumps(given)) for a in container["args"]]
     assert not any("{{$" in a for a in args), args
     return [*container["command"], *args], params
@@ -345,7 +352,11 @@ def quickstart_value(overrides: List[str]) -> float:
 def compiled(tmp_path_factory) -> Dict[str, Any]:
     """The quickstart sweep compiled as the README runs it: from the repository root."""
     sweep = tmp_path_factory.mktemp("compiled") / "sweep"
-    run_app(QUICKSTART, ["-m", "hydra/launcher=vertex_pipelines", "hydra.launcher.mode=compile", *SWEEP, f"hydra.sweep.dir={sweep}"], cwd=REPO)
+    run_app(
+        QUICKSTART,
+        ["-m", "hydra/launcher=vertex_pipelines", "hydra.launcher.mode=compile", *SWEEP, f"hydra.sweep.dir={sweep}"],
+        cwd=REPO,
+    )
     return {"spec": load_pipeline(sweep / "pipeline.yaml"), "manifest": read_json(sweep / "manifest.json")}
 
 
@@ -388,7 +399,9 @@ def test_the_build_context_leaves_out_what_no_image_needs():
 @pytest.mark.slow
 def test_the_install_is_real_and_the_launcher_is_imported_from_it(image, tmp_path):
     assert image.install_seconds > 0, "the launcher was installed by a RUN step"
-    code = f"import kfp, {ENTRY_MODULE} as t, hydra_vertex_pipelines.components.collector as c; print(t.__file__); print(c.__file__)"
+    code = (
+        f"import kfp, {ENTRY_MODULE} as t, hydra_vertex_pipelines.components.collector as c; print(t.__file__); print(c.__file__)"
+    )
     proc = image.run(["python", "-c", code], tmp_path)
     assert proc.returncode == 0, proc.stderr
     site = image.python_home / "lib"
@@ -450,7 +463,9 @@ def test_the_trial_command_names_the_images_python(compiled, image):
     for task in trial_tasks(compiled["spec"]).values():
         (pool,) = constant(task, "worker_pool_specs")
         assert pool["container_spec"]["command"] == ["python", "-m", ENTRY_MODULE]  # trial.python
-    assert Path(shutil.which("python", path=image.run_env(image.root.parent / "which")["PATH"])).parent == image.python_home / "bin"
+    assert (
+        Path(shutil.which("python", path=image.run_env(image.root.parent / "which")["PATH"])).parent == image.python_home / "bin"
+    )
 
 
 @pytest.mark.slow
@@ -464,7 +479,10 @@ def test_the_collector_runs_in_the_trial_image(image, compiled, trials_ran, tmp_
     # The pieces of its command line: sh, mktemp, and python3 with kfp and this launcher.
     for tool in ("sh", "mktemp"):
         assert shutil.which(tool, path=image.run_env(tmp_path / "which")["PATH"]), tool
-    proc = image.run(["python3", "-c", "import kfp, hydra_vertex_pipelines.components.collector, hydra_vertex_pipelines.components.report"], tmp_path / "imports")
+    proc = image.run(
+        ["python3", "-c", "import kfp, hydra_vertex_pipelines.components.collector, hydra_vertex_pipelines.components.report"],
+        tmp_path / "imports",
+    )
     assert proc.returncode == 0, proc.stderr
 
     # And the whole command, as the task runs it.
