@@ -6,11 +6,12 @@ The two folders are installed as hydra_vertex_pipelines.pipeline_builder and
 hydra_vertex_pipelines.components, and nothing imports them by their folders' names (a
 project's own `components` package would be found instead).
 
-Inside pipeline_builder, one subpackage per job, each importing only the ones below it:
-errors <- spec <- cloud <- wheels <- local <- emulator, `pipeline` (the KFP compile) on
-spec, and the command line on top of everything. The import graph is read from the
-source: every import statement counts, lazy ones and those under `if TYPE_CHECKING` too,
-since a cycle hidden from the interpreter is still a cycle for the reader.
+Inside pipeline_builder, one subpackage per job, each importing only subpackages below it
+(MAY_IMPORT): spec only errors; cloud spec; wheels spec and cloud; local spec and wheels;
+emulator local, cloud and spec; `pipeline` (the KFP compile) spec; the command line sits on
+top and nothing imports it. The import graph is read from the source: every import
+statement counts, lazy ones and those under `if TYPE_CHECKING` too, since a cycle hidden
+from the interpreter is still a cycle for the reader.
 """
 
 import ast
