@@ -89,10 +89,7 @@ def recorded(tmp_path: Path) -> Dict[str, List[int]]:
 
 
 def all_gone(pids: List[int], within: float) -> None:
-    deadline = time.monotonic() + within
-    while any(alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not [p for p in pids if alive(p)], "processes were left behind"
+    wait_for(lambda: not any(alive(p) for p in pids), timeout=within, what="every process to end: processes were left behind")
 
 
 def test_sigterm_stops_every_process_and_keeps_finished_results(app, tmp_path):
