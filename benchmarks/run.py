@@ -71,8 +71,8 @@ def local_vs_joblib(repeat: int) -> None:
 def compile_one(n: int, strategy: str) -> None:
     """In a fresh process: build and compile one sweep of n trials, print a JSON line."""
     start = time.perf_counter()
-    from kfp import compiler, dsl  # noqa: F401
     from google_cloud_pipeline_components.v1.custom_job import CustomTrainingJobOp
+    from kfp import compiler, dsl  # noqa: F401
 
     from hydra_plugins.vertex_pipelines_launcher._commands import job_args
     from hydra_plugins.vertex_pipelines_launcher.trial_entry import ENTRY_MODULE
@@ -128,7 +128,11 @@ def compile_one(n: int, strategy: str) -> None:
         done = time.perf_counter()
         size = path.stat().st_size
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"import_s": imported - start, "build_s": built - imported, "compile_s": done - built, "size": size, "peak_mb": peak}))
+    print(
+        json.dumps(
+            {"import_s": imported - start, "build_s": built - imported, "compile_s": done - built, "size": size, "peak_mb": peak}
+        )
+    )
 
 
 def compile_sizes(sizes: List[int], skip_over: int) -> None:
@@ -138,7 +142,11 @@ def compile_sizes(sizes: List[int], skip_over: int) -> None:
                 print(f"| {n} | {strategy} | not run: unrolled tasks grow linearly (see the 1,000 row x 10) | | | | |")
                 continue
             out = subprocess.run(
-                [sys.executable, __file__, "_compile-one", str(n), strategy], check=True, capture_output=True, text=True, cwd=HERE.parent
+                [sys.executable, __file__, "_compile-one", str(n), strategy],
+                check=True,
+                capture_output=True,
+                text=True,
+                cwd=HERE.parent,
             ).stdout
             r = json.loads(out.strip().splitlines()[-1])
             total = r["build_s"] + r["compile_s"]
@@ -268,13 +276,19 @@ def package_env(repeat: int) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             env = {**__import__("os").environ, "XDG_CACHE_HOME": tmp}
             for times in (cold, warm):
-                out = subprocess.run([sys.executable, "-c", _MAKE_ENV, tmp], env=env, check=True, capture_output=True, text=True).stdout
+                out = subprocess.run(
+                    [sys.executable, "-c", _MAKE_ENV, tmp], env=env, check=True, capture_output=True, text=True
+                ).stdout
                 took, count = out.split()
                 times.append(float(took))
                 files = int(count)
     command = f"`python benchmarks/run.py package-env --repeat {repeat}`"
-    print(f"| launcher wheel + declared dependencies ({files} files) | empty cache | {statistics.median(cold):.2f} s | {command} |")
-    print(f"| launcher wheel + declared dependencies ({files} files) | made already | {statistics.median(warm):.3f} s | {command} |")
+    print(
+        f"| launcher wheel + declared dependencies ({files} files) | empty cache | {statistics.median(cold):.2f} s | {command} |"
+    )
+    print(
+        f"| launcher wheel + declared dependencies ({files} files) | made already | {statistics.median(warm):.3f} s | {command} |"
+    )
 
 
 def main() -> None:

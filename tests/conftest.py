@@ -3,7 +3,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List, Union
 
 import pytest
 import yaml
@@ -69,14 +69,23 @@ def run_trial_command(command: List[str], args: List[str], gcs_root: Path, cwd: 
     return proc
 
 
-def wait_for(predicate: Any, timeout: float = 60.0) -> None:
-    """Polls `predicate` until it holds, or fails the test after `timeout` seconds."""
+def wait_for(predicate: Callable[[], Any], timeout: float = 90.0, what: Union[str, Callable[[], Any]] = "") -> None:
+    """Polls `predicate` until it holds, or fails the test after `timeout` seconds saying
+    what it waited for (`what`, or what `what()` returns then)."""
     import time
 
-    deadline = time.time() + timeout
+    deadline = time.monotonic() + timeout
     while not predicate():
-        assert time.time() < deadline, "timed out"
+        assert time.monotonic() < deadline, f"timed out waiting for {what() if callable(what) else what}"
         time.sleep(0.1)
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` is running: a zombie has ended."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def load_pipeline(path: Path) -> Dict[str, Any]:
@@ -113,9 +122,8 @@ def launch_in_process(conf_dir: Path, overrides: List[str], jobs: List[List[str]
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.plugins import Plugins
-    from hydra.types import HydraContext
-
     from hydra.core.singleton import Singleton
+    from hydra.types import HydraContext
 
     state = Singleton.get_state()  # Hydra's globals (version base, config) must not leak to other tests
     try:

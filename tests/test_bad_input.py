@@ -193,7 +193,13 @@ def test_an_override_over_linux_limit_stops_the_sweep_naming_its_trial(tmp_path)
     """A sweeper may produce a value no command line can carry (Linux: 128 KiB per argument)."""
     from conftest import APPS, launch_in_process
 
-    overrides = [f"hydra.sweep.dir={tmp_path}", f"{L}.mode=compile", f"{L}.pipeline_root=gs://bkt/root", f"{L}.trial.image_uri=img", f"{L}.trial.entry=command"]
+    overrides = [
+        f"hydra.sweep.dir={tmp_path}",
+        f"{L}.mode=compile",
+        f"{L}.pipeline_root=gs://bkt/root",
+        f"{L}.trial.image_uri=img",
+        f"{L}.trial.entry=command",
+    ]
     with pytest.raises(Exception) as e:  # the launcher's own error type for a ConfigError
         launch_in_process(APPS / "faults" / "conf", overrides, [["x=1"], ["x=2", "+blob=" + "b" * 140_000]])
     assert str(e.value).startswith("override='+blob=bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb… (140006 bytes)' (trial 1: x=2 +blob=bbb")

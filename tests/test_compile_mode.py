@@ -97,7 +97,14 @@ def test_trials_write_to_their_own_output_dirs(quickstart_sweep):
         assert constant(task, "base_output_directory") == trial["output_uri"]
         args = constant(task, "worker_pool_specs")[0]["container_spec"]["args"]
         options = args[: args.index("--")]
-        assert options == ["--num", str(trial["number"]), "--run-id", manifest["run_id"], "--sweep-dir", f"/gcs/{manifest['run_root'][5:]}"]
+        assert options == [
+            "--num",
+            str(trial["number"]),
+            "--run-id",
+            manifest["run_id"],
+            "--sweep-dir",
+            f"/gcs/{manifest['run_root'][5:]}",
+        ]
         labels = constant(task, "labels")
         assert labels == {"hydra-app": "train", "hydra-run": manifest["run_id"]}
     assert len({t["output_uri"] for t in manifest["trials"]}) == 4
@@ -120,7 +127,7 @@ def test_pipeline_name_comes_from_the_app(quickstart_sweep):
     assert raw["defaultPipelineRoot"] == "gs://my-bucket/hydra-sweeps"
 
 
-@pytest.mark.parametrize("mode", ["compile", "local"])
+@pytest.mark.parametrize("mode", ["compile", pytest.param("local", marks=pytest.mark.slow)])
 def test_compile_and_local_modes_never_import_aiplatform(tmp_path, mode):
     argv = [str(QUICKSTART), "-m", f"hydra.launcher.mode={mode}", "lr=0.1,0.01", f"hydra.sweep.dir={tmp_path}"]
     probe = (
@@ -141,6 +148,7 @@ def test_compile_and_local_modes_never_import_aiplatform(tmp_path, mode):
         assert read_json(tmp_path / "summary.json")["counts"] == {"COMPLETED": 2}
 
 
+@pytest.mark.slow
 def test_second_compile_into_same_sweep_dir_keeps_the_first(tmp_path):
     args = ["-m", "hydra/launcher=vertex_pipelines", "hydra.launcher.mode=compile", "lr=0.5", f"hydra.sweep.dir={tmp_path}"]
     run_app(QUICKSTART, args)
@@ -157,6 +165,7 @@ def test_basic_sweeper_finishes_cleanly_without_values(quickstart_sweep):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_sweeper_that_needs_values_gets_a_clear_error(tmp_path):
     proc = run_app(
         QUICKSTART,

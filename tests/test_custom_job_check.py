@@ -7,10 +7,10 @@ import traceback
 
 import pytest
 
-from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
 from hydra_vertex_pipelines.pipeline_builder.local.gcpc_check import CustomJobChecker, CustomJobRejected
-from hydra_vertex_pipelines.pipeline_builder.local.runner import LocalRunner
 from hydra_vertex_pipelines.pipeline_builder.local.resolver import executor_input, fill
+from hydra_vertex_pipelines.pipeline_builder.local.runner import LocalRunner
+from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
 from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings
 from test_local_runner import compile_sweep, trial
 
@@ -36,7 +36,9 @@ def constants(task):
 
 
 def test_replicas_start_from_the_job_gcpc_would_create(tmp_path):
-    spec = compile_sweep(tmp_path, [trial(0, TrialSettings(image_uri="img", replica_count=2), ["python", "-c", REPORT], ["/gcs/b/run/0"])])
+    spec = compile_sweep(
+        tmp_path, [trial(0, TrialSettings(image_uri="img", replica_count=2), ["python", "-c", REPORT], ["/gcs/b/run/0"])]
+    )
     result = run(tmp_path, spec)
     job = next(t for t in result.tasks.values() if t.kind == "custom_job")
     assert job.state == "SUCCEEDED", job.error
@@ -111,13 +113,30 @@ def test_the_checker_inserts_system_labels_and_refuses_other_job_types(tmp_path)
             {
                 "display_name": "d",
                 "job_spec": {
-                    "worker_pool_specs": [{"replica_count": 1, "machine_spec": {"machine_type": "n1-standard-4"}, "container_spec": {"image_uri": "i"}}],
+                    "worker_pool_specs": [
+                        {
+                            "replica_count": 1,
+                            "machine_spec": {"machine_type": "n1-standard-4"},
+                            "container_spec": {"image_uri": "i"},
+                        }
+                    ],
                     "scheduling": {"strategy": "FLEX_START", "max_wait_duration": "60s"},
                 },
                 "labels": {"mine": "x"},
             }
         )
-        argv = ["--type", "CustomJob", "--payload", payload, "--project", "p", "--location", "l", "--gcp_resources", str(tmp_path / "r")]
+        argv = [
+            "--type",
+            "CustomJob",
+            "--payload",
+            payload,
+            "--project",
+            "p",
+            "--location",
+            "l",
+            "--gcp_resources",
+            str(tmp_path / "r"),
+        ]
         checked = checker.check(argv, {"vertex-ai-pipelines-run-billing-id": "7"}, "42")
         assert checked["name"] == "projects/p/locations/l/customJobs/42"
         assert checked["job"]["labels"] == {"mine": "x", "vertex-ai-pipelines-run-billing-id": "7"}

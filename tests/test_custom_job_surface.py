@@ -8,10 +8,15 @@ import pytest
 from google.cloud.aiplatform_v1.types import CustomJob, PscInterfaceConfig
 from google.protobuf import json_format
 
-from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
 from hydra_vertex_pipelines.pipeline_builder.local.runner import LocalRunner, _resolve_placeholders
 from hydra_vertex_pipelines.pipeline_builder.pipeline import SweepSpec, compile_pipeline_spec
-from hydra_vertex_pipelines.pipeline_builder.spec.settings import REDUCTION_SERVER_IMAGE, PackageSettings, TrialSettings, WorkerPoolSettings
+from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
+from hydra_vertex_pipelines.pipeline_builder.spec.settings import (
+    REDUCTION_SERVER_IMAGE,
+    PackageSettings,
+    TrialSettings,
+    WorkerPoolSettings,
+)
 from hydra_vertex_pipelines.pipeline_builder.spec.trials import build_trial
 from hydra_vertex_pipelines.pipeline_builder.spec.validation import DNS_PEERING_FIELDS, PSC_INTERFACE_FIELDS
 
@@ -34,7 +39,16 @@ def compile_jobs(tmp_path: Path, settings: TrialSettings, fan_out: str = "tasks"
         )
         for i in range(n)
     )
-    sweep = SweepSpec("app", "run", "gs://bkt/root", "gs://bkt/root/run", trials, "img", fan_out=fan_out, parallelism=2 if fan_out == "parallel_for" else None)
+    sweep = SweepSpec(
+        "app",
+        "run",
+        "gs://bkt/root",
+        "gs://bkt/root/run",
+        trials,
+        "img",
+        fan_out=fan_out,
+        parallelism=2 if fan_out == "parallel_for" else None,
+    )
     spec = compile_pipeline_spec(sweep, tmp_path / "pipeline.yaml")
     runner = LocalRunner(spec, PathMap(str(tmp_path / "gcs")), tmp_path / "work")
     jobs = []
@@ -58,7 +72,14 @@ def test_worker_pools_after_the_chief(tmp_path, fan_out):
         accelerator_type="NVIDIA_TESLA_A100",
         accelerator_count=1,
         env={"A": "1"},
-        workers=WorkerPoolSettings(replica_count=2, machine_type="n1-standard-8", accelerator_type="NVIDIA_TESLA_T4", accelerator_count=2, boot_disk_size_gb=200, env={"B": "2"}),
+        workers=WorkerPoolSettings(
+            replica_count=2,
+            machine_type="n1-standard-8",
+            accelerator_type="NVIDIA_TESLA_T4",
+            accelerator_count=2,
+            boot_disk_size_gb=200,
+            env={"B": "2"},
+        ),
         reduction_server=WorkerPoolSettings(replica_count=3),
     )
     _, jobs = compile_jobs(tmp_path, settings, fan_out)
@@ -90,7 +111,9 @@ def test_replica_count_shortcut_makes_identical_workers(tmp_path):
 
 
 def test_scheduling(tmp_path):
-    settings = TrialSettings(image_uri="img", timeout="2h", restart_job_on_worker_restart=True, strategy="FLEX_START", max_wait_duration="30m")
+    settings = TrialSettings(
+        image_uri="img", timeout="2h", restart_job_on_worker_restart=True, strategy="FLEX_START", max_wait_duration="30m"
+    )
     _, jobs = compile_jobs(tmp_path, settings)
     scheduling = jobs[0].job_spec.scheduling
     assert scheduling.timeout.seconds == 7200 and scheduling.restart_job_on_worker_restart
@@ -101,7 +124,15 @@ def test_scheduling(tmp_path):
 
 @pytest.mark.parametrize("fan_out", ["tasks", "parallel_for"])
 def test_vertex_retries_off_and_pipeline_retries_on(tmp_path, fan_out):
-    settings = TrialSettings(image_uri="img", strategy="SPOT", disable_retries=True, retries=3, retry_backoff="2m", retry_backoff_factor=3.0, retry_backoff_max="1h")
+    settings = TrialSettings(
+        image_uri="img",
+        strategy="SPOT",
+        disable_retries=True,
+        retries=3,
+        retry_backoff="2m",
+        retry_backoff_factor=3.0,
+        retry_backoff_max="1h",
+    )
     spec, jobs = compile_jobs(tmp_path, settings, fan_out)
     assert all(job.job_spec.scheduling.disable_retries for job in jobs)
     tasks = [t for c in [spec["root"], *spec["components"].values()] for t in c.get("dag", {}).get("tasks", {}).values()]
@@ -121,7 +152,10 @@ def test_placement_and_security(tmp_path):
     settings = TrialSettings(
         image_uri="img",
         service_account="trainer@p.iam.gserviceaccount.com",
-        psc_interface_config={"network_attachment": "projects/p/regions/us-central1/networkAttachments/na", "dns_peering_configs": [{"domain": "corp.", "target_project": "p", "target_network": "net"}]},
+        psc_interface_config={
+            "network_attachment": "projects/p/regions/us-central1/networkAttachments/na",
+            "dns_peering_configs": [{"domain": "corp.", "target_project": "p", "target_network": "net"}],
+        },
         encryption_spec_key_name="projects/p/locations/us-central1/keyRings/r/cryptoKeys/k",
         enable_web_access=True,
         persistent_resource_id="my-cluster",
@@ -144,7 +178,12 @@ def test_placement_and_security(tmp_path):
 
 
 def test_package_code_runs_a_python_package_spec(tmp_path):
-    settings = TrialSettings(image_uri="us-docker.pkg.dev/vertex-ai/training/sklearn-cpu.1-0:latest", code="package", package=PackageSettings(), workers=WorkerPoolSettings(replica_count=1))
+    settings = TrialSettings(
+        image_uri="us-docker.pkg.dev/vertex-ai/training/sklearn-cpu.1-0:latest",
+        code="package",
+        package=PackageSettings(),
+        workers=WorkerPoolSettings(replica_count=1),
+    )
     uris = ["gs://bkt/root/packages/abc/trainer-0.1.0-py3-none-any.whl"]
     _, jobs = compile_jobs(tmp_path, settings, package_uris=uris)
     for pool in jobs[0].job_spec.worker_pool_specs:

@@ -15,9 +15,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Dict, List
 
+import pytest
 from hydra.core.utils import JobStatus
 
 from conftest import APPS, launch_in_process, read_json, submit_overrides, wait_for
+
+pytestmark = pytest.mark.slow  # starts the emulators
 
 FAULTS = APPS / "faults"
 COMMAND_ENTRY = ["hydra.launcher.trial.entry=command", f"hydra.launcher.trial.command=[python,{FAULTS / 'app.py'}]"]
@@ -29,7 +32,11 @@ def _sdk(emulators: Dict[str, Any]) -> Any:
     from google.cloud import aiplatform
 
     aiplatform.init(
-        project="local", location="us-central1", api_endpoint=emulators["api_endpoint"], api_transport="rest", credentials=AnonymousCredentials()
+        project="local",
+        location="us-central1",
+        api_endpoint=emulators["api_endpoint"],
+        api_transport="rest",
+        credentials=AnonymousCredentials(),
     )
     return aiplatform
 
@@ -44,7 +51,10 @@ def _listed(emulators: Dict[str, Any], run_id: str) -> List[Any]:
 
 def _post(emulators: Dict[str, Any], path: str, body: Any) -> Any:
     request = urllib.request.Request(
-        emulators["api_endpoint"] + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+        emulators["api_endpoint"] + path,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as reply:
@@ -64,7 +74,9 @@ def test_a_sweep_runs_through_gcpc_launcher_and_lists_its_jobs(emulators, tmp_pa
     shown = {t["display_name"]: t for t in manifest["trials"]}
     assert sorted(j.display_name for j in jobs) == sorted(shown)
     states = {j.display_name: j.state.name for j in jobs}
-    assert states == {t["display_name"]: "JOB_STATE_FAILED" if "raise" in name else "JOB_STATE_SUCCEEDED" for name, t in shown.items()}
+    assert states == {
+        t["display_name"]: "JOB_STATE_FAILED" if "raise" in name else "JOB_STATE_SUCCEEDED" for name, t in shown.items()
+    }
     failed = next(j for j in jobs if j.state.name == "JOB_STATE_FAILED")
     assert "exited with a non-zero status of 1" in failed.error.message
     # The task's CustomJob is the one gcpc's launcher created and wrote in gcp_resources.
@@ -82,7 +94,12 @@ def test_a_sweep_runs_through_gcpc_launcher_and_lists_its_jobs(emulators, tmp_pa
 def test_cancelling_the_pipeline_cancels_its_custom_job_and_stops_its_process(emulators, tmp_path):
     pid_dir = tmp_path / "pids"
     pid_dir.mkdir()
-    overrides = [f"hydra.sweep.dir={tmp_path / 'sweep'}", *submit_overrides(emulators), *COMMAND_ENTRY, f"++hydra.launcher.trial.env.PID_DIR={pid_dir}"]
+    overrides = [
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        *submit_overrides(emulators),
+        *COMMAND_ENTRY,
+        f"++hydra.launcher.trial.env.PID_DIR={pid_dir}",
+    ]
     box: Dict[str, Any] = {}
     thread = threading.Thread(target=lambda: box.update(r=launch_in_process(FAULTS / "conf", overrides, [["x=hang"]])))
     thread.start()
@@ -116,7 +133,9 @@ def test_timeout_fails_the_job_as_vertex_does(emulators, tmp_path):
 
 
 def test_create_refuses_a_body_that_is_not_a_custom_job(emulators):
-    status, reply = _post(emulators, JOBS, {"displayName": "x", "jobSpec": {"workerPoolSpecs": [{"replicaCount": 1, "containerSpek": {}}]}})
+    status, reply = _post(
+        emulators, JOBS, {"displayName": "x", "jobSpec": {"workerPoolSpecs": [{"replicaCount": 1, "containerSpek": {}}]}}
+    )
     assert status == 400 and reply["error"]["status"] == "INVALID_ARGUMENT"
     assert 'has no field named "containerSpek"' in reply["error"]["message"]
     status, reply = _post(emulators, JOBS, {"displayName": "x", "jobSpec": {"workerPoolSpecs": [{"replicaCount": "many"}]}})
@@ -129,7 +148,18 @@ def test_jobs_created_through_the_api_run_list_in_pages_and_survive_a_restart(em
     vertex = emulators["vertex"]
     body = {
         "displayName": "api-job",
-        "jobSpec": {"workerPoolSpecs": [{"replicaCount": "1", "machineSpec": {"machineType": "n1-standard-4"}, "containerSpec": {"imageUri": "img", "command": ["python", "-c", "import os; print(os.environ['CLOUD_ML_JOB_ID'])"]}}]},
+        "jobSpec": {
+            "workerPoolSpecs": [
+                {
+                    "replicaCount": "1",
+                    "machineSpec": {"machineType": "n1-standard-4"},
+                    "containerSpec": {
+                        "imageUri": "img",
+                        "command": ["python", "-c", "import os; print(os.environ['CLOUD_ML_JOB_ID'])"],
+                    },
+                }
+            ]
+        },
     }
     names = [_post(emulators, JOBS, body)[1]["name"] for _ in range(3)]
     wait_for(lambda: all(vertex.job_service.jobs[n].state == "JOB_STATE_SUCCEEDED" for n in names))
@@ -140,5 +170,7 @@ def test_jobs_created_through_the_api_run_list_in_pages_and_survive_a_restart(em
     assert set(names) <= listed
     status, reply = _post(emulators, f"/v1/{names[0]}:cancel", {})
     assert status == 400 and reply["error"]["status"] == "FAILED_PRECONDITION"  # it has ended
-    again = JobService(vertex.job_service.folder, vertex.job_service.paths, vertex.workdir, vertex._job_env, vertex.job_service.python)
+    again = JobService(
+        vertex.job_service.folder, vertex.job_service.paths, vertex.workdir, vertex._job_env, vertex.job_service.python
+    )
     assert {n: again.jobs[n].state for n in names} == {n: "JOB_STATE_SUCCEEDED" for n in names}

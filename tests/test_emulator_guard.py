@@ -5,11 +5,12 @@ runs."""
 import http.client
 import json
 import socket
-import time
 
 import pytest
 
-from conftest import APPS, REPO, load_pipeline, run_app
+from conftest import APPS, REPO, load_pipeline, run_app, wait_for
+
+pytestmark = pytest.mark.slow  # starts the emulators
 
 FAULTS = APPS / "faults"
 JOBS = "/v1/projects/local/locations/us-central1/pipelineJobs"
@@ -88,20 +89,27 @@ def test_only_the_clients_requests_run_anything(vertex, hanging_pipeline):
     # No Host at all (HTTP/1.0): refused too.
     with socket.create_connection(("127.0.0.1", port), timeout=30) as raw:
         data = json.dumps(body).encode()
-        raw.sendall(f"POST {JOBS} HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+        raw.sendall(
+            f"POST {JOBS} HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data
+        )
         assert raw.makefile("rb").readline().split()[1] == b"403"
-    time.sleep(1.0)
+    # A job is created before its answer is sent, and only a job starts processes.
     assert emulator.runs == {} and list(emulator.store.runs.iterdir()) == []  # no job created
     assert list(hanging_pipeline["pids"].iterdir()) == []  # no process started
     # Each loopback name of its own address is its own; the same body as JSON runs.
     for host in ("127.0.0.1", "localhost", "[::1]", "LOCALHOST"):
         assert send(port, "GET", JOBS, Host=f"{host}:{port}")[0] == 200
-    status, reply = send(port, "POST", f"{JOBS}?pipelineJobId=accepted", body, Host=f"localhost:{port}", Content_Type="application/json; charset=utf-8")
+    status, reply = send(
+        port,
+        "POST",
+        f"{JOBS}?pipelineJobId=accepted",
+        body,
+        Host=f"localhost:{port}",
+        Content_Type="application/json; charset=utf-8",
+    )
     assert status == 200, reply
-    deadline = time.time() + 60
-    while not list(hanging_pipeline["pids"].iterdir()):
-        assert time.time() < deadline, emulator.runs["accepted"].view()
-        time.sleep(0.1)
+    wait_for(lambda: list(hanging_pipeline["pids"].iterdir()), timeout=60, what=lambda: emulator.runs["accepted"].view())
+    assert list(emulator.runs) == ["accepted"] and len(list(hanging_pipeline["pids"].iterdir())) == 1  # its trial only
     # A cross-site cancel is refused as well: the run goes on.
     assert send(port, "POST", f"{JOBS}/accepted:cancel", {}, Content_Type="text/plain")[0] == 415
     assert emulator.runs["accepted"].view()["state"] == "PIPELINE_STATE_RUNNING"
@@ -132,7 +140,11 @@ def test_storage_emulator_refuses_other_hosts_and_pages(tmp_path, monkeypatch):
         gcs.ensure_bucket(storage, "gs://b")
         gcs.write_bytes(storage, "gs://b/job.pkl", b"the real job")  # the client library is served
         upload = "/upload/storage/v1/b/b/o?uploadType=media&name=job.pkl"
-        for headers in ({"Host": f"attacker.example:{port}"}, {"Origin": "http://attacker.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        for headers in (
+            {"Host": f"attacker.example:{port}"},
+            {"Origin": "http://attacker.example"},
+            {"Sec-Fetch-Site": "cross-site"},
+        ):
             status, _ = send(port, "POST", upload, "replaced", Content_Type="text/plain", **headers)
             assert status == 403, headers
         assert gcs.read_bytes(storage, "gs://b/job.pkl") == b"the real job"

@@ -2,7 +2,6 @@
 process, Cloud Storage on disk, the README's commands, restarts and signals."""
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -16,7 +15,9 @@ from typing import List, Optional, Tuple
 
 import pytest
 
-from conftest import APPS, CLI, QUICKSTART, REPO, read_json
+from conftest import APPS, CLI, QUICKSTART, REPO, alive, read_json, wait_for
+
+pytestmark = pytest.mark.slow  # starts the emulators' command line
 
 FAULTS = APPS / "faults"
 QUICKSTART_DIR = QUICKSTART.parent
@@ -140,7 +141,9 @@ def test_readme_flow_as_written(start_emulator, tmp_path, monkeypatch):
     written = {t["number"]: gcs.read_json(storage, f"{t['output_uri']}/result.json") for t in manifest["trials"]}
     assert [written[n]["return_value"] for n in (0, 1)] == [_quickstart_loss(0.1), _quickstart_loss(0.01)]
     summary = read_json(sweep / "summary.json")
-    assert [(r["status"], r["return_value"]) for r in summary["trials"]] == [("COMPLETED", written[n]["return_value"]) for n in (0, 1)]
+    assert [(r["status"], r["return_value"]) for r in summary["trials"]] == [
+        ("COMPLETED", written[n]["return_value"]) for n in (0, 1)
+    ]
     # Only bucket folders in the local view of the buckets.
     assert sorted(p.name for p in (data_dir / "gcs").iterdir()) == ["my-bucket"]
 
@@ -185,23 +188,10 @@ def one_done_one_hanging(tmp_path_factory):
     return {"spec": load_pipeline(root / "sweep" / "pipeline.yaml"), "pids": pid_dir}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _until(predicate, timeout: float = 60.0, what: str = "") -> None:
-    deadline = time.time() + timeout
-    while not predicate():
-        assert time.time() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=["SIGTERM", "SIGINT", "SIGKILL"])
-def test_restart_keeps_jobs_and_ends_the_interrupted_one_truthfully(start_emulator, one_done_one_hanging, tmp_path, monkeypatch, sig):
+def test_restart_keeps_jobs_and_ends_the_interrupted_one_truthfully(
+    start_emulator, one_done_one_hanging, tmp_path, monkeypatch, sig
+):
     pid_dir = one_done_one_hanging["pids"]
     pid_dir.mkdir(exist_ok=True)
     for old in pid_dir.iterdir():
@@ -219,16 +209,16 @@ def test_restart_keeps_jobs_and_ends_the_interrupted_one_truthfully(start_emulat
     def trial_states():
         return {t["taskName"]: t["state"] for t in first.request(f"{JOBS}/job-1").get("jobDetail", {}).get("taskDetails", [])}
 
-    _until(lambda: any(pid_dir.iterdir()), what="the hanging trial")
-    _until(lambda: trial_states().get("custom-training-job") == "SUCCEEDED", what="trial 0")
+    wait_for(lambda: any(pid_dir.iterdir()), timeout=60, what="the hanging trial")
+    wait_for(lambda: trial_states().get("custom-training-job") == "SUCCEEDED", timeout=60, what="trial 0")
     assert first.request(f"{JOBS}/job-1")["state"] == "PIPELINE_STATE_RUNNING"
     pid = int(next(pid_dir.iterdir()).name)
     took = first.stop(sig)
     if sig == signal.SIGKILL:  # the emulator could not stop it: its reaper does, as a container's end would
-        _until(lambda: not _alive(pid), timeout=10, what="the reaper to stop the trial")
+        wait_for(lambda: not alive(pid), timeout=10, what="the reaper to stop the trial")
     else:
         assert first.proc.returncode == 0 and took < 10, (took, "".join(first.lines))
-        assert not _alive(pid)  # the trial was stopped with the emulator
+        assert not alive(pid)  # the trial was stopped with the emulator
         assert "stopped" in first.lines[-1]
 
     second = start_emulator(data_dir)
@@ -243,7 +233,8 @@ def test_restart_keeps_jobs_and_ends_the_interrupted_one_truthfully(start_emulat
     assert all(t["state"] not in ("PENDING", "RUNNING") for t in tasks.values())
     # Cloud Storage kept what the finished trial wrote, on disk.
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", second.gcs_url)
-    base = one_done_one_hanging["spec"]["root"]["dag"]["tasks"]["custom-training-job"]["inputs"]["parameters"]["base_output_directory"]
+    task = one_done_one_hanging["spec"]["root"]["dag"]["tasks"]["custom-training-job"]
+    base = task["inputs"]["parameters"]["base_output_directory"]
     assert gcs.read_json(gcs.client("local"), base["runtimeValue"]["constant"] + "/result.json")["return_value"] == 1.0
     # The same id is the same job still: a retried create is not run twice.
     with pytest.raises(urllib.error.HTTPError) as again:

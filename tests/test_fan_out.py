@@ -64,7 +64,10 @@ def test_tasks_with_a_limit_is_refused(tmp_path):
             [f"hydra.sweep.dir={tmp_path}", *COMPILE, "hydra.launcher.fan_out=tasks", "hydra.launcher.max_parallel=4"],
             [["x=1"]],
         )
-    assert "hydra.launcher.fan_out='tasks' is not accepted: parallel_for or auto when hydra.launcher.max_parallel is set" in str(e.value)
+    assert (
+        "hydra.launcher.fan_out='tasks' is not accepted: parallel_for or auto when hydra.launcher.max_parallel is set"
+        in str(e.value)
+    )
     assert not isinstance(e.value, ConfigError) or True
     assert not (tmp_path / "pipeline.yaml").exists()
 
@@ -86,6 +89,7 @@ def test_per_trial_settings_vary_inside_the_loop(tmp_path):
     assert [i["labels"]["model"] for i in items] == ["small", "large"]
 
 
+@pytest.mark.slow
 def test_loop_runs_through_the_emulator(emulators, tmp_path):
     overrides = [
         f"hydra.sweep.dir={tmp_path}",
@@ -102,6 +106,7 @@ def test_loop_runs_through_the_emulator(emulators, tmp_path):
     assert names == ["collect-trials", "custom-training-job-0", "custom-training-job-1", "custom-training-job-2"]
 
 
+@pytest.mark.slow
 def test_large_sweeps_hand_the_collector_a_trial_file(tmp_path):
     """The collector's input travels as one command-line argument (at most 128 KiB): past
     32 KiB of trial rows, the rows go into a file in the run folder."""
@@ -120,6 +125,7 @@ def test_large_sweeps_hand_the_collector_a_trial_file(tmp_path):
     assert read_json(tmp_path / "summary.json")["counts"] == {"COMPLETED": 400}
 
 
+@pytest.mark.slow
 def test_trial_file_reaches_the_collector_through_the_bucket(emulators, tmp_path, monkeypatch):
     """Submission uploads the trial file and the collector reads it from the bucket. The
     limit is lowered so that a few trials take the file path (the real limit is measured
@@ -158,7 +164,15 @@ def test_run_local_stages_the_trial_file_of_a_compiled_sweep(tmp_path, monkeypat
     assert manifest["files"] == {manifest["trials_file"]: str(sweep / "trials.json")}
     root = tmp_path / "bucket"
     proc = subprocess.run(
-        [sys.executable, "-m", "hydra_vertex_pipelines.pipeline_builder", "run-local", str(sweep / "pipeline.yaml"), "--root", str(root)],
+        [
+            sys.executable,
+            "-m",
+            "hydra_vertex_pipelines.pipeline_builder",
+            "run-local",
+            str(sweep / "pipeline.yaml"),
+            "--root",
+            str(root),
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -9,7 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import APPS, REPO, read_json, wait_for
+
+pytestmark = pytest.mark.slow  # starts the emulators' command line
 
 FAULTS = APPS / "faults" / "app.py"
 

@@ -22,10 +22,10 @@ from google.cloud.aiplatform_v1.types import CustomJob
 from google.protobuf import json_format
 
 from conftest import APPS, launch_in_process, load_pipeline, read_json
-from hydra_vertex_pipelines.pipeline_builder.spec import names
 from hydra_vertex_pipelines.pipeline_builder.local import resolver
-from hydra_vertex_pipelines.pipeline_builder.pipeline import SweepSpec, compile_pipeline_spec
 from hydra_vertex_pipelines.pipeline_builder.local.resolver import RunContext
+from hydra_vertex_pipelines.pipeline_builder.pipeline import SweepSpec, compile_pipeline_spec
+from hydra_vertex_pipelines.pipeline_builder.spec import names
 from hydra_vertex_pipelines.pipeline_builder.spec.settings import PackageSettings, TrialSettings, WorkerPoolSettings
 from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec, build_trial
 
@@ -43,7 +43,9 @@ SPECIAL_OVERRIDES = [
 ]
 
 
-def _trial(number: int, overrides: List[str], settings: TrialSettings, command: Sequence[str] = ("python", "train.py"), **kw: Any) -> TrialSpec:
+def _trial(
+    number: int, overrides: List[str], settings: TrialSettings, command: Sequence[str] = ("python", "train.py"), **kw: Any
+) -> TrialSpec:
     return build_trial(
         number=number,
         job_id=f"run-1_{number}",
@@ -68,7 +70,9 @@ def _every_setting() -> List[TrialSpec]:
         boot_disk_type="pd-standard",
         boot_disk_size_gb=200,
         env={"A": "1", "QUOTED": 'say "hi" \\ bye'},
-        workers=WorkerPoolSettings(replica_count=2, machine_type="n1-standard-8", accelerator_type="NVIDIA_TESLA_T4", accelerator_count=2, env={"B": "2"}),
+        workers=WorkerPoolSettings(
+            replica_count=2, machine_type="n1-standard-8", accelerator_type="NVIDIA_TESLA_T4", accelerator_count=2, env={"B": "2"}
+        ),
         parameter_servers=WorkerPoolSettings(replica_count=1, command=["python", "ps.py"], args=["--port", "2222"]),
         timeout="2h",
         restart_job_on_worker_restart=True,
@@ -89,7 +93,10 @@ def _every_setting() -> List[TrialSpec]:
         reduction_server=WorkerPoolSettings(replica_count=2),
         strategy="SPOT",
         timeout="0.5s",
-        psc_interface_config={"network_attachment": "att", "dns_peering_configs": [{"domain": "x.example.com.", "target_project": "p"}]},
+        psc_interface_config={
+            "network_attachment": "att",
+            "dns_peering_configs": [{"domain": "x.example.com.", "target_project": "p"}],
+        },
     )
     return [
         _trial(0, ["model=large"], everything, labels={"team": "ml"}),
@@ -117,7 +124,14 @@ def _package_mode() -> List[TrialSpec]:
 
 def _compile(trials: List[TrialSpec], fan_out: str, path: Path) -> Dict[str, Any]:
     sweep = SweepSpec(
-        name="app", run_id="run-1", pipeline_root="gs://bkt-1/runs", run_root=RUN, trials=tuple(trials), collector_image="img", fan_out=fan_out, parallelism=2 if fan_out == "parallel_for" else None
+        name="app",
+        run_id="run-1",
+        pipeline_root="gs://bkt-1/runs",
+        run_root=RUN,
+        trials=tuple(trials),
+        collector_image="img",
+        fan_out=fan_out,
+        parallelism=2 if fan_out == "parallel_for" else None,
     )
     return compile_pipeline_spec(sweep, path)
 
@@ -137,14 +151,19 @@ def _launches(spec: Dict[str, Any], outputs: Path) -> Iterator[Tuple[List[str], 
             item_input = task["parameterIterator"]["itemInput"]
             values = resolver.resolve_inputs(component, task, scope, context, name, skip=item_input)
             ((inner_name, inner),) = component["dag"]["tasks"].items()
-            runs += [(inner_name, inner, {**values, item_input: item}) for item in resolver.loop_items(task["parameterIterator"], scope)]
+            runs += [
+                (inner_name, inner, {**values, item_input: item})
+                for item in resolver.loop_items(task["parameterIterator"], scope)
+            ]
         elif task["componentRef"]["name"].startswith("comp-custom-training-job"):
             runs.append((name, task, scope))
     for n, (name, task, task_scope) in enumerate(runs):
         component = spec["components"][task["componentRef"]["name"]]
         container = spec["deploymentSpec"]["executors"][component["executorLabel"]]["container"]
         inputs = resolver.resolve_inputs(component, task, task_scope, context, name)
-        given = resolver.executor_input(inputs, {"parameters": {"gcp_resources": {"outputFile": str(outputs / str(n) / "gcp_resources")}}})
+        given = resolver.executor_input(
+            inputs, {"parameters": {"gcp_resources": {"outputFile": str(outputs / str(n) / "gcp_resources")}}}
+        )
         yield container["command"], [resolver.fill(arg, given) for arg in container["args"]], inputs
 
 
@@ -205,7 +224,9 @@ def launch(job_service, monkeypatch, tmp_path):
     def local_client(client_options: Any = None, client_info: Any = None, **kwargs: Any) -> Any:
         endpoints.append(client_options.api_endpoint)
         options = co.from_dict({**vars(client_options), "api_endpoint": job_service})
-        return real(client_options=options, client_info=client_info, transport="rest", credentials=AnonymousCredentials(), **kwargs)
+        return real(
+            client_options=options, client_info=client_info, transport="rest", credentials=AnonymousCredentials(), **kwargs
+        )
 
     monkeypatch.setattr(gapic, "JobServiceClient", local_client)
     monkeypatch.setenv("VERTEX_AI_PIPELINES_RUN_LABELS", json.dumps(SYSTEM_LABELS))
@@ -228,14 +249,29 @@ def launch(job_service, monkeypatch, tmp_path):
 def _expected(trial: TrialSpec) -> CustomJob:
     """The CustomJob `trial` means, from its spec (gcpc's defaults for what it leaves unset)."""
     inputs = trial.custom_job_inputs()
-    scheduling = {"timeout": "604800s", **{k: inputs[k] for k in ("timeout", "restart_job_on_worker_restart", "strategy", "disable_retries") if k in inputs}}
+    scheduling = {
+        "timeout": "604800s",
+        **{k: inputs[k] for k in ("timeout", "restart_job_on_worker_restart", "strategy", "disable_retries") if k in inputs},
+    }
     if inputs.get("strategy") == "FLEX_START" and "max_wait_duration" in inputs:
         scheduling["max_wait_duration"] = inputs["max_wait_duration"]
     job_spec = {
         "worker_pool_specs": list(trial.worker_pool_specs),
         "scheduling": scheduling,
         "base_output_directory": {"output_uri_prefix": trial.output_uri},
-        **{k: inputs[k] for k in ("service_account", "tensorboard", "enable_web_access", "network", "reserved_ip_ranges", "persistent_resource_id", "psc_interface_config") if k in inputs},
+        **{
+            k: inputs[k]
+            for k in (
+                "service_account",
+                "tensorboard",
+                "enable_web_access",
+                "network",
+                "reserved_ip_ranges",
+                "persistent_resource_id",
+                "psc_interface_config",
+            )
+            if k in inputs
+        },
     }
     job = {"display_name": trial.display_name, "job_spec": job_spec, "labels": {**SYSTEM_LABELS, **trial.labels}}
     if "encryption_spec_key_name" in inputs:
@@ -322,7 +358,11 @@ def test_a_swept_app_through_the_launcher(tmp_path, launch, fan_out):
     assert len(sent) == len(jobs)
     for job in sent:
         trial = manifest[job.job_spec.base_output_directory.output_uri_prefix]
-        assert job.display_name == trial["display_name"] == names.display_name(f"faults-{trial['number']} {' '.join(trial['overrides'])}")
+        assert (
+            job.display_name
+            == trial["display_name"]
+            == names.display_name(f"faults-{trial['number']} {' '.join(trial['overrides'])}")
+        )
         (chief,) = job.job_spec.worker_pool_specs
         args = list(chief.container_spec.args)
         assert all(o in args for o in jobs[trial["number"]]), args
@@ -334,8 +374,15 @@ def test_a_package_sweep_through_the_launcher(tmp_path, launch):
     from test_package_mode import make_project, package_overrides
 
     source = make_project(tmp_path / "project")
-    overrides = [f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra.launcher.mode=compile", "hydra.launcher.pipeline_root=gs://bkt-1/root", *package_overrides(source)]
-    launch_in_process(source / "trainer" / "conf", overrides, [["x=1", '+note="a b"'], ["x=2", "+p={{$.inputs.parameters['project']}}"]])
+    overrides = [
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        "hydra.launcher.mode=compile",
+        "hydra.launcher.pipeline_root=gs://bkt-1/root",
+        *package_overrides(source),
+    ]
+    launch_in_process(
+        source / "trainer" / "conf", overrides, [["x=1", '+note="a b"'], ["x=2", "+p={{$.inputs.parameters['project']}}"]]
+    )
     wheels = sorted((tmp_path / "sweep" / "packages").glob("*/*.whl"), key=lambda w: w.name)
     uris = {f"gs://bkt-1/root/packages/{w.parent.name}/{w.name}" for w in wheels}
     sent = [_sent(body) for body, _ in launch(load_pipeline(tmp_path / "sweep" / "pipeline.yaml"))]

@@ -20,6 +20,8 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 import pytest
 import yaml
 
+pytestmark = pytest.mark.slow  # sweeps of real apps in subprocesses, twice each
+
 APPS = Path(__file__).resolve().parent / "hydra_apps"
 LOCAL_MODE = ("hydra/launcher=vertex_pipelines", "hydra.launcher.mode=local", "hydra.launcher.max_parallel=2")
 MODES = ("basic", "local")

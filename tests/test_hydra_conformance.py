@@ -7,6 +7,8 @@ from hydra.test_utils.launcher_common_tests import (
 )
 from pytest import mark
 
+pytestmark = mark.slow  # Hydra's suites run local-mode sweeps, many in subprocesses
+
 LOCAL = ["hydra.launcher.mode=local"]
 
 

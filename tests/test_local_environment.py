@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
+from conftest import alive
 from hydra_vertex_pipelines.pipeline_builder.local.runner import LocalRunner
+from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
 from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings
 from test_local_runner import compile_sweep, trial
-from test_local_stops import alive
 
 # What a trial does on Vertex to write its model: open the URI's Cloud Storage FUSE path.
 WRITE_MODEL = """
@@ -35,7 +35,9 @@ print("wrote", fuse)
 @pytest.mark.parametrize("forked", [True, False], ids=["forked", "fresh-interpreter"])
 def test_aip_folders_are_uris_whose_gcs_paths_open_here(tmp_path, forked):
     spec = compile_sweep(tmp_path, [trial(0, TrialSettings(image_uri="img"), ["python", "-c", WRITE_MODEL], [])])
-    runner = LocalRunner(spec, PathMap(str(tmp_path / "gcs")), tmp_path / "work", console=io.StringIO(), preload=[] if forked else None)
+    runner = LocalRunner(
+        spec, PathMap(str(tmp_path / "gcs")), tmp_path / "work", console=io.StringIO(), preload=[] if forked else None
+    )
     result = runner.run()
     job = next(t for t in result.tasks.values() if t.kind == "custom_job")
     assert job.state == "SUCCEEDED", job.error
@@ -45,6 +47,7 @@ def test_aip_folders_are_uris_whose_gcs_paths_open_here(tmp_path, forked):
     assert not Path("/gcs").exists()
 
 
+@pytest.mark.slow
 def test_the_job_stops_at_its_timeout_as_on_vertex(tmp_path):
     script = (
         "import os, subprocess, sys, time\n"

@@ -5,9 +5,9 @@ import io
 import pytest
 
 from conftest import APPS, read_json
-from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
 from hydra_vertex_pipelines.pipeline_builder.local.runner import LocalRunner, load_pipeline
 from hydra_vertex_pipelines.pipeline_builder.pipeline import SweepSpec, compile_pipeline
+from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
 from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings, WorkerPoolSettings
 from hydra_vertex_pipelines.pipeline_builder.spec.trials import build_trial
 
@@ -38,7 +38,12 @@ def trial(number, settings, command, args):
         (2, TrialSettings(image_uri="img", replica_count=2)),
         (3, TrialSettings(image_uri="img", replica_count=3)),
         # 1 chief + 2 workers; the reduction server (pool 2) only runs on Vertex
-        (3, TrialSettings(image_uri="img", workers=WorkerPoolSettings(replica_count=2), reduction_server=WorkerPoolSettings(replica_count=1))),
+        (
+            3,
+            TrialSettings(
+                image_uri="img", workers=WorkerPoolSettings(replica_count=2), reduction_server=WorkerPoolSettings(replica_count=1)
+            ),
+        ),
     ],
 )
 def test_replicas_rendezvous_with_consistent_cluster_env(tmp_path, replicas, settings):
@@ -92,7 +97,8 @@ def test_upstream_failure_skips_tasks_that_need_success(tmp_path):
 
 def test_collector_metrics_come_back_as_executor_output(tmp_path):
     settings = TrialSettings(image_uri="img")
-    write = "import json, sys; json.dump({'status': 'COMPLETED', 'return_value': 0.25, 'run_id': 'run'}, open(sys.argv[1] + '/result.json', 'w'))"
+    record = "{'status': 'COMPLETED', 'return_value': 0.25, 'run_id': 'run'}"
+    write = f"import json, sys; json.dump({record}, open(sys.argv[1] + '/result.json', 'w'))"
     spec = compile_sweep(tmp_path, [trial(0, settings, ["python", "-c", write], ["/gcs/b/run/0"])])
     result = LocalRunner(spec, PathMap(str(tmp_path / "gcs")), tmp_path / "work", console=io.StringIO()).run()
     assert result.state == "SUCCEEDED"
@@ -106,7 +112,11 @@ def test_collector_metrics_come_back_as_executor_output(tmp_path):
 def test_unknown_google_cloud_components_are_refused(tmp_path):
     spec = compile_sweep(tmp_path, [trial(0, TrialSettings(image_uri="img"), ["true"], [])])
     executor = next(iter(spec["deploymentSpec"]["executors"].values()))
-    executor["container"]["command"] = ["python3", "-m", "google_cloud_pipeline_components.container.v1.bigquery.query_job.launcher"]
+    executor["container"]["command"] = [
+        "python3",
+        "-m",
+        "google_cloud_pipeline_components.container.v1.bigquery.query_job.launcher",
+    ]
     from hydra_vertex_pipelines.pipeline_builder.local.runner import UnsupportedPipeline
 
     with pytest.raises(UnsupportedPipeline, match="cannot emulate"):

@@ -11,7 +11,9 @@ from typing import Dict, List
 
 import pytest
 
-from conftest import read_json
+from conftest import alive, read_json, wait_for
+
+pytestmark = pytest.mark.slow  # local-mode sweeps in subprocesses, stopped by signals
 
 APP = """
 import os, signal, subprocess, sys, tempfile, time
@@ -29,6 +31,8 @@ def main(cfg):
     if cfg.x in ("hang", "stubborn", "leave"):
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
         (pids / f"child-{child.pid}").write_text("")
+    if cfg.x == "stubborn":  # still ignores SIGTERM, and notes that it came
+        signal.signal(signal.SIGTERM, lambda *_: (pids / f"sigterm-{os.getpid()}").write_text(""))
     if cfg.x in ("hang", "stubborn"):
         time.sleep(600)
     if cfg.x == "tmp":
@@ -73,16 +77,9 @@ def start(app: Path, tmp_path: Path, *args: str, **env: str) -> subprocess.Popen
     )
 
 
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def recorded(tmp_path: Path) -> Dict[str, List[int]]:
     names = [p.name for p in (tmp_path / "pids").iterdir()]
-    pids = {"trial": [], "child": [], "server": []}
+    pids = {"trial": [], "child": [], "server": [], "sigterm": []}
     for name in names:
         kind, pid = name.split("-")
         pids[kind].append(int(pid))
@@ -91,18 +88,8 @@ def recorded(tmp_path: Path) -> Dict[str, List[int]]:
     return pids
 
 
-def wait_for(condition, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
-
-
 def all_gone(pids: List[int], within: float) -> None:
-    deadline = time.monotonic() + within
-    while any(alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not [p for p in pids if alive(p)], "processes were left behind"
+    wait_for(lambda: not any(alive(p) for p in pids), timeout=within, what="every process to end: processes were left behind")
 
 
 def test_sigterm_stops_every_process_and_keeps_finished_results(app, tmp_path):
@@ -137,7 +124,7 @@ def test_a_second_ctrl_c_hurries_the_stop(app, tmp_path):
     wait_for(lambda: len(recorded(tmp_path)["child"]) == 1 and (sweep / "0" / "result.json").exists())
     pids = recorded(tmp_path)
     proc.send_signal(signal.SIGINT)
-    time.sleep(0.3)
+    wait_for(lambda: recorded(tmp_path)["sigterm"], what="the first Ctrl-C to stop the trials")
     stopped = time.monotonic()
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
@@ -168,7 +155,9 @@ def test_the_fork_server_stops_its_children_when_the_runner_goes_away(tmp_path):
     from hydra_vertex_pipelines.pipeline_builder.local.fork_server import ForkServer
 
     server = ForkServer(sys.executable, [], str(tmp_path), dict(os.environ), custom_jobs=False)
-    child = server.spawn([sys.executable, "-c", "import time; time.sleep(600)"], dict(os.environ), str(tmp_path), str(tmp_path / "log"))
+    child = server.spawn(
+        [sys.executable, "-c", "import time; time.sleep(600)"], dict(os.environ), str(tmp_path), str(tmp_path / "log")
+    )
     assert alive(child.pid)
     stopped = time.monotonic()
     server.proc.stdin.close()  # what the runner's death looks like from the server

@@ -4,13 +4,14 @@ directory (where the emulator, like Vertex, runs the trials and the collector). 
 launcher's own packages are installed under other names, so every mode works there."""
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import CLI, read_json, run_app
 from test_emulator_process import Emulator
+
+pytestmark = pytest.mark.slow  # sweeps of a user project in subprocesses, the emulators
 
 APP = '''\
 import hydra
@@ -55,13 +56,35 @@ def test_local_mode(project, tmp_path):
 
 def test_compile_mode(project, tmp_path):
     sweep = tmp_path / "sweep"
-    run_app(project / "train.py", ["-m", "hydra.launcher.mode=compile", "hydra.launcher.pipeline_root=gs://my-bucket/sweeps", "hydra.launcher.trial.image_uri=local", "x=1,2", f"hydra.sweep.dir={sweep}"], cwd=project)
+    run_app(
+        project / "train.py",
+        [
+            "-m",
+            "hydra.launcher.mode=compile",
+            "hydra.launcher.pipeline_root=gs://my-bucket/sweeps",
+            "hydra.launcher.trial.image_uri=local",
+            "x=1,2",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=project,
+    )
     assert "hydra_vertex_pipelines.components.collector" in (sweep / "pipeline.yaml").read_text()
 
 
 def test_the_command_line_runs_in_the_project(project, tmp_path):
     sweep = tmp_path / "sweep"
-    run_app(project / "train.py", ["-m", "hydra.launcher.mode=compile", "hydra.launcher.pipeline_root=gs://my-bucket/sweeps", "hydra.launcher.trial.image_uri=local", "x=3", f"hydra.sweep.dir={sweep}"], cwd=project)
+    run_app(
+        project / "train.py",
+        [
+            "-m",
+            "hydra.launcher.mode=compile",
+            "hydra.launcher.pipeline_root=gs://my-bucket/sweeps",
+            "hydra.launcher.trial.image_uri=local",
+            "x=3",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=project,
+    )
     proc = subprocess.run(
         [CLI, "run-local", str(sweep / "pipeline.yaml"), "--root", str(tmp_path / "gcs")],
         cwd=project, capture_output=True, text=True, timeout=300,

@@ -2,8 +2,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from hydra_vertex_pipelines.pipeline_builder.spec import names
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
+from hydra_vertex_pipelines.pipeline_builder.spec import names
 
 
 @pytest.mark.parametrize(

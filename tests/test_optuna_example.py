@@ -9,6 +9,8 @@ import pytest
 
 from conftest import QUICKSTART, REPO, read_json, submit_overrides
 
+pytestmark = pytest.mark.slow  # Optuna sweeps, locally and through the emulators
+
 # Runs the example in this interpreter with Optuna's Study.tell recorded, then saves the record.
 PROBE = """
 import json, runpy, sys

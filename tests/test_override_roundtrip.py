@@ -4,6 +4,8 @@ import pytest
 
 from conftest import APPS, constant, load_pipeline, read_json, run_app, run_trial_command, trial_tasks
 
+pytestmark = pytest.mark.slow  # sweeps in subprocesses, both launchers
+
 APP_DIR = APPS / "roundtrip"
 APP = APP_DIR / "app.py"
 

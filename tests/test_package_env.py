@@ -33,7 +33,9 @@ def installed(site: Path, name: str, version: str, requires=(), scripts=None) ->
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{metadata}")
     if scripts:
         (info / "entry_points.txt").write_text("[console_scripts]\n" + "".join(f"{s} = {name}:main\n" for s in scripts))
-    files = [f"{name}/__init__.py", f"{info.name}/METADATA", f"{info.name}/RECORD"] + ([f"{info.name}/entry_points.txt"] if scripts else [])
+    files = [f"{name}/__init__.py", f"{info.name}/METADATA", f"{info.name}/RECORD"] + (
+        [f"{info.name}/entry_points.txt"] if scripts else []
+    )
     (info / "RECORD").write_text("".join(f"{f},,\n" for f in files))
 
 
@@ -67,7 +69,9 @@ def test_a_requirement_one_of_the_wheels_meets_is_not_looked_up(tmp_path, site):
 
 def test_a_missing_requirement_names_it_and_who_asked(tmp_path, site):
     app = wheel(tmp_path, "app", ["alpha", "zeta>=1"])
-    with pytest.raises(PackageEnvError, match=r"zeta \(required by app-1.0-py3-none-any.whl\) is not installed .* pip install 'zeta>=1'"):
+    with pytest.raises(
+        PackageEnvError, match=r"zeta \(required by app-1.0-py3-none-any.whl\) is not installed .* pip install 'zeta>=1'"
+    ):
         resolve([app], probe(site))
 
 
@@ -82,7 +86,9 @@ def test_the_environment_holds_the_wheels_and_their_dependencies_only(tmp_path, 
     here = probe(site)  # this interpreter, with `site` as everything it has installed
     monkeypatch.setattr(package_env, "_probe", lambda python: here)
     made = package_env.environment(sys.executable, [app])
-    check = "import app, alpha, beta, epsilon, importlib.util as u; print(app.VALUE, u.find_spec('unrelated'), u.find_spec('pytest'))"
+    check = (
+        "import app, alpha, beta, epsilon, importlib.util as u; print(app.VALUE, u.find_spec('unrelated'), u.find_spec('pytest'))"
+    )
     out = subprocess.run([made.python, "-c", check], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
     assert out.split() == ["1", "None", "None"]
     script = subprocess.run([str(Path(made.bin_dir) / "beta-tool")], capture_output=True, text=True, check=True)

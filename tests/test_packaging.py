@@ -10,9 +10,8 @@ from typing import Dict, List
 import pytest
 
 from hydra_vertex_pipelines.pipeline_builder.cloud import gcs
-
-from hydra_vertex_pipelines.pipeline_builder.wheels import project_wheel as packaging
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
+from hydra_vertex_pipelines.pipeline_builder.wheels import project_wheel as packaging
 
 PYPROJECT = """\
 [build-system]
@@ -118,6 +117,7 @@ def test_a_package_named_like_an_output_folder_is_source(project):
 # --- build ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_build_wheel_leaves_the_source_tree_alone(project, tmp_path):
     before = snapshot(project)
     wheel = packaging.build_wheel(project, tmp_path / "out")
@@ -130,6 +130,7 @@ def test_build_wheel_leaves_the_source_tree_alone(project, tmp_path):
     assert not list(project.glob("*.egg-info"))
 
 
+@pytest.mark.slow
 def test_a_backend_not_installed_here_is_fetched_into_an_isolated_build(project, tmp_path):
     """The offline build fails without the project's backend; pip's isolated build then
     fetches it from the package index, as for a user without it."""
@@ -160,6 +161,7 @@ def test_a_folder_without_pyproject_is_a_config_error(tmp_path):
     assert "a folder with a pyproject.toml or setup.py that pip can build into a wheel" in message
 
 
+@pytest.mark.slow
 def test_a_failing_build_shows_pips_last_lines(project, tmp_path):
     (project / "pyproject.toml").write_text(PYPROJECT.replace('version = "0.1.0"', 'version = "not a version!"'))
     with pytest.raises(ConfigError) as info:
@@ -197,6 +199,7 @@ def counted_builds(monkeypatch) -> List[Path]:
     return calls
 
 
+@pytest.mark.slow
 def test_unchanged_code_is_uploaded_once(bucket, project, tmp_path, counted_builds):
     storage = gcs.client("local")
     root = f"gs://{bucket}/runs/"
@@ -228,6 +231,7 @@ def test_unchanged_code_is_uploaded_once(bucket, project, tmp_path, counted_buil
     assert new[0].startswith(f"runs/packages/{third.digest}/") and new[0].endswith(".whl")
 
 
+@pytest.mark.slow
 def test_losing_an_upload_race_is_not_an_error(bucket, project, tmp_path, monkeypatch):
     """Another launch uploaded the same object between our check and our upload."""
     from google.api_core.exceptions import PreconditionFailed
@@ -246,6 +250,7 @@ def test_losing_an_upload_race_is_not_an_error(bucket, project, tmp_path, monkey
 # --- compile mode ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_write_beside_puts_the_wheel_next_to_the_pipeline(project, tmp_path, counted_builds):
     pipeline_dir = tmp_path / "sweep"
     root = "gs://somewhere/runs"

@@ -9,7 +9,9 @@ APP = APP_DIR / "app.py"
 
 
 def test_each_trial_gets_its_own_machine(tmp_path):
-    run_app(APP, ["-m", "hydra.launcher.mode=compile", f"hydra.sweep.dir={tmp_path}", "model=small,large", "lr=0.1,0.2"], cwd=APP_DIR)
+    run_app(
+        APP, ["-m", "hydra.launcher.mode=compile", f"hydra.sweep.dir={tmp_path}", "model=small,large", "lr=0.1,0.2"], cwd=APP_DIR
+    )
     manifest = read_json(tmp_path / "manifest.json")
     tasks = {constant(t, "display_name"): t for t in trial_tasks(load_pipeline(tmp_path / "pipeline.yaml")).values()}
     assert len(tasks) == 4

@@ -109,7 +109,11 @@ def test_objective_key_is_literal_first_then_a_dotted_path():
 
 
 def test_swept_settings_leave_out_hydras_own_and_fixed_ones():
-    assert parse_overrides(["+a=1", "++b=x=y", "~c", "hydra.run.dir=d", "hydra/launcher=v", "noeq"]) == {"a": "1", "b": "x=y", "c": "~"}
+    assert parse_overrides(["+a=1", "++b=x=y", "~c", "hydra.run.dir=d", "hydra/launcher=v", "noeq"]) == {
+        "a": "1",
+        "b": "x=y",
+        "c": "~",
+    }
 
 
 def test_summary_holds_the_best_trial_the_objective_and_the_swept_settings(tmp_path):
@@ -273,7 +277,13 @@ def test_error_headline_is_what_went_wrong():
 
 def test_a_thousand_trials_render_quickly_and_stay_small(tmp_path):
     rows = [
-        trial(tmp_path, n, [f"lr={10 ** -(1 + n % 4)}", f"opt={'sgd' if n % 3 else 'adam'}"], done({"loss": (n * 37 % 101) / 100}), log=False)
+        trial(
+            tmp_path,
+            n,
+            [f"lr={10 ** -(1 + n % 4)}", f"opt={'sgd' if n % 3 else 'adam'}"],
+            done({"loss": (n * 37 % 101) / 100}),
+            log=False,
+        )
         for n in range(1000)
     ]
     start = time.perf_counter()

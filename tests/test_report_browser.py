@@ -27,6 +27,8 @@ from hydra_vertex_pipelines.components.collector import collect
 from hydra_vertex_pipelines.components.report import render_html
 from test_report import assert_self_contained, sweep
 
+pytestmark = pytest.mark.slow  # renders in Chromium
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TIMEOUT_S = 60
 

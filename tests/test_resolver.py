@@ -90,15 +90,23 @@ def test_bad_inputs_fail_as_the_driver_fails_them():
         select({"a": 1}, 'parseJson(string_value)["missing"]')
     with pytest.raises(ResolveError, match="neither value nor default"):
         resolve_inputs(COMPONENT, {"inputs": {"parameters": {}}}, {}, RunContext(), "t")
-    wrong = {"inputs": {"parameters": {"display_name": {"runtimeValue": {"constant": "x"}}, "pools": {"runtimeValue": {"constant": "[]"}}}}}
+    wrong = {
+        "inputs": {
+            "parameters": {"display_name": {"runtimeValue": {"constant": "x"}}, "pools": {"runtimeValue": {"constant": "[]"}}}
+        }
+    }
     with pytest.raises(ResolveError, match="type mismatch: expect LIST, got string"):
         resolve_inputs(COMPONENT, wrong, {}, RunContext(), "t")
     with pytest.raises(ResolveError, match="parent DAG does not have input parameter absent"):
-        resolve_inputs(COMPONENT, {"inputs": {"parameters": {"display_name": {"componentInputParameter": "absent"}}}}, {}, RunContext(), "t")
+        resolve_inputs(
+            COMPONENT, {"inputs": {"parameters": {"display_name": {"componentInputParameter": "absent"}}}}, {}, RunContext(), "t"
+        )
 
 
 def test_optional_input_resolving_to_null_takes_its_default():
-    task = {"inputs": {"parameters": {"display_name": {"runtimeValue": {"constant": "d"}}, "count": {"componentInputParameter": "n"}}}}
+    task = {
+        "inputs": {"parameters": {"display_name": {"runtimeValue": {"constant": "d"}}, "count": {"componentInputParameter": "n"}}}
+    }
     assert resolve_inputs(COMPONENT, task, {"n": None}, RunContext(), "t")["count"] == 1
 
 
@@ -144,9 +152,9 @@ def test_a_kfp_loop_over_a_pipeline_parameter_runs_with_resolved_inputs(tmp_path
     a struct input, through kfp's own compiler and the local runner."""
     from kfp import compiler, dsl
 
-    from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
-    from hydra_vertex_pipelines.pipeline_builder.local.runner import LocalRunner
     from hydra_vertex_pipelines.pipeline_builder.local.plan import load_pipeline
+    from hydra_vertex_pipelines.pipeline_builder.local.runner import LocalRunner
+    from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
 
     @dsl.container_component
     def record(out: str, name: str, size: float, extra: dict, tag: str = "dflt"):
@@ -165,7 +173,10 @@ def test_a_kfp_loop_over_a_pipeline_parameter_runs_with_resolved_inputs(tmp_path
     out = tmp_path / "out.txt"
     items = [{"who": "{{$.inputs.parameters['tag']}}", "size": 2}, {"who": 'say "hi"', "size": 0.5}]
     runner = LocalRunner(
-        load_pipeline(tmp_path / "p.yaml"), PathMap(str(tmp_path)), tmp_path / "work", parameters={"items": items, "out": str(out)}
+        load_pipeline(tmp_path / "p.yaml"),
+        PathMap(str(tmp_path)),
+        tmp_path / "work",
+        parameters={"items": items, "out": str(out)},
     )
     assert runner.run().state == "SUCCEEDED"
     assert sorted(out.read_text().splitlines()) == sorted(

@@ -1,6 +1,7 @@
 """Resume: re-submitting a sweep runs only the trials that did not succeed, through
 Vertex's cache, as the emulator honours it."""
 
+import pytest
 from hydra.core.utils import JobStatus
 
 from conftest import APPS, launch_in_process, load_pipeline, read_json, submit_overrides
@@ -9,6 +10,7 @@ FAULTS = APPS / "faults"
 COMMAND_ENTRY = ["hydra.launcher.trial.entry=command", f"hydra.launcher.trial.command=[python,{FAULTS / 'app.py'}]"]
 
 
+@pytest.mark.slow
 def test_resubmitted_sweep_runs_only_the_trial_that_failed(emulators, tmp_path):
     fix = tmp_path / "fixed"
     jobs = [["x=1"], ["x=broken", f"+fixed_by={fix}"], ["x=3"], ["x=4"]]
@@ -30,7 +32,9 @@ def test_resubmitted_sweep_runs_only_the_trial_that_failed(emulators, tmp_path):
     old, new = read_json(tmp_path / "first" / "manifest.json"), read_json(tmp_path / "second" / "manifest.json")
     assert new["run_id"] == old["run_id"]  # same trial folders, so the cache knows them
     assert new["vertex"]["resource_name"] != old["vertex"]["resource_name"]  # a new PipelineJob
-    states = sorted(t["state"] for t in vertex.runs[new["vertex"]["resource_name"].rsplit("/", 1)[1]].view()["jobDetail"]["taskDetails"])
+    states = sorted(
+        t["state"] for t in vertex.runs[new["vertex"]["resource_name"].rsplit("/", 1)[1]].view()["jobDetail"]["taskDetails"]
+    )
     assert states == ["SKIPPED", "SKIPPED", "SKIPPED", "SUCCEEDED", "SUCCEEDED"]  # 3 cache hits; the trial and the collector ran
     assert read_json(tmp_path / "second" / "summary.json")["counts"] == {"COMPLETED": 4}
 
@@ -63,5 +67,7 @@ def test_resume_names_a_sweep_it_can_read(tmp_path):
         f"hydra.launcher.resume={tmp_path / 'nowhere'}",
         *COMMAND_ENTRY,
     ]
-    with pytest.raises(LauncherConfigError, match="hydra.launcher.resume.*the sweep dir \\(or its manifest.json\\) of an earlier submitted run"):
+    with pytest.raises(
+        LauncherConfigError, match="hydra.launcher.resume.*the sweep dir \\(or its manifest.json\\) of an earlier submitted run"
+    ):
         launch_in_process(FAULTS / "conf", overrides, [["x=1"]])

@@ -16,9 +16,12 @@ LOCAL = ["hydra.launcher.mode=local", "hydra.launcher.max_parallel=2"]
 
 
 def sweep(args, cwd=REPO, **popen):
-    return subprocess.run([sys.executable, str(FAULTS), "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=300, **popen)
+    return subprocess.run(
+        [sys.executable, str(FAULTS), "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=300, **popen
+    )
 
 
+@pytest.mark.slow
 def test_a_rerun_into_the_same_sweep_dir_never_reads_the_earlier_results(tmp_path):
     first = sweep([*LOCAL, "x=5,2", f"hydra.sweep.dir={tmp_path}"])
     assert first.returncode == 0, first.stderr
@@ -71,7 +74,9 @@ def test_a_result_that_is_not_an_object_is_that_trials_failure(tmp_path):
     assert read_json(tmp_path / "summary.json")["counts"] == {"MISSING": 1, "COMPLETED": 1}
 
 
-@pytest.mark.parametrize("record", [[1, 2], "COMPLETED", 3, None, {"status": "COMPLETED"}, {"status": "DONE", "run_id": "r", "number": 0}])
+@pytest.mark.parametrize(
+    "record", [[1, 2], "COMPLETED", 3, None, {"status": "COMPLETED"}, {"status": "DONE", "run_id": "r", "number": 0}]
+)
 def test_malformed_records_of_any_shape_fail_the_trial(record):
     from hydra.core.utils import JobStatus
 
@@ -99,13 +104,21 @@ def test_a_record_of_another_run_or_an_earlier_attempt_is_not_this_trials():
     assert "earlier attempt" in record_problem(good, trial, "r", not_before=started + 10)
 
 
+@pytest.mark.slow
 def test_two_submits_in_the_same_second_into_one_sweep_dir_keep_their_own_pipelines(emulators, tmp_path):
     """Hydra's default sweep dir has one-second resolution: two sweeps started together
     share it. Each must submit its own pipeline and report its own values."""
     env = {**os.environ, "STORAGE_EMULATOR_HOST": emulators["gcs_url"]}
     args = [*submit_overrides(emulators), f"hydra.sweep.dir={tmp_path}"]
     procs = [
-        subprocess.Popen([sys.executable, str(FAULTS), "-m", *args, f"x={x}"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, str(FAULTS), "-m", *args, f"x={x}"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for x in (11, 22)
     ]
     outs = [p.communicate(timeout=300) for p in procs]
@@ -117,7 +130,10 @@ def test_two_submits_in_the_same_second_into_one_sweep_dir_keep_their_own_pipeli
         (trial,) = manifest["trials"]
         run = emulators["vertex"].runs[manifest["run_id"]].view()
         assert run["state"] == "PIPELINE_STATE_SUCCEEDED"
-        summary = read_json(Path(manifest["pipeline_yaml"]).parent / manifest["pipeline_yaml"].replace("pipeline", "summary").rsplit("/", 1)[1].replace(".yaml", ".json"))
+        summary = read_json(
+            Path(manifest["pipeline_yaml"]).parent
+            / manifest["pipeline_yaml"].replace("pipeline", "summary").rsplit("/", 1)[1].replace(".yaml", ".json")
+        )
         (row,) = summary["trials"]
         assert row["run_id"] == manifest["run_id"]
         values[trial["overrides"][0]] = row["return_value"]
@@ -131,7 +147,15 @@ def test_resume_refuses_a_different_sweep(tmp_path):
     from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
 
     (tmp_path / "manifest.json").write_text(
-        json.dumps({"run_id": "app-1", "pipeline_root": "gs://b/r", "pipeline_name": "app", "mode": "submit", "trials": [{"overrides": ["x=1"]}, {"overrides": ["x=2"]}]})
+        json.dumps(
+            {
+                "run_id": "app-1",
+                "pipeline_root": "gs://b/r",
+                "pipeline_name": "app",
+                "mode": "submit",
+                "trials": [{"overrides": ["x=1"]}, {"overrides": ["x=2"]}],
+            }
+        )
     )
     same = dict(mode="submit", caching=True, pipeline_root="gs://b/r", pipeline_name="app", tag="")
     assert resumed_run(str(tmp_path), **same, job_overrides=[["x=1"], ["x=2"]]).run_id == "app-1"
@@ -151,7 +175,8 @@ def test_a_trial_whose_command_line_launches_a_sweep_again_fails_instead_of_recu
         f"import sys\nsys.path.insert(0, {str(REPO / 'tests')!r})\n"
         "from conftest import APPS, launch_in_process\n\n\n"
         "def task(cfg):\n    return cfg.x\n\n\n"
-        f"returns = launch_in_process(APPS / 'faults' / 'conf', ['hydra.sweep.dir={tmp_path / 'sweep'}'], [['x=1']], task_function=task)\n"
+        f"returns = launch_in_process(APPS / 'faults' / 'conf', ['hydra.sweep.dir={tmp_path / 'sweep'}'], [['x=1']],"
+        " task_function=task)\n"
         "try:\n    returns[0].return_value\nexcept Exception as e:\n    print('FAILED:', e)\n"
     )
     proc = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, timeout=120)

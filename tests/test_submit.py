@@ -22,6 +22,7 @@ def storage():
     return gcs.client("local")
 
 
+@pytest.mark.slow
 def test_four_trials_one_raises(emulators, tmp_path):
     jobs = [["x=1"], ["x=raise"], ["x=3"], ["x=4"]]
     overrides = [f"hydra.sweep.dir={tmp_path}", *submit_overrides(emulators), *COMMAND_ENTRY]
@@ -50,6 +51,7 @@ def test_four_trials_one_raises(emulators, tmp_path):
     assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://sweeps/runs"
 
 
+@pytest.mark.slow
 def test_a_trial_that_dies_gets_vertex_error(emulators, tmp_path):
     jobs = [["x=1"], ["x=sigkill"]]
     overrides = [f"hydra.sweep.dir={tmp_path}", *submit_overrides(emulators), *COMMAND_ENTRY]
@@ -60,6 +62,7 @@ def test_a_trial_that_dies_gets_vertex_error(emulators, tmp_path):
     assert "left no result.json: its task ended FAILED" in str(e.value) and "killed by signal SIGKILL" in str(e.value)
 
 
+@pytest.mark.slow
 def test_create_retried_after_a_lost_answer_makes_one_job(emulators, tmp_path):
     vertex = emulators["vertex"]
     before = vertex.requests[("POST", "create")]
@@ -73,6 +76,7 @@ def test_create_retried_after_a_lost_answer_makes_one_job(emulators, tmp_path):
     assert sum(1 for r in vertex.runs if r.startswith(run_id)) == 1
 
 
+@pytest.mark.slow
 def test_thirty_trials_cost_requests_per_poll_not_per_trial(emulators, tmp_path):
     vertex = emulators["vertex"]
     before = dict(vertex.requests)
@@ -113,7 +117,15 @@ def test_missing_credentials_say_how_to_set_them_up(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("GOOGLE_APPLICATION_CREDENTIALS",)}
     env.update(HOME=str(tmp_path), CLOUDSDK_CONFIG=str(tmp_path / "gcloud"), NO_GCE_CHECK="True", HYDRA_FULL_ERROR="0")
     proc = subprocess.run(
-        [sys.executable, str(QUICKSTART), "-m", "hydra.launcher.mode=submit", "hydra.launcher.project=p", f"hydra.sweep.dir={tmp_path / 's'}", "lr=0.1"],
+        [
+            sys.executable,
+            str(QUICKSTART),
+            "-m",
+            "hydra.launcher.mode=submit",
+            "hydra.launcher.project=p",
+            f"hydra.sweep.dir={tmp_path / 's'}",
+            "lr=0.1",
+        ],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -127,21 +139,41 @@ def test_missing_credentials_say_how_to_set_them_up(tmp_path):
     assert not (tmp_path / "s" / "pipeline.yaml").exists()
 
 
+@pytest.mark.slow
 def test_status_results_and_cancel_commands(emulators, tmp_path):
     overrides = [f"hydra.sweep.dir={tmp_path}", *submit_overrides(emulators), *COMMAND_ENTRY]
     launch_in_process(FAULTS / "conf", overrides, [["x=5"], ["x=6"]])
     env = {**os.environ}
-    status = subprocess.run([sys.executable, "-m", "hydra_vertex_pipelines.pipeline_builder", "status", str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True)
+    status = subprocess.run(
+        [sys.executable, "-m", "hydra_vertex_pipelines.pipeline_builder", "status", str(tmp_path)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert status.returncode == 0, status.stderr
     assert "PIPELINE_STATE_SUCCEEDED" in status.stdout
-    results = subprocess.run([sys.executable, "-m", "hydra_vertex_pipelines.pipeline_builder", "results", str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True)
+    results = subprocess.run(
+        [sys.executable, "-m", "hydra_vertex_pipelines.pipeline_builder", "results", str(tmp_path)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert results.returncode == 0, results.stderr
     assert "COMPLETED" in results.stdout and "x=6" in results.stdout and "6.0" in results.stdout
-    cancel = subprocess.run([sys.executable, "-m", "hydra_vertex_pipelines.pipeline_builder", "cancel", str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True)
+    cancel = subprocess.run(
+        [sys.executable, "-m", "hydra_vertex_pipelines.pipeline_builder", "cancel", str(tmp_path)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert cancel.returncode == 0, cancel.stderr
     assert "cancel requested" in cancel.stdout
 
 
+@pytest.mark.slow
 def test_wait_false_returns_after_submission(emulators, tmp_path):
     overrides = [f"hydra.sweep.dir={tmp_path}", *submit_overrides(emulators), *COMMAND_ENTRY, "hydra.launcher.wait=false"]
     returns = launch_in_process(FAULTS / "conf", overrides, [["x=7"]])
@@ -150,6 +182,7 @@ def test_wait_false_returns_after_submission(emulators, tmp_path):
     assert run_id in emulators["vertex"].runs
 
 
+@pytest.mark.slow
 def test_cancelled_run_gives_every_trial_a_truthful_status(emulators, tmp_path):
     import threading
 
@@ -182,6 +215,7 @@ def test_cancelled_run_gives_every_trial_a_truthful_status(emulators, tmp_path):
     wait_for(lambda: not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z", 10)
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_waiting_leaves_the_run_going(emulators, tmp_path):
     import signal
 
@@ -213,17 +247,34 @@ def test_ctrl_c_while_waiting_leaves_the_run_going(emulators, tmp_path):
     manifest = read_json(sweep / "manifest.json")
     run = emulators["vertex"].runs[manifest["run_id"]]
     assert run.view()["state"] == "PIPELINE_STATE_RUNNING"
-    cancel = subprocess.run([sys.executable, "-m", "hydra_vertex_pipelines.pipeline_builder", "cancel", str(sweep)], cwd=REPO, capture_output=True, text=True)
+    cancel = subprocess.run(
+        [sys.executable, "-m", "hydra_vertex_pipelines.pipeline_builder", "cancel", str(sweep)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert cancel.returncode == 0, cancel.stderr
     wait_for(lambda: run.view()["state"] == "PIPELINE_STATE_CANCELLED")
 
 
+@pytest.mark.slow
 def test_emulator_command_serves_both_apis(tmp_path):
     import re
     import urllib.request
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hydra_vertex_pipelines.pipeline_builder", "emulator", "--data-dir", str(tmp_path), "--port", "0", "--gcs-port", "0"],
+        [
+            sys.executable,
+            "-m",
+            "hydra_vertex_pipelines.pipeline_builder",
+            "emulator",
+            "--data-dir",
+            str(tmp_path),
+            "--port",
+            "0",
+            "--gcs-port",
+            "0",
+        ],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -231,7 +282,9 @@ def test_emulator_command_serves_both_apis(tmp_path):
     )
     try:
         first = proc.stdout.readline()
-        match = re.search(r"Vertex AI emulator on (http://127\.0\.0\.1:\d+), Cloud Storage emulator on (http://127\.0\.0\.1:\d+)", first)
+        match = re.search(
+            r"Vertex AI emulator on (http://127\.0\.0\.1:\d+), Cloud Storage emulator on (http://127\.0\.0\.1:\d+)", first
+        )
         assert match, first
         vertex_url, gcs_url = match.groups()
         with urllib.request.urlopen(f"{vertex_url}/v1/projects/p/locations/us-central1/pipelineJobs") as r:
@@ -247,6 +300,7 @@ def _triple(cfg):
     return cfg.x * 3
 
 
+@pytest.mark.slow
 def test_pickled_jobs_travel_through_the_bucket(emulators, tmp_path):
     overrides = [f"hydra.sweep.dir={tmp_path}", *submit_overrides(emulators)]
     returns = launch_in_process(FAULTS / "conf", overrides, [["x=2"], ["x=5"]], _triple)
@@ -257,6 +311,7 @@ def test_pickled_jobs_travel_through_the_bucket(emulators, tmp_path):
     assert gcs.read_bytes(storage(), f"{manifest['trials'][0]['output_uri']}/job.pkl") is not None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "override,message",
     [
@@ -269,7 +324,9 @@ def test_pickled_jobs_travel_through_the_bucket(emulators, tmp_path):
 def test_bad_submit_settings_stop_before_any_request(emulators, tmp_path, override, message):
     vertex = emulators["vertex"]
     before = sum(vertex.requests.values())
-    proc = run_app(QUICKSTART, ["-m", *submit_overrides(emulators), override, f"hydra.sweep.dir={tmp_path}", "lr=0.1"], check=False)
+    proc = run_app(
+        QUICKSTART, ["-m", *submit_overrides(emulators), override, f"hydra.sweep.dir={tmp_path}", "lr=0.1"], check=False
+    )
     assert proc.returncode == 1
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -277,8 +334,14 @@ def test_bad_submit_settings_stop_before_any_request(emulators, tmp_path, overri
     assert not (tmp_path / "pipeline.yaml").exists()
 
 
+@pytest.mark.slow
 def test_run_is_associated_with_its_experiment(emulators, tmp_path):
-    overrides = [f"hydra.sweep.dir={tmp_path}", *submit_overrides(emulators), *COMMAND_ENTRY, "hydra.launcher.experiment=lr-study"]
+    overrides = [
+        f"hydra.sweep.dir={tmp_path}",
+        *submit_overrides(emulators),
+        *COMMAND_ENTRY,
+        "hydra.launcher.experiment=lr-study",
+    ]
     returns = launch_in_process(FAULTS / "conf", overrides, [["x=1"], ["x=2"]])
     assert [r.return_value for r in returns] == [1.0, 2.0]
     resource = read_json(tmp_path / "manifest.json")["vertex"]["resource_name"]

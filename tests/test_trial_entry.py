@@ -16,9 +16,25 @@ from hydra_plugins.vertex_pipelines_launcher.trial_record import result_record, 
 
 def run_trial(sweep_dir, overrides: List[str], num: int = 0, run_id: str = "run-1") -> subprocess.CompletedProcess:
     """A trial's command line as the launcher compiles it, for the `raising` test app."""
-    argv = ["--num", str(num), "--run-id", run_id, "--sweep-dir", str(sweep_dir), "--", str(APPS / "raising" / "app.py"), "--multirun", *overrides]
+    argv = [
+        "--num",
+        str(num),
+        "--run-id",
+        run_id,
+        "--sweep-dir",
+        str(sweep_dir),
+        "--",
+        str(APPS / "raising" / "app.py"),
+        "--multirun",
+        *overrides,
+    ]
     return subprocess.run(
-        [sys.executable, "-m", ENTRY_MODULE, *argv], cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ, "HYDRA_FULL_ERROR": "0"}
+        [sys.executable, "-m", ENTRY_MODULE, *argv],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
     )
 
 

@@ -210,7 +210,9 @@ def run_step(image: Image, step: Step) -> None:
     )
     image.install_seconds += time.monotonic() - started
     if proc.returncode != 0:
-        raise BuildError(f"line {step.line}: RUN {command} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise BuildError(
+            f"line {step.line}: RUN {command} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
 
 
 def copy_step(image: Image, step: Step, context: Path, rules) -> None:
@@ -237,7 +239,7 @@ def copy_step(image: Image, step: Step, context: Path, rules) -> None:
             shutil.copy2(found, target)
             continue
         copied = 0
-        for folder, dirs, files in os.walk(found):
+        for folder, _dirs, files in os.walk(found):
             folder_rel = os.path.relpath(folder, context)
             for name in files:
                 rel = posixpath.normpath(posixpath.join(folder_rel, name))
@@ -305,7 +307,9 @@ def run_trials(image: Image, compiled: Dict[str, Any], gcs: Path, scratch: Path)
     for trial in compiled["manifest"]["trials"]:
         (pool,) = constant(by_name[trial["display_name"]], "worker_pool_specs")
         container = pool["container_spec"]
-        runs[trial["number"]] = image.run([*container["command"], *to_local(container["args"], gcs)], scratch / str(trial["number"]))
+        runs[trial["number"]] = image.run(
+            [*container["command"], *to_local(container["args"], gcs)], scratch / str(trial["number"])
+        )
     return runs
 
 
@@ -320,7 +324,10 @@ def collector_command(spec: Dict[str, Any], gcs: Path, out: Path) -> Tuple[List[
         key: {"artifacts": [{"name": key, "type": d["artifactType"], "uri": str(out / key), "metadata": {}}]}
         for key, d in component["outputDefinitions"]["artifacts"].items()
     }
-    given = {"inputs": {"parameterValues": params}, "outputs": {"artifacts": artifacts, "outputFile": str(out / "executor_output.json")}}
+    given = {
+        "inputs": {"parameterValues": params},
+        "outputs": {"artifacts": artifacts, "outputFile": str(out / "executor_output.json")},
+    }
     args = [a.replace("{{$}}", json.dumps(given)) for a in container["args"]]
     assert not any("{{$" in a for a in args), args
     return [*container["command"], *args], params
@@ -345,7 +352,11 @@ def quickstart_value(overrides: List[str]) -> float:
 def compiled(tmp_path_factory) -> Dict[str, Any]:
     """The quickstart sweep compiled as the README runs it: from the repository root."""
     sweep = tmp_path_factory.mktemp("compiled") / "sweep"
-    run_app(QUICKSTART, ["-m", "hydra/launcher=vertex_pipelines", "hydra.launcher.mode=compile", *SWEEP, f"hydra.sweep.dir={sweep}"], cwd=REPO)
+    run_app(
+        QUICKSTART,
+        ["-m", "hydra/launcher=vertex_pipelines", "hydra.launcher.mode=compile", *SWEEP, f"hydra.sweep.dir={sweep}"],
+        cwd=REPO,
+    )
     return {"spec": load_pipeline(sweep / "pipeline.yaml"), "manifest": read_json(sweep / "manifest.json")}
 
 
@@ -385,9 +396,12 @@ def test_the_build_context_leaves_out_what_no_image_needs():
         assert is_ignored(path, rules), path
 
 
+@pytest.mark.slow
 def test_the_install_is_real_and_the_launcher_is_imported_from_it(image, tmp_path):
     assert image.install_seconds > 0, "the launcher was installed by a RUN step"
-    code = f"import kfp, {ENTRY_MODULE} as t, hydra_vertex_pipelines.components.collector as c; print(t.__file__); print(c.__file__)"
+    code = (
+        f"import kfp, {ENTRY_MODULE} as t, hydra_vertex_pipelines.components.collector as c; print(t.__file__); print(c.__file__)"
+    )
     proc = image.run(["python", "-c", code], tmp_path)
     assert proc.returncode == 0, proc.stderr
     site = image.python_home / "lib"
@@ -396,6 +410,7 @@ def test_the_install_is_real_and_the_launcher_is_imported_from_it(image, tmp_pat
     print(f"pip install steps took {image.install_seconds:.1f} s")
 
 
+@pytest.mark.slow
 def test_an_apps_own_components_and_pipeline_builder_do_not_shadow_the_installed_launcher(image, tmp_path):
     """The install names its folders hydra_vertex_pipelines.*: a project's packages named
     like the folders, in the working directory, leave the launcher's imports alone."""
@@ -420,6 +435,7 @@ def test_an_apps_own_components_and_pipeline_builder_do_not_shadow_the_installed
     assert proc.returncode == 0 and "run-local" in proc.stdout, proc.stderr
 
 
+@pytest.mark.slow
 def test_the_working_directory_holds_the_app_where_the_trials_look_for_it(image, compiled):
     trial = trial_tasks(compiled["spec"])
     args = constant(next(iter(trial.values())), "worker_pool_specs")[0]["container_spec"]["args"]
@@ -429,6 +445,7 @@ def test_the_working_directory_holds_the_app_where_the_trials_look_for_it(image,
     assert image.path(app).is_file() and (image.path(app).parent / "conf" / "config.yaml").is_file()
 
 
+@pytest.mark.slow
 def test_each_trial_runs_in_the_image_and_writes_its_result(trials_ran, compiled):
     gcs, runs = trials_ran
     assert len(runs) == 2
@@ -441,13 +458,17 @@ def test_each_trial_runs_in_the_image_and_writes_its_result(trials_ran, compiled
         assert record["return_value"] == quickstart_value(trial["overrides"])
 
 
+@pytest.mark.slow
 def test_the_trial_command_names_the_images_python(compiled, image):
     for task in trial_tasks(compiled["spec"]).values():
         (pool,) = constant(task, "worker_pool_specs")
         assert pool["container_spec"]["command"] == ["python", "-m", ENTRY_MODULE]  # trial.python
-    assert Path(shutil.which("python", path=image.run_env(image.root.parent / "which")["PATH"])).parent == image.python_home / "bin"
+    assert (
+        Path(shutil.which("python", path=image.run_env(image.root.parent / "which")["PATH"])).parent == image.python_home / "bin"
+    )
 
 
+@pytest.mark.slow
 def test_the_collector_runs_in_the_trial_image(image, compiled, trials_ran, tmp_path):
     gcs, _ = trials_ran
     spec = compiled["spec"]
@@ -458,7 +479,10 @@ def test_the_collector_runs_in_the_trial_image(image, compiled, trials_ran, tmp_
     # The pieces of its command line: sh, mktemp, and python3 with kfp and this launcher.
     for tool in ("sh", "mktemp"):
         assert shutil.which(tool, path=image.run_env(tmp_path / "which")["PATH"]), tool
-    proc = image.run(["python3", "-c", "import kfp, hydra_vertex_pipelines.components.collector, hydra_vertex_pipelines.components.report"], tmp_path / "imports")
+    proc = image.run(
+        ["python3", "-c", "import kfp, hydra_vertex_pipelines.components.collector, hydra_vertex_pipelines.components.report"],
+        tmp_path / "imports",
+    )
     assert proc.returncode == 0, proc.stderr
 
     # And the whole command, as the task runs it.
@@ -475,7 +499,7 @@ def test_the_collector_runs_in_the_trial_image(image, compiled, trials_ran, tmp_
 
 def without(text: str, line_start: str) -> str:
     lines = text.splitlines(keepends=True)
-    kept = [l for l in lines if not l.startswith(line_start)]
+    kept = [line for line in lines if not line.startswith(line_start)]
     assert len(kept) == len(lines) - 1, f"no single line starts with {line_start!r}"
     return "".join(kept)
 
@@ -496,6 +520,7 @@ BROKEN = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("broken", list(BROKEN))
 def test_a_dockerfile_missing_a_step_fails_the_rehearsal(broken, compiled, image, layers, tmp_path):
     edit, expected = BROKEN[broken]

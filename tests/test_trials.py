@@ -1,12 +1,11 @@
 """Trial specs are plain data whose worker pools Vertex's protos accept."""
 
+import pytest
 from google.cloud.aiplatform_v1.types import AcceleratorType, CustomJobSpec, WorkerPoolSpec
 from google.protobuf import json_format
 
 from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings, WorkerPoolSettings
 from hydra_vertex_pipelines.pipeline_builder.spec.trials import build_trial, gcs_to_fuse, trial_rows
-
-import pytest
 
 
 def make(settings: TrialSettings, **kw):
@@ -123,13 +122,18 @@ def _through_gcpc(pools):
 
     from google_cloud_pipeline_components.container.v1.gcp_launcher.utils import json_util
 
-    return json_util.recursive_remove_empty({"job_spec": {"worker_pool_specs": json.loads(json.dumps(list(pools)))}})["job_spec"]["worker_pool_specs"]
+    return json_util.recursive_remove_empty({"job_spec": {"worker_pool_specs": json.loads(json.dumps(list(pools)))}})["job_spec"][
+        "worker_pool_specs"
+    ]
 
 
 def test_gcpc_would_shift_a_pool_after_an_empty_one():
     """Why pool 2 needs workers: an empty pool 1 (`{}`, as Vertex documents it, and
     replica_count 0, an empty value too) vanishes, and pool 2 moves into pool 1."""
-    chief, ps = {"replica_count": 1, "container_spec": {"image_uri": "a"}}, {"replica_count": 1, "container_spec": {"image_uri": "ps"}}
+    chief, ps = (
+        {"replica_count": 1, "container_spec": {"image_uri": "a"}},
+        {"replica_count": 1, "container_spec": {"image_uri": "ps"}},
+    )
     assert _through_gcpc([chief, {}, ps]) == [chief, ps]
     assert _through_gcpc([chief, {"replica_count": 0}, ps]) == [chief, ps]
 
@@ -137,7 +141,9 @@ def test_gcpc_would_shift_a_pool_after_an_empty_one():
 @pytest.mark.parametrize(
     "settings",
     [
-        TrialSettings(image_uri="img", workers=WorkerPoolSettings(replica_count=1), parameter_servers=WorkerPoolSettings(replica_count=2)),
+        TrialSettings(
+            image_uri="img", workers=WorkerPoolSettings(replica_count=1), parameter_servers=WorkerPoolSettings(replica_count=2)
+        ),
         TrialSettings(image_uri="img", replica_count=3, reduction_server=WorkerPoolSettings(replica_count=1)),
     ],
 )
@@ -157,7 +163,9 @@ def test_pool_two_without_workers_is_never_laid_out():
     from hydra_vertex_pipelines.pipeline_builder.spec.trials import worker_pool_specs
 
     with pytest.raises(ValueError, match="needs workers in pool 1"):
-        worker_pool_specs(TrialSettings(image_uri="img", parameter_servers=WorkerPoolSettings(replica_count=1)), ["python", "t.py"], [])
+        worker_pool_specs(
+            TrialSettings(image_uri="img", parameter_servers=WorkerPoolSettings(replica_count=1)), ["python", "t.py"], []
+        )
 
 
 def test_an_argument_over_linux_limit_is_refused_with_the_trial_named():

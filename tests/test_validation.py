@@ -87,9 +87,9 @@ def test_durations_protobuf_cannot_hold_are_refused(value, accepted):
 
 @pytest.mark.parametrize("value", [1, "0.000000001s", "1.5s", "0.123456789s", "3652500d", 0.1])
 def test_durations_parse_as_protobuf_durations(value):
-    from google.protobuf import duration_pb2
-
     from decimal import Decimal
+
+    from google.protobuf import duration_pb2
 
     text = duration(value, "t")
     parsed = duration_pb2.Duration()
@@ -121,7 +121,10 @@ def test_gcs_uris_the_fuse_mount_would_collapse_are_refused(uri, normal):
     object names as written: such a root would lose every result."""
     with pytest.raises(ConfigError) as e:
         check_gcs_uri(uri, "hydra.launcher.pipeline_root")
-    assert f"hydra.launcher.pipeline_root={uri!r} is not accepted: a gs:// URI without empty, '.' or '..' path segments" in str(e.value)
+    assert (
+        f"hydra.launcher.pipeline_root={uri!r} is not accepted: a gs:// URI without empty, '.' or '..' path segments"
+        in str(e.value)
+    )
     assert f"Try {normal!r}" in str(e.value)
 
 
@@ -142,7 +145,11 @@ def test_gcs_uris_the_fuse_mount_would_collapse_are_refused(uri, normal):
         ({"network": "my-vpc"}, "trial.network", "projects/PROJECT_NUMBER/global/networks/NETWORK"),
         ({"service_account": 'a"b@p.iam.gserviceaccount.com'}, "trial.service_account", "a service account email"),
         ({"network": 'projects/1/global/networks/a"b'}, "trial.network", "projects/PROJECT_NUMBER"),
-        ({"encryption_spec_key_name": "projects/p/locations/l/keyRings/r/cryptoKeys/k\\"}, "trial.encryption_spec_key_name", "a Cloud KMS key"),
+        (
+            {"encryption_spec_key_name": "projects/p/locations/l/keyRings/r/cryptoKeys/k\\"},
+            "trial.encryption_spec_key_name",
+            "a Cloud KMS key",
+        ),
         ({"tensorboard": "projects/p/locations/{{x}}/tensorboards/1"}, "trial.tensorboard", "projects/PROJECT/locations"),
         ({"base_output_dir": "/tmp/out"}, "trial.base_output_dir", "gs://BUCKET"),
         ({"max_wait_duration": "later"}, "trial.max_wait_duration", "a positive duration"),
@@ -165,21 +172,55 @@ W = WorkerPoolSettings
 BAD_SETTINGS = [
     (dict(code="docker"), "trial.code='docker' is not accepted: one of image, package"),
     (dict(code="package"), "trial.package.executor_image_uri=None is not accepted: a Vertex prebuilt training image"),
-    (dict(code="package", package=PackageSettings(executor_image_uri="img", python_module="trainer/task.py")), "trial.package.python_module='trainer/task.py' is not accepted: a dotted module name"),
-    (dict(code="package", command=["python", "x.py"], package=PackageSettings(executor_image_uri="img")), "trial.command=['python', 'x.py'] is not accepted: null when trial.code=package"),
+    (
+        dict(code="package", package=PackageSettings(executor_image_uri="img", python_module="trainer/task.py")),
+        "trial.package.python_module='trainer/task.py' is not accepted: a dotted module name",
+    ),
+    (
+        dict(code="package", command=["python", "x.py"], package=PackageSettings(executor_image_uri="img")),
+        "trial.command=['python', 'x.py'] is not accepted: null when trial.code=package",
+    ),
     (dict(workers=W(replica_count=-1)), "trial.workers.replica_count=-1 is not accepted: a whole number >= 0"),
     (dict(workers=W(replica_count=1, machine_type="N1 Standard")), "trial.workers.machine_type='N1 Standard' is not accepted"),
-    (dict(workers=W(replica_count=1, accelerator_type="NVIDIA_TESLA_T4", accelerator_count=1)), "trial.workers.accelerator_type='NVIDIA_TESLA_T4' is not accepted: null while trial.workers.machine_type is null"),
-    (dict(workers=W(replica_count=1, machine_type="n1-standard-8", accelerator_type="nvidia-t4", accelerator_count=1)), "Did you mean NVIDIA_TESLA_T4?"),
-    (dict(workers=W(replica_count=1, boot_disk_type="ssd")), "trial.workers.boot_disk_type='ssd' is not accepted: one of hyperdisk-balanced, pd-ssd, pd-standard"),
+    (
+        dict(workers=W(replica_count=1, accelerator_type="NVIDIA_TESLA_T4", accelerator_count=1)),
+        "trial.workers.accelerator_type='NVIDIA_TESLA_T4' is not accepted: null while trial.workers.machine_type is null",
+    ),
+    (
+        dict(workers=W(replica_count=1, machine_type="n1-standard-8", accelerator_type="nvidia-t4", accelerator_count=1)),
+        "Did you mean NVIDIA_TESLA_T4?",
+    ),
+    (
+        dict(workers=W(replica_count=1, boot_disk_type="ssd")),
+        "trial.workers.boot_disk_type='ssd' is not accepted: one of hyperdisk-balanced, pd-ssd, pd-standard",
+    ),
     (dict(workers=W(replica_count=1, image_uri="my image")), "trial.workers.image_uri='my image' is not accepted"),
     (dict(workers=W(replica_count=1, command=[])), "trial.workers.command=[] is not accepted"),
-    (dict(workers=W(replica_count=1, args=["--x"])), "trial.workers.args=['--x'] is not accepted: empty unless trial.workers.command is set"),
-    (dict(workers=W(replica_count=1, env={"API_TOKEN": "x"})), "trial.workers.env.API_TOKEN='<hidden>' is not accepted: no secrets"),
-    (dict(replica_count=3, workers=W(replica_count=2)), "trial.replica_count=3 is not accepted: 1 when trial.workers.replica_count is set"),
-    (dict(parameter_servers=W(replica_count=1), reduction_server=W(replica_count=1)), "trial.reduction_server.replica_count=1 is not accepted: 0 when trial.parameter_servers are set"),
-    (dict(parameter_servers=W(replica_count=2)), "trial.parameter_servers.replica_count=2 is not accepted: 0 unless the trial has workers (trial.workers.replica_count >= 1 or trial.replica_count >= 2)"),
-    (dict(reduction_server=W(replica_count=1)), "trial.reduction_server.replica_count=1 is not accepted: 0 unless the trial has workers"),
+    (
+        dict(workers=W(replica_count=1, args=["--x"])),
+        "trial.workers.args=['--x'] is not accepted: empty unless trial.workers.command is set",
+    ),
+    (
+        dict(workers=W(replica_count=1, env={"API_TOKEN": "x"})),
+        "trial.workers.env.API_TOKEN='<hidden>' is not accepted: no secrets",
+    ),
+    (
+        dict(replica_count=3, workers=W(replica_count=2)),
+        "trial.replica_count=3 is not accepted: 1 when trial.workers.replica_count is set",
+    ),
+    (
+        dict(parameter_servers=W(replica_count=1), reduction_server=W(replica_count=1)),
+        "trial.reduction_server.replica_count=1 is not accepted: 0 when trial.parameter_servers are set",
+    ),
+    (
+        dict(parameter_servers=W(replica_count=2)),
+        "trial.parameter_servers.replica_count=2 is not accepted: 0 unless the trial has workers"
+        " (trial.workers.replica_count >= 1 or trial.replica_count >= 2)",
+    ),
+    (
+        dict(reduction_server=W(replica_count=1)),
+        "trial.reduction_server.replica_count=1 is not accepted: 0 unless the trial has workers",
+    ),
     (dict(max_wait_duration="1h"), "trial.max_wait_duration='1h' is not accepted: null unless strategy is FLEX_START"),
     (dict(disable_retries="yes"), "trial.disable_retries='yes' is not accepted: true or false"),
     (dict(retries=-1), "trial.retries=-1 is not accepted: a whole number >= 0"),
@@ -187,15 +228,39 @@ BAD_SETTINGS = [
     (dict(retries=2, retry_backoff="1.5s"), "trial.retry_backoff='1.5s' is not accepted: a whole number of seconds"),
     (dict(retries=2, retry_backoff_factor=0.5), "trial.retry_backoff_factor=0.5 is not accepted: a number >= 1"),
     (dict(reserved_ip_ranges=["Range 1"]), "trial.reserved_ip_ranges='Range 1' is not accepted: names of reserved IP ranges"),
-    (dict(reserved_ip_ranges=["vertex-range"]), "trial.network=None is not accepted: a network when trial.reserved_ip_ranges is set"),
-    (dict(psc_interface_config={"attachment": "na"}), "trial.psc_interface_config=['attachment'] is not accepted: a mapping with dns_peering_configs and network_attachment"),
-    (dict(psc_interface_config={"network_attachment": "projects/p/na"}), "trial.psc_interface_config.network_attachment='projects/p/na' is not accepted: a network attachment"),
-    (dict(psc_interface_config={"network_attachment": "na", "dns_peering_configs": [{"target_project": "p"}]}), "trial.psc_interface_config.dns_peering_configs={'target_project': 'p'} is not accepted"),
-    (dict(psc_interface_config={"network_attachment": "na"}, network="projects/1/global/networks/n"), "trial.psc_interface_config='<set>' is not accepted: unset when trial.network is set"),
+    (
+        dict(reserved_ip_ranges=["vertex-range"]),
+        "trial.network=None is not accepted: a network when trial.reserved_ip_ranges is set",
+    ),
+    (
+        dict(psc_interface_config={"attachment": "na"}),
+        "trial.psc_interface_config=['attachment'] is not accepted: a mapping with dns_peering_configs and network_attachment",
+    ),
+    (
+        dict(psc_interface_config={"network_attachment": "projects/p/na"}),
+        "trial.psc_interface_config.network_attachment='projects/p/na' is not accepted: a network attachment",
+    ),
+    (
+        dict(psc_interface_config={"network_attachment": "na", "dns_peering_configs": [{"target_project": "p"}]}),
+        "trial.psc_interface_config.dns_peering_configs={'target_project': 'p'} is not accepted",
+    ),
+    (
+        dict(psc_interface_config={"network_attachment": "na"}, network="projects/1/global/networks/n"),
+        "trial.psc_interface_config='<set>' is not accepted: unset when trial.network is set",
+    ),
     (dict(encryption_spec_key_name="my-key"), "trial.encryption_spec_key_name='my-key' is not accepted: a Cloud KMS key"),
-    (dict(persistent_resource_id="My_Cluster"), "trial.persistent_resource_id='My_Cluster' is not accepted: the ID of a persistent resource"),
-    (dict(tensorboard="my-board"), "trial.tensorboard='my-board' is not accepted: projects/PROJECT/locations/LOCATION/tensorboards/ID"),
-    (dict(tensorboard="projects/p/locations/us-central1/tensorboards/1"), "trial.service_account=None is not accepted: a service account when trial.tensorboard is set"),
+    (
+        dict(persistent_resource_id="My_Cluster"),
+        "trial.persistent_resource_id='My_Cluster' is not accepted: the ID of a persistent resource",
+    ),
+    (
+        dict(tensorboard="my-board"),
+        "trial.tensorboard='my-board' is not accepted: projects/PROJECT/locations/LOCATION/tensorboards/ID",
+    ),
+    (
+        dict(tensorboard="projects/p/locations/us-central1/tensorboards/1"),
+        "trial.service_account=None is not accepted: a service account when trial.tensorboard is set",
+    ),
 ]
 
 
@@ -220,16 +285,36 @@ def test_pool_two_with_workers_is_accepted():
 
 
 L = "hydra.launcher"
-LAUNCHER_OK = {"service_account": None, "network": None, "reserved_ip_ranges": [], "collector_image": None, "display_name": None, "max_parallel": None, "experiment": None}
+LAUNCHER_OK = {
+    "service_account": None,
+    "network": None,
+    "reserved_ip_ranges": [],
+    "collector_image": None,
+    "display_name": None,
+    "max_parallel": None,
+    "experiment": None,
+}
 BAD_LAUNCHER = [
     ({"service_account": "trainer"}, "hydra.launcher.service_account='trainer' is not accepted: a service account email"),
     ({"network": "my-vpc"}, "hydra.launcher.network='my-vpc' is not accepted: projects/PROJECT_NUMBER/global/networks/NETWORK"),
-    ({"reserved_ip_ranges": ["Range 1"], "network": "projects/1/global/networks/n"}, "hydra.launcher.reserved_ip_ranges='Range 1' is not accepted: names of reserved IP ranges"),
-    ({"reserved_ip_ranges": ["vertex-range"]}, "hydra.launcher.network=None is not accepted: a network when hydra.launcher.reserved_ip_ranges is set"),
-    ({"collector_image": "my image"}, "hydra.launcher.collector_image='my image' is not accepted: null (the trial image) or an image reference without spaces"),
+    (
+        {"reserved_ip_ranges": ["Range 1"], "network": "projects/1/global/networks/n"},
+        "hydra.launcher.reserved_ip_ranges='Range 1' is not accepted: names of reserved IP ranges",
+    ),
+    (
+        {"reserved_ip_ranges": ["vertex-range"]},
+        "hydra.launcher.network=None is not accepted: a network when hydra.launcher.reserved_ip_ranges is set",
+    ),
+    (
+        {"collector_image": "my image"},
+        "hydra.launcher.collector_image='my image' is not accepted: null (the trial image) or an image reference without spaces",
+    ),
     ({"display_name": "d" * 300}, "is not accepted: null (the run id) or at most 128 characters without control characters"),
     ({"display_name": "two\nlines"}, "hydra.launcher.display_name='two\\nlines' is not accepted"),
-    ({"max_parallel": 10**12}, "hydra.launcher.max_parallel=1000000000000 is not accepted: null or a whole number from 1 to 2147483647"),
+    (
+        {"max_parallel": 10**12},
+        "hydra.launcher.max_parallel=1000000000000 is not accepted: null or a whole number from 1 to 2147483647",
+    ),
     ({"max_parallel": 0}, "hydra.launcher.max_parallel=0 is not accepted"),
     ({"max_parallel": True}, "hydra.launcher.max_parallel=True is not accepted"),
     ({"experiment": "My Experiment"}, "hydra.launcher.experiment='My Experiment' is not accepted: an experiment name"),
@@ -271,11 +356,19 @@ def test_max_parallel_is_what_kfp_can_compile():
 @pytest.mark.parametrize(
     "arguments,payload,message",
     [
-        (["+blob=" + "x" * MAX_ARG_BYTES], 0, f"f='+blob=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx… ({MAX_ARG_BYTES + 6} bytes)' is not accepted: at most 131071 bytes"),
+        (
+            ["+blob=" + "x" * MAX_ARG_BYTES],
+            0,
+            f"f='+blob=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx… ({MAX_ARG_BYTES + 6} bytes)' is not accepted: at most 131071 bytes",
+        ),
         (["é" * 70000], 0, "(140000 bytes)"),
         (["+a=b\x00c"], 0, "an argument without NUL characters"),
         (["+a=\udcff"], 0, "text that can be encoded as UTF-8"),
-        (["+ok"], MAX_ARG_BYTES + 1, "trial CustomJob='131072 bytes' is not accepted: at most 131071 bytes: gcpc's launcher receives the whole CustomJob"),
+        (
+            ["+ok"],
+            MAX_ARG_BYTES + 1,
+            "trial CustomJob='131072 bytes' is not accepted: at most 131071 bytes: gcpc's launcher receives the whole CustomJob",
+        ),
     ],
 )
 def test_arguments_no_process_could_receive_are_refused(arguments, payload, message):
