@@ -177,7 +177,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def _run_local(args: argparse.Namespace) -> int:
     from .spec.cloud_paths import PathMap
-    from .local.runner import UnsupportedPipeline, run_pipeline
+    from .local.plan import UnsupportedPipeline
+    from .local.runner import run_pipeline
     from .spec.manifest import manifest_beside, read_manifest, stage_files
 
     pipeline = args.pipeline.resolve()

@@ -7,7 +7,6 @@ of that view is uploaded back as a bucket, so a bookkeeping folder inside it wou
 taken for a bucket named `.cloudstorage`.
 """
 
-import os
 import shutil
 import threading
 from dataclasses import dataclass
@@ -16,7 +15,9 @@ from http.server import HTTPServer
 from pathlib import Path
 from typing import Any
 
-from . import guard as emulator_guard
+from hydra_vertex_pipelines.components.atomic_write import write_atomic
+
+from .guard import checked
 
 _STORE = ".cloudstorage"  # gcp-storage-emulator's folder inside the data dir it is given
 
@@ -82,7 +83,7 @@ class StorageServer:
         class Guarded(RequestHandler):
             def parse_request(self) -> bool:
                 # Uploads carry their object's own Content-Type: only Host and Origin are checked.
-                return super().parse_request() and emulator_guard.checked(self, json_only=False)
+                return super().parse_request() and checked(self, json_only=False)
 
         try:
             storage = Storage(use_memory_fs=False, data_dir=str(folder))
@@ -115,10 +116,6 @@ def _replace_whole_files(storage: Any) -> None:
         return
 
     def write_bytes(rel: str, content: bytes) -> None:
-        path = disk_path(rel)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")
-        temporary.write_bytes(content)
-        os.replace(temporary, path)
+        write_atomic(disk_path(rel), content)
 
     store.write_bytes = write_bytes

@@ -1,1 +1,53 @@
-"""local"""
+"""Runs a compiled pipeline.yaml on this machine, as Vertex would run it: `LocalRunner`
+with its `RunnerSettings`, or `run_pipeline` for a pipeline file.
+
+Its names load their module when first used. The fork server, the CustomJob check and
+the reaper start as `python -c "from ...local.fork_server import serve; ..."` (or
+`python -m ...local.reaper`), which imports this package first: it must not cost them
+the runner's imports.
+"""
+
+import importlib
+from typing import Any, Dict, List
+
+_EXPORTS: Dict[str, str] = {
+    "CustomJobChecker": "gcpc_check",
+    "CustomJobRejected": "gcpc_check",
+    "ForkServer": "fork_server",
+    "LocalRunner": "runner",
+    "RunContext": "resolver",
+    "RunResult": "plan",
+    "RunServices": "handlers",
+    "RunnerSettings": "settings",
+    "TaskCall": "handlers",
+    "TaskEnd": "handlers",
+    "TaskFailure": "plan",
+    "TaskHandler": "handlers",
+    "TaskHooks": "handlers",
+    "TaskInterpreter": "interpreter",
+    "TaskKind": "plan",
+    "TaskRun": "plan",
+    "TaskState": "plan",
+    "UnsupportedPipeline": "plan",
+    "exit_reason": "processes",
+    "load_pipeline": "plan",
+    "run_pipeline": "runner",
+    "system_labels": "runner",
+    "tail": "processes",
+    "write_interpreter_files": "interpreter",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # the next use is a plain attribute
+    return value
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

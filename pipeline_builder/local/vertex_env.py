@@ -24,6 +24,15 @@ class Replica:
     index: int
     spec: Mapping[str, Any]
 
+    @property
+    def name(self) -> str:
+        """As Vertex names a replica: `workerpool0-0` is the chief."""
+        return f"workerpool{self.pool}-{self.index}"
+
+    @property
+    def chief(self) -> bool:
+        return (self.pool, self.index) == (0, 0)
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
