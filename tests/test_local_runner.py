@@ -111,3 +111,26 @@ def test_unknown_google_cloud_components_are_refused(tmp_path):
 
     with pytest.raises(UnsupportedPipeline, match="cannot emulate"):
         LocalRunner(spec, RunnerSettings(PathMap(str(tmp_path)), tmp_path / "work"))
+
+
+@pytest.mark.parametrize("package", ["local", "emulator"])
+def test_each_package_exports_its_entry_points_and_loads_them_when_used(package):
+    """Helpers start as `python -c "from ...local.fork_server import serve"`: the package's
+    __init__ they import first must not import the runner (or the emulator's server)."""
+    import ast
+    import importlib
+    import subprocess
+    import sys
+
+    name = f"hydra_vertex_pipelines.pipeline_builder.{package}"
+    first = {"local": "fork_server", "emulator": "states"}[package]
+    heavy = {"local": "runner", "emulator": "server"}[package]
+    code = f"import sys, {name}.{first}; print(sorted(m for m in sys.modules if m.startswith('{name}.')))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert f"{name}.{heavy}'" not in loaded
+    module = importlib.import_module(name)
+    assert all(getattr(module, n) is not None for n in module.__all__)
+    # What type checkers see (the TYPE_CHECKING imports) is what __getattr__ loads.
+    tree = ast.parse(open(module.__file__, encoding="utf-8").read())
+    typed = {a.name: node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 1 for a in node.names}
+    assert typed == module._EXPORTS

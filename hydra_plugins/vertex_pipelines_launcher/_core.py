@@ -32,7 +32,7 @@ from .config import FIELD
 
 if TYPE_CHECKING:
     from hydra_vertex_pipelines.pipeline_builder.local.fork_server import ForkServer
-    from hydra_vertex_pipelines.pipeline_builder.local.plan import TaskRun
+    from hydra_vertex_pipelines.pipeline_builder.local import TaskRun
 
     from .launcher import VertexPipelinesLauncher
 
@@ -182,7 +182,7 @@ def _load(path: Path) -> Optional[DictConfig]:
 
 def local_return(config: DictConfig, batch: Batch, trial: TrialSpec, task: Optional["TaskRun"]) -> JobReturn:
     """A local trial's JobReturn from what this run's trial left in its folder."""
-    from hydra_vertex_pipelines.pipeline_builder.local.processes import exit_reason, tail
+    from hydra_vertex_pipelines.pipeline_builder.local import exit_reason, tail
 
     local_dir = Path(batch.local_paths().local(trial.output_uri))
     hydra_dir = local_dir / str(config.hydra.output_subdir or ".hydra")
@@ -222,8 +222,7 @@ def start_fork_server(batch: Batch) -> Optional["ForkServer"]:
 
 def run_local(config: DictConfig, batch: Batch, spec: Dict[str, Any], server: Optional["ForkServer"]) -> List[JobReturn]:
     """Runs the compiled pipeline on this machine and reads every trial's result."""
-    from hydra_vertex_pipelines.pipeline_builder.local.runner import LocalRunner
-    from hydra_vertex_pipelines.pipeline_builder.local.settings import RunnerSettings
+    from hydra_vertex_pipelines.pipeline_builder.local import LocalRunner, RunnerSettings
 
     paths = batch.local_paths()
     # Pickled jobs refer to modules by name: give the trials this process's import path.

@@ -8,8 +8,20 @@ the runner's imports.
 """
 
 import importlib
-from typing import Any, Dict, List
+from typing import TYPE_CHECKING, Any, Dict, List
 
+if TYPE_CHECKING:  # the names as type checkers see them; at run time, __getattr__ below
+    from .fork_server import ForkServer
+    from .gcpc_check import CustomJobChecker, CustomJobRejected
+    from .handlers import RunServices, TaskCall, TaskEnd, TaskHandler, TaskHooks
+    from .interpreter import TaskInterpreter, write_interpreter_files
+    from .plan import RunResult, TaskFailure, TaskKind, TaskRun, TaskState, UnsupportedPipeline, load_pipeline
+    from .processes import exit_reason, tail
+    from .resolver import RunContext
+    from .runner import LocalRunner, run_pipeline, system_labels
+    from .settings import RunnerSettings
+
+# name -> its module, as imported above
 _EXPORTS: Dict[str, str] = {
     "CustomJobChecker": "gcpc_check",
     "CustomJobRejected": "gcpc_check",
