@@ -10,14 +10,17 @@ import importlib
 from typing import TYPE_CHECKING, Any, Dict, List
 
 if TYPE_CHECKING:  # the names as type checkers see them; at run time, __getattr__ below
-    from .custom_jobs import JobService
-    from .job_store import JobStore
-    from .metadata import MetadataService
-    from .pipeline_jobs import PipelineJobs
-    from .server import VertexEmulator
-    from .serving import serve
-    from .states import JobState, PipelineState, TaskDetailState
-    from .storage import DataDir, StorageServer
+    from .custom_jobs import JobService as JobService
+    from .job_store import JobStore as JobStore
+    from .metadata import MetadataService as MetadataService
+    from .pipeline_jobs import PipelineJobs as PipelineJobs
+    from .server import VertexEmulator as VertexEmulator
+    from .serving import serve as serve
+    from .states import JobState as JobState
+    from .states import PipelineState as PipelineState
+    from .states import TaskDetailState as TaskDetailState
+    from .storage import DataDir as DataDir
+    from .storage import StorageServer as StorageServer
 
 # name -> its module, as imported above
 _EXPORTS: Dict[str, str] = {

@@ -2,9 +2,9 @@
 
 What gcpc's launcher and `aiplatform.CustomJob` send to Vertex's REST API. A created job is
 parsed strictly as aiplatform's CustomJob (an unknown field is a 400 with the proto's
-error), then runs here: its replicas start with the local runner's process supervision
-(local_processes) and Vertex's environment (custom_job_env), in the emulator's working
-directory, /gcs/ being the emulator's view of the buckets. It goes PENDING, RUNNING, then
+error), then runs here: its replicas start as local mode starts a trial's
+(local.replicas), supervised as its processes are (local.processes), in the emulator's
+working directory, /gcs/ being the emulator's view of the buckets. It goes PENDING, RUNNING, then
 SUCCEEDED, FAILED (a replica's exit code, or `scheduling.timeout`) or CANCELLED (a cancel
 stops its processes' sessions). Each job is saved as `customJobs/ID.json` when its state
 changes, so a restarted emulator still lists it; one that had not ended comes back FAILED.
@@ -22,7 +22,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from hydra_vertex_pipelines.components.atomic_write import write_atomic
 from hydra_vertex_pipelines.components.clock import rfc3339
@@ -53,6 +53,14 @@ def parse_custom_job(body: Any) -> Any:
     from google.protobuf import json_format
 
     return json_format.ParseDict(body, CustomJob.pb(CustomJob()), ignore_unknown_fields=False)
+
+
+def _parts(path: str) -> Tuple[str, str, Optional[str], Optional[str]]:
+    """Project, location, job id and `:cancel` of a path `JobService.matches`."""
+    match = _PATH.match(path)
+    assert match is not None, "a path JobService.matches"
+    project, location, job_id, cancel = match.groups()
+    return project, location, job_id, cancel
 
 
 class CustomJob:
@@ -110,11 +118,19 @@ class JobService:
         return _PATH.match(path) is not None
 
     def kind(self, method: str, path: str) -> str:
-        project, location, job_id, cancel = _PATH.match(path).groups()  # type: ignore[union-attr]
-        return "custom_job_cancel" if cancel else "custom_job_get" if job_id and method == "GET" else "custom_job_create" if method == "POST" else "custom_job_list"
+        _, _, job_id, cancel = _parts(path)
+        return (
+            "custom_job_cancel"
+            if cancel
+            else "custom_job_get"
+            if job_id and method == "GET"
+            else "custom_job_create"
+            if method == "POST"
+            else "custom_job_list"
+        )
 
     def handle(self, method: str, path: str, query: Mapping[str, List[str]], body: Any, from_launcher: bool = False) -> Reply:
-        project, location, job_id, cancel = _PATH.match(path).groups()  # type: ignore[union-attr]
+        project, location, job_id, cancel = _parts(path)
         parent = f"projects/{project}/locations/{location}"
         if cancel and method == "POST":
             return self.cancel(f"{parent}/customJobs/{job_id}")
@@ -144,13 +160,21 @@ class JobService:
         if not job.display_name:
             return error_reply(400, "INVALID_ARGUMENT", "CustomJob.display_name is required")
         if not job.job_spec.worker_pool_specs or not job.job_spec.worker_pool_specs[0].replica_count:
-            return error_reply(400, "INVALID_ARGUMENT", "CustomJob.job_spec.worker_pool_specs[0] (the chief) needs a replica_count of 1")
+            return error_reply(
+                400, "INVALID_ARGUMENT", "CustomJob.job_spec.worker_pool_specs[0] (the chief) needs a replica_count of 1"
+            )
         with self._lock:
             if self._stopping.is_set():
                 return error_reply(503, "UNAVAILABLE", "the emulator is stopping")
             name = f"{parent}/customJobs/{next(self._ids)}"
             stamp = rfc3339()
-            resource = {**json_format.MessageToDict(job), "name": name, "state": JobState.PENDING, "createTime": stamp, "updateTime": stamp}
+            resource = {
+                **json_format.MessageToDict(job),
+                "name": name,
+                "state": JobState.PENDING,
+                "createTime": stamp,
+                "updateTime": stamp,
+            }
             custom_job = self.jobs[name] = CustomJob(resource)
             run_id = resource.get("labels", {}).get(BILLING_LABEL)
             cancelled = run_id is not None and run_id in self._cancelled_runs
@@ -256,7 +280,9 @@ class JobService:
         tmp.mkdir(parents=True, exist_ok=True)
         return launch_replicas(spec, job_id, self.interpreter, str(tmp), output_dir, owner=spec.get("display_name", job_id))
 
-    def _ended(self, job: CustomJob, supervisor: Supervisor, outcome: Outcome, timeout: str, launched: Sequence[ReplicaLaunch]) -> None:
+    def _ended(
+        self, job: CustomJob, supervisor: Supervisor, outcome: Outcome, timeout: str, launched: Sequence[ReplicaLaunch]
+    ) -> None:
         """Ends the job as its processes ended: cancelled, stopped, timed out, or by their exit codes."""
         if job.state == JobState.CANCELLING or supervisor.stopping.is_set() or self._stopping.is_set():
             if self._stopping.is_set() and job.state != JobState.CANCELLING:
@@ -271,7 +297,8 @@ class JobService:
         else:
             code, log = outcome.codes[0], outcome.logs[0]
             replica = next(r.replica for r in launched if r.launch.log_path == log)
-            message = f"The replica {replica.name} exited with a non-zero status of {code} ({exit_reason(code)}). Last lines of {log}:\n{tail(log)}"
+            exited = f"The replica {replica.name} exited with a non-zero status of {code} ({exit_reason(code)})."
+            message = f"{exited} Last lines of {log}:\n{tail(log)}"
             self._end(job, JobState.FAILED, 3, message)
 
     def _end(self, job: CustomJob, state: JobState, code: int = 0, message: str = "") -> None:

@@ -41,4 +41,4 @@ def _init(self: Any, *args: Any, **kwargs: Any) -> None:
     _original_init(self, *args, **kwargs)
 
 
-JobServiceClient.__init__ = _init  # type: ignore[method-assign]
+JobServiceClient.__init__ = _init  # type: ignore[method-assign]  # the one change to gcpc's code path: where its client connects

@@ -104,5 +104,6 @@ def interrupted(resource: Dict[str, Any], tasks: List[Dict[str, Any]]) -> None:
             continue  # ended on its own (a cancel that was asked for included)
         ran = "startTime" in task
         message = "the emulator stopped while this task ran" if ran else "the emulator stopped before this task started"
-        task.update(state=TaskDetailState.FAILED, error={"code": UNAVAILABLE, "message": message}, endTime=task.get("endTime") or stamp)
-
+        task.update(
+            state=TaskDetailState.FAILED, error={"code": UNAVAILABLE, "message": message}, endTime=task.get("endTime") or stamp
+        )

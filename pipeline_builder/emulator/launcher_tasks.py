@@ -61,7 +61,9 @@ class LauncherTasks(TaskHandler):
                 here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # beside this package
                 # gcpc's launcher answers SIGTERM with a CancelCustomJob to the real Vertex
                 # endpoint (see gcpc_client): the server's children are only ever killed.
-                self._server = ForkServer(self.python, PRELOAD, here, dict(os.environ), custom_jobs=False, stop_signal=signal.SIGKILL)
+                self._server = ForkServer(
+                    self.python, PRELOAD, here, dict(os.environ), custom_jobs=False, stop_signal=signal.SIGKILL
+                )
             return self._server
 
     def close(self) -> None:
@@ -84,7 +86,9 @@ class LauncherTasks(TaskHandler):
         task.output_dir = services.paths.local(base) if base else str(folder)
         outputs = executor_outputs(call.planned.component, folder)
         argv = filled_command(call.planned.container, executor_input(call.inputs, outputs))
-        resources = Path(outputs.get("parameters", {}).get("gcp_resources", {}).get("outputFile", folder / "outputs" / "gcp_resources"))
+        resources = Path(
+            outputs.get("parameters", {}).get("gcp_resources", {}).get("outputFile", folder / "outputs" / "gcp_resources")
+        )
         resources.parent.mkdir(parents=True, exist_ok=True)
         env = {
             **os.environ,
@@ -104,7 +108,7 @@ class LauncherTasks(TaskHandler):
             task.outputs = {"parameterValues": {"gcp_resources": resources.read_text(encoding="utf-8")}}
         if job is not None:
             task.log_paths = [*job.logs, log]
-        code = proc.returncode
+        code = proc.wait()  # it has ended: its exit code
         if services.stopping or (job is not None and job.state == JobState.CANCELLED):
             return TaskEnd(TaskState.CANCELLED, None, INTERRUPTED if services.stopping else f"its CustomJob {name} was cancelled")
         if code == 0:

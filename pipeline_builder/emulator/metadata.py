@@ -19,7 +19,9 @@ from hydra_vertex_pipelines.components.clock import rfc3339
 
 from .replies import Reply, error_reply
 
-_STORE = re.compile(r"^/v1(?:beta1)?/(projects/[^/]+/locations/[^/]+)/metadataStores(?:/([^/:]+))?(?:/contexts(?:/([^/:]+))?(:\w+)?)?$")
+_STORE = re.compile(
+    r"^/v1(?:beta1)?/(projects/[^/]+/locations/[^/]+)/metadataStores(?:/([^/:]+))?(?:/contexts(?:/([^/:]+))?(:\w+)?)?$"
+)
 
 
 class MetadataService:
@@ -48,11 +50,15 @@ class MetadataService:
         if context_id is None and "/contexts" not in path:
             if method == "POST":  # create: a long-running operation that is done at once
                 resource = {"name": store_name, "createTime": rfc3339()}
-                return 200, {"name": f"{store_name}/operations/1", "done": True, "response": {"@type": "type.googleapis.com/google.cloud.aiplatform.v1.MetadataStore", **resource}}
+                return 200, {
+                    "name": f"{store_name}/operations/1",
+                    "done": True,
+                    "response": {"@type": "type.googleapis.com/google.cloud.aiplatform.v1.MetadataStore", **resource},
+                }
             return 200, {"name": store_name, "createTime": rfc3339()}
         if context_id is None:
             if method == "POST":
-                return self._create(store_name, (query.get("contextId") or [None])[0], body or {})
+                return self._create(store_name, next(iter(query.get("contextId") or []), None), body or {})
             return 200, {"contexts": self._list(store_name, (query.get("filter") or [""])[0])}
         name = f"{store_name}/contexts/{context_id}"
         with self._lock:
@@ -96,7 +102,11 @@ class MetadataService:
         with self._lock:
             found = [c for n, c in self.contexts.items() if n.startswith(store + "/")]
         wanted = re.findall(r'(\w+)\s*=\s*"([^"]*)"', filter_text)
-        return [c for c in found if all(str(c.get(_camel(k), "")) == v for k, v in wanted if _camel(k) in ("schemaTitle", "displayName"))]
+        return [
+            c
+            for c in found
+            if all(str(c.get(_camel(k), "")) == v for k, v in wanted if _camel(k) in ("schemaTitle", "displayName"))
+        ]
 
     def experiment_runs(self, experiment_context: str) -> List[str]:
         """The contexts (e.g. PipelineJob runs) associated with an experiment's context."""

@@ -39,7 +39,9 @@ class PipelineRun:
     """One PipelineJob: its resource and the local run behind it, or, once it has ended
     in an earlier emulator, the task details it ended with."""
 
-    def __init__(self, resource: Dict[str, Any], context: Optional[Dict[str, Any]] = None, tasks: Optional[List[Dict[str, Any]]] = None) -> None:
+    def __init__(
+        self, resource: Dict[str, Any], context: Optional[Dict[str, Any]] = None, tasks: Optional[List[Dict[str, Any]]] = None
+    ) -> None:
         self.resource = resource
         self.context = context  # its system.PipelineRun context in the metadata store
         self.runner: Optional[LocalRunner] = None
@@ -142,7 +144,9 @@ class PipelineJobs:
         if kind == "create":
             return self.create(project, location, query.get("pipelineJobId", [None])[0], body or {})
         if kind == "list":
-            return 200, {"pipelineJobs": [r.view() for r in list(self.runs.values()) if r.resource["name"].split("/")[1] == project]}
+            return 200, {
+                "pipelineJobs": [r.view() for r in list(self.runs.values()) if r.resource["name"].split("/")[1] == project]
+            }
         run = self.runs.get(job_id or "")
         if run is None:
             return error_reply(404, "NOT_FOUND", f"PipelineJob {job_id} not found")
@@ -154,7 +158,9 @@ class PipelineJobs:
     def create(self, project: str, location: str, job_id: Optional[str], body: Dict[str, Any]) -> Reply:
         job_id = job_id or f"job-{int(time.time() * 1000)}"
         if not _JOB_ID.match(job_id):
-            return error_reply(400, "INVALID_ARGUMENT", f"pipelineJobId {job_id!r}: fewer than 128 of a-z, 0-9 and '-', not starting with '-'")
+            return error_reply(
+                400, "INVALID_ARGUMENT", f"pipelineJobId {job_id!r}: fewer than 128 of a-z, 0-9 and '-', not starting with '-'"
+            )
         if not isinstance(body, dict):
             return error_reply(400, "INVALID_ARGUMENT", "the body must be a PipelineJob object")
         with self._lock:
@@ -227,7 +233,9 @@ class PipelineJobs:
         cached trials' results of earlier runs)."""
         from ..cloud import gcs
 
-        hooks = StorageSync(gcs.client(), self.buckets, self.cache, self.custom_jobs, lambda task: self._task_changed(run, task, synced=True))
+        hooks = StorageSync(
+            gcs.client(), self.buckets, self.cache, self.custom_jobs, lambda task: self._task_changed(run, task, synced=True)
+        )
         settings = RunnerSettings(
             paths=PathMap(str(self.buckets)),
             work_dir=self.store.folder(run.job_id) / "work",
@@ -252,7 +260,9 @@ class PipelineJobs:
             runner = self._runner(run, console)
         except (UnsupportedPipeline, KeyError, ValueError) as e:
             console.close()
-            self._set_state(run, PipelineState.FAILED, error={"code": 3, "message": f"{type(e).__name__}: {e}"}, endTime=rfc3339())
+            self._set_state(
+                run, PipelineState.FAILED, error={"code": 3, "message": f"{type(e).__name__}: {e}"}, endTime=rfc3339()
+            )
             return
         with run.lock:
             cancelled = run.resource["state"] == PipelineState.CANCELLING
@@ -264,7 +274,9 @@ class PipelineJobs:
         try:
             self._finish(run, runner)
         except Exception as e:  # the emulator must answer GETs whatever a run does
-            self._set_state(run, PipelineState.FAILED, error={"code": 13, "message": f"{type(e).__name__}: {e}"}, endTime=rfc3339())
+            self._set_state(
+                run, PipelineState.FAILED, error={"code": 13, "message": f"{type(e).__name__}: {e}"}, endTime=rfc3339()
+            )
         finally:
             console.close()
 
@@ -278,7 +290,10 @@ class PipelineJobs:
         fields: Dict[str, Any] = {"endTime": rfc3339()}
         if state == PipelineState.FAILED:
             failed = [t.name for t in result.tasks.values() if t.state == TaskState.FAILED]
-            fields["error"] = {"code": 9, "message": f"The DAG failed because some tasks failed. The failed tasks are: [{', '.join(failed)}]."}
+            fields["error"] = {
+                "code": 9,
+                "message": f"The DAG failed because some tasks failed. The failed tasks are: [{', '.join(failed)}].",
+            }
         self._set_state(run, state, **fields)
 
     def _end_stopped(self, run: PipelineRun) -> None:

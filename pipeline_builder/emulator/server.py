@@ -58,11 +58,20 @@ class VertexEmulator:
         self._server: Optional[ThreadingHTTPServer] = None
         self._port = 0
         # What a CustomJob's processes start from, as a run's tasks do.
-        self.interpreter = TaskInterpreter(sys.executable, self.data.custom_jobs / ".interpreter", PathMap(str(self.data.buckets)))
+        self.interpreter = TaskInterpreter(
+            sys.executable, self.data.custom_jobs / ".interpreter", PathMap(str(self.data.buckets))
+        )
         self.job_service = JobService(self.data.custom_jobs, self.workdir, self.interpreter)
         self.launchers = LauncherTasks(self.job_service, lambda: f"http://127.0.0.1:{self._port}")
         self.pipelines = PipelineJobs(
-            self.store, self.data.buckets, self.metadata, self.job_service, self.launchers, Cache(self.data.cache), self.workdir, max_parallel
+            self.store,
+            self.data.buckets,
+            self.metadata,
+            self.job_service,
+            self.launchers,
+            Cache(self.data.cache),
+            self.workdir,
+            max_parallel,
         )
 
     @property

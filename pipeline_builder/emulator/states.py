@@ -50,7 +50,13 @@ class JobState(_Named):
 
 
 PIPELINE_ENDED = (PipelineState.SUCCEEDED, PipelineState.FAILED, PipelineState.CANCELLED)
-TASK_ENDED = (TaskDetailState.SUCCEEDED, TaskDetailState.SKIPPED, TaskDetailState.FAILED, TaskDetailState.CANCELLED, TaskDetailState.NOT_TRIGGERED)
+TASK_ENDED = (
+    TaskDetailState.SUCCEEDED,
+    TaskDetailState.SKIPPED,
+    TaskDetailState.FAILED,
+    TaskDetailState.CANCELLED,
+    TaskDetailState.NOT_TRIGGERED,
+)
 JOB_ENDED = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 # A local task run's state as Vertex shows its task.

@@ -78,7 +78,9 @@ class StorageServer:
             from gcp_storage_emulator.server import RequestHandler
             from gcp_storage_emulator.storage import Storage
         except ImportError:
-            raise SystemExit("the emulator needs gcp-storage-emulator: pip install 'hydra-vertex-pipelines-launcher[emulator]'") from None
+            raise SystemExit(
+                "the emulator needs gcp-storage-emulator: pip install 'hydra-vertex-pipelines-launcher[emulator]'"
+            ) from None
 
         class Guarded(RequestHandler):
             def parse_request(self) -> bool:
@@ -89,7 +91,9 @@ class StorageServer:
             storage = Storage(use_memory_fs=False, data_dir=str(folder))
         except ValueError as e:
             index = Path(folder) / _STORE / ".meta"
-            raise SystemExit(f"error: the Cloud Storage emulator's index {index} is unreadable ({e}); move it away to start with no buckets") from None
+            raise SystemExit(
+                f"error: the Cloud Storage emulator's index {index} is unreadable ({e}); move it away to start with no buckets"
+            ) from None
         _replace_whole_files(storage)
         # One request at a time, as gcp-storage-emulator serves: its store is not thread-safe.
         self._httpd = HTTPServer((host, port), partial(Guarded, storage))
@@ -112,7 +116,7 @@ def _replace_whole_files(storage: Any) -> None:
     rename it over the old one. Left as it is if its store is not laid out as expected."""
     store = getattr(storage, "_store", None)
     disk_path = getattr(store, "_disk_path", None)
-    if disk_path is None or getattr(store, "_use_memory", True):
+    if store is None or disk_path is None or getattr(store, "_use_memory", True):
         return
 
     def write_bytes(rel: str, content: bytes) -> None:

@@ -11,15 +11,30 @@ import importlib
 from typing import TYPE_CHECKING, Any, Dict, List
 
 if TYPE_CHECKING:  # the names as type checkers see them; at run time, __getattr__ below
-    from .fork_server import ForkServer
-    from .gcpc_check import CustomJobChecker, CustomJobRejected
-    from .handlers import RunServices, TaskCall, TaskEnd, TaskHandler, TaskHooks
-    from .interpreter import TaskInterpreter, write_interpreter_files
-    from .plan import RunResult, TaskFailure, TaskKind, TaskRun, TaskState, UnsupportedPipeline, load_pipeline
-    from .processes import exit_reason, tail
-    from .resolver import RunContext
-    from .runner import LocalRunner, run_pipeline, system_labels
-    from .settings import RunnerSettings
+    from .fork_server import ForkServer as ForkServer
+    from .gcpc_check import CustomJobChecker as CustomJobChecker
+    from .gcpc_check import CustomJobRejected as CustomJobRejected
+    from .handlers import RunServices as RunServices
+    from .handlers import TaskCall as TaskCall
+    from .handlers import TaskEnd as TaskEnd
+    from .handlers import TaskHandler as TaskHandler
+    from .handlers import TaskHooks as TaskHooks
+    from .interpreter import TaskInterpreter as TaskInterpreter
+    from .interpreter import write_interpreter_files as write_interpreter_files
+    from .plan import RunResult as RunResult
+    from .plan import TaskFailure as TaskFailure
+    from .plan import TaskKind as TaskKind
+    from .plan import TaskRun as TaskRun
+    from .plan import TaskState as TaskState
+    from .plan import UnsupportedPipeline as UnsupportedPipeline
+    from .plan import load_pipeline as load_pipeline
+    from .processes import exit_reason as exit_reason
+    from .processes import tail as tail
+    from .resolver import RunContext as RunContext
+    from .runner import LocalRunner as LocalRunner
+    from .runner import run_pipeline as run_pipeline
+    from .runner import system_labels as system_labels
+    from .settings import RunnerSettings as RunnerSettings
 
 # name -> its module, as imported above
 _EXPORTS: Dict[str, str] = {

@@ -20,7 +20,8 @@ class ContainerHandler(TaskHandler):
         task, paths = call.task, services.paths
         task.output_dir = str(call.folder)
         given = executor_input(paths.in_value(call.inputs), executor_outputs(call.planned.component, call.folder))
-        command = python_command([paths.in_text(c) for c in filled_command(call.planned.container, given)], services.interpreter.python)
+        filled = filled_command(call.planned.container, given)
+        command = python_command([paths.in_text(c) for c in filled], services.interpreter.python)
         log = str(call.folder / "task.log")
         task.log_paths = [log]
         # Not streamed: the KFP executor logs its whole input, every trial included.

@@ -60,7 +60,8 @@ class CustomJobHandler(TaskHandler):
         try:
             checked = self.checker().check(launcher_args, dict(services.labels), job_id)
         except CustomJobRejected as e:
-            return TaskEnd.failed(TaskFailure(f"gcpc's CustomJob launcher refused this task's payload, as it would on Vertex: {e}"))
+            refused = f"gcpc's CustomJob launcher refused this task's payload, as it would on Vertex: {e}"
+            return TaskEnd.failed(TaskFailure(refused))
         return self._run_job(call, services, checked["job"], job_id)
 
     def _run_job(self, call: TaskCall, services: RunServices, job: Dict[str, Any], job_id: str) -> TaskEnd:

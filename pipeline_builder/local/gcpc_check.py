@@ -47,14 +47,15 @@ def _deferred(name: str) -> None:
     spec = importlib.util.find_spec(name)
     if spec is None or spec.loader is None:
         return
+    loader = spec.loader
     module = importlib.util.module_from_spec(spec)
 
     def __getattr__(attribute: str) -> Any:
         del module.__dict__["__getattr__"]
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
+        loader.exec_module(module)
         return getattr(module, attribute)
 
-    module.__getattr__ = __getattr__  # type: ignore[attr-defined]
+    module.__dict__["__getattr__"] = __getattr__  # a module's own __getattr__ (PEP 562)
     sys.modules[name] = module
     parent, _, child = name.rpartition(".")
     setattr(sys.modules[parent], child, module)

@@ -75,10 +75,10 @@ class TaskHandler(ABC):
     def run(self, call: TaskCall, services: RunServices) -> TaskEnd:
         """Runs the task to its end; raising fails it with the exception's text."""
 
-    def prepare(self) -> None:
+    def prepare(self) -> None:  # noqa: B027  # optional: most handlers have nothing to start early
         """Starts what the first task will need, so that it is ready by then."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  # optional: most handlers leave nothing running
         """Ends what `prepare` or the tasks started."""
 
 
@@ -97,7 +97,7 @@ def processes_end(outcome: Outcome, stopping: bool) -> TaskEnd:
     """How a task whose processes ended as `outcome` ended."""
     if stopping and any(c != 0 for c in outcome.codes) or not outcome.codes:
         return TaskEnd(TaskState.CANCELLED, None, INTERRUPTED)
-    failed = [(c, log) for c, log in zip(outcome.codes, outcome.logs) if c != 0]
+    failed = [(c, log) for c, log in zip(outcome.codes, outcome.logs, strict=True) if c != 0]
     if not failed:
         return TaskEnd(TaskState.SUCCEEDED, 0)
     code, log = failed[0]

@@ -10,7 +10,7 @@ import json
 import subprocess
 import threading
 import time
-from typing import IO, Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 
 class HelperEnded(Exception):
@@ -20,7 +20,9 @@ class HelperEnded(Exception):
 class HelperProcess:
     """Starts `argv` in a session of its own and keeps its replies as they come."""
 
-    def __init__(self, argv: Sequence[str], cwd: Optional[str], env: Optional[Mapping[str, str]], stderr: Optional[int] = None) -> None:
+    def __init__(
+        self, argv: Sequence[str], cwd: Optional[str], env: Optional[Mapping[str, str]], stderr: Optional[int] = None
+    ) -> None:
         self.proc = subprocess.Popen(
             list(argv),
             stdin=subprocess.PIPE,
@@ -55,7 +57,8 @@ class HelperProcess:
             ident = str(self._next)
             self._next += 1
             self._replies[ident] = []
-            stdin: IO[bytes] = self.proc.stdin  # type: ignore[assignment]  # a PIPE: never None
+            stdin = self.proc.stdin
+            assert stdin is not None  # a PIPE
             stdin.write((json.dumps({"id": ident, **request}) + "\n").encode())
             stdin.flush()
         return ident

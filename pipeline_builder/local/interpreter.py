@@ -45,7 +45,7 @@ def write_interpreter_files(shim_dir: Path, site_dir: Path, python: str) -> None
     shim_dir.mkdir(parents=True, exist_ok=True)
     for name in ("python", "python3"):
         shim = shim_dir / name
-        shim.write_text(f"#!/bin/sh\nexec {shlex.quote(python)} \"$@\"\n", encoding="utf-8")
+        shim.write_text(f'#!/bin/sh\nexec {shlex.quote(python)} "$@"\n', encoding="utf-8")
         shim.chmod(0o755)
     site_dir.mkdir(parents=True, exist_ok=True)
     source = Path(fuse.__file__).read_text(encoding="utf-8")

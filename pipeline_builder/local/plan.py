@@ -185,7 +185,8 @@ class PipelinePlan:
             expanded = f"{inner_name}-{i}"
             shown = item.get("display_name") if isinstance(item, dict) else None
             item_scope = {**dag_values, item_input: item}
-            self._add(expanded, inner_task, self._component(inner_task), item_scope, shown or f"{inner_name} #{i}", task, group=name)
+            component = self._component(inner_task)
+            self._add(expanded, inner_task, component, item_scope, shown or f"{inner_name} #{i}", task, group=name)
             names.append(expanded)
         return names
 

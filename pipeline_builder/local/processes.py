@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from .fork_server import ForkServer, python_invocation
 from .reaper import Reaper
@@ -23,6 +23,14 @@ from .sessions import GRACE_S, signal_session
 
 LOG_TAIL_LINES = 20
 _POLL_S = 0.02
+
+
+class Console(Protocol):
+    """Where streamed logs go: any text stream (stdout, a file, io.StringIO)."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
 
 
 @dataclass
@@ -70,7 +78,7 @@ class Supervisor:
         self,
         python: str,
         cwd: str,
-        console: IO[str],
+        console: Console,
         preload: Optional[Sequence[str]],
         fork_server: Optional[ForkServer],
         server_env: Dict[str, str],
@@ -166,7 +174,7 @@ class Supervisor:
         ended = set()
         while True:
             codes = [p.poll() for p in procs]  # every one, so each returncode is fresh
-            for p, c in zip(procs, codes):
+            for p, c in zip(procs, codes, strict=True):
                 if c is not None and p.pid not in ended:
                     ended.add(p.pid)
                     signal_session(p.pid, signal.SIGKILL)  # its leftovers die with it

@@ -137,6 +137,7 @@ def _json_number(number: float) -> str:
     if number == 0 or 1e-6 <= abs(number) < 1e21:
         return format(_digits(number), "f")
     sign, digits, exponent = _digits(number).as_tuple()
+    assert isinstance(exponent, int)  # a finite number's (not 'n', 'N' or 'F')
     text = "".join(map(str, digits))
     exponent += len(digits) - 1
     mantissa = text[0] + (f".{text[1:]}" if len(text) > 1 else "")
@@ -232,7 +233,8 @@ def select(value: Any, selector: str) -> Any:
             selected = selected[key]
         else:
             if not isinstance(selected, list) or int(index) >= len(selected):
-                raise ResolveError(f"evaluation of parameter expression selector {selector!r} failed: index out of range: {index}")
+                failed = f"evaluation of parameter expression selector {selector!r} failed"
+                raise ResolveError(f"{failed}: index out of range: {index}")
             selected = selected[int(index)]
     return selected
 

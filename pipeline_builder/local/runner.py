@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 from queue import Empty, Queue
-from typing import IO, Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 from ..spec.cloud_paths import PathMap
 from .container_task import ContainerHandler
@@ -28,7 +28,7 @@ from .fork_server import ForkServer
 from .handlers import INTERRUPTED, RunServices, TaskCall, TaskEnd, TaskHandler, TaskHooks
 from .interpreter import TaskInterpreter
 from .plan import FINAL_STATES, SUCCESS_STATES, PipelinePlan, RunResult, TaskFailure, TaskKind, TaskRun, TaskState, load_pipeline
-from .processes import Supervisor
+from .processes import Console, Supervisor
 from .resolver import RunContext
 from .sessions import GRACE_S
 from .settings import RunnerSettings
@@ -66,7 +66,7 @@ class LocalRunner:
         pipeline: Mapping[str, Any],
         settings: RunnerSettings,
         *,
-        console: Optional[IO[str]] = None,
+        console: Optional[Console] = None,
         on_change: Optional[Callable[[TaskRun], None]] = None,
         hooks: Optional[TaskHooks] = None,
         fork_server: Optional[ForkServer] = None,
@@ -94,7 +94,10 @@ class LocalRunner:
             checker = fork_server.custom_jobs if fork_server is not None else None
             custom_job_handler = CustomJobHandler(settings.python, int(started * 1000) * 1000, checker)
             self._own_handlers.append(custom_job_handler)
-        self.handlers: Dict[TaskKind, TaskHandler] = {TaskKind.CUSTOM_JOB: custom_job_handler, TaskKind.CONTAINER: ContainerHandler()}
+        self.handlers: Dict[TaskKind, TaskHandler] = {
+            TaskKind.CUSTOM_JOB: custom_job_handler,
+            TaskKind.CONTAINER: ContainerHandler(),
+        }
         self._lock = threading.Lock()
 
     def system_labels(self) -> Dict[str, str]:

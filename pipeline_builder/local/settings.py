@@ -42,7 +42,8 @@ class RunnerSettings:
     def __post_init__(self) -> None:
         _expect("paths", self.paths, PathMap, "a PathMap")
         _expect("work_dir", self.work_dir, (str, os.PathLike), "a path")
-        if self.max_parallel is not None and (isinstance(self.max_parallel, bool) or not isinstance(self.max_parallel, int) or self.max_parallel < 1):
+        limit = self.max_parallel
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise ValueError(f"max_parallel must be None or a whole number from 1, not {self.max_parallel!r}")
         if self.cwd is not None:
             _expect("cwd", self.cwd, str, "a folder's path")
