@@ -4,7 +4,7 @@ Each process runs in its own session. When its main process ends, whatever it le
 session is killed, as everything in a container dies with the container's main process;
 a stop (a failed replica, the job's timeout, a cancel) sends SIGTERM to the session, then
 SIGKILL after a grace period, or at once when the stop is hurried. If this process dies
-without stopping them, the reaper (reaper) does.
+without stopping them, the reaper (reaper.py) stops them.
 """
 
 import os

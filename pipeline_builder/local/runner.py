@@ -124,7 +124,7 @@ class LocalRunner:
                 for thread in running.values():
                     thread.join(timeout=GRACE_S * 2)
                 for name in pending:
-                    self.set_state(self.tasks[name], TaskState.CANCELLED, error=INTERRUPTED)
+                    self._set_state(self.tasks[name], TaskState.CANCELLED, error=INTERRUPTED)
                 self._write_state()
                 raise
             finally:
@@ -144,7 +144,7 @@ class LocalRunner:
                     continue
                 if any(s not in SUCCESS_STATES for s in upstream) and not task.run_after_failure:
                     pending.remove(name)
-                    self.set_state(task, TaskState.SKIPPED, error="an upstream task did not succeed")
+                    self._set_state(task, TaskState.SKIPPED, error="an upstream task did not succeed")
                     continue
                 if len(running) >= self.max_parallel:
                     break
@@ -154,7 +154,7 @@ class LocalRunner:
                 pending.remove(name)
                 thread = threading.Thread(target=self._run_task, args=(task, done), daemon=True)
                 running[name] = thread
-                self.set_state(task, TaskState.RUNNING)
+                self._set_state(task, TaskState.RUNNING)
                 thread.start()
             try:
                 finished = done.get(timeout=0.5)
@@ -178,7 +178,7 @@ class LocalRunner:
         self._stopped.set()
         self.services.supervisor.stop_all()
 
-    def set_state(self, task: TaskRun, state: TaskState, **changes: Any) -> None:
+    def _set_state(self, task: TaskRun, state: TaskState, **changes: Any) -> None:
         with self._lock:
             task.state = state
             for key, value in changes.items():
@@ -191,7 +191,7 @@ class LocalRunner:
             self.on_change(task)
 
     def _end(self, task: TaskRun, end: TaskEnd) -> None:
-        self.set_state(task, end.state, exit_code=end.exit_code, error=end.error, failure=end.failure)
+        self._set_state(task, end.state, exit_code=end.exit_code, error=end.error, failure=end.failure)
 
     def _write_state(self) -> None:
         state = self.result().to_dict()
