@@ -166,7 +166,7 @@ def _cancel(args: argparse.Namespace) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "emulator":
-        from .emulator.serve import serve
+        from .emulator import serve
 
         serve(args.data_dir, port=args.port, gcs_port=args.gcs_port, max_parallel=args.max_parallel, workdir=args.workdir)
         return 0
@@ -177,7 +177,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def _run_local(args: argparse.Namespace) -> int:
     from .spec.cloud_paths import PathMap
-    from .local.runner import UnsupportedPipeline, run_pipeline
+    from .local import UnsupportedPipeline, run_pipeline
     from .spec.manifest import manifest_beside, read_manifest, stage_files
 
     pipeline = args.pipeline.resolve()

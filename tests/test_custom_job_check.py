@@ -7,9 +7,8 @@ import traceback
 
 import pytest
 
-from hydra_vertex_pipelines.pipeline_builder.local.gcpc_check import CustomJobChecker, CustomJobRejected
+from hydra_vertex_pipelines.pipeline_builder.local import CustomJobChecker, CustomJobRejected, LocalRunner, RunnerSettings
 from hydra_vertex_pipelines.pipeline_builder.local.resolver import executor_input, fill
-from hydra_vertex_pipelines.pipeline_builder.local.runner import LocalRunner
 from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
 from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings
 from test_local_runner import compile_sweep, trial
@@ -24,7 +23,7 @@ REPORT = (
 
 
 def run(tmp_path, spec):
-    return LocalRunner(spec, PathMap(str(tmp_path / "gcs")), tmp_path / "work", console=io.StringIO()).run()
+    return LocalRunner(spec, RunnerSettings(PathMap(str(tmp_path / "gcs")), tmp_path / "work"), console=io.StringIO()).run()
 
 
 def trial_tasks(spec):
@@ -74,7 +73,7 @@ def _gcpc_error(spec, task_name, runner):
 
     container = runner.plan.planned[task_name].container
     payload = container["args"][container["args"].index("--payload") + 1]
-    given = executor_input(runner.inputs(task_name), {})
+    given = executor_input(runner.plan.inputs(task_name), {})
     with pytest.raises(Exception) as raised:
         remote_runner.insert_system_labels_into_payload(fill(payload, given))
     return traceback.format_exception_only(raised.type, raised.value)[-1].strip()
@@ -85,7 +84,7 @@ def test_a_payload_gcpc_rejects_fails_its_task_with_gcpcs_error(tmp_path):
     spec = compile_sweep(tmp_path, [trial(n, settings, ["python", "-c", "pass"], []) for n in range(2)])
     bad = trial_tasks(spec)[0]
     constants(bad)["display_name"]["runtimeValue"]["constant"] = 'msg="hello world"'  # pasted raw into JSON
-    runner = LocalRunner(spec, PathMap(str(tmp_path / "gcs")), tmp_path / "work", console=io.StringIO())
+    runner = LocalRunner(spec, RunnerSettings(PathMap(str(tmp_path / "gcs")), tmp_path / "work"), console=io.StringIO())
     name = next(n for n, p in runner.plan.planned.items() if p.spec is bad)
     expected = _gcpc_error(spec, name, runner)
     assert expected.startswith("json.decoder.JSONDecodeError: Expecting ")
@@ -147,4 +146,4 @@ def test_the_checker_inserts_system_labels_and_refuses_other_job_types(tmp_path)
             checker.check([*argv[:3], payload.replace('"d"', '"line\nbreak"'), *argv[4:]], {}, "44")
     finally:
         checker.close()
-    assert checker.proc.returncode == 0
+    assert checker.helper.proc.returncode == 0

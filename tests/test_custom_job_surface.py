@@ -8,7 +8,8 @@ import pytest
 from google.cloud.aiplatform_v1.types import CustomJob, PscInterfaceConfig
 from google.protobuf import json_format
 
-from hydra_vertex_pipelines.pipeline_builder.local.runner import LocalRunner, _resolve_placeholders
+from hydra_vertex_pipelines.pipeline_builder.local import LocalRunner, RunnerSettings
+from hydra_vertex_pipelines.pipeline_builder.local.resolver import fill
 from hydra_vertex_pipelines.pipeline_builder.pipeline import SweepSpec, compile_pipeline_spec
 from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
 from hydra_vertex_pipelines.pipeline_builder.spec.settings import (
@@ -50,13 +51,13 @@ def compile_jobs(tmp_path: Path, settings: TrialSettings, fan_out: str = "tasks"
         parallelism=2 if fan_out == "parallel_for" else None,
     )
     spec = compile_pipeline_spec(sweep, tmp_path / "pipeline.yaml")
-    runner = LocalRunner(spec, PathMap(str(tmp_path / "gcs")), tmp_path / "work")
+    runner = LocalRunner(spec, RunnerSettings(PathMap(str(tmp_path / "gcs")), tmp_path / "work"))
     jobs = []
     for name, task in runner.tasks.items():
         if task.kind != "custom_job":
             continue
-        args = runner._executor(runner._specs[name])["args"]
-        text = _resolve_placeholders(args[args.index("--payload") + 1], {"inputs": {"parameterValues": runner._inputs(name)}})
+        args = runner.plan.planned[name].container["args"]
+        text = fill(args[args.index("--payload") + 1], {"inputs": {"parameterValues": runner.plan.inputs(name)}})
         payload = json.loads(text)
         if payload["job_spec"]["scheduling"]["strategy"] != "FLEX_START":  # as gcpc's launcher does
             payload["job_spec"]["scheduling"].pop("max_wait_duration")

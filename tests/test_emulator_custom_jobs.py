@@ -170,7 +170,5 @@ def test_jobs_created_through_the_api_run_list_in_pages_and_survive_a_restart(em
     assert set(names) <= listed
     status, reply = _post(emulators, f"/v1/{names[0]}:cancel", {})
     assert status == 400 and reply["error"]["status"] == "FAILED_PRECONDITION"  # it has ended
-    again = JobService(
-        vertex.job_service.folder, vertex.job_service.paths, vertex.workdir, vertex._job_env, vertex.job_service.python
-    )
+    again = JobService(vertex.job_service.folder, vertex.workdir, vertex.job_service.interpreter)
     assert {n: again.jobs[n].state for n in names} == {n: "JOB_STATE_SUCCEEDED" for n in names}

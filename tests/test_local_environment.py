@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import alive
-from hydra_vertex_pipelines.pipeline_builder.local.runner import LocalRunner
+from hydra_vertex_pipelines.pipeline_builder.local import LocalRunner, RunnerSettings
 from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
 from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings
 from test_local_runner import compile_sweep, trial
@@ -35,9 +35,8 @@ print("wrote", fuse)
 @pytest.mark.parametrize("forked", [True, False], ids=["forked", "fresh-interpreter"])
 def test_aip_folders_are_uris_whose_gcs_paths_open_here(tmp_path, forked):
     spec = compile_sweep(tmp_path, [trial(0, TrialSettings(image_uri="img"), ["python", "-c", WRITE_MODEL], [])])
-    runner = LocalRunner(
-        spec, PathMap(str(tmp_path / "gcs")), tmp_path / "work", console=io.StringIO(), preload=[] if forked else None
-    )
+    settings = RunnerSettings(PathMap(str(tmp_path / "gcs")), tmp_path / "work", preload=[] if forked else None)
+    runner = LocalRunner(spec, settings, console=io.StringIO())
     result = runner.run()
     job = next(t for t in result.tasks.values() if t.kind == "custom_job")
     assert job.state == "SUCCEEDED", job.error
@@ -58,7 +57,7 @@ def test_the_job_stops_at_its_timeout_as_on_vertex(tmp_path):
     settings = TrialSettings(image_uri="img", replica_count=2, timeout="2s")
     spec = compile_sweep(tmp_path, [trial(0, settings, ["python", "-c", script], ["/gcs/b/run/0"])])
     started = time.monotonic()
-    result = LocalRunner(spec, PathMap(str(tmp_path / "gcs")), tmp_path / "work", console=io.StringIO()).run()
+    result = LocalRunner(spec, RunnerSettings(PathMap(str(tmp_path / "gcs")), tmp_path / "work"), console=io.StringIO()).run()
     job = next(t for t in result.tasks.values() if t.kind == "custom_job")
     assert job.state == "FAILED"
     assert "ran past its timeout of 2s" in job.error and "scheduling.timeout" in job.error
@@ -76,7 +75,7 @@ def test_nested_runs_sitecustomize_files_chain_without_recursion(tmp_path):
     import subprocess
     import sys
 
-    from hydra_vertex_pipelines.pipeline_builder.local.runner import write_interpreter_files
+    from hydra_vertex_pipelines.pipeline_builder.local import write_interpreter_files
 
     outer, inner, user = tmp_path / "outer", tmp_path / "inner", tmp_path / "user"
     write_interpreter_files(tmp_path / "shims-outer", outer, sys.executable)

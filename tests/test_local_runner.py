@@ -5,7 +5,7 @@ import io
 import pytest
 
 from conftest import APPS, read_json
-from hydra_vertex_pipelines.pipeline_builder.local.runner import LocalRunner, load_pipeline
+from hydra_vertex_pipelines.pipeline_builder.local import LocalRunner, RunnerSettings, load_pipeline
 from hydra_vertex_pipelines.pipeline_builder.pipeline import SweepSpec, compile_pipeline
 from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
 from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings, WorkerPoolSettings
@@ -49,7 +49,7 @@ def trial(number, settings, command, args):
 def test_replicas_rendezvous_with_consistent_cluster_env(tmp_path, replicas, settings):
     spec = compile_sweep(tmp_path, [trial(0, settings, ["python", str(APPS / "rendezvous.py")], ["/gcs/b/run/0"])])
     console = io.StringIO()
-    result = LocalRunner(spec, PathMap(str(tmp_path / "gcs")), tmp_path / "work", console=console).run()
+    result = LocalRunner(spec, RunnerSettings(PathMap(str(tmp_path / "gcs")), tmp_path / "work"), console=console).run()
     out = tmp_path / "gcs" / "b" / "run" / "0"
     tasks = [t for t in result.tasks.values() if t.kind == "custom_job"]
     assert tasks[0].state == "SUCCEEDED", tasks[0].error
@@ -76,7 +76,7 @@ def test_a_failed_replica_fails_the_trial_and_stops_the_others(tmp_path):
     script = "import os, sys, time\nif os.environ['RANK'] == '1': sys.exit(7)\ntime.sleep(60)\n"
     settings = TrialSettings(image_uri="img", replica_count=2)
     spec = compile_sweep(tmp_path, [trial(0, settings, ["python", "-c", script], [])])
-    result = LocalRunner(spec, PathMap(str(tmp_path / "gcs")), tmp_path / "work", console=io.StringIO()).run()
+    result = LocalRunner(spec, RunnerSettings(PathMap(str(tmp_path / "gcs")), tmp_path / "work"), console=io.StringIO()).run()
     job = next(t for t in result.tasks.values() if t.kind == "custom_job")
     assert job.state == "FAILED" and job.exit_code == 7
     assert job.end_time - job.start_time < 30
@@ -90,7 +90,7 @@ def test_upstream_failure_skips_tasks_that_need_success(tmp_path):
     spec = compile_sweep(tmp_path, [trial(0, settings, ["python", "-c", "raise SystemExit(1)"], [])])
     collector = next(t for t in spec["root"]["dag"]["tasks"].values() if "triggerPolicy" in t)
     del collector["triggerPolicy"]
-    result = LocalRunner(spec, PathMap(str(tmp_path / "gcs")), tmp_path / "work", console=io.StringIO()).run()
+    result = LocalRunner(spec, RunnerSettings(PathMap(str(tmp_path / "gcs")), tmp_path / "work"), console=io.StringIO()).run()
     states = sorted(t.state for t in result.tasks.values())
     assert states == ["FAILED", "SKIPPED"]
 
@@ -100,7 +100,7 @@ def test_collector_metrics_come_back_as_executor_output(tmp_path):
     record = "{'status': 'COMPLETED', 'return_value': 0.25, 'run_id': 'run'}"
     write = f"import json, sys; json.dump({record}, open(sys.argv[1] + '/result.json', 'w'))"
     spec = compile_sweep(tmp_path, [trial(0, settings, ["python", "-c", write], ["/gcs/b/run/0"])])
-    result = LocalRunner(spec, PathMap(str(tmp_path / "gcs")), tmp_path / "work", console=io.StringIO()).run()
+    result = LocalRunner(spec, RunnerSettings(PathMap(str(tmp_path / "gcs")), tmp_path / "work"), console=io.StringIO()).run()
     assert result.state == "SUCCEEDED"
     collector = next(t for t in result.tasks.values() if t.kind == "container")
     metadata = collector.outputs["artifacts"]["metrics"]["artifacts"][0]["metadata"]
@@ -112,12 +112,33 @@ def test_collector_metrics_come_back_as_executor_output(tmp_path):
 def test_unknown_google_cloud_components_are_refused(tmp_path):
     spec = compile_sweep(tmp_path, [trial(0, TrialSettings(image_uri="img"), ["true"], [])])
     executor = next(iter(spec["deploymentSpec"]["executors"].values()))
-    executor["container"]["command"] = [
-        "python3",
-        "-m",
-        "google_cloud_pipeline_components.container.v1.bigquery.query_job.launcher",
-    ]
-    from hydra_vertex_pipelines.pipeline_builder.local.runner import UnsupportedPipeline
+    bigquery = "google_cloud_pipeline_components.container.v1.bigquery.query_job.launcher"
+    executor["container"]["command"] = ["python3", "-m", bigquery]
+    from hydra_vertex_pipelines.pipeline_builder.local import UnsupportedPipeline
 
     with pytest.raises(UnsupportedPipeline, match="cannot emulate"):
-        LocalRunner(spec, PathMap(str(tmp_path)), tmp_path / "work")
+        LocalRunner(spec, RunnerSettings(PathMap(str(tmp_path)), tmp_path / "work"))
+
+
+@pytest.mark.parametrize("package", ["local", "emulator"])
+def test_each_package_exports_its_entry_points_and_loads_them_when_used(package):
+    """Helpers start as `python -c "from ...local.fork_server import serve"`: the package's
+    __init__ they import first must not import the runner (or the emulator's server)."""
+    import ast
+    import importlib
+    import subprocess
+    import sys
+
+    name = f"hydra_vertex_pipelines.pipeline_builder.{package}"
+    first = {"local": "fork_server", "emulator": "states"}[package]
+    heavy = {"local": "runner", "emulator": "server"}[package]
+    code = f"import sys, {name}.{first}; print(sorted(m for m in sys.modules if m.startswith('{name}.')))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert f"{name}.{heavy}'" not in loaded
+    module = importlib.import_module(name)
+    assert all(getattr(module, n) is not None for n in module.__all__)
+    # What type checkers see (the TYPE_CHECKING imports) is what __getattr__ loads.
+    tree = ast.parse(open(module.__file__, encoding="utf-8").read())
+    relative = [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 1]
+    typed = {a.name: node.module for node in relative for a in node.names}
+    assert typed == module._EXPORTS

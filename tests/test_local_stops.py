@@ -160,7 +160,7 @@ def test_the_fork_server_stops_its_children_when_the_runner_goes_away(tmp_path):
     )
     assert alive(child.pid)
     stopped = time.monotonic()
-    server.proc.stdin.close()  # what the runner's death looks like from the server
-    server.proc.wait(timeout=30)
+    server.helper.proc.stdin.close()  # what the runner's death looks like from the server
+    server.helper.proc.wait(timeout=30)
     all_gone([child.pid], within=1)
     assert time.monotonic() - stopped < 3  # SIGTERM did it, not the SIGKILL after the grace period

@@ -152,8 +152,7 @@ def test_a_kfp_loop_over_a_pipeline_parameter_runs_with_resolved_inputs(tmp_path
     a struct input, through kfp's own compiler and the local runner."""
     from kfp import compiler, dsl
 
-    from hydra_vertex_pipelines.pipeline_builder.local.plan import load_pipeline
-    from hydra_vertex_pipelines.pipeline_builder.local.runner import LocalRunner
+    from hydra_vertex_pipelines.pipeline_builder.local import LocalRunner, RunnerSettings, load_pipeline
     from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
 
     @dsl.container_component
@@ -172,12 +171,8 @@ def test_a_kfp_loop_over_a_pipeline_parameter_runs_with_resolved_inputs(tmp_path
     compiler.Compiler().compile(pipeline, str(tmp_path / "p.yaml"))
     out = tmp_path / "out.txt"
     items = [{"who": "{{$.inputs.parameters['tag']}}", "size": 2}, {"who": 'say "hi"', "size": 0.5}]
-    runner = LocalRunner(
-        load_pipeline(tmp_path / "p.yaml"),
-        PathMap(str(tmp_path)),
-        tmp_path / "work",
-        parameters={"items": items, "out": str(out)},
-    )
+    settings = RunnerSettings(PathMap(str(tmp_path)), tmp_path / "work", parameters={"items": items, "out": str(out)})
+    runner = LocalRunner(load_pipeline(tmp_path / "p.yaml"), settings)
     assert runner.run().state == "SUCCEEDED"
     assert sorted(out.read_text().splitlines()) == sorted(
         ["{{$.inputs.parameters['tag']}}|2|{\"k\":\"\\u003cv\\u003e\"}|dflt", 'say "hi"|0.5|{"k":"\\u003cv\\u003e"}|dflt']

@@ -32,7 +32,7 @@ from .config import FIELD
 
 if TYPE_CHECKING:
     from hydra_vertex_pipelines.pipeline_builder.local.fork_server import ForkServer
-    from hydra_vertex_pipelines.pipeline_builder.local.runner import TaskRun
+    from hydra_vertex_pipelines.pipeline_builder.local import TaskRun
 
     from .launcher import VertexPipelinesLauncher
 
@@ -182,7 +182,7 @@ def _load(path: Path) -> Optional[DictConfig]:
 
 def local_return(config: DictConfig, batch: Batch, trial: TrialSpec, task: Optional["TaskRun"]) -> JobReturn:
     """A local trial's JobReturn from what this run's trial left in its folder."""
-    from hydra_vertex_pipelines.pipeline_builder.local.runner import exit_reason, tail
+    from hydra_vertex_pipelines.pipeline_builder.local import exit_reason, tail
 
     local_dir = Path(batch.local_paths().local(trial.output_uri))
     hydra_dir = local_dir / str(config.hydra.output_subdir or ".hydra")
@@ -195,7 +195,7 @@ def local_return(config: DictConfig, batch: Batch, trial: TrialSpec, task: Optio
         evidence = Evidence("its task did not run")
     else:
         log_path = task.log_paths[0] if task.log_paths else None
-        reason = (task.error or "").split("; last lines of")[0]  # the tail comes apart, below
+        reason = task.failure.reason if task.failure is not None else task.error or ""
         if task.exit_code is not None and reason in ("", exit_reason(task.exit_code)):
             reason = f"its process ended with {exit_reason(task.exit_code)}"
         evidence = Evidence(reason or f"its task ended {task.state}", log_path, tail(log_path) if log_path else "")
@@ -222,20 +222,19 @@ def start_fork_server(batch: Batch) -> Optional["ForkServer"]:
 
 def run_local(config: DictConfig, batch: Batch, spec: Dict[str, Any], server: Optional["ForkServer"]) -> List[JobReturn]:
     """Runs the compiled pipeline on this machine and reads every trial's result."""
-    from hydra_vertex_pipelines.pipeline_builder.local.runner import LocalRunner
+    from hydra_vertex_pipelines.pipeline_builder.local import LocalRunner, RunnerSettings
 
     paths = batch.local_paths()
     # Pickled jobs refer to modules by name: give the trials this process's import path.
     python_path = os.pathsep.join(p for p in sys.path if p)
-    runner = LocalRunner(
-        spec,
+    settings = RunnerSettings(
         paths,
         work_dir=batch.sweep_dir / ".vertex_local" / batch.sweep.run_id,
         max_parallel=batch.max_parallel,
         cwd=batch.cwd,
         extra_env={"PYTHONPATH": python_path},
-        fork_server=server,
     )
+    runner = LocalRunner(spec, settings, fork_server=server)
     log.info(f"Running {len(batch.sweep.trials)} trials locally, at most {runner.max_parallel} at once")
     try:
         result = runner.run()

@@ -2,9 +2,9 @@
 
 What gcpc's launcher and `aiplatform.CustomJob` send to Vertex's REST API. A created job is
 parsed strictly as aiplatform's CustomJob (an unknown field is a 400 with the proto's
-error), then runs here: its replicas start with the local runner's process supervision
-(local_processes) and Vertex's environment (custom_job_env), in the emulator's working
-directory, /gcs/ being the emulator's view of the buckets. It goes PENDING, RUNNING, then
+error), then runs here: its replicas start as local mode starts a trial's
+(local.replicas), supervised as its processes are (local.processes), in the emulator's
+working directory, /gcs/ being the emulator's view of the buckets. It goes PENDING, RUNNING, then
 SUCCEEDED, FAILED (a replica's exit code, or `scheduling.timeout`) or CANCELLED (a cancel
 stops its processes' sessions). Each job is saved as `customJobs/ID.json` when its state
 changes, so a restarted emulator still lists it; one that had not ended comes back FAILED.
@@ -18,28 +18,32 @@ GET is answered at once.
 import json
 import os
 import re
+import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from hydra_vertex_pipelines.components.sweep_files import LOG_FILE
+from hydra_vertex_pipelines.components.atomic_write import write_atomic
+from hydra_vertex_pipelines.components.clock import rfc3339
 
-from ..spec.cloud_paths import PathMap
-from .job_store import UNAVAILABLE, now
-from ..local.processes import Launch, Supervisor, exit_reason, tail
+from ..local.interpreter import TaskInterpreter
+from ..local.processes import Outcome, Supervisor, exit_reason, tail
+from ..local.replicas import ReplicaLaunch, job_output_dir, launch_replicas, parse_duration
+from .job_store import UNAVAILABLE
+from .replies import Reply, error_reply
+from .states import JOB_ENDED, JobState
 
 _PATH = re.compile(r"^/v1(?:beta1)?/projects/([^/]+)/locations/([^/]+)/customJobs(?:/([0-9]+))?(:cancel)?$")
-ENDED = ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED")
 _OUTPUT_ONLY = ("name", "state", "createTime", "startTime", "endTime", "updateTime", "error", "webAccessUris")
 _HOLD_S = 60.0  # the longest a launcher's GET is held
 _PAGE_SIZE = 100
 STOPPED = "The emulator stopped while this job ran: its processes were stopped."
-Reply = Tuple[int, Any]
+CANCELLED_MESSAGE = "CustomJob was cancelled."
+BILLING_LABEL = "vertex-ai-pipelines-run-billing-id"  # names a job's pipeline run
 
 
-def _error(code: int, status: str, message: str) -> Reply:
-    return code, {"error": {"code": code, "message": message, "status": status}}
+ENDED = JOB_ENDED
 
 
 def parse_custom_job(body: Any) -> Any:
@@ -51,9 +55,12 @@ def parse_custom_job(body: Any) -> Any:
     return json_format.ParseDict(body, CustomJob.pb(CustomJob()), ignore_unknown_fields=False)
 
 
-def _seconds(duration: str) -> Optional[float]:
-    """A Duration's JSON text ("3600s") in seconds; None when unset."""
-    return float(duration[:-1]) if duration.endswith("s") else None
+def _parts(path: str) -> Tuple[str, str, Optional[str], Optional[str]]:
+    """Project, location, job id and `:cancel` of a path `JobService.matches`."""
+    match = _PATH.match(path)
+    assert match is not None, "a path JobService.matches"
+    project, location, job_id, cancel = match.groups()
+    return project, location, job_id, cancel
 
 
 class CustomJob:
@@ -73,24 +80,24 @@ class CustomJob:
     def state(self) -> str:
         return self.resource["state"]
 
+    @property
+    def job_id(self) -> str:
+        return self.name.rsplit("/", 1)[1]
+
     def view(self) -> Dict[str, Any]:
         with self.changed:
             return json.loads(json.dumps(self.resource))
 
 
 class JobService:
-    """The CustomJobs of one emulator. `run_replicas(job, spec)` runs a job's processes
-    and returns (state, error or None); the emulator gives it its paths and environment."""
+    """The CustomJobs of one emulator, kept in `folder`. Their processes start in
+    `workdir` (the image's working directory) from `interpreter` (its paths: the
+    emulator's view of the buckets)."""
 
-    def __init__(
-        self, folder: Path, paths: PathMap, workdir: str, env: Callable[[str], Dict[str, str]], python: str, site_dir: str = ""
-    ) -> None:
+    def __init__(self, folder: Path, workdir: str, interpreter: TaskInterpreter) -> None:
         self.folder = folder
-        self.site_dir = site_dir  # the sitecustomize that routes /gcs/, for a package pool's fresh environment
-        self.paths = paths
         self.workdir = workdir
-        self.env = env  # the base environment of a job's processes, given its TMPDIR
-        self.python = python
+        self.interpreter = interpreter
         self.jobs: Dict[str, CustomJob] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -111,18 +118,26 @@ class JobService:
         return _PATH.match(path) is not None
 
     def kind(self, method: str, path: str) -> str:
-        project, location, job_id, cancel = _PATH.match(path).groups()  # type: ignore[union-attr]
-        return "custom_job_cancel" if cancel else "custom_job_get" if job_id and method == "GET" else "custom_job_create" if method == "POST" else "custom_job_list"
+        _, _, job_id, cancel = _parts(path)
+        return (
+            "custom_job_cancel"
+            if cancel
+            else "custom_job_get"
+            if job_id and method == "GET"
+            else "custom_job_create"
+            if method == "POST"
+            else "custom_job_list"
+        )
 
     def handle(self, method: str, path: str, query: Mapping[str, List[str]], body: Any, from_launcher: bool = False) -> Reply:
-        project, location, job_id, cancel = _PATH.match(path).groups()  # type: ignore[union-attr]
+        project, location, job_id, cancel = _parts(path)
         parent = f"projects/{project}/locations/{location}"
         if cancel and method == "POST":
             return self.cancel(f"{parent}/customJobs/{job_id}")
         if job_id and method == "GET":
             job = self.jobs.get(f"{parent}/customJobs/{job_id}")
             if job is None:
-                return _error(404, "NOT_FOUND", f"CustomJob {parent}/customJobs/{job_id} not found")
+                return error_reply(404, "NOT_FOUND", f"CustomJob {parent}/customJobs/{job_id} not found")
             if from_launcher:
                 self._hold(job)
             return 200, job.view()
@@ -130,30 +145,38 @@ class JobService:
             return self.create(parent, body)
         if job_id is None and method == "GET":
             return self.list(parent, query)
-        return _error(405, "UNIMPLEMENTED", f"{method} {path} is not a JobService call")
+        return error_reply(405, "UNIMPLEMENTED", f"{method} {path} is not a JobService call")
 
     def create(self, parent: str, body: Any) -> Reply:
         from google.protobuf import json_format
 
         if not isinstance(body, dict):
-            return _error(400, "INVALID_ARGUMENT", "the body must be a CustomJob object")
+            return error_reply(400, "INVALID_ARGUMENT", "the body must be a CustomJob object")
         given = {k: v for k, v in body.items() if k not in _OUTPUT_ONLY}
         try:
             job = parse_custom_job(given)
         except json_format.ParseError as e:
-            return _error(400, "INVALID_ARGUMENT", f"Invalid JSON payload received. {e}")
+            return error_reply(400, "INVALID_ARGUMENT", f"Invalid JSON payload received. {e}")
         if not job.display_name:
-            return _error(400, "INVALID_ARGUMENT", "CustomJob.display_name is required")
+            return error_reply(400, "INVALID_ARGUMENT", "CustomJob.display_name is required")
         if not job.job_spec.worker_pool_specs or not job.job_spec.worker_pool_specs[0].replica_count:
-            return _error(400, "INVALID_ARGUMENT", "CustomJob.job_spec.worker_pool_specs[0] (the chief) needs a replica_count of 1")
+            return error_reply(
+                400, "INVALID_ARGUMENT", "CustomJob.job_spec.worker_pool_specs[0] (the chief) needs a replica_count of 1"
+            )
         with self._lock:
             if self._stopping.is_set():
-                return _error(503, "UNAVAILABLE", "the emulator is stopping")
+                return error_reply(503, "UNAVAILABLE", "the emulator is stopping")
             name = f"{parent}/customJobs/{next(self._ids)}"
-            stamp = now()
-            resource = {**json_format.MessageToDict(job), "name": name, "state": "JOB_STATE_PENDING", "createTime": stamp, "updateTime": stamp}
+            stamp = rfc3339()
+            resource = {
+                **json_format.MessageToDict(job),
+                "name": name,
+                "state": JobState.PENDING,
+                "createTime": stamp,
+                "updateTime": stamp,
+            }
             custom_job = self.jobs[name] = CustomJob(resource)
-            run_id = resource.get("labels", {}).get("vertex-ai-pipelines-run-billing-id")
+            run_id = resource.get("labels", {}).get(BILLING_LABEL)
             cancelled = run_id is not None and run_id in self._cancelled_runs
             self._save(custom_job)
             thread = threading.Thread(target=self._run, args=(custom_job, job, cancelled), daemon=True)
@@ -167,7 +190,7 @@ class JobService:
             start = int((query.get("pageToken") or ["0"])[0] or 0)
             size = int((query.get("pageSize") or ["0"])[0] or 0) or _PAGE_SIZE
         except ValueError:
-            return _error(400, "INVALID_ARGUMENT", "pageToken and pageSize must be numbers given by this service")
+            return error_reply(400, "INVALID_ARGUMENT", "pageToken and pageSize must be numbers given by this service")
         mine = [j for j in list(self.jobs.values()) if j.name.startswith(parent + "/")]
         reply: Dict[str, Any] = {"customJobs": [j.view() for j in mine[start : start + size]]}
         if start + size < len(mine):
@@ -178,11 +201,11 @@ class JobService:
         """CancelCustomJob: the job ends CANCELLED once its processes have stopped."""
         job = self.jobs.get(name)
         if job is None:
-            return _error(404, "NOT_FOUND", f"CustomJob {name} not found")
+            return error_reply(404, "NOT_FOUND", f"CustomJob {name} not found")
         with job.changed:
             if job.state in ENDED:
-                return _error(400, "FAILED_PRECONDITION", f"Cannot cancel CustomJob {name}: it is in state {job.state}")
-            job.resource.update(state="JOB_STATE_CANCELLING", updateTime=now())
+                return error_reply(400, "FAILED_PRECONDITION", f"Cannot cancel CustomJob {name}: it is in state {job.state}")
+            job.resource.update(state=JobState.CANCELLING, updateTime=rfc3339())
             supervisor = job.supervisor
         self._save(job)
         if supervisor is not None:
@@ -195,7 +218,7 @@ class JobService:
         with self._lock:
             self._cancelled_runs.add(run_id)
         for job in list(self.jobs.values()):
-            if job.resource.get("labels", {}).get("vertex-ai-pipelines-run-billing-id") == run_id and job.state not in ENDED + ("JOB_STATE_CANCELLING",):
+            if job.resource.get("labels", {}).get(BILLING_LABEL) == run_id and job.state not in (*ENDED, JobState.CANCELLING):
                 self.cancel(job.name)
 
     def stop(self, wait: float = 20.0) -> None:
@@ -216,74 +239,70 @@ class JobService:
             while job.state not in ENDED and not self._stopping.is_set() and time.monotonic() < deadline:
                 job.changed.wait(timeout=1.0)
 
-    def _set(self, job: CustomJob, state: str, **fields: Any) -> None:
+    def _set(self, job: CustomJob, state: JobState, **fields: Any) -> None:
         with job.changed:
-            job.resource.update(state=state, updateTime=now(), **fields)
+            job.resource.update(state=state, updateTime=rfc3339(), **fields)
             job.changed.notify_all()
         self._save(job)
 
     def _run(self, job: CustomJob, proto: Any, cancelled: bool) -> None:
         from google.protobuf import json_format
 
-        from ..local.vertex_env import cluster_ports, job_environment, replica_counts, replica_environment, replicas
-        from ..local.tasks import _pool_command
-
-        job_id = job.name.rsplit("/", 1)[1]
-        work = self.folder / job_id
+        work = self.folder / job.job_id
         tmp = work / "tmp"
         try:
             spec = json_format.MessageToDict(proto, preserving_proto_field_name=True)
-            job_spec = spec.get("job_spec", {})
-            counts = replica_counts(job_spec)
-            base = job_spec.get("base_output_directory", {}).get("output_uri_prefix", "")
-            output_dir = self.paths.local(base) if base else str(work)
-            os.makedirs(output_dir, exist_ok=True)
-            tmp.mkdir(parents=True, exist_ok=True)
-            ports = cluster_ports(counts)
-            env = {**self.env(str(tmp)), **job_environment(spec, job_id)}
-            host = _Host(self.paths, self.python, self.site_dir)
-            launches = []
-            for replica in replicas(job_spec):
-                pool_env, command, cwd = _pool_command(host, _Named(spec.get("display_name", job_id)), replica.pool, replica.spec, env)
-                first = (replica.pool, replica.index) == (0, 0)
-                log = LOG_FILE if first else f"trial-workerpool{replica.pool}-{replica.index}.log"
-                replica_env = {**env, **pool_env, **replica_environment(job_spec, counts, replica, ports)}
-                launches.append(Launch(command, replica_env, os.path.join(output_dir, log), cwd=cwd))
-            job.logs = [launch.log_path for launch in launches]
+            launched = self._launches(spec, job.job_id, work, tmp)
+            job.logs = [r.launch.log_path for r in launched]
             with job.changed:
-                job.supervisor = supervisor = Supervisor(self.python, self.workdir, _Null(), None, None, {})
-                cancelled = cancelled or job.state == "JOB_STATE_CANCELLING"
+                job.supervisor = supervisor = Supervisor(self.interpreter.python, self.workdir, _Null(), None, None, {})
+                cancelled = cancelled or job.state == JobState.CANCELLING
             if cancelled or self._stopping.is_set():
-                self._end(job, "JOB_STATE_CANCELLED", 1, "CustomJob was cancelled.")
+                self._end(job, JobState.CANCELLED, 1, CANCELLED_MESSAGE)
                 return
             with job.changed:
-                if job.state == "JOB_STATE_PENDING":
-                    job.resource.update(state="JOB_STATE_RUNNING", startTime=now(), updateTime=now())
+                if job.state == JobState.PENDING:
+                    job.resource.update(state=JobState.RUNNING, startTime=rfc3339(), updateTime=rfc3339())
                     job.changed.notify_all()
             self._save(job)
-            timeout = job_spec.get("scheduling", {}).get("timeout", "")
-            outcome = supervisor.run(launches, timeout=_seconds(timeout) if timeout else None)
-            if job.state == "JOB_STATE_CANCELLING" or supervisor.stopping.is_set() or self._stopping.is_set():
-                stopped = self._stopping.is_set() and job.state != "JOB_STATE_CANCELLING"
-                self._end(job, "JOB_STATE_FAILED" if stopped else "JOB_STATE_CANCELLED", UNAVAILABLE if stopped else 1, STOPPED if stopped else "CustomJob was cancelled.")
-            elif outcome.timed_out:
-                # Vertex fails a job that runs past job_spec.scheduling.timeout (DEADLINE_EXCEEDED).
-                self._end(job, "JOB_STATE_FAILED", 4, f"The job ran past its timeout of {timeout} (scheduling.timeout) and was stopped.")
-            elif all(c == 0 for c in outcome.codes):
-                self._end(job, "JOB_STATE_SUCCEEDED")
-            else:
-                code, log = outcome.codes[0], outcome.logs[0]
-                replica = os.path.basename(log)[len("trial-") : -len(".log")] if "workerpool" in log else "workerpool0-0"
-                self._end(job, "JOB_STATE_FAILED", 3, f"The replica {replica} exited with a non-zero status of {code} ({exit_reason(code)}). Last lines of {log}:\n{tail(log)}")
+            timeout = spec.get("job_spec", {}).get("scheduling", {}).get("timeout", "")
+            outcome = supervisor.run([r.launch for r in launched], timeout=parse_duration(timeout))
+            self._ended(job, supervisor, outcome, timeout, launched)
         except Exception as e:  # the service must answer whatever a job does
-            self._end(job, "JOB_STATE_FAILED", 13, f"{type(e).__name__}: {e}")
+            self._end(job, JobState.FAILED, 13, f"{type(e).__name__}: {e}")
         finally:
-            import shutil
-
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def _end(self, job: CustomJob, state: str, code: int = 0, message: str = "") -> None:
-        fields: Dict[str, Any] = {"endTime": now()}
+    def _launches(self, spec: Dict[str, Any], job_id: str, work: Path, tmp: Path) -> List[ReplicaLaunch]:
+        """The job's replicas, logging into its output folder (or `work`), with `tmp` as TMPDIR."""
+        output_dir = job_output_dir(spec.get("job_spec", {}), self.interpreter.paths, str(work))
+        os.makedirs(output_dir, exist_ok=True)
+        tmp.mkdir(parents=True, exist_ok=True)
+        return launch_replicas(spec, job_id, self.interpreter, str(tmp), output_dir, owner=spec.get("display_name", job_id))
+
+    def _ended(
+        self, job: CustomJob, supervisor: Supervisor, outcome: Outcome, timeout: str, launched: Sequence[ReplicaLaunch]
+    ) -> None:
+        """Ends the job as its processes ended: cancelled, stopped, timed out, or by their exit codes."""
+        if job.state == JobState.CANCELLING or supervisor.stopping.is_set() or self._stopping.is_set():
+            if self._stopping.is_set() and job.state != JobState.CANCELLING:
+                self._end(job, JobState.FAILED, UNAVAILABLE, STOPPED)
+            else:
+                self._end(job, JobState.CANCELLED, 1, CANCELLED_MESSAGE)
+        elif outcome.timed_out:
+            # Vertex fails a job that runs past job_spec.scheduling.timeout (DEADLINE_EXCEEDED).
+            self._end(job, JobState.FAILED, 4, f"The job ran past its timeout of {timeout} (scheduling.timeout) and was stopped.")
+        elif all(c == 0 for c in outcome.codes):
+            self._end(job, JobState.SUCCEEDED)
+        else:
+            code, log = outcome.codes[0], outcome.logs[0]
+            replica = next(r.replica for r in launched if r.launch.log_path == log)
+            exited = f"The replica {replica.name} exited with a non-zero status of {code} ({exit_reason(code)})."
+            message = f"{exited} Last lines of {log}:\n{tail(log)}"
+            self._end(job, JobState.FAILED, 3, message)
+
+    def _end(self, job: CustomJob, state: JobState, code: int = 0, message: str = "") -> None:
+        fields: Dict[str, Any] = {"endTime": rfc3339()}
         if code:
             fields["error"] = {"code": code, "message": message}
         self._set(job, state, **fields)
@@ -293,11 +312,7 @@ class JobService:
     def _save(self, job: CustomJob) -> None:
         with job.changed:
             data = json.dumps(job.resource)
-        path = self.folder / f"{job.name.rsplit('/', 1)[1]}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_text(data, encoding="utf-8")
-        os.replace(temporary, path)
+        write_atomic(self.folder / f"{job.job_id}.json", data)
 
     def _load(self) -> None:
         for path in sorted(self.folder.glob("*.json")) if self.folder.is_dir() else []:
@@ -307,28 +322,16 @@ class JobService:
                 print(f"emulator: CustomJob {path.stem} is not loaded, its file is unreadable: {e}")
                 continue
             if job.state not in ENDED:
-                cancelling = job.state == "JOB_STATE_CANCELLING"
+                cancelling = job.state == JobState.CANCELLING
                 job.resource.update(
-                    state="JOB_STATE_CANCELLED" if cancelling else "JOB_STATE_FAILED",
+                    state=JobState.CANCELLED if cancelling else JobState.FAILED,
                     error={"code": UNAVAILABLE, "message": STOPPED},
-                    endTime=job.resource.get("endTime") or now(),
-                    updateTime=now(),
+                    endTime=job.resource.get("endTime") or rfc3339(),
+                    updateTime=rfc3339(),
                 )
                 self._save(job)
             self.jobs[job.name] = job
         self.jobs = dict(sorted(self.jobs.items(), key=lambda item: int(item[0].rsplit("/", 1)[1])))
-
-
-class _Host:
-    """What local_tasks' pool command needs of a runner."""
-
-    def __init__(self, paths: PathMap, python: str, site_dir: str) -> None:
-        self.paths, self.python, self.site_dir = paths, python, site_dir
-
-
-class _Named:
-    def __init__(self, name: str) -> None:
-        self.name = name
 
 
 class _Null:

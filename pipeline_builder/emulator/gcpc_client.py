@@ -1,6 +1,6 @@
 """Imported only by the emulator's launcher helper: gcpc's JobService client talks to the emulator.
 
-The helper (a fork server, see emulator_launcher) imports gcpc's CustomJob launcher once and
+The helper (a fork server, see launcher_tasks) imports gcpc's CustomJob launcher once and
 forks a child per CustomJob task, which runs the launcher module as its compiled command
 says. When a child's environment names the emulator in JOB_SERVICE_VARIABLE, every
 `JobServiceClient` it builds gets that endpoint, the REST transport and anonymous
@@ -10,17 +10,16 @@ of gcpc's own code stay as they are.
 
 gcpc's launcher answers SIGTERM by sending a CancelCustomJob to the real Vertex endpoint
 with the machine's default credentials (execution_context, `send_cancel_request`). Nothing
-here may reach a non-loopback address, so in this helper a stop of the children is always
-SIGKILL: the emulator cancels the CustomJobs itself before it stops a launcher.
+here may reach a non-loopback address, so the helper is started to stop its children
+with SIGKILL only (LauncherTasks.server): the emulator cancels the CustomJobs itself
+before it stops a launcher.
 """
 
 import os
-import signal
 from typing import Any
 
 from google.cloud.aiplatform_v1.services.job_service import JobServiceClient
 
-from ..local import fork_server
 from .launcher_tasks import JOB_SERVICE_VARIABLE
 
 _original_init = JobServiceClient.__init__
@@ -42,7 +41,4 @@ def _init(self: Any, *args: Any, **kwargs: Any) -> None:
     _original_init(self, *args, **kwargs)
 
 
-JobServiceClient.__init__ = _init  # type: ignore[method-assign]
-
-_signal_session = fork_server._signal_session
-fork_server._signal_session = lambda pid, sig: _signal_session(pid, signal.SIGKILL)
+JobServiceClient.__init__ = _init  # type: ignore[method-assign]  # the one change to gcpc's code path: where its client connects

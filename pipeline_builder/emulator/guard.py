@@ -14,6 +14,8 @@ So each request is checked before it is read, and refused with a 4xx if it fails
 import json
 from typing import Any, FrozenSet, Optional, Tuple
 
+from .replies import error_body
+
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 _READ_ONLY = ("GET", "HEAD")
 
@@ -56,7 +58,7 @@ def refusal(method: str, headers: Any, hosts: FrozenSet[str], json_only: bool) -
 
 def send_error(handler: Any, code: int, status: str, message: str) -> None:
     """Answers with Google's JSON error and closes the connection (any body is left unread)."""
-    data = json.dumps({"error": {"code": code, "message": message, "status": status}}).encode()
+    data = json.dumps(error_body(code, status, message)).encode()
     handler.close_connection = True
     handler.send_response(code)
     handler.send_header("Content-Type", "application/json")

@@ -10,20 +10,18 @@ RUNNING for ever.
 """
 
 import json
-import os
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, NamedTuple, Optional
 
-ENDED = ("PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED", "PIPELINE_STATE_CANCELLED")
-TASK_ENDED = ("SUCCEEDED", "SKIPPED", "FAILED", "CANCELLED", "NOT_TRIGGERED")
+from hydra_vertex_pipelines.components.atomic_write import write_atomic
+from hydra_vertex_pipelines.components.clock import rfc3339
+
+from .states import PIPELINE_ENDED, TASK_ENDED, PipelineState, TaskDetailState
+
+ENDED = PIPELINE_ENDED
 UNAVAILABLE = 14  # google.rpc.Code: the service (here, the emulator) went away
 STOPPED = "The emulator stopped while this job ran: its tasks were stopped and it will not go on."
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 class SavedJob(NamedTuple):
@@ -43,11 +41,11 @@ class JobStore:
         return self.runs / job_id
 
     def save(self, job_id: str, resource: Dict[str, Any], context: Optional[Dict[str, Any]]) -> None:
-        _write(self.folder(job_id) / "job.json", {"resource": resource, "context": context})
+        write_atomic(self.folder(job_id) / "job.json", json.dumps({"resource": resource, "context": context}))
 
     def save_tasks(self, job_id: str, tasks: List[Dict[str, Any]], ended: bool = False) -> None:
         """Every task's details; once the job has `ended`, they replace the change log."""
-        _write(self.folder(job_id) / "tasks.json", tasks)
+        write_atomic(self.folder(job_id) / "tasks.json", json.dumps(tasks))
         if ended:
             (self.folder(job_id) / "tasks.jsonl").unlink(missing_ok=True)
 
@@ -93,25 +91,19 @@ class JobStore:
 
 def interrupted(resource: Dict[str, Any], tasks: List[Dict[str, Any]]) -> None:
     """Ends, in place, a job whose run the emulator's stop ended."""
-    stamp = now()
-    cancelling = resource.get("state") == "PIPELINE_STATE_CANCELLING"
+    stamp = rfc3339()
+    cancelling = resource.get("state") == PipelineState.CANCELLING
     resource.update(
-        state="PIPELINE_STATE_CANCELLED" if cancelling else "PIPELINE_STATE_FAILED",
+        state=PipelineState.CANCELLED if cancelling else PipelineState.FAILED,
         error={"code": UNAVAILABLE, "message": STOPPED},
         endTime=resource.get("endTime") or stamp,
         updateTime=stamp,
     )
     for task in tasks:
-        if task.get("state") in TASK_ENDED and not (task.get("state") == "CANCELLED" and not cancelling):
+        if task.get("state") in TASK_ENDED and not (task.get("state") == TaskDetailState.CANCELLED and not cancelling):
             continue  # ended on its own (a cancel that was asked for included)
         ran = "startTime" in task
         message = "the emulator stopped while this task ran" if ran else "the emulator stopped before this task started"
-        task.update(state="FAILED", error={"code": UNAVAILABLE, "message": message}, endTime=task.get("endTime") or stamp)
-
-
-def _write(path: Path, data: Any) -> None:
-    """Replaces `path` whole, so a stop mid-write leaves the previous version."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data), encoding="utf-8")
-    os.replace(temporary, path)
+        task.update(
+            state=TaskDetailState.FAILED, error={"code": UNAVAILABLE, "message": message}, endTime=task.get("endTime") or stamp
+        )

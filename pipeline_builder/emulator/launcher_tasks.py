@@ -5,12 +5,12 @@ google_cloud_pipeline_components.container.v1.custom_job.launcher --type CustomJ
 --payload ... --project ... --location ... --gcp_resources ...`) is filled in by the
 resolver as the KFP driver fills it, then executed: the launcher parses its payload, adds
 the system labels, sends CreateCustomJob, polls GetCustomJob until the job ends and writes
-gcp_resources. Only its JobService client is pointed at the emulator (emulator_client).
+gcp_resources. Only its JobService client is pointed at the emulator (gcpc_client).
 The task's state follows the launcher's exit code; the job runs in the emulator's
-JobService (emulator_custom_jobs).
+JobService (custom_jobs).
 
 gcpc and aiplatform take seconds to import: one helper process imports them once and
-forks a child per task (the fork server, with emulator_client among its preloads), rather
+forks a child per task (the fork server, with gcpc_client among its preloads), rather
 than a fresh interpreter per trial. A cancelled run cancels its CustomJobs through the
 JobService's cancel, then the launcher is killed if it has not ended on its own.
 """
@@ -22,19 +22,17 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, List, Optional
+from typing import Callable, List, Optional
 
-from .custom_jobs import ENDED, JobService
-from ..local.fork_server import ForkServer
-from ..local.processes import KILL_GRACE_S, exit_reason, signal_session, tail
-from ..local.plan import CUSTOM_JOB_LAUNCHER, TaskRun, UnsupportedPipeline
-from ..local.tasks import _outputs
-from ..local.resolver import executor_input, fill
+from ..local.fork_server import ForkedProcess, ForkServer
+from ..local.handlers import INTERRUPTED, RunServices, TaskCall, TaskEnd, TaskHandler
+from ..local.plan import CUSTOM_JOB_LAUNCHER, TaskFailure, TaskState, UnsupportedPipeline
+from ..local.processes import exit_reason, tail
+from ..local.resolver import executor_input, executor_outputs, filled_command
+from ..local.sessions import GRACE_S, signal_session
+from .custom_jobs import BILLING_LABEL, ENDED, JobService, JobState
 
-if TYPE_CHECKING:
-    from ..local.runner import LocalRunner
-
-# Names the emulator's JobService to the launcher's client (see emulator_client).
+# Names the emulator's JobService to the launcher's client (see gcpc_client).
 JOB_SERVICE_VARIABLE = "PIPELINE_BUILDER_EMULATED_JOB_SERVICE"
 # What the launcher module imports (not the module itself: runpy runs it afresh per task).
 PRELOAD = [
@@ -46,8 +44,9 @@ PRELOAD = [
 _JOB_URI = "/v1/"  # gcp_resources names the job as https://ENDPOINT/v1/NAME
 
 
-class LauncherTasks:
-    """The `custom_job_task` of the emulator's runners; `close()` ends the helper."""
+class LauncherTasks(TaskHandler):
+    """The CustomJob task handler of the emulator's runs, shared by them all; the
+    emulator's `close()` ends its helper."""
 
     def __init__(self, service: JobService, endpoint: Callable[[], str], python: str = sys.executable) -> None:
         self.service = service
@@ -60,7 +59,11 @@ class LauncherTasks:
         with self._lock:
             if self._server is None:
                 here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # beside this package
-                self._server = ForkServer(self.python, PRELOAD, here, dict(os.environ), custom_jobs=False)
+                # gcpc's launcher answers SIGTERM with a CancelCustomJob to the real Vertex
+                # endpoint (see gcpc_client): the server's children are only ever killed.
+                self._server = ForkServer(
+                    self.python, PRELOAD, here, dict(os.environ), custom_jobs=False, stop_signal=signal.SIGKILL
+                )
             return self._server
 
     def close(self) -> None:
@@ -77,57 +80,56 @@ class LauncherTasks:
             raise UnsupportedPipeline(f"a CustomJob task's command is not gcpc's launcher module: {argv[:4]}")
         return [self.python, *argv[at:]]
 
-    def __call__(self, runner: "LocalRunner", task: TaskRun, task_dir: Path, tmp: str) -> None:
-        planned = runner.plan.planned[task.name]
-        inputs = runner.plan.inputs(task.name)
-        base = inputs.get("base_output_directory") or ""
-        task.output_dir = runner.paths.local(base) if base else str(task_dir)
-        outputs = _outputs(planned.component, task_dir)
-        given = executor_input(inputs, outputs)
-        argv = [fill(a, given) for a in list(planned.container.get("command", [])) + list(planned.container.get("args", []))]
-        resources = Path(outputs.get("parameters", {}).get("gcp_resources", {}).get("outputFile", task_dir / "outputs" / "gcp_resources"))
+    def run(self, call: TaskCall, services: RunServices) -> TaskEnd:
+        task, folder = call.task, call.folder
+        base = call.inputs.get("base_output_directory") or ""
+        task.output_dir = services.paths.local(base) if base else str(folder)
+        outputs = executor_outputs(call.planned.component, folder)
+        argv = filled_command(call.planned.container, executor_input(call.inputs, outputs))
+        resources = Path(
+            outputs.get("parameters", {}).get("gcp_resources", {}).get("outputFile", folder / "outputs" / "gcp_resources")
+        )
         resources.parent.mkdir(parents=True, exist_ok=True)
         env = {
             **os.environ,
             "PYTHONUNBUFFERED": "1",
-            "TMPDIR": tmp,
-            "VERTEX_AI_PIPELINES_RUN_LABELS": json.dumps(runner.system_labels()),
+            "TMPDIR": call.tmp,
+            "VERTEX_AI_PIPELINES_RUN_LABELS": json.dumps(dict(services.labels)),
             JOB_SERVICE_VARIABLE: self.endpoint(),
         }
-        log = str(task_dir / "launcher.log")
+        log = str(folder / "launcher.log")
         Path(log).write_text("", encoding="utf-8")
         task.log_paths = [log]
-        proc = self.server().spawn(self.command(argv), env, str(task_dir), log)
-        self._wait(runner, proc)
+        proc = self.server().spawn(self.command(argv), env, str(folder), log)
+        self._wait(services, proc)
         name = _job_name(resources)
         job = self.service.jobs.get(name or "")
         if name:
             task.outputs = {"parameterValues": {"gcp_resources": resources.read_text(encoding="utf-8")}}
         if job is not None:
             task.log_paths = [*job.logs, log]
-        code = proc.returncode
-        if runner.stopping or (job is not None and job.state == "JOB_STATE_CANCELLED"):
-            runner.set_state(task, "CANCELLED", exit_code=None, error="the run was interrupted" if runner.stopping else f"its CustomJob {name} was cancelled")
-        elif code == 0:
-            runner.set_state(task, "SUCCEEDED", exit_code=0)
-        elif job is not None and job.state in ENDED and job.resource.get("error"):
+        code = proc.wait()  # it has ended: its exit code
+        if services.stopping or (job is not None and job.state == JobState.CANCELLED):
+            return TaskEnd(TaskState.CANCELLED, None, INTERRUPTED if services.stopping else f"its CustomJob {name} was cancelled")
+        if code == 0:
+            return TaskEnd(TaskState.SUCCEEDED, 0)
+        if job is not None and job.state in ENDED and job.resource.get("error"):
             error = job.resource["error"]
-            runner.set_state(task, "FAILED", exit_code=code, error=f"CustomJob {name} ended {job.state}: {error.get('message', '')}")
-        else:
-            runner.set_state(task, "FAILED", exit_code=code, error=f"gcpc's CustomJob launcher failed ({exit_reason(code)}); last lines of {log}:\n{tail(log)}")
+            return TaskEnd.failed(TaskFailure(f"CustomJob {name} ended {job.state}: {error.get('message', '')}", code))
+        return TaskEnd.failed(TaskFailure(f"gcpc's CustomJob launcher failed ({exit_reason(code)})", code, log, tail(log)))
 
-    def _wait(self, runner: "LocalRunner", proc: object) -> None:
+    def _wait(self, services: RunServices, proc: ForkedProcess) -> None:
         """Until the launcher ends; once the run stops, its jobs are cancelled and the
         launcher, given time to see that, is killed."""
         stopped_at: Optional[float] = None
-        while proc.poll() is None:  # type: ignore[attr-defined]
-            if runner.stopping and stopped_at is None:
+        while proc.poll() is None:
+            if services.stopping and stopped_at is None:
                 stopped_at = time.monotonic()
-                self.service.cancel_run(runner.system_labels()["vertex-ai-pipelines-run-billing-id"])
-            if stopped_at is not None and time.monotonic() - stopped_at > KILL_GRACE_S + 2:
-                signal_session(proc.pid, signal.SIGKILL)  # type: ignore[attr-defined]
+                self.service.cancel_run(services.labels[BILLING_LABEL])
+            if stopped_at is not None and time.monotonic() - stopped_at > GRACE_S + 2:
+                signal_session(proc.pid, signal.SIGKILL)
             try:
-                proc.wait(timeout=0.1)  # type: ignore[attr-defined]
+                proc.wait(timeout=0.1)
             except Exception:
                 pass
 

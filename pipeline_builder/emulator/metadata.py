@@ -8,22 +8,20 @@ are kept in it, so a restarted emulator still knows its experiments and their ru
 """
 
 import json
-import os
 import re
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional
 
-_STORE = re.compile(r"^/v1(?:beta1)?/(projects/[^/]+/locations/[^/]+)/metadataStores(?:/([^/:]+))?(?:/contexts(?:/([^/:]+))?(:\w+)?)?$")
+from hydra_vertex_pipelines.components.atomic_write import write_atomic
+from hydra_vertex_pipelines.components.clock import rfc3339
 
+from .replies import Reply, error_reply
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
-
-
-def _error(code: int, status: str, message: str) -> Tuple[int, Any]:
-    return code, {"error": {"code": code, "message": message, "status": status}}
+_STORE = re.compile(
+    r"^/v1(?:beta1)?/(projects/[^/]+/locations/[^/]+)/metadataStores(?:/([^/:]+))?(?:/contexts(?:/([^/:]+))?(:\w+)?)?$"
+)
 
 
 class MetadataService:
@@ -38,34 +36,35 @@ class MetadataService:
 
     def _save(self) -> None:
         """Writes every context (the caller holds the lock); a stop mid-write keeps the last file."""
-        if self.path is None:
-            return
-        temporary = self.path.with_name(f".{self.path.name}.tmp")
-        temporary.write_text(json.dumps({"contexts": self.contexts, "children": self.children}), encoding="utf-8")
-        os.replace(temporary, self.path)
+        if self.path is not None:
+            write_atomic(self.path, json.dumps({"contexts": self.contexts, "children": self.children}))
 
     def matches(self, path: str) -> bool:
         return _STORE.match(path) is not None
 
-    def handle(self, method: str, path: str, query: Mapping[str, List[str]], body: Any) -> Tuple[int, Any]:
+    def handle(self, method: str, path: str, query: Mapping[str, List[str]], body: Any) -> Reply:
         match = _STORE.match(path)
         assert match is not None
         parent, store, context_id, verb = match.groups()
         store_name = f"{parent}/metadataStores/{store or (query.get('metadataStoreId') or ['default'])[0]}"
         if context_id is None and "/contexts" not in path:
             if method == "POST":  # create: a long-running operation that is done at once
-                resource = {"name": store_name, "createTime": _now()}
-                return 200, {"name": f"{store_name}/operations/1", "done": True, "response": {"@type": "type.googleapis.com/google.cloud.aiplatform.v1.MetadataStore", **resource}}
-            return 200, {"name": store_name, "createTime": _now()}
+                resource = {"name": store_name, "createTime": rfc3339()}
+                return 200, {
+                    "name": f"{store_name}/operations/1",
+                    "done": True,
+                    "response": {"@type": "type.googleapis.com/google.cloud.aiplatform.v1.MetadataStore", **resource},
+                }
+            return 200, {"name": store_name, "createTime": rfc3339()}
         if context_id is None:
             if method == "POST":
-                return self._create(store_name, (query.get("contextId") or [None])[0], body or {})
+                return self._create(store_name, next(iter(query.get("contextId") or []), None), body or {})
             return 200, {"contexts": self._list(store_name, (query.get("filter") or [""])[0])}
         name = f"{store_name}/contexts/{context_id}"
         with self._lock:
             context = self.contexts.get(name)
         if context is None:
-            return _error(404, "NOT_FOUND", f"Context {name} not found")
+            return error_reply(404, "NOT_FOUND", f"Context {name} not found")
         if verb == ":addContextChildren":
             with self._lock:
                 kids = self.children.setdefault(name, [])
@@ -77,16 +76,16 @@ class MetadataService:
             return 200, {}
         if method == "PATCH":
             with self._lock:
-                context.update({k: v for k, v in (body or {}).items() if k != "name"}, updateTime=_now())
+                context.update({k: v for k, v in (body or {}).items() if k != "name"}, updateTime=rfc3339())
                 self._save()
             return 200, context
         return 200, context
 
-    def _create(self, store: str, context_id: Optional[str], body: Dict[str, Any]) -> Tuple[int, Any]:
+    def _create(self, store: str, context_id: Optional[str], body: Dict[str, Any]) -> Reply:
         context_id = context_id or f"context-{int(time.time() * 1000)}"
         created = self.create(store, context_id, body)
         if created is None:
-            return _error(409, "ALREADY_EXISTS", f"Context {store}/contexts/{context_id} already exists")
+            return error_reply(409, "ALREADY_EXISTS", f"Context {store}/contexts/{context_id} already exists")
         return 200, created
 
     def create(self, store: str, context_id: str, body: Dict[str, Any]) -> Optional[Dict[str, Any]]:
@@ -95,7 +94,7 @@ class MetadataService:
         with self._lock:
             if name in self.contexts:
                 return None
-            self.contexts[name] = {**body, "name": name, "createTime": _now(), "updateTime": _now(), "etag": "1"}
+            self.contexts[name] = {**body, "name": name, "createTime": rfc3339(), "updateTime": rfc3339(), "etag": "1"}
             self._save()
             return dict(self.contexts[name])
 
@@ -103,7 +102,11 @@ class MetadataService:
         with self._lock:
             found = [c for n, c in self.contexts.items() if n.startswith(store + "/")]
         wanted = re.findall(r'(\w+)\s*=\s*"([^"]*)"', filter_text)
-        return [c for c in found if all(str(c.get(_camel(k), "")) == v for k, v in wanted if _camel(k) in ("schemaTitle", "displayName"))]
+        return [
+            c
+            for c in found
+            if all(str(c.get(_camel(k), "")) == v for k, v in wanted if _camel(k) in ("schemaTitle", "displayName"))
+        ]
 
     def experiment_runs(self, experiment_context: str) -> List[str]:
         """The contexts (e.g. PipelineJob runs) associated with an experiment's context."""

@@ -7,7 +7,6 @@ of that view is uploaded back as a bucket, so a bookkeeping folder inside it wou
 taken for a bucket named `.cloudstorage`.
 """
 
-import os
 import shutil
 import threading
 from dataclasses import dataclass
@@ -16,7 +15,9 @@ from http.server import HTTPServer
 from pathlib import Path
 from typing import Any
 
-from . import guard as emulator_guard
+from hydra_vertex_pipelines.components.atomic_write import write_atomic
+
+from .guard import checked
 
 _STORE = ".cloudstorage"  # gcp-storage-emulator's folder inside the data dir it is given
 
@@ -77,18 +78,22 @@ class StorageServer:
             from gcp_storage_emulator.server import RequestHandler
             from gcp_storage_emulator.storage import Storage
         except ImportError:
-            raise SystemExit("the emulator needs gcp-storage-emulator: pip install 'hydra-vertex-pipelines-launcher[emulator]'") from None
+            raise SystemExit(
+                "the emulator needs gcp-storage-emulator: pip install 'hydra-vertex-pipelines-launcher[emulator]'"
+            ) from None
 
         class Guarded(RequestHandler):
             def parse_request(self) -> bool:
                 # Uploads carry their object's own Content-Type: only Host and Origin are checked.
-                return super().parse_request() and emulator_guard.checked(self, json_only=False)
+                return super().parse_request() and checked(self, json_only=False)
 
         try:
             storage = Storage(use_memory_fs=False, data_dir=str(folder))
         except ValueError as e:
             index = Path(folder) / _STORE / ".meta"
-            raise SystemExit(f"error: the Cloud Storage emulator's index {index} is unreadable ({e}); move it away to start with no buckets") from None
+            raise SystemExit(
+                f"error: the Cloud Storage emulator's index {index} is unreadable ({e}); move it away to start with no buckets"
+            ) from None
         _replace_whole_files(storage)
         # One request at a time, as gcp-storage-emulator serves: its store is not thread-safe.
         self._httpd = HTTPServer((host, port), partial(Guarded, storage))
@@ -111,14 +116,10 @@ def _replace_whole_files(storage: Any) -> None:
     rename it over the old one. Left as it is if its store is not laid out as expected."""
     store = getattr(storage, "_store", None)
     disk_path = getattr(store, "_disk_path", None)
-    if disk_path is None or getattr(store, "_use_memory", True):
+    if store is None or disk_path is None or getattr(store, "_use_memory", True):
         return
 
     def write_bytes(rel: str, content: bytes) -> None:
-        path = disk_path(rel)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")
-        temporary.write_bytes(content)
-        os.replace(temporary, path)
+        write_atomic(disk_path(rel), content)
 
     store.write_bytes = write_bytes

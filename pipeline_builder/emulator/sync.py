@@ -14,17 +14,19 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
+from hydra_vertex_pipelines.components.atomic_write import write_atomic
 from hydra_vertex_pipelines.components.sweep_files import FUSE, GCS, fuse_to_gcs
 
-from ..local.runner import LocalRunner, TaskRun
+from ..local.handlers import TaskEnd
+from ..local.plan import TaskKind, TaskRun, TaskState
 
 # Cloud Storage's rule for bucket names: any other folder in the view is not a bucket.
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 
 
 class StorageSync:
-    """The LocalRunner hooks of an emulated run (`before(task, inputs)`, `after(task)`);
-    `synced(task)` is called once what a task wrote is in Cloud Storage (or cannot be)."""
+    """The task hooks (local.handlers.TaskHooks) of an emulated run; `synced(task)` is
+    called once what a task wrote is in Cloud Storage (or cannot be)."""
 
     def __init__(
         self, storage: Any, root: Path, cache: "Cache", custom_jobs: List[str], synced: Optional[Callable[[TaskRun], None]] = None
@@ -34,22 +36,21 @@ class StorageSync:
         self.cache = cache
         self.custom_jobs = custom_jobs
         self.synced = synced
-        self.runner: Optional[LocalRunner] = None
         self._keys: Dict[str, Optional[str]] = {}  # task -> its cache key, from before() to after()
 
-    def before(self, task: TaskRun, inputs: Mapping[str, Any]) -> Optional[str]:
+    def before(self, task: TaskRun, inputs: Mapping[str, Any], cache_key: Optional[str]) -> Optional[TaskEnd]:
         from ..cloud import gcs
 
-        key = self._keys[task.name] = self.runner.cache_key(task.name) if self.runner is not None else None
+        key = self._keys[task.name] = cache_key
         if key is not None and self.cache.hit(key):
-            return "CACHED"
-        if task.kind == "custom_job":
+            return TaskEnd(TaskState.CACHED)  # Vertex's execution cache: not run
+        if task.kind == TaskKind.CUSTOM_JOB:
             self.custom_jobs.append(str(inputs.get("display_name", task.name)))
         base = inputs.get("base_output_directory")
-        if task.kind == "custom_job" and base:
+        if task.kind == TaskKind.CUSTOM_JOB and base:
             bucket, name = gcs.split_uri(base)
             gcs.download_tree(self.storage, base, str(self.root / bucket / name))
-        for pool in inputs.get("worker_pool_specs") or [] if task.kind == "custom_job" else []:
+        for pool in inputs.get("worker_pool_specs") or [] if task.kind == TaskKind.CUSTOM_JOB else []:
             for uri in (pool or {}).get("python_package_spec", {}).get("package_uris", []):
                 local = self.root / uri[len(GCS) :]
                 data = gcs.read_bytes(self.storage, uri)
@@ -79,7 +80,7 @@ class StorageSync:
         from ..cloud import gcs
 
         key = self._keys.get(task.name)
-        if task.state == "SUCCEEDED" and key is not None:
+        if task.state == TaskState.SUCCEEDED and key is not None:
             self.cache.add(key)
         started = (task.start_time or 0) - 1
         for bucket_dir in sorted(self.root.iterdir()) if self.root.is_dir() else []:
@@ -103,6 +104,4 @@ class Cache:
     def add(self, key: str) -> None:
         with self.lock:
             self.keys.add(key)
-            temporary = self.path.with_suffix(".tmp")
-            temporary.write_text(json.dumps(sorted(self.keys)), encoding="utf-8")
-            os.replace(temporary, self.path)
+            write_atomic(self.path, json.dumps(sorted(self.keys)))

@@ -1,1 +1,80 @@
-"""local"""
+"""Runs a compiled pipeline.yaml on this machine, as Vertex would run it: `LocalRunner`
+with its `RunnerSettings`, or `run_pipeline` for a pipeline file.
+
+Its names load their module when first used. The fork server, the CustomJob check and
+the reaper start as `python -c "from ...local.fork_server import serve; ..."` (or
+`python -m ...local.reaper`), which imports this package first: it must not cost them
+the runner's imports.
+"""
+
+import importlib
+from typing import TYPE_CHECKING, Any, Dict, List
+
+if TYPE_CHECKING:  # the names as type checkers see them; at run time, __getattr__ below
+    from .fork_server import ForkServer as ForkServer
+    from .gcpc_check import CustomJobChecker as CustomJobChecker
+    from .gcpc_check import CustomJobRejected as CustomJobRejected
+    from .handlers import RunServices as RunServices
+    from .handlers import TaskCall as TaskCall
+    from .handlers import TaskEnd as TaskEnd
+    from .handlers import TaskHandler as TaskHandler
+    from .handlers import TaskHooks as TaskHooks
+    from .interpreter import TaskInterpreter as TaskInterpreter
+    from .interpreter import write_interpreter_files as write_interpreter_files
+    from .plan import RunResult as RunResult
+    from .plan import TaskFailure as TaskFailure
+    from .plan import TaskKind as TaskKind
+    from .plan import TaskRun as TaskRun
+    from .plan import TaskState as TaskState
+    from .plan import UnsupportedPipeline as UnsupportedPipeline
+    from .plan import load_pipeline as load_pipeline
+    from .processes import exit_reason as exit_reason
+    from .processes import tail as tail
+    from .resolver import RunContext as RunContext
+    from .runner import LocalRunner as LocalRunner
+    from .runner import run_pipeline as run_pipeline
+    from .runner import system_labels as system_labels
+    from .settings import RunnerSettings as RunnerSettings
+
+# name -> its module, as imported above
+_EXPORTS: Dict[str, str] = {
+    "CustomJobChecker": "gcpc_check",
+    "CustomJobRejected": "gcpc_check",
+    "ForkServer": "fork_server",
+    "LocalRunner": "runner",
+    "RunContext": "resolver",
+    "RunResult": "plan",
+    "RunServices": "handlers",
+    "RunnerSettings": "settings",
+    "TaskCall": "handlers",
+    "TaskEnd": "handlers",
+    "TaskFailure": "plan",
+    "TaskHandler": "handlers",
+    "TaskHooks": "handlers",
+    "TaskInterpreter": "interpreter",
+    "TaskKind": "plan",
+    "TaskRun": "plan",
+    "TaskState": "plan",
+    "UnsupportedPipeline": "plan",
+    "exit_reason": "processes",
+    "load_pipeline": "plan",
+    "run_pipeline": "runner",
+    "system_labels": "runner",
+    "tail": "processes",
+    "write_interpreter_files": "interpreter",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # the next use is a plain attribute
+    return value
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -7,12 +7,12 @@ child per command, which runs `python SCRIPT ARGS`, `python -m MODULE ARGS` or
 `python -c CODE ARGS` the way the interpreter would: same argv, environment (TMPDIR
 included), working directory and sys.path, an absolute `__file__` for a script, output to
 the trial's log file, its own session for signals, and /gcs/ paths routed as in every
-trial (local_fuse). If the runner goes away (stdin closes) while children still run,
+trial (fuse). If the runner goes away (stdin closes) while children still run,
 the server stops them rather than leave them behind.
 
-Protocol, one JSON object per line: requests on the server's stdin
+Protocol, one JSON object per line (helper_process): requests on the server's stdin
 ({"id", "argv", "env", "cwd", "log"}), replies on its stdout ({"id", "pid"} when started,
-{"id", "exit"} when it ended, {"id", "error"} when it could not start).
+{"id", "exit"} when it ended).
 """
 
 import importlib
@@ -23,13 +23,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from typing import IO, Dict, List, Optional, Sequence
+from typing import IO, Any, Dict, List, Optional, Sequence
 
 from .fuse import install_from_environment
-
-STOP_GRACE_S = 5.0
+from .helper_process import HelperEnded, HelperProcess
+from .sessions import GRACE_S, signal_group
 
 
 def python_invocation(argv: Sequence[str]) -> Optional[List[str]]:
@@ -44,11 +43,9 @@ def python_invocation(argv: Sequence[str]) -> Optional[List[str]]:
     return rest
 
 
-def _run_child(request: Dict) -> int:
-    """In the forked child, in its own session: become `python ARGV`, return its exit code."""
-    import runpy
-    import traceback
-
+def _redirect(request: Dict[str, Any]) -> None:
+    """In the forked child: its output to the trial's log, its folder, environment and
+    /gcs/ routing, as a new interpreter started with them would have."""
     fd = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -61,24 +58,38 @@ def _run_child(request: Dict) -> int:
     os.environ.update(request["env"])
     tempfile.tempdir = None  # read TMPDIR again, as a new interpreter would
     install_from_environment()
-    rest = python_invocation(request["argv"])
-    assert rest is not None
+
+
+def _run_python(rest: List[str]) -> None:
+    """Runs `python REST` (script, -m or -c) in this interpreter, with its argv and sys.path."""
+    import runpy
+
     extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     base = [p for p in sys.path[1:] if p not in extra]
+    if rest[0] == "-m":
+        sys.argv = [rest[1], *rest[2:]]
+        sys.path[:] = [os.getcwd(), *extra, *base]
+        runpy.run_module(rest[1], run_name="__main__", alter_sys=True)
+    elif rest[0] == "-c":
+        sys.argv = ["-c", *rest[2:]]
+        sys.path[:] = ["", *extra, *base]
+        exec(compile(rest[1], "<string>", "exec"), {"__name__": "__main__"})
+    else:
+        sys.argv = list(rest)  # as typed; __file__ is absolute, as since Python 3.9
+        script = os.path.abspath(rest[0])
+        sys.path[:] = [os.path.dirname(script), *extra, *base]
+        runpy.run_path(script, run_name="__main__")
+
+
+def _run_child(request: Dict[str, Any]) -> int:
+    """In the forked child, in its own session: become `python ARGV`, return its exit code."""
+    import traceback
+
+    _redirect(request)
+    rest = python_invocation(request["argv"])
+    assert rest is not None
     try:
-        if rest[0] == "-m":
-            sys.argv = [rest[1], *rest[2:]]
-            sys.path[:] = [os.getcwd(), *extra, *base]
-            runpy.run_module(rest[1], run_name="__main__", alter_sys=True)
-        elif rest[0] == "-c":
-            sys.argv = ["-c", *rest[2:]]
-            sys.path[:] = ["", *extra, *base]
-            exec(compile(rest[1], "<string>", "exec"), {"__name__": "__main__"})
-        else:
-            sys.argv = list(rest)  # as typed; __file__ is absolute, as since Python 3.9
-            script = os.path.abspath(rest[0])
-            sys.path[:] = [os.path.dirname(script), *extra, *base]
-            runpy.run_path(script, run_name="__main__")
+        _run_python(rest)
         code = 0
     except SystemExit as e:
         if e.code is None:
@@ -102,11 +113,12 @@ def _run_child(request: Dict) -> int:
     return code
 
 
-def _stop_children(children: Dict[int, str]) -> None:
-    """The runner went away with children running: stop their sessions, as it would have."""
+def _stop_children(children: Dict[int, str], first: int) -> None:
+    """The runner went away with children running: stop their sessions, as it would have
+    (`first`, then SIGKILL after the grace period)."""
     for pid in children:
-        _signal_session(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_S
+        signal_group(pid, first)
+    deadline = time.monotonic() + GRACE_S
     while children and time.monotonic() < deadline:
         pid, _ = os.waitpid(-1, os.WNOHANG)
         if pid == 0:
@@ -114,21 +126,40 @@ def _stop_children(children: Dict[int, str]) -> None:
         else:
             children.pop(pid, None)
     for pid in children:
-        _signal_session(pid, signal.SIGKILL)
+        signal_group(pid, signal.SIGKILL)
 
 
-def _signal_session(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+def _fork(request: Dict[str, Any]) -> int:
+    """Starts the child for `request`; returns its pid once its session exists."""
+    started, ready = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(started)
+            os.setsid()
+            os.close(ready)  # its session exists before anyone learns its pid
+            code = _run_child(request)
+        finally:
+            os._exit(code & 0xFF)
+    os.close(ready)
+    os.read(started, 1)
+    os.close(started)
+    return pid
 
 
-def serve(preload: Sequence[str]) -> None:
+def _reply(out: IO[str], message: Dict[str, Any]) -> None:
+    out.write(json.dumps(message) + "\n")
+    out.flush()
+
+
+def serve(preload: Sequence[str], stop_signal: int = signal.SIGTERM) -> None:
     """The server loop: import `preload`, then fork a child per request until stdin closes.
 
     The runner closes stdin once its children have ended; stdin closing with children
-    still running means the runner died, and the children are stopped."""
+    still running means the runner died, and the children are stopped: `stop_signal`
+    first (SIGKILL for children that must not see a SIGTERM), SIGKILL after the grace
+    period."""
     for name in preload:
         importlib.import_module(name)
     out = sys.stdout
@@ -143,124 +174,92 @@ def serve(preload: Sequence[str]) -> None:
             if not chunk:
                 open_ = False
                 if children:
-                    _stop_children(children)
+                    _stop_children(children, stop_signal)
             buffer += chunk
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
                 request = json.loads(line)
                 out.flush()
-                started, ready = os.pipe()
-                pid = os.fork()
-                if pid == 0:
-                    code = 1
-                    try:
-                        os.close(started)
-                        os.setsid()
-                        os.close(ready)  # its session exists before anyone learns its pid
-                        code = _run_child(request)
-                    finally:
-                        os._exit(code & 0xFF)
-                os.close(ready)
-                os.read(started, 1)
-                os.close(started)
+                pid = _fork(request)
                 children[pid] = request["id"]
-                out.write(json.dumps({"id": request["id"], "pid": pid}) + "\n")
-                out.flush()
+                _reply(out, {"id": request["id"], "pid": pid})
         while children:
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
                 break
             ident = children.pop(pid, None)
             if ident is not None:
-                out.write(json.dumps({"id": ident, "exit": os.waitstatus_to_exitcode(status)}) + "\n")
-                out.flush()
+                _reply(out, {"id": ident, "exit": os.waitstatus_to_exitcode(status)})
     os._exit(0)  # nothing to tear down: the interpreter's own exit, with Hydra loaded, is slow
 
 
 class ForkServer:
     """The runner's side: start commands through the server and wait for their ends.
 
-    With `custom_jobs`, the CustomJob checker (custom_job_check) starts too: a local run
-    needs both, and started early (while the pipeline compiles) their imports are done by
-    the time the first trial starts."""
+    With `custom_jobs`, the CustomJob checker (gcpc_check) starts too: a local run needs
+    both, and started early (while the pipeline compiles) their imports are done by the
+    time the first trial starts. `stop_signal` is what the server's children get first if
+    the runner goes away (see `serve`)."""
 
-    def __init__(self, python: str, preload: Sequence[str], cwd: str, env: Dict[str, str], custom_jobs: bool = True) -> None:
+    def __init__(
+        self,
+        python: str,
+        preload: Sequence[str],
+        cwd: str,
+        env: Dict[str, str],
+        custom_jobs: bool = True,
+        stop_signal: int = signal.SIGTERM,
+    ) -> None:
         from .gcpc_check import CustomJobChecker
 
         self.preload = list(preload)
-        code = f"import sys; from hydra_vertex_pipelines.pipeline_builder.local.fork_server import serve; serve({list(preload)!r})"
-        self.proc = subprocess.Popen(
-            [python, "-c", code],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            cwd=cwd,
-            env=env,
-            start_new_session=True,
+        code = (
+            "import sys; from hydra_vertex_pipelines.pipeline_builder.local.fork_server import serve; "
+            f"serve({list(preload)!r}, stop_signal={int(stop_signal)})"
         )
+        self.helper = HelperProcess([python, "-c", code], cwd=cwd, env=env)
         self.custom_jobs: Optional[CustomJobChecker] = CustomJobChecker(python) if custom_jobs else None
-        self._lock = threading.Lock()
-        self._next = 0
-        self._started: Dict[str, threading.Event] = {}
-        self._pids: Dict[str, int] = {}
-        self._exits: Dict[str, int] = {}
-        self._ended: Dict[str, threading.Event] = {}
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            message = json.loads(line)
-            ident = message["id"]
-            if "pid" in message:
-                self._pids[ident] = message["pid"]
-                self._started[ident].set()
-            elif "exit" in message:
-                self._exits[ident] = message["exit"]
-                self._ended[ident].set()
-        for event in list(self._started.values()) + list(self._ended.values()):
-            event.set()  # the server died: release every waiter
 
     def spawn(self, argv: Sequence[str], env: Dict[str, str], cwd: str, log: str) -> "ForkedProcess":
-        with self._lock:
-            ident = str(self._next)
-            self._next += 1
-            self._started[ident] = threading.Event()
-            self._ended[ident] = threading.Event()
-            stdin: IO[bytes] = self.proc.stdin  # type: ignore[assignment]
-            request = {"id": ident, "argv": list(argv), "env": env, "cwd": cwd, "log": log}
-            stdin.write((json.dumps(request) + "\n").encode())
-            stdin.flush()
-        self._started[ident].wait()
-        if ident not in self._pids:
-            raise OSError("the fork server stopped")
-        return ForkedProcess(self, ident, self._pids[ident])
+        ident = self.helper.send({"argv": list(argv), "env": env, "cwd": cwd, "log": log})
+        try:
+            started = self.helper.reply(ident, "pid")
+        except HelperEnded:
+            raise OSError("the fork server stopped") from None
+        assert started is not None
+        return ForkedProcess(self.helper, ident, started["pid"])
 
     def close(self) -> None:
-        from .gcpc_check import close_helper
-
         if self.custom_jobs is not None:
             self.custom_jobs.close()
-        close_helper(self.proc, timeout=10)
+        self.helper.close(timeout=10)
 
 
 class ForkedProcess:
     """The part of subprocess.Popen's interface the runner uses."""
 
-    def __init__(self, server: ForkServer, ident: str, pid: int) -> None:
-        self.server = server
+    def __init__(self, helper: HelperProcess, ident: str, pid: int) -> None:
+        self.helper = helper
         self.ident = ident
         self.pid = pid
         self.returncode: Optional[int] = None
 
-    def poll(self) -> Optional[int]:
-        if self.returncode is None and self.server._ended[self.ident].is_set():
-            self.returncode = self.server._exits.get(self.ident, -9)
+    def _exit(self, timeout: Optional[float]) -> Optional[int]:
+        if self.returncode is None:
+            try:
+                ended = self.helper.reply(self.ident, "exit", timeout)
+            except HelperEnded:
+                self.returncode = -9  # the server died, and its children with it
+            else:
+                if ended is not None:
+                    self.returncode = ended["exit"]
         return self.returncode
 
+    def poll(self) -> Optional[int]:
+        return self._exit(timeout=0)
+
     def wait(self, timeout: Optional[float] = None) -> int:
-        if not self.server._ended[self.ident].wait(timeout):
+        code = self._exit(timeout)
+        if code is None:
             raise subprocess.TimeoutExpired(str(self.pid), timeout or 0)
-        code = self.poll()
-        assert code is not None
         return code

@@ -19,7 +19,8 @@ import os
 from typing import Any, Callable, Dict
 
 VARIABLE = "HYDRA_VERTEX_LOCAL_GCS"  # {"root": DIR, "prefixes": {gs:// prefix: DIR}}
-_FUSE, _GCS = "/gcs/", "gs://"  # hydra_vertex_pipelines.components.sweep_files' FUSE and GCS: this file imports nothing of the project
+# hydra_vertex_pipelines.components.sweep_files' FUSE and GCS: this file imports nothing of the project
+_FUSE, _GCS = "/gcs/", "gs://"
 # Functions whose leading path argument(s) are routed.
 _OS_ONE = (
     "open", "stat", "lstat", "access", "listdir", "scandir", "mkdir", "rmdir", "remove", "unlink",
@@ -64,7 +65,7 @@ def _routed(function: Callable[..., Any], local: Callable[[Any], Any], count: in
                 kwargs[key] = local(kwargs[key])
         return function(*args, **kwargs)
 
-    routed.__wrapped__ = function  # type: ignore[attr-defined]
+    routed.__wrapped__ = function  # type: ignore[attr-defined]  # as functools.wraps sets it: install() reads it
     routed.__name__ = getattr(function, "__name__", "routed")
     return routed
 
@@ -74,7 +75,7 @@ def install(root: str, prefixes: Dict[str, str]) -> None:
     if getattr(builtins.open, "__wrapped__", None) is not None:
         return
     local = _mapper(os.path.abspath(root), {k: os.path.abspath(v) for k, v in prefixes.items()})
-    builtins.open = io.open = _routed(io.open, local, 1)  # type: ignore[assignment]
+    builtins.open = io.open = _routed(io.open, local, 1)
     for name in _OS_ONE:
         if hasattr(os, name):
             setattr(os, name, _routed(getattr(os, name), local, 1))

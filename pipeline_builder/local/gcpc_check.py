@@ -22,8 +22,9 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from typing import IO, Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
+
+from .helper_process import HelperEnded, HelperProcess
 
 # The variable through which Vertex passes a run's system labels to gcpc (gcp_labels_util.py).
 SYSTEM_LABELS_VARIABLE = "VERTEX_AI_PIPELINES_RUN_LABELS"
@@ -46,14 +47,15 @@ def _deferred(name: str) -> None:
     spec = importlib.util.find_spec(name)
     if spec is None or spec.loader is None:
         return
+    loader = spec.loader
     module = importlib.util.module_from_spec(spec)
 
     def __getattr__(attribute: str) -> Any:
         del module.__dict__["__getattr__"]
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
+        loader.exec_module(module)
         return getattr(module, attribute)
 
-    module.__getattr__ = __getattr__  # type: ignore[attr-defined]
+    module.__dict__["__getattr__"] = __getattr__  # a module's own __getattr__ (PEP 562)
     sys.modules[name] = module
     parent, _, child = name.rpartition(".")
     setattr(sys.modules[parent], child, module)
@@ -164,68 +166,28 @@ class CustomJobChecker:
 
     def __init__(self, python: str = sys.executable, env: Optional[Dict[str, str]] = None) -> None:
         code = "from hydra_vertex_pipelines.pipeline_builder.local.gcpc_check import serve; serve()"
-        self.proc = subprocess.Popen(
-            [python, "-c", code],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=env,
-            # In this install's folder, not the project's: a module there could shadow what the helper imports.
-            cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-            start_new_session=True,
-        )
-        self._lock = threading.Lock()
-        self._next = 0
-        self._waiting: Dict[str, threading.Event] = {}
-        self._replies: Dict[str, Dict[str, Any]] = {}
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            reply = json.loads(line)
-            self._replies[reply["id"]] = reply
-            self._waiting[reply["id"]].set()
-        for event in list(self._waiting.values()):
-            event.set()  # the helper ended: release every waiter
+        # In this install's folder, not the project's: a module there could shadow what the helper imports.
+        here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        self.helper = HelperProcess([python, "-c", code], cwd=here, env=env, stderr=subprocess.DEVNULL)
 
     def check(self, argv: Sequence[str], labels: Dict[str, str], job_id: str) -> Dict[str, Any]:
         """{"name": the job's resource name, "job": the CustomJob as a dict}; raises
         CustomJobRejected with gcpc's or protobuf's error text, RuntimeError if the helper died."""
-        with self._lock:
-            ident = str(self._next)
-            self._next += 1
-            event = self._waiting[ident] = threading.Event()
-            stdin: IO[bytes] = self.proc.stdin  # type: ignore[assignment]
-            request = {"id": ident, "argv": list(argv), "labels": json.dumps(labels), "job_id": job_id}
+        try:
+            ident = self.helper.send({"argv": list(argv), "labels": json.dumps(labels), "job_id": job_id})
+        except OSError:
+            reply = None
+        else:
             try:
-                stdin.write((json.dumps(request) + "\n").encode())
-                stdin.flush()
-            except OSError:
-                event.set()
-        event.wait()
-        reply = self._replies.pop(ident, None)
-        self._waiting.pop(ident, None)
+                reply = self.helper.reply(ident)
+            except HelperEnded:
+                reply = None
+            self.helper.forget(ident)
         if reply is None:
-            raise RuntimeError(f"the CustomJob check helper ended (exit code {self.proc.poll()}) before it answered")
+            raise RuntimeError(f"the CustomJob check helper ended (exit code {self.helper.proc.poll()}) before it answered")
         if "error" in reply:
             raise CustomJobRejected(reply["error"])
         return reply
 
     def close(self) -> None:
-        close_helper(self.proc, timeout=5)
-
-
-def close_helper(proc: "subprocess.Popen[Any]", timeout: float) -> None:
-    """Ends a helper process that serves requests on its stdin: closing stdin asks it to
-    finish; one that does not within `timeout` seconds is killed."""
-    try:
-        if proc.stdin:
-            proc.stdin.close()
-    except OSError:
-        pass
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        self.helper.close(timeout=5)

@@ -125,8 +125,8 @@ def resolve(wheels: Sequence[Path], probe: Mapping[str, Any]) -> List[importlib.
     chosen: Dict[str, importlib.metadata.Distribution] = {}
     extras_seen: Dict[str, Set[str]] = {key: set() for key in provided}
     while queue:
-        who, requires, extras = queue.pop(0)
-        for req in _wanted(requires, extras, probe["markers"]):
+        who, needs, extras = queue.pop(0)
+        for req in _wanted(needs, extras, probe["markers"]):
             key = canonicalize_name(req.name)
             if key not in provided and key not in chosen:
                 found = next(iter(importlib.metadata.distributions(name=req.name, path=list(probe["path"]))), None)
@@ -138,7 +138,9 @@ def resolve(wheels: Sequence[Path], probe: Mapping[str, Any]) -> List[importlib.
                 chosen[key] = found
             version, dependencies = provided[key] if key in provided else (chosen[key].version, chosen[key].requires or [])
             if not req.specifier.contains(version, prereleases=True):
-                raise PackageEnvError(f"{req.name} {version} is installed here, but {who} requires {req}; install a version that matches")
+                raise PackageEnvError(
+                    f"{req.name} {version} is installed here, but {who} requires {req}; install a version that matches"
+                )
             have = extras_seen.get(key)
             if have is None or not set(req.extras) <= have:
                 extras_seen[key] = (have or set()) | set(req.extras)
@@ -214,7 +216,8 @@ def _link(dist: importlib.metadata.Distribution, site: Path) -> None:
     share a namespace (google.*) merge as they do when pip installs them side by side."""
     files = dist.files
     if files is None:
-        raise PackageEnvError(f"{dist.metadata['Name']} {dist.version} was installed without a file list (RECORD): reinstall it with pip")
+        name = dist.metadata["Name"]
+        raise PackageEnvError(f"{name} {dist.version} was installed without a file list (RECORD): reinstall it with pip")
     for path in files:
         relative = str(path)
         if relative.startswith("..") or os.path.isabs(relative):

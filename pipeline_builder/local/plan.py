@@ -6,6 +6,8 @@ its loop DAG's input values), the upstream runs each waits for, whether it runs 
 upstream failure, and each loop's parallelism limit.
 """
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -14,8 +16,16 @@ from typing import Any, Dict, List, Mapping, Optional
 from .resolver import RunContext, loop_items, resolve_inputs, root_scope
 
 CUSTOM_JOB_LAUNCHER = "google_cloud_pipeline_components.container.v1.custom_job.launcher"
-FINAL_STATES = frozenset({"SUCCEEDED", "CACHED", "FAILED", "SKIPPED", "CANCELLED"})
-SUCCESS_STATES = frozenset({"SUCCEEDED", "CACHED"})
+
+
+class TaskKind(str, Enum):
+    """How a task runs here: a CustomJob task (gcpc's launcher), or its container's command."""
+
+    CUSTOM_JOB = "custom_job"
+    CONTAINER = "container"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 class TaskState(str, Enum):
@@ -44,6 +54,10 @@ class TaskState(str, Enum):
     @property
     def succeeded(self) -> bool:
         return self in SUCCESS_STATES
+
+
+FINAL_STATES = frozenset({TaskState.SUCCEEDED, TaskState.CACHED, TaskState.FAILED, TaskState.SKIPPED, TaskState.CANCELLED})
+SUCCESS_STATES = frozenset({TaskState.SUCCEEDED, TaskState.CACHED})
 
 
 @dataclass(frozen=True)
@@ -76,11 +90,11 @@ class TaskRun:
 
     name: str
     display_name: str
-    kind: str  # custom_job or container
+    kind: TaskKind
     dependencies: List[str]
     run_after_failure: bool
     group: Optional[str] = None  # the ParallelFor loop the task is an iteration of
-    state: str = "PENDING"
+    state: TaskState = TaskState.PENDING
     exit_code: Optional[int] = None
     error: Optional[str] = None  # the failure's message(), or an error with no structure
     failure: Optional[TaskFailure] = None
@@ -93,7 +107,7 @@ class TaskRun:
 
 @dataclass
 class RunResult:
-    state: str
+    state: TaskState  # SUCCEEDED, FAILED or CANCELLED
     tasks: Dict[str, TaskRun]
 
     def to_dict(self) -> Dict[str, Any]:
@@ -108,6 +122,14 @@ class PlannedTask:
     component: Mapping[str, Any]
     container: Mapping[str, Any]
     scope: Mapping[str, Any]  # the input values of the DAG the task belongs to
+
+    def cache_key(self, inputs: Mapping[str, Any]) -> Optional[str]:
+        """The task's cache key as Vertex forms it (its executor and its input values), or
+        None when the spec turns its caching off."""
+        if not self.spec.get("cachingOptions", {}).get("enableCache"):
+            return None
+        payload = {"executor": self.container, "inputs": inputs}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def load_pipeline(path: Path) -> Dict[str, Any]:
@@ -163,7 +185,8 @@ class PipelinePlan:
             expanded = f"{inner_name}-{i}"
             shown = item.get("display_name") if isinstance(item, dict) else None
             item_scope = {**dag_values, item_input: item}
-            self._add(expanded, inner_task, self._component(inner_task), item_scope, shown or f"{inner_name} #{i}", task, group=name)
+            component = self._component(inner_task)
+            self._add(expanded, inner_task, component, item_scope, shown or f"{inner_name} #{i}", task, group=name)
             names.append(expanded)
         return names
 
@@ -195,10 +218,10 @@ class PipelinePlan:
         return resolve_inputs(planned.component, planned.spec, planned.scope, self.context, name)
 
 
-def _kind(name: str, container: Mapping[str, Any]) -> str:
+def _kind(name: str, container: Mapping[str, Any]) -> TaskKind:
     text = " ".join(list(container.get("command", [])) + list(container.get("args", [])))
     if CUSTOM_JOB_LAUNCHER in text:
-        return "custom_job"
+        return TaskKind.CUSTOM_JOB
     if "google_cloud_pipeline_components" in text:
         raise UnsupportedPipeline(f"task {name!r} calls a Google Cloud service the local runner cannot emulate")
-    return "container"
+    return TaskKind.CONTAINER

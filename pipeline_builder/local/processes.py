@@ -4,7 +4,7 @@ Each process runs in its own session. When its main process ends, whatever it le
 session is killed, as everything in a container dies with the container's main process;
 a stop (a failed replica, the job's timeout, a cancel) sends SIGTERM to the session, then
 SIGKILL after a grace period, or at once when the stop is hurried. If this process dies
-without stopping them, the reaper (local_reaper) does.
+without stopping them, the reaper (reaper.py) stops them.
 """
 
 import os
@@ -15,14 +15,22 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from .fork_server import ForkServer, python_invocation
 from .reaper import Reaper
+from .sessions import GRACE_S, signal_session
 
 LOG_TAIL_LINES = 20
-KILL_GRACE_S = 5.0
 _POLL_S = 0.02
+
+
+class Console(Protocol):
+    """Where streamed logs go: any text stream (stdout, a file, io.StringIO)."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
 
 
 @dataclass
@@ -63,40 +71,6 @@ def exit_reason(code: int) -> str:
     return f"exit code {code}"
 
 
-def _session_members(sid: int) -> List[int]:
-    """Processes of session `sid` (Linux /proc), beyond its process group."""
-    members = []
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return members
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 3 and int(fields[3]) == sid and int(fields[2]) != sid:
-            members.append(int(entry))
-    return members
-
-
-def signal_session(sid: int, sig: int) -> None:
-    """Signals every process of the session a started process leads (its process group,
-    and members that moved to a group of their own)."""
-    try:
-        os.killpg(sid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-    for pid in _session_members(sid):
-        try:
-            os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
 class Supervisor:
     """Starts processes for the runner's tasks and stops them all on request."""
 
@@ -104,7 +78,7 @@ class Supervisor:
         self,
         python: str,
         cwd: str,
-        console: IO[str],
+        console: Console,
         preload: Optional[Sequence[str]],
         fork_server: Optional[ForkServer],
         server_env: Dict[str, str],
@@ -147,49 +121,13 @@ class Supervisor:
         """Starts every launch, streams the logs that have a prefix, and waits for all to end.
         When one fails, or `timeout` seconds pass, the rest are stopped."""
         procs: List[Any] = []
-        followers = []
-        first_failure: Optional[int] = None
-        timed_out = False
+        followers: List[threading.Thread] = []
         try:
             for launch in launches:
                 if self.stopping.is_set():
                     break
-                try:
-                    proc = self._start(launch)
-                except OSError as e:
-                    with open(launch.log_path, "a", encoding="utf-8") as log_file:
-                        log_file.write(f"could not start {launch.command[0]!r}: {e}\n")
-                    raise
-                with self._lock:
-                    self._running[proc.pid] = proc
-                Reaper.shared().started(proc.pid)  # stopped even if this process is killed
-                procs.append(proc)
-                if launch.prefix is not None:
-                    follower = threading.Thread(target=self._follow, args=(proc, launch.log_path, launch.prefix), daemon=True)
-                    follower.start()
-                    followers.append(follower)
-            started = time.monotonic()
-            stopped_at: Optional[float] = None
-            ended = set()
-            while True:
-                codes = [p.poll() for p in procs]  # every one, so each returncode is fresh
-                for p, c in zip(procs, codes):
-                    if c is not None and p.pid not in ended:
-                        ended.add(p.pid)
-                        signal_session(p.pid, signal.SIGKILL)  # its leftovers die with it
-                if first_failure is None and any(c not in (None, 0) for c in codes):
-                    first_failure = next(i for i, c in enumerate(codes) if c not in (None, 0))
-                if all(c is not None for c in codes):
-                    break
-                now = time.monotonic()
-                if timeout is not None and not timed_out and now - started > timeout:
-                    timed_out = True
-                if stopped_at is None and (first_failure is not None or timed_out or self.stopping.is_set()):
-                    stopped_at = now
-                    self._signal_all(procs, signal.SIGTERM)
-                elif stopped_at is not None and (now - stopped_at > KILL_GRACE_S or self._hurry.is_set()):
-                    self._signal_all(procs, signal.SIGKILL)
-                time.sleep(_POLL_S)
+                self._started(launch, procs, followers)
+            first_failure, timed_out = self._wait(procs, timeout)
         except BaseException:
             self._signal_all(procs, signal.SIGKILL)  # what started must not outlive the failure
             raise
@@ -208,6 +146,52 @@ class Supervisor:
             logs.insert(0, logs.pop(first_failure))
         return Outcome(codes, logs, timed_out)
 
+    def _started(self, launch: Launch, procs: List[Any], followers: List[threading.Thread]) -> None:
+        """Starts one launch (added to `procs`), known to the reaper, its log followed if it
+        has a prefix."""
+        try:
+            proc = self._start(launch)
+        except OSError as e:
+            with open(launch.log_path, "a", encoding="utf-8") as log_file:
+                log_file.write(f"could not start {launch.command[0]!r}: {e}\n")
+            raise
+        with self._lock:
+            self._running[proc.pid] = proc
+        Reaper.shared().started(proc.pid)  # stopped even if this process is killed
+        procs.append(proc)
+        if launch.prefix is not None:
+            follower = threading.Thread(target=self._follow, args=(proc, launch.log_path, launch.prefix), daemon=True)
+            follower.start()
+            followers.append(follower)
+
+    def _wait(self, procs: Sequence[Any], timeout: Optional[float]) -> Tuple[Optional[int], bool]:
+        """Until every process has ended: (the index of the first that failed, or None;
+        whether `timeout` passed). A failure, the timeout or a stop stops the others."""
+        first_failure: Optional[int] = None
+        timed_out = False
+        started = time.monotonic()
+        stopped_at: Optional[float] = None
+        ended = set()
+        while True:
+            codes = [p.poll() for p in procs]  # every one, so each returncode is fresh
+            for p, c in zip(procs, codes, strict=True):
+                if c is not None and p.pid not in ended:
+                    ended.add(p.pid)
+                    signal_session(p.pid, signal.SIGKILL)  # its leftovers die with it
+            if first_failure is None and any(c not in (None, 0) for c in codes):
+                first_failure = next(i for i, c in enumerate(codes) if c not in (None, 0))
+            if all(c is not None for c in codes):
+                return first_failure, timed_out
+            now = time.monotonic()
+            if timeout is not None and not timed_out and now - started > timeout:
+                timed_out = True
+            if stopped_at is None and (first_failure is not None or timed_out or self.stopping.is_set()):
+                stopped_at = now
+                self._signal_all(procs, signal.SIGTERM)
+            elif stopped_at is not None and (now - stopped_at > GRACE_S or self._hurry.is_set()):
+                self._signal_all(procs, signal.SIGKILL)
+            time.sleep(_POLL_S)
+
     @staticmethod
     def _signal_all(procs: Sequence[Any], sig: int) -> None:
         for p in procs:
@@ -221,7 +205,7 @@ class Supervisor:
         with self._lock:
             procs = list(self._running.values())
         self._signal_all(procs, signal.SIGTERM)
-        deadline = time.monotonic() + KILL_GRACE_S
+        deadline = time.monotonic() + GRACE_S
         while any(p.poll() is None for p in procs):
             if self._hurry.is_set() or time.monotonic() > deadline:
                 self._signal_all(procs, signal.SIGKILL)

@@ -17,7 +17,7 @@ import threading
 import time
 from typing import IO, Optional, Set
 
-GRACE_S = 5.0
+from .sessions import GRACE_S, alive, signal_session
 
 
 class Reaper:
@@ -62,18 +62,8 @@ class Reaper:
         self._tell(f"-{sid}")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return False
-
-
 def serve(stdin: IO[str]) -> None:
     """Follows the sessions the starter reports until it goes away, then stops those left."""
-    from .processes import signal_session
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sessions: Set[int] = set()
     for line in stdin:
@@ -85,7 +75,7 @@ def serve(stdin: IO[str]) -> None:
     for sid in sessions:
         signal_session(sid, signal.SIGTERM)
     deadline = time.monotonic() + GRACE_S
-    while any(_alive(sid) for sid in sessions) and time.monotonic() < deadline:
+    while any(alive(sid) for sid in sessions) and time.monotonic() < deadline:
         time.sleep(0.05)
     for sid in sessions:
         signal_session(sid, signal.SIGKILL)  # the leaders' leftovers too

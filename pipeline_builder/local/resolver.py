@@ -31,6 +31,7 @@ import math
 import re
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
 _PLACEHOLDER = re.compile(r"\{\{\$(?P<path>[^{}]*)\}\}")
@@ -136,6 +137,7 @@ def _json_number(number: float) -> str:
     if number == 0 or 1e-6 <= abs(number) < 1e21:
         return format(_digits(number), "f")
     sign, digits, exponent = _digits(number).as_tuple()
+    assert isinstance(exponent, int)  # a finite number's (not 'n', 'N' or 'F')
     text = "".join(map(str, digits))
     exponent += len(digits) - 1
     mantissa = text[0] + (f".{text[1:]}" if len(text) > 1 else "")
@@ -231,7 +233,8 @@ def select(value: Any, selector: str) -> Any:
             selected = selected[key]
         else:
             if not isinstance(selected, list) or int(index) >= len(selected):
-                raise ResolveError(f"evaluation of parameter expression selector {selector!r} failed: index out of range: {index}")
+                failed = f"evaluation of parameter expression selector {selector!r} failed"
+                raise ResolveError(f"{failed}: index out of range: {index}")
             selected = selected[int(index)]
     return selected
 
@@ -306,6 +309,25 @@ def _checked(name: str, value: Any, declared: str) -> Any:
 
 
 # ---- placeholders -----------------------------------------------------------------------
+
+
+def executor_outputs(component: Mapping[str, Any], task_dir: Path) -> Dict[str, Any]:
+    """Where a task's outputs go (in `task_dir`), in the executor input's form."""
+    outputs: Dict[str, Any] = {"outputFile": str(task_dir / "executor_output.json")}
+    definitions = component.get("outputDefinitions", {})
+    if definitions.get("artifacts"):
+        outputs["artifacts"] = {
+            key: {"artifacts": [{"name": key, "type": d.get("artifactType", {}), "uri": str(task_dir / key), "metadata": {}}]}
+            for key, d in definitions["artifacts"].items()
+        }
+    if definitions.get("parameters"):
+        outputs["parameters"] = {key: {"outputFile": str(task_dir / "outputs" / key)} for key in definitions["parameters"]}
+    return outputs
+
+
+def filled_command(container: Mapping[str, Any], given: Mapping[str, Any]) -> List[str]:
+    """A container's command and arguments with the executor input's placeholders filled."""
+    return [fill(a, given) for a in list(container.get("command", [])) + list(container.get("args", []))]
 
 
 def executor_input(values: Mapping[str, Any], outputs: Mapping[str, Any]) -> Dict[str, Any]:

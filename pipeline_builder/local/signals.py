@@ -59,4 +59,3 @@ def stop_signals(hurry: Optional[Callable[[], None]] = None) -> Iterator[None]:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         _active = outer
-

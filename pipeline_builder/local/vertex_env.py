@@ -24,6 +24,15 @@ class Replica:
     index: int
     spec: Mapping[str, Any]
 
+    @property
+    def name(self) -> str:
+        """As Vertex names a replica: `workerpool0-0` is the chief."""
+        return f"workerpool{self.pool}-{self.index}"
+
+    @property
+    def chief(self) -> bool:
+        return (self.pool, self.index) == (0, 0)
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -51,7 +60,7 @@ def job_environment(job: Mapping[str, Any], job_id: str) -> Dict[str, str]:
     # CLOUD_ML_JOB_ID, and AIP_* as gs:// URIs under base_output_directory:
     # https://cloud.google.com/vertex-ai/docs/training/code-requirements#environment-variables
     # (CustomJobSpec.base_output_directory in the proto says the same). Code opens them with a
-    # Cloud Storage client or at their /gcs/... path, which local_fuse routes here.
+    # Cloud Storage client or at their /gcs/... path, which the fuse module routes here.
     env = {"CLOUD_ML_JOB_ID": job_id}
     base = job.get("job_spec", {}).get("base_output_directory", {}).get("output_uri_prefix", "")
     if base:
@@ -81,7 +90,9 @@ def replica_environment(
         # https://cloud.google.com/vertex-ai/docs/training/distributed-training#tf-config
         "TF_CONFIG": json.dumps(
             {
-                "cluster": {TF_TASK_TYPES[p]: cluster[f"workerpool{p}"] for p, n in enumerate(counts) if n and p < len(TF_TASK_TYPES)},
+                "cluster": {
+                    TF_TASK_TYPES[p]: cluster[f"workerpool{p}"] for p, n in enumerate(counts) if n and p < len(TF_TASK_TYPES)
+                },
                 "task": {"type": TF_TASK_TYPES[pool] if pool < len(TF_TASK_TYPES) else f"workerpool{pool}", "index": index},
                 "environment": "cloud",
             }

@@ -11,8 +11,8 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
 
-from .server import VertexEmulator
 from .job_store import ENDED
+from .server import VertexEmulator
 from .storage import DataDir, StorageServer
 
 T = TypeVar("T")
@@ -54,7 +54,9 @@ def _listening(start: Callable[[], T], port: int, option: str) -> T:
     try:
         return start()
     except OSError as e:
-        raise SystemExit(f"error: cannot serve on 127.0.0.1:{port} ({e.strerror}); choose another {option}, or 0 for any free port") from None
+        raise SystemExit(
+            f"error: cannot serve on 127.0.0.1:{port} ({e.strerror}); choose another {option}, or 0 for any free port"
+        ) from None
 
 
 def _greet(vertex_port: int, gcs_url: str, emulator: VertexEmulator, known: int) -> None:
@@ -64,5 +66,6 @@ def _greet(vertex_port: int, gcs_url: str, emulator: VertexEmulator, known: int)
     print(f"Data in {emulator.data_dir} ({known} job(s) from earlier runs)")
     print("Use it from the launcher with:")
     print(f"  export STORAGE_EMULATOR_HOST={gcs_url}")
-    print(f"  ... hydra.launcher.mode=submit hydra.launcher.api_endpoint=http://127.0.0.1:{vertex_port} hydra.launcher.project=local")
+    endpoint = f"hydra.launcher.api_endpoint=http://127.0.0.1:{vertex_port}"
+    print(f"  ... hydra.launcher.mode=submit {endpoint} hydra.launcher.project=local")
     print("Ctrl-C stops it.", flush=True)

@@ -1,0 +1,61 @@
+"""Signals a started process's whole session, and the grace period a stop gives it.
+
+Every process a run starts leads a session of its own, as a container's main process
+leads everything in the container: a stop reaches the session (its process group, and
+members that moved to a group of their own) with SIGTERM, then SIGKILL once `GRACE_S`
+has passed, as `docker stop` gives a container ten seconds and Vertex a replica a few.
+Standard library only: the fork server and the reaper use it at their start.
+"""
+
+import os
+from typing import List
+
+GRACE_S = 5.0  # between a stop's SIGTERM and its SIGKILL
+
+
+def _session_members(sid: int) -> List[int]:
+    """Processes of session `sid` (Linux /proc), beyond its process group."""
+    members: List[int] = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return members
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 3 and int(fields[3]) == sid and int(fields[2]) != sid:
+            members.append(int(entry))
+    return members
+
+
+def signal_group(pid: int, sig: int) -> None:
+    """Signals the process group `pid` leads; nothing if it has gone."""
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def signal_session(sid: int, sig: int) -> None:
+    """Signals every process of the session a started process leads (its process group,
+    and members that moved to a group of their own)."""
+    signal_group(sid, sig)
+    for pid in _session_members(sid):
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, ended but not yet waited for, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
