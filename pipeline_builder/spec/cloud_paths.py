@@ -4,9 +4,7 @@ import os
 import re
 from typing import Any, Dict, Mapping
 
-from hydra_vertex_pipelines.components.sweep_files import FUSE, GCS, gcs_to_fuse
-
-__all__ = ["FUSE", "GCS", "PathMap", "gcs_to_fuse"]
+from hydra_vertex_pipelines.components.sweep_files import FUSE, GCS
 
 # A cloud path starts an argument or follows `=` (as in `hydra.run.dir=/gcs/...`), maybe
 # inside quotes (`hydra.run.dir='/gcs/b/a=1,b=2'`).
