@@ -204,6 +204,11 @@ def objective_summary(rows: Sequence[Mapping[str, Any]], key: str, direction: st
     return summary
 
 
+# The collector component writes its files under this name; its source is copied into
+# every compiled pipeline.yaml, so the name stays.
+write_text = write_atomic
+
+
 def collect(
     trials: Sequence[Mapping[str, Any]],
     summary_path: str,

@@ -34,8 +34,7 @@ def collect_trials(
     import json
     import os
 
-    from hydra_vertex_pipelines.components.atomic_write import write_atomic
-    from hydra_vertex_pipelines.components.collector import collect
+    from hydra_vertex_pipelines.components.collector import collect, write_text
     from hydra_vertex_pipelines.components.report import render_html, render_markdown
 
     if trials_path:
@@ -49,12 +48,12 @@ def collect_trials(
     if summary["best"]:
         metrics.log_metric("best_trial", summary["best"]["number"])
         metrics.log_metric("best_objective", summary["best"]["objective"])
-    write_atomic(markdown.path, render_markdown(summary))
+    write_text(markdown.path, render_markdown(summary))
     # One page for both: its local links are relative to the report file's folder.
     page = render_html(summary, os.path.dirname(report_path) if report_path else None)
-    write_atomic(html.path, page)
+    write_text(html.path, page)
     if report_path:
-        write_atomic(report_path, page)
+        write_text(report_path, page)
 
 
 def collector_op(image: str) -> Any:

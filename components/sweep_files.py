@@ -76,7 +76,7 @@ class SweepFiles(Generic[Folder]):
     PACKAGES = "packages"  # wheels the trials install, one folder per content digest
 
     def __init__(self, folder: Folder, tag: str = "") -> None:
-        self.folder = folder
+        self.folder: Folder = folder
         self.tag = tag
 
     @classmethod
@@ -165,7 +165,7 @@ class TrialFiles(Generic[Folder]):
     EARLIER_RUNS = ".earlier-runs"  # what earlier runs left here, set aside by a local run
 
     def __init__(self, folder: Folder) -> None:
-        self.folder = folder
+        self.folder: Folder = folder
 
     @property
     def result(self) -> Folder:

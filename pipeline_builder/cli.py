@@ -18,8 +18,14 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from hydra_vertex_pipelines.components.sweep_files import GCS, SweepFiles, fuse_to_gcs
 
+from .cloud import VertexTarget, gcs, vertex
+from .spec import PathMap, manifest_beside, read_manifest, stage_files
 
-def _mapping(text: str) -> tuple:
+# A submitted run: where it went, its resource name, and its manifest (None if named directly).
+Run = Tuple[VertexTarget, str, Optional[Dict[str, Any]]]
+
+
+def _mapping(text: str) -> Tuple[str, str]:
     prefix, sep, folder = text.partition("=")
     if not sep or not prefix.startswith(GCS) or not folder:
         raise argparse.ArgumentTypeError(f"--map {text!r}: expected gs://BUCKET/PREFIX=LOCAL_DIR")
@@ -39,13 +45,20 @@ def _positive(text: str) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hydra-vertex-pipelines", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
+    _add_run_local(sub)
+    _add_emulator(sub)
+    _add_run_commands(sub)
+    return p
+
+
+def _add_run_local(sub: Any) -> None:
     run = sub.add_parser("run-local", help="run a pipeline.yaml on this machine")
     run.add_argument("pipeline", type=Path, help="the compiled pipeline.yaml")
     run.add_argument(
         "--root",
         type=Path,
         help="local folder standing for Cloud Storage: gs://BUCKET/x lands in ROOT/BUCKET/x "
-        "(default: gcs/ beside the pipeline)",
+        f"(default: {SweepFiles.RUN_LOCAL_BUCKETS}/ beside the pipeline)",
     )
     run.add_argument(
         "--map",
@@ -59,6 +72,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--work-dir", type=Path, help="for logs and artifacts of non-trial tasks")
     run.add_argument("--cwd", type=Path, help="working directory of the trials (default: this one)")
 
+
+def _add_emulator(sub: Any) -> None:
     emu = sub.add_parser("emulator", help="serve a local Vertex AI PipelineJobs API backed by the local runner")
     emu.add_argument(
         "--data-dir",
@@ -71,6 +86,8 @@ def parser() -> argparse.ArgumentParser:
     emu.add_argument("--max-parallel", type=_positive, help="most tasks of one run at once (default: CPU count)")
     emu.add_argument("--workdir", type=Path, help="stands for the image's working directory (default: this one)")
 
+
+def _add_run_commands(sub: Any) -> None:
     for name, text in (
         ("status", "state of a submitted run"),
         ("results", "the trials' results of a submitted run"),
@@ -82,17 +99,14 @@ def parser() -> argparse.ArgumentParser:
         if name == "status":
             cmd.add_argument("--wait", action="store_true", help="follow the run until it ends")
             cmd.add_argument("--poll-interval", type=float, default=15.0)
-    return p
 
 
-def _runs(target: str, api_endpoint: Optional[str]) -> List[Tuple[Any, str, Optional[Dict[str, Any]]]]:
-    """(VertexTarget, resource name, manifest) for each submitted run `target` names."""
-    from .cloud import VertexTarget
-
+def _runs(target: str, api_endpoint: Optional[str]) -> List[Run]:
+    """Each submitted run `target` names."""
     path = Path(target)
     if path.exists():
         manifests = sorted(path.glob(SweepFiles.MANIFESTS)) if path.is_dir() else [path]
-        out = []
+        out: List[Run] = []
         for m in manifests:
             data = json.loads(m.read_text(encoding="utf-8"))
             info = data.get("vertex")
@@ -108,8 +122,6 @@ def _runs(target: str, api_endpoint: Optional[str]) -> List[Tuple[Any, str, Opti
 
 
 def _status(args: argparse.Namespace) -> int:
-    from .cloud import vertex
-
     worst = 0
     for target, name, _ in _runs(args.target, args.api_endpoint):
         vertex.init(target)
@@ -133,8 +145,6 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _results(args: argparse.Namespace) -> int:
-    from .cloud import gcs
-
     for target, name, manifest in _runs(args.target, args.api_endpoint):
         if manifest is None:
             raise SystemExit("error: results need the sweep dir or manifest (it says where the summary is)")
@@ -154,8 +164,6 @@ def _results(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    from .cloud import vertex
-
     for target, name, _ in _runs(args.target, args.api_endpoint):
         vertex.init(target)
         vertex.attach(name).cancel()
@@ -177,7 +185,6 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def _run_local(args: argparse.Namespace) -> int:
     from .local.runner import UnsupportedPipeline, run_pipeline
-    from .spec import PathMap, manifest_beside, read_manifest, stage_files
 
     pipeline = args.pipeline.resolve()
     if not pipeline.is_file():

@@ -2,7 +2,7 @@
 
 import os
 import re
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Optional
 
 from hydra_vertex_pipelines.components.sweep_files import FUSE, GCS
 
@@ -18,10 +18,10 @@ class PathMap:
     the Hydra sweep dir); anything else lands under `root/BUCKET/...`.
     """
 
-    def __init__(self, root: str, prefixes: Mapping[str, str] = ()) -> None:
+    def __init__(self, root: str, prefixes: Optional[Mapping[str, str]] = None) -> None:
         self.root = os.path.abspath(root)
         self.prefixes: Dict[str, str] = {
-            k.rstrip("/"): os.path.abspath(v) for k, v in dict(prefixes).items()
+            k.rstrip("/"): os.path.abspath(v) for k, v in dict(prefixes or {}).items()
         }
 
     def local(self, path: str) -> str:
