@@ -157,7 +157,7 @@ def test_compile_mode_writes_the_package_beside_the_pipeline(tmp_path):
     pip = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--disable-pip-version-check", "--target", str(target), str(wheels[0])]
     subprocess.run(pip, check=True, stdout=subprocess.DEVNULL)
     assert (target / "hydra_plugins" / "vertex_pipelines_launcher" / "trial_entry.py").is_file()
-    assert (target / "hydra_vertex_pipelines" / "pipeline_builder" / "package_env.py").is_file()
+    assert (target / "hydra_vertex_pipelines" / "pipeline_builder" / "local" / "package_env.py").is_file()
     metadata = next(target.glob("hydra_vertex_pipelines_launcher-0.1.0.dist-info")) / "METADATA"
     requires = [line for line in metadata.read_text().splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line]
     assert [r.split()[1].split("<")[0].split(">")[0] for r in requires] == ["hydra-core", "omegaconf", "cloudpickle"]
