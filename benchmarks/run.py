@@ -76,9 +76,8 @@ def compile_one(n: int, strategy: str) -> None:
 
     from hydra_plugins.vertex_pipelines_launcher._commands import job_args
     from hydra_plugins.vertex_pipelines_launcher.trial_entry import ENTRY_MODULE
-    from hydra_vertex_pipelines.pipeline_builder.pipeline import SweepSpec, compile_pipeline
-    from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings
-    from hydra_vertex_pipelines.pipeline_builder.spec.trials import build_trial
+    from hydra_vertex_pipelines.pipeline_builder.pipeline import compile_pipeline_spec
+    from hydra_vertex_pipelines.pipeline_builder.spec import SweepSpec, TrialSettings, build_trial
 
     imported = time.perf_counter()
     # A trial as the launcher plans it: a two-value override and the arguments that make
@@ -124,7 +123,7 @@ def compile_one(n: int, strategy: str) -> None:
                 fan_out=strategy,
                 parallelism=50 if strategy == "parallel_for" else None,
             )
-            compile_pipeline(sweep, path)
+            compile_pipeline_spec(sweep, path)
         done = time.perf_counter()
         size = path.stat().st_size
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -8,11 +8,12 @@ network, so it works in training networks without egress.
 import json
 import math
 import os
-from datetime import datetime, timezone
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import quote
 
-from hydra_vertex_pipelines.components.sweep_files import LOG_FILE, RESULT_FILE
+from hydra_vertex_pipelines.components.atomic_write import write_atomic
+from hydra_vertex_pipelines.components.clock import iso_utc
+from hydra_vertex_pipelines.components.sweep_files import RESULT_FILE, TrialFiles
 
 MISSING = "MISSING"
 DIRECTIONS = ("minimize", "maximize")
@@ -37,8 +38,8 @@ def console_links(job_id: Optional[str], project: str, location: str) -> Dict[st
 def read_trial(row: Mapping[str, Any], project: str = "", location: str = "", run_id: str = "") -> Dict[str, Any]:
     """One trial's summary row; a trial that left no readable result of run `run_id` (any
     run if "") is MISSING, not dropped: a record of another run is not this trial's."""
-    path = os.path.join(row["output_dir"], RESULT_FILE)
-    log_path = os.path.join(row["output_dir"], LOG_FILE)
+    files = TrialFiles(row["output_dir"])
+    path, log_path = files.result, files.log
     entry: Dict[str, Any] = {
         "number": int(row["number"]),  # pipeline parameters carry numbers as floats
         "overrides": list(row.get("overrides", [])),
@@ -203,13 +204,9 @@ def objective_summary(rows: Sequence[Mapping[str, Any]], key: str, direction: st
     return summary
 
 
-def write_text(path: str, text: str) -> None:
-    """Writes through a temporary file so a reader never sees half a file."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+# The collector component writes its files under this name; its source is copied into
+# every compiled pipeline.yaml, so the name stays.
+write_text = write_atomic
 
 
 def collect(
@@ -235,7 +232,7 @@ def collect(
     best = None if "note" in objective else best_trial(rows, objective["direction"])
     swept, fixed = swept_settings(rows)
     summary = {
-        "created": datetime.now(timezone.utc).isoformat(),
+        "created": iso_utc(),
         "trials": rows,
         "counts": counts,
         "metrics": numeric_metrics(rows),
@@ -244,5 +241,5 @@ def collect(
         "swept": swept,
         "fixed": fixed,
     }
-    write_text(summary_path, json.dumps(summary, indent=2, default=repr))
+    write_atomic(summary_path, json.dumps(summary, indent=2, default=repr))
     return summary

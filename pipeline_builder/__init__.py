@@ -1,11 +1,7 @@
-"""Hydra-agnostic: trial specs -> KFP pipeline -> pipeline.yaml, and the manifest beside it.
+"""Hydra-agnostic: trial specs -> KFP pipeline -> pipeline.yaml, run locally or on Vertex AI.
 
-Importing this package is cheap; kfp is imported only when a pipeline is compiled.
+Subpackages by job: `spec` (what a sweep is), `wheels` (code shipped as wheels), `cloud`
+(Vertex AI and Cloud Storage), `local` (a compiled pipeline run on this machine),
+`emulator` (Vertex's services, offline); `pipeline` compiles, `cli` is the command line.
+Importing this package is cheap: nothing is imported until a subpackage is.
 """
-
-from .errors import ConfigError
-from .spec.settings import TrialSettings
-from .spec.cloud_paths import PathMap, gcs_to_fuse
-from .spec.trials import TrialSpec, build_trial
-
-__all__ = ["ConfigError", "PathMap", "TrialSettings", "TrialSpec", "build_trial", "gcs_to_fuse"]

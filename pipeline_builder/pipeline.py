@@ -4,63 +4,17 @@ Every trial is one CustomTrainingJobOp task, all in parallel; one collector task
 them and runs however they ended.
 """
 
-import functools
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
-from .spec.cloud_paths import gcs_to_fuse
-from .spec.trials import TrialSpec, trial_rows
+from hydra_vertex_pipelines.components.atomic_write import write_atomic
+from hydra_vertex_pipelines.components.sweep_files import gcs_to_fuse
+
+from .spec import SweepSpec, TrialSpec, trial_rows
 
 COLLECTOR_TASK_NAME = "collect trials"
 TRIALS_GROUP = "trials"
-# Above this, the collector's trial list goes into a file in the run folder, since the
-# collector's executor input travels as one command-line argument (at most 128 KiB).
-INLINE_TRIALS_LIMIT = 32 * 1024
-
-
-@dataclass(frozen=True)
-class SweepSpec:
-    """One sweep batch: the pipeline's identity, its trials and its collector."""
-
-    name: str
-    run_id: str
-    pipeline_root: str
-    run_root: str  # gs:// folder of this run; the summary lands here
-    trials: Tuple[TrialSpec, ...]
-    collector_image: str
-    description: str = ""
-    summary_name: str = "summary.json"
-    # tasks: one named task per trial; parallel_for: one task looping over the trials,
-    # at most `parallelism` at once (None: no limit).
-    fan_out: str = "tasks"
-    parallelism: Optional[int] = None
-    # The best trial is the one with the lowest (minimize) or highest (maximize) value of
-    # `objective_key` in its return value ("": the return value itself).
-    objective_key: str = ""
-    objective_direction: str = "minimize"
-    # Where the trials' CustomJobs run, for console links in the report ("": unknown).
-    project: str = ""
-    location: str = ""
-
-    @functools.cached_property
-    def trials_file(self) -> Optional[str]:
-        """gs:// URI of the collector's trial list when it is too big to pass inline."""
-        if len(json.dumps(trial_rows(self.trials))) <= INLINE_TRIALS_LIMIT:
-            return None
-        return f"{self.run_root}/{self.summary_name.replace('summary', 'trials', 1)}"
-
-    @property
-    def summary_path(self) -> str:
-        """Where the collector writes the summary, as the collector sees it (/gcs/...)."""
-        return f"{gcs_to_fuse(self.run_root)}/{self.summary_name}"
-
-    @property
-    def report_path(self) -> str:
-        """Where the collector writes the HTML report, beside the summary."""
-        stem = self.summary_name.replace("summary", "report", 1).rsplit(".", 1)[0]
-        return f"{gcs_to_fuse(self.run_root)}/{stem}.html"
 
 
 # CustomTrainingJobOp's own defaults, for inputs some trials set and others leave unset.
@@ -172,8 +126,9 @@ def trial_task_names(spec: Dict[str, Any]) -> Dict[str, str]:
     return out
 
 
-def write_spec(pipeline: Any, path: Path) -> Dict[str, Any]:
-    """Writes a compiled pipeline as kfp's compiler does, through libyaml when available.
+def spec_document(pipeline: Any) -> Tuple[Dict[str, Any], str]:
+    """A compiled pipeline as kfp's compiler writes it, through libyaml when available,
+    and the spec it holds.
 
     kfp dumps the spec with PyYAML's pure-Python emitter, which takes about 1 s per 1,000
     looped trials (benchmarks/README.md); the C emitter writes the same document in a
@@ -189,12 +144,11 @@ def write_spec(pipeline: Any, path: Path) -> Dict[str, Any]:
     if len(pipeline.platform_spec.platforms) > 0:
         documents.append(json_format.MessageToDict(pipeline.platform_spec))
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(pipeline_spec_builder.extract_comments_from_pipeline_spec(spec, pipeline.description))
-        # One line per long string: folding a 10,000-trial item list at 80 columns would
-        # add an indent to every line of it.
-        yaml.dump_all(documents, f, sort_keys=True, Dumper=dumper, width=2**31 - 1)
-    return spec
+    comments = pipeline_spec_builder.extract_comments_from_pipeline_spec(spec, pipeline.description)
+    # One line per long string: folding a 10,000-trial item list at 80 columns would
+    # add an indent to every line of it.
+    body = yaml.dump_all(documents, sort_keys=True, Dumper=dumper, width=2**31 - 1)
+    return spec, comments + body
 
 
 def _compact_loop_items(spec: Dict[str, Any]) -> None:
@@ -209,16 +163,8 @@ def _compact_loop_items(spec: Dict[str, Any]) -> None:
 
 
 def compile_pipeline_spec(sweep: SweepSpec, path: Path) -> Dict[str, Any]:
-    """Writes the pipeline.yaml for `sweep` at `path` (atomically) and returns the spec it
-    holds, so callers need not read the file back."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.yaml")
-    spec = write_spec(build_pipeline(sweep), tmp)
-    tmp.replace(path)
+    """Writes the pipeline.yaml for `sweep` at `path` (whole or not at all) and returns
+    the spec it holds, so callers need not read the file back."""
+    spec, document = spec_document(build_pipeline(sweep))
+    write_atomic(path, document)
     return spec
-
-
-def compile_pipeline(sweep: SweepSpec, path: Path) -> Path:
-    """Writes the pipeline.yaml for `sweep` at `path` (atomically) and returns the path."""
-    compile_pipeline_spec(sweep, path)
-    return Path(path)

@@ -276,5 +276,5 @@ def test_experiments_survive_a_restart(tmp_path):
     first.create(store, "run-1", {"schemaTitle": "system.PipelineRun"})
     first.handle("POST", f"/v1/{store}/contexts/study:addContextChildren", {}, {"childContexts": [f"{store}/contexts/run-1"]})
     again = MetadataService(tmp_path / "metadata.json")
-    assert again.experiment_runs(f"{store}/contexts/study") == [f"{store}/contexts/run-1"]
+    assert again.children[f"{store}/contexts/study"] == [f"{store}/contexts/run-1"]
     assert again.contexts[f"{store}/contexts/run-1"]["parentContexts"] == [f"{store}/contexts/study"]

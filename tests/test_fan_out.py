@@ -130,9 +130,9 @@ def test_trial_file_reaches_the_collector_through_the_bucket(emulators, tmp_path
     """Submission uploads the trial file and the collector reads it from the bucket. The
     limit is lowered so that a few trials take the file path (the real limit is measured
     in local mode above)."""
-    from hydra_vertex_pipelines.pipeline_builder import pipeline
+    from hydra_vertex_pipelines.pipeline_builder.spec import sweep
 
-    monkeypatch.setattr(pipeline, "INLINE_TRIALS_LIMIT", 10)
+    monkeypatch.setattr(sweep, "INLINE_TRIALS_LIMIT", 10)
     overrides = [
         f"hydra.sweep.dir={tmp_path}",
         *submit_overrides(emulators),
@@ -154,9 +154,9 @@ def test_run_local_stages_the_trial_file_of_a_compiled_sweep(tmp_path, monkeypat
     import sys
 
     from conftest import REPO
-    from hydra_vertex_pipelines.pipeline_builder import pipeline
+    from hydra_vertex_pipelines.pipeline_builder.spec import sweep as sweep_spec
 
-    monkeypatch.setattr(pipeline, "INLINE_TRIALS_LIMIT", 10)
+    monkeypatch.setattr(sweep_spec, "INLINE_TRIALS_LIMIT", 10)
     sweep = tmp_path / "sweep"
     command = f"hydra.launcher.trial.command=[python,{APPS / 'instant.py'}]"
     launch_in_process(FAULTS / "conf", [f"hydra.sweep.dir={sweep}", *COMPILE, command], [[f"x={i}"] for i in range(3)])

@@ -6,9 +6,10 @@ import pytest
 
 from conftest import APPS, read_json
 from hydra_vertex_pipelines.pipeline_builder.local import LocalRunner, RunnerSettings, load_pipeline
-from hydra_vertex_pipelines.pipeline_builder.pipeline import SweepSpec, compile_pipeline
+from hydra_vertex_pipelines.pipeline_builder.pipeline import compile_pipeline_spec
 from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
 from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings, WorkerPoolSettings
+from hydra_vertex_pipelines.pipeline_builder.spec.sweep import SweepSpec
 from hydra_vertex_pipelines.pipeline_builder.spec.trials import build_trial
 
 
@@ -16,7 +17,8 @@ def compile_sweep(tmp_path, trials, collector=True):
     sweep = SweepSpec(
         name="t", run_id="run", pipeline_root="gs://b", run_root="gs://b/run", trials=tuple(trials), collector_image="img"
     )
-    return load_pipeline(compile_pipeline(sweep, tmp_path / "pipeline.yaml"))
+    compile_pipeline_spec(sweep, tmp_path / "pipeline.yaml")
+    return load_pipeline(tmp_path / "pipeline.yaml")
 
 
 def trial(number, settings, command, args):

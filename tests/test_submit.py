@@ -349,4 +349,4 @@ def test_run_is_associated_with_its_experiment(emulators, tmp_path):
     experiment = emulators["vertex"].metadata.contexts[f"{store}/contexts/lr-study"]
     assert experiment["schemaTitle"] == "system.Experiment"
     run_context = f"{store}/contexts/{resource.rsplit('/', 1)[1]}"
-    assert emulators["vertex"].metadata.experiment_runs(f"{store}/contexts/lr-study") == [run_context]
+    assert emulators["vertex"].metadata.children[f"{store}/contexts/lr-study"] == [run_context]

@@ -4,8 +4,8 @@ import pytest
 from google.cloud.aiplatform_v1.types import AcceleratorType, CustomJobSpec, WorkerPoolSpec
 from google.protobuf import json_format
 
-from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings, WorkerPoolSettings
-from hydra_vertex_pipelines.pipeline_builder.spec.trials import build_trial, gcs_to_fuse, trial_rows
+from hydra_vertex_pipelines.components.sweep_files import gcs_to_fuse
+from hydra_vertex_pipelines.pipeline_builder.spec import TrialSettings, WorkerPoolSettings, build_trial, trial_rows
 
 
 def make(settings: TrialSettings, **kw):

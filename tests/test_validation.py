@@ -3,16 +3,18 @@ from dataclasses import replace
 import pytest
 
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
-from hydra_vertex_pipelines.pipeline_builder.spec.settings import PackageSettings, TrialSettings, WorkerPoolSettings
-from hydra_vertex_pipelines.pipeline_builder.spec.validation import (
-    MAX_ARG_BYTES,
+from hydra_vertex_pipelines.pipeline_builder.spec import (
+    PackageSettings,
+    TrialSettings,
+    WorkerPoolSettings,
     check_arguments,
     check_gcs_uri,
     check_launcher_settings,
     check_trial_settings,
     duration,
-    suggest_accelerator,
 )
+from hydra_vertex_pipelines.pipeline_builder.spec.validation import MAX_ARG_BYTES
+from hydra_vertex_pipelines.pipeline_builder.spec.worker_pools import suggest_accelerator
 
 OK = TrialSettings(image_uri="us-docker.pkg.dev/p/r/i:1")
 
@@ -272,7 +274,7 @@ def test_each_rule_names_field_value_and_what_is_accepted(changes, message):
 
 
 def test_cmek_key_in_another_region_is_refused():
-    from hydra_vertex_pipelines.pipeline_builder.spec.validation import check_kms_key
+    from hydra_vertex_pipelines.pipeline_builder.spec import check_kms_key
 
     check_kms_key("projects/p/locations/us-central1/keyRings/r/cryptoKeys/k", "us-central1", "f")
     with pytest.raises(ConfigError, match="a key in location europe-west4 .*this one is in us-central1"):

@@ -7,7 +7,7 @@ modes never import google.cloud.aiplatform (about 2.5 s).
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Type
 
 from ..errors import ConfigError
 
@@ -104,6 +104,23 @@ def _emulated_project_number(target: VertexTarget, pipeline_root: str) -> Iterat
         resource_manager_utils.get_project_number = original
 
 
+def _transient_errors() -> Tuple[Type[Exception], ...]:
+    """The failures of a create request that sending it again may cure."""
+    import requests
+    from google.api_core import exceptions as gexc
+
+    return (
+        gexc.ServiceUnavailable,
+        gexc.InternalServerError,
+        gexc.TooManyRequests,
+        gexc.GatewayTimeout,
+        gexc.DeadlineExceeded,
+        requests.exceptions.ConnectionError,
+        requests.exceptions.Timeout,
+        ConnectionError,
+    )
+
+
 def submit(
     target: VertexTarget,
     template_path: str,
@@ -125,20 +142,10 @@ def submit(
     The SDK does not retry a create. A create whose answer was lost may still have made
     the job, so a retry that meets ALREADY_EXISTS adopts that job when its labels match.
     """
-    import requests
     from google.api_core import exceptions as gexc
     from google.cloud import aiplatform
 
-    transient = (
-        gexc.ServiceUnavailable,
-        gexc.InternalServerError,
-        gexc.TooManyRequests,
-        gexc.GatewayTimeout,
-        gexc.DeadlineExceeded,
-        requests.exceptions.ConnectionError,
-        requests.exceptions.Timeout,
-        ConnectionError,
-    )
+    transient = _transient_errors()
     job = aiplatform.PipelineJob(
         display_name=display_name,
         template_path=template_path,

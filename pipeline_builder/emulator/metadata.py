@@ -108,11 +108,6 @@ class MetadataService:
             if all(str(c.get(_camel(k), "")) == v for k, v in wanted if _camel(k) in ("schemaTitle", "displayName"))
         ]
 
-    def experiment_runs(self, experiment_context: str) -> List[str]:
-        """The contexts (e.g. PipelineJob runs) associated with an experiment's context."""
-        with self._lock:
-            return list(self.children.get(experiment_context, []))
-
 
 def _camel(key: str) -> str:
     head, *rest = key.split("_")

@@ -2,11 +2,9 @@
 
 import os
 import re
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Optional
 
-from hydra_vertex_pipelines.components.sweep_files import FUSE, GCS, gcs_to_fuse
-
-__all__ = ["FUSE", "GCS", "PathMap", "gcs_to_fuse"]
+from hydra_vertex_pipelines.components.sweep_files import FUSE, GCS
 
 # A cloud path starts an argument or follows `=` (as in `hydra.run.dir=/gcs/...`), maybe
 # inside quotes (`hydra.run.dir='/gcs/b/a=1,b=2'`).
@@ -20,10 +18,10 @@ class PathMap:
     the Hydra sweep dir); anything else lands under `root/BUCKET/...`.
     """
 
-    def __init__(self, root: str, prefixes: Mapping[str, str] = ()) -> None:
+    def __init__(self, root: str, prefixes: Optional[Mapping[str, str]] = None) -> None:
         self.root = os.path.abspath(root)
         self.prefixes: Dict[str, str] = {
-            k.rstrip("/"): os.path.abspath(v) for k, v in dict(prefixes).items()
+            k.rstrip("/"): os.path.abspath(v) for k, v in dict(prefixes or {}).items()
         }
 
     def local(self, path: str) -> str:

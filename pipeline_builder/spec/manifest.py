@@ -5,13 +5,15 @@ re-attached or resumed from the sweep dir alone. It holds no credentials and no 
 """
 
 import json
-import os
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from hydra_vertex_pipelines.components.atomic_write import write_atomic
+from hydra_vertex_pipelines.components.clock import iso_utc
+from hydra_vertex_pipelines.components.sweep_files import SweepFiles
+
 from .cloud_paths import PathMap
-from ..pipeline import SweepSpec
+from .sweep import SweepSpec
 
 FORMAT_VERSION = 1
 
@@ -19,7 +21,7 @@ FORMAT_VERSION = 1
 def manifest_data(sweep: SweepSpec, pipeline_yaml: Path, **extra: Any) -> Dict[str, Any]:
     return {
         "format_version": FORMAT_VERSION,
-        "created": datetime.now(timezone.utc).isoformat(),
+        "created": iso_utc(),
         "pipeline_name": sweep.name,
         "run_id": sweep.run_id,
         "pipeline_root": sweep.pipeline_root,
@@ -47,9 +49,7 @@ def manifest_data(sweep: SweepSpec, pipeline_yaml: Path, **extra: Any) -> Dict[s
 
 def write_manifest(path: Path, data: Dict[str, Any]) -> Path:
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False))
     return path
 
 
@@ -59,16 +59,16 @@ def read_manifest(path: Path) -> Dict[str, Any]:
 
 def manifest_path_for(pipeline_yaml: Path) -> Path:
     """The manifest that goes with a pipeline.yaml (pipeline-4.yaml with manifest-4.json)."""
-    pipeline_yaml = Path(pipeline_yaml)
-    return pipeline_yaml.with_name("manifest" + pipeline_yaml.stem[len("pipeline") :] + ".json")
+    files = SweepFiles.of_pipeline(Path(pipeline_yaml))
+    if files is None:
+        raise ValueError(f"{pipeline_yaml}: not named as a pipeline file (pipeline.yaml, pipeline-4.yaml, ...)")
+    return files.manifest
 
 
 def manifest_beside(pipeline_yaml: Path) -> Optional[Path]:
     """The manifest written with a pipeline.yaml, if it is there."""
-    if not Path(pipeline_yaml).name.startswith("pipeline"):
-        return None
-    path = manifest_path_for(pipeline_yaml)
-    return path if path.is_file() else None
+    files = SweepFiles.of_pipeline(Path(pipeline_yaml))
+    return files.manifest if files is not None and files.manifest.is_file() else None
 
 
 def stage_files(manifest: Dict[str, Any], paths: PathMap) -> List[str]:

@@ -2,8 +2,10 @@
 
 import hashlib
 import re
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Dict, Mapping, Optional
+
+from hydra_vertex_pipelines.components.clock import utc_now
 
 from ..errors import ConfigError
 
@@ -49,17 +51,23 @@ def run_id(name: str, key: str, now: Optional[datetime] = None) -> str:
     `key` (sweep dir and batch) goes into a short hash so two sweeps started in the same
     second still differ.
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or utc_now()
     digest = hashlib.sha256(f"{key}|{now.isoformat()}".encode()).hexdigest()[:6]
     return f"{name[:40].rstrip('-')}-{now:%Y%m%d-%H%M%S}-{digest}"
 
 
-# What gcpc's launcher cannot take inside `"display_name": "..."`: the driver pastes the
-# string into the payload template unescaped and json.loads (strict) parses it, so `"`, `\`
-# and U+0000-U+001F break it; surrogates cannot be encoded as UTF-8 at all. `{{` could be
-# read as a placeholder by a driver that substitutes one input's value into another's.
-_UNSAFE_IN_PAYLOAD = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# What no display name holds: control characters, and surrogates, which cannot be encoded
+# as UTF-8 at all. Inside gcpc's payload template (`"display_name": "..."`, pasted unescaped
+# and parsed by a strict json.loads) `"` and `\` break it too, and `{{` could be read as a
+# placeholder by a driver that substitutes one input's value into another's.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _QUOTES = str.maketrans({'"': "'", "\\": "/"})
+
+
+def is_display_name(text: str) -> bool:
+    """Whether Vertex takes `text` as a display name as it is (a PipelineJob's: it does
+    not pass through gcpc's payload template)."""
+    return len(text) <= MAX_DISPLAY_NAME and _CONTROL.search(text) is None
 
 
 def display_name(text: str) -> str:
@@ -67,7 +75,7 @@ def display_name(text: str) -> str:
     overrides hold: whitespace runs become one space, `"` becomes `'`, `\\` becomes `/`,
     other control characters are dropped, `{{` is split, and the result is cut to
     Vertex's 128 characters, marking the cut."""
-    text = _UNSAFE_IN_PAYLOAD.sub(lambda m: " " if m.group().isspace() else "", text)
+    text = _CONTROL.sub(lambda m: " " if m.group().isspace() else "", text)
     text = " ".join(text.split()).translate(_QUOTES)
     text = re.sub(r"\{(?=\{)", "{ ", text)
     if len(text) <= MAX_DISPLAY_NAME:

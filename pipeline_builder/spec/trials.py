@@ -4,13 +4,13 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from .cloud_paths import gcs_to_fuse
+from hydra_vertex_pipelines.components.sweep_files import TrialFiles, gcs_to_fuse
+
 from ..errors import ConfigError
 from .names import display_name
 from .settings import REDUCTION_SERVER_IMAGE, REDUCTION_SERVER_MACHINE, TrialSettings, WorkerPoolSettings
-from .validation import check_arguments, duration
-
-from hydra_vertex_pipelines.components.sweep_files import RESULT_FILE
+from .validation import check_arguments
+from .values import duration
 
 # gcpc's payload template around the inputs, with the project, location and persistent
 # resource id Vertex fills in: what the `--payload` argument holds besides the inputs.
@@ -35,7 +35,7 @@ class TrialSpec:
 
     @property
     def result_path(self) -> str:
-        return f"{self.output_dir}/{RESULT_FILE}"
+        return TrialFiles(self.output_dir).result
 
     def custom_job_inputs(self) -> Dict[str, Any]:
         """Keyword arguments of CustomTrainingJobOp for this trial."""

@@ -23,6 +23,9 @@ import zipfile
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+from hydra_vertex_pipelines.components.atomic_write import write_atomic
+from hydra_vertex_pipelines.components.sweep_files import SweepFiles
+
 from .project_wheel import DISTRIBUTION, PackageUpload, package_folder
 
 # The import packages of this distribution (hydra_plugins itself is a namespace package).
@@ -111,10 +114,7 @@ def write_beside(pipeline_dir: Path, pipeline_root: str) -> PackageUpload:
     project's wheel is, and the URI it is uploaded to."""
     name, data = wheel_bytes()
     digest = hashlib.sha256(data).hexdigest()
-    local = Path(pipeline_dir) / "packages" / digest / name
+    local = SweepFiles(Path(pipeline_dir)).packages(digest) / name
     if not local.is_file():
-        local.parent.mkdir(parents=True, exist_ok=True)
-        partial = local.with_name(f".{name}.partial")
-        partial.write_bytes(data)
-        partial.replace(local)
+        write_atomic(local, data)
     return PackageUpload(uri=f"{package_folder(pipeline_root, digest)}/{name}", digest=digest, local_path=local)

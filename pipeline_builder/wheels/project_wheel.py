@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Tuple
 
+from hydra_vertex_pipelines.components.sweep_files import SweepFiles
+
 from ..cloud import gcs
 from ..errors import ConfigError
 
@@ -161,7 +163,7 @@ def build_wheel(source_dir: Path, out_dir: Path, field: str = SOURCE_DIR_FIELD) 
 
 def package_folder(pipeline_root: str, digest: str) -> str:
     """The folder that holds the wheel built from sources with this digest."""
-    return f"{pipeline_root.rstrip('/')}/packages/{digest}"
+    return SweepFiles(pipeline_root.rstrip("/")).packages(digest)
 
 
 def write_beside(pipeline_dir: Path, source_dir: Path, pipeline_root: str) -> PackageUpload:
@@ -172,7 +174,7 @@ def write_beside(pipeline_dir: Path, source_dir: Path, pipeline_root: str) -> Pa
     `<pipeline_root>/packages` (see `upload_command`) puts every wheel where trials look.
     """
     digest = source_digest(Path(source_dir))
-    local_folder = Path(pipeline_dir) / "packages" / digest
+    local_folder = SweepFiles(Path(pipeline_dir)).packages(digest)
     existing = sorted(local_folder.glob("*.whl")) if local_folder.is_dir() else []
     if existing:
         wheel = existing[0]

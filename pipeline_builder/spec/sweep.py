@@ -1,0 +1,62 @@
+"""What one sweep batch is: the pipeline's identity, its trials and its collector, as plain data."""
+
+import functools
+import json
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from hydra_vertex_pipelines.components.sweep_files import SweepFiles, gcs_to_fuse
+
+from .trials import TrialSpec, trial_rows
+
+# Above this, the collector's trial list goes into a file in the run folder, since the
+# collector's executor input travels as one command-line argument (at most 128 KiB).
+INLINE_TRIALS_LIMIT = 32 * 1024
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """One sweep batch: the pipeline's identity, its trials and its collector."""
+
+    name: str
+    run_id: str
+    pipeline_root: str
+    run_root: str  # gs:// folder of this run; the summary lands here
+    trials: Tuple[TrialSpec, ...]
+    collector_image: str
+    description: str = ""
+    # The summary's file name; the batch's other files in the run folder carry its tag.
+    summary_name: str = "summary.json"
+    # tasks: one named task per trial; parallel_for: one task looping over the trials,
+    # at most `parallelism` at once (None: no limit).
+    fan_out: str = "tasks"
+    parallelism: Optional[int] = None
+    # The best trial is the one with the lowest (minimize) or highest (maximize) value of
+    # `objective_key` in its return value ("": the return value itself).
+    objective_key: str = ""
+    objective_direction: str = "minimize"
+    # Where the trials' CustomJobs run, for console links in the report ("": unknown).
+    project: str = ""
+    location: str = ""
+
+    @property
+    def files(self) -> SweepFiles[str]:
+        """The batch's files in the run folder (gs://)."""
+        return SweepFiles.of_summary(self.run_root, self.summary_name)
+
+    @functools.cached_property
+    def trials_file(self) -> Optional[str]:
+        """gs:// URI of the collector's trial list when it is too big to pass inline."""
+        if len(json.dumps(trial_rows(self.trials))) <= INLINE_TRIALS_LIMIT:
+            return None
+        return self.files.trials
+
+    @property
+    def summary_path(self) -> str:
+        """Where the collector writes the summary, as the collector sees it (/gcs/...)."""
+        return gcs_to_fuse(self.files.summary)
+
+    @property
+    def report_path(self) -> str:
+        """Where the collector writes the HTML report, beside the summary."""
+        return gcs_to_fuse(self.files.report)
