@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from hydra_vertex_pipelines.components.sweep_files import LOG_FILE
+from hydra_vertex_pipelines.components.sweep_files import TrialFiles
 
 from ..spec.cloud_paths import PathMap
 from .interpreter import TaskInterpreter
@@ -42,11 +42,6 @@ def job_output_dir(job_spec: Mapping[str, Any], paths: PathMap, fallback: str) -
     return paths.local(base) if base else fallback
 
 
-def replica_log(replica: Replica) -> str:
-    """The name of a replica's log file in the job's output folder."""
-    return LOG_FILE if replica.chief else f"trial-{replica.name}.log"
-
-
 def launch_replicas(
     job: Mapping[str, Any],
     job_id: str,
@@ -72,7 +67,7 @@ def launch_replicas(
         launch = Launch(
             command=command,
             env={**env, **pool_env, **replica_environment(job_spec, counts, replica, ports)},
-            log_path=os.path.join(output_dir, replica_log(replica)),
+            log_path=TrialFiles(output_dir).replica_log(replica.pool, replica.index),
             prefix=shown,
             cwd=cwd,
         )

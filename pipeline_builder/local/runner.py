@@ -21,6 +21,8 @@ from pathlib import Path
 from queue import Empty, Queue
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
+from hydra_vertex_pipelines.components.sweep_files import SweepFiles
+
 from ..spec.cloud_paths import PathMap
 from .container_task import ContainerHandler
 from .custom_job_task import CustomJobHandler
@@ -239,7 +241,7 @@ def run_pipeline(
     """Runs the pipeline at `path`; by default cloud paths land in `<its folder>/gcs/`."""
     path = Path(path).resolve()
     settings = RunnerSettings(
-        paths=paths or PathMap(str(path.parent / "gcs")),
+        paths=paths or PathMap(str(SweepFiles(path.parent).run_local_buckets)),
         work_dir=work_dir or path.parent / f".{path.stem}-run",
         max_parallel=max_parallel,
         cwd=cwd,
