@@ -21,4 +21,3 @@ def iso_utc(t: Optional[float] = None) -> str:
 def rfc3339(t: Optional[float] = None) -> str:
     """`t` (default now) as Vertex spells times: `2026-01-02T03:04:05.678901Z`."""
     return iso_utc(t).replace("+00:00", "Z")
-

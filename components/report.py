@@ -180,7 +180,7 @@ def file_href(path: str, report_dir: Optional[str]) -> str:
 def output_href(output_dir: str, report_dir: Optional[str]) -> str:
     """A trial's output folder: the console's bucket browser for /gcs/..., else a file link."""
     if output_dir.startswith(FUSE):
-        return f"{CONSOLE}/storage/browser/{quote(output_dir[len(FUSE):])}"
+        return f"{CONSOLE}/storage/browser/{quote(output_dir[len(FUSE) :])}"
     return file_href(output_dir, report_dir)
 
 
@@ -253,7 +253,7 @@ def table(summary: Mapping[str, Any], report_dir: Optional[str]) -> str:
     header = "".join(f"<th>{h}</th>" for h in head)
     return (
         f'<div class="table-wrap"><table id="trials"><thead><tr>{header}</tr></thead>'
-        f'<tbody>\n{chr(10).join(rows)}\n</tbody></table></div>'
+        f"<tbody>\n{chr(10).join(rows)}\n</tbody></table></div>"
     )
 
 

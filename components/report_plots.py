@@ -79,7 +79,7 @@ def numeric_axis(values: Sequence[float], title: str, integer: bool = False, log
     if log and lo > 0 and hi / lo >= 100:
         first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
         every = max(1, math.ceil((last - first) / 8))
-        ticks = [(10.0**e, f"{10.0 ** e:g}") for e in range(first, last + 1, every)]
+        ticks = [(10.0**e, f"{10.0**e:g}") for e in range(first, last + 1, every)]
         return Axis(f"{title} (log scale)", ticks, first, last, log=True)
     if lo == hi:
         pad = 1.0 if integer or lo == 0 else abs(lo) * 0.1
@@ -121,7 +121,9 @@ def svg_frame(x_ticks: Sequence[Tuple[float, str]], x_title: str, y: Axis, rotat
             )
         else:
             parts.append(f'<text x="{px}" y="{base + 16}" text-anchor="middle">{escape(label)}</text>')
-    parts.append(f'<text class="axis-title" x="{LEFT + PLOT_W / 2}" y="{HEIGHT - 6}" text-anchor="middle">{escape(x_title)}</text>')
+    parts.append(
+        f'<text class="axis-title" x="{LEFT + PLOT_W / 2}" y="{HEIGHT - 6}" text-anchor="middle">{escape(x_title)}</text>'
+    )
     mid = TOP + PLOT_H / 2
     parts.append(
         f'<text class="axis-title" x="14" y="{mid}" text-anchor="middle" transform="rotate(-90 14 {mid})">{escape(y.title)}</text>'
@@ -197,7 +199,7 @@ def trial_number_plot(summary: Mapping[str, Any], scored: Sequence[Mapping[str, 
         body.append(f'<path class="running-best" d="{"".join(path)}"><title>best so far</title></path>')
     for r in scored:
         body.append(svg_point(x.frac(r["number"]), y.frac(r["objective"]), tooltip(r, label), r["number"] == best))
-    caption = f"{escape(label)} over trial number <span class=\"muted\">(line: best so far)</span>"
+    caption = f'{escape(label)} over trial number <span class="muted">(line: best so far)</span>'
     return figure('id="plot-trial-number" data-over="trial-number"', caption, body, f"{label} over trial number")
 
 

@@ -111,7 +111,9 @@ def _runs(target: str, api_endpoint: Optional[str]) -> List[Run]:
             data = json.loads(m.read_text(encoding="utf-8"))
             info = data.get("vertex")
             if info:
-                out.append((VertexTarget(info["project"], info["location"], info.get("api_endpoint")), info["resource_name"], data))
+                out.append(
+                    (VertexTarget(info["project"], info["location"], info.get("api_endpoint")), info["resource_name"], data)
+                )
         if not out:
             raise SystemExit(f"error: {target} holds no manifest of a submitted run")
         return out
@@ -218,4 +220,3 @@ def _run_local(args: argparse.Namespace) -> int:
             print("           " + task.error.strip().splitlines()[0])
     print(f"pipeline {result.state}")
     return 0 if result.state == "SUCCEEDED" else 1
-

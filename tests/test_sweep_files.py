@@ -12,7 +12,11 @@ def test_a_batch_s_files_carry_its_tag():
     assert [first.pipeline, first.manifest, first.summary, first.report, first.trials] == [
         Path("/s/pipeline.yaml"), Path("/s/manifest.json"), Path("/s/summary.json"), Path("/s/report.html"), Path("/s/trials.json"),
     ]  # fmt: skip
-    assert [later.pipeline, later.manifest, later.summary] == [Path("/s/pipeline-4.yaml"), Path("/s/manifest-4.json"), Path("/s/summary-4.json")]
+    assert [later.pipeline, later.manifest, later.summary] == [
+        Path("/s/pipeline-4.yaml"),
+        Path("/s/manifest-4.json"),
+        Path("/s/summary-4.json"),
+    ]
 
 
 def test_a_second_launch_into_a_sweep_dir_gets_its_own_files():
@@ -31,7 +35,11 @@ def test_the_files_beside_a_pipeline_file(pipeline, manifest):
 
 def test_a_run_folder_names_its_files_as_uris():
     files = SweepFiles.of_summary("gs://b/root/run-1", "summary-4.json")
-    assert (files.summary, files.report, files.trials) == ("gs://b/root/run-1/summary-4.json", "gs://b/root/run-1/report-4.html", "gs://b/root/run-1/trials-4.json")
+    assert (files.summary, files.report, files.trials) == (
+        "gs://b/root/run-1/summary-4.json",
+        "gs://b/root/run-1/report-4.html",
+        "gs://b/root/run-1/trials-4.json",
+    )
     assert SweepFiles.run_folder("gs://b/root", "run-1") == "gs://b/root/run-1"
     assert SweepFiles("gs://b/root").packages("abc") == "gs://b/root/packages/abc"
     with pytest.raises(ValueError):
@@ -48,12 +56,19 @@ def test_a_sweep_dir_holds_the_local_run_s_files():
 
 def test_a_trial_folder_s_files():
     trial = TrialFiles("/gcs/b/run-1/3")
-    assert (trial.result, trial.log, trial.job_pickle) == ("/gcs/b/run-1/3/result.json", "/gcs/b/run-1/3/trial.log", "/gcs/b/run-1/3/job.pkl")
+    assert (trial.result, trial.log, trial.job_pickle) == (
+        "/gcs/b/run-1/3/result.json",
+        "/gcs/b/run-1/3/trial.log",
+        "/gcs/b/run-1/3/job.pkl",
+    )
     assert trial.replica_log(0, 0) == trial.log
     assert trial.replica_log(1, 0) == "/gcs/b/run-1/3/trial-workerpool1-0.log"
     assert TrialFiles(Path("/t")).earlier_run("a/b") == Path("/t/.earlier-runs/a_b")
 
 
-@pytest.mark.parametrize("name,written", [("result.json", True), ("trial.log", True), ("trial-workerpool2-1.log", True), ("model.pt", False), ("train.log", False)])
+@pytest.mark.parametrize(
+    "name,written",
+    [("result.json", True), ("trial.log", True), ("trial-workerpool2-1.log", True), ("model.pt", False), ("train.log", False)],
+)
 def test_what_a_run_writes_in_a_trial_folder(name, written):
     assert TrialFiles.is_run_output(name) is written

@@ -259,7 +259,9 @@ def follow(
                 if on_outage is not None:
                     on_outage(e)
             if now - failing_since >= give_up_after:
-                raise ConnectionLost(f"no answer from Vertex AI for {now - failing_since:.0f} s: {type(e).__name__}: {str(e)[:300]}") from None
+                raise ConnectionLost(
+                    f"no answer from Vertex AI for {now - failing_since:.0f} s: {type(e).__name__}: {str(e)[:300]}"
+                ) from None
             time.sleep(min(poll_interval, max(give_up_after - (now - failing_since), 0.01)))
             continue
         failing_since = None

@@ -20,9 +20,7 @@ class PathMap:
 
     def __init__(self, root: str, prefixes: Optional[Mapping[str, str]] = None) -> None:
         self.root = os.path.abspath(root)
-        self.prefixes: Dict[str, str] = {
-            k.rstrip("/"): os.path.abspath(v) for k, v in dict(prefixes or {}).items()
-        }
+        self.prefixes: Dict[str, str] = {k.rstrip("/"): os.path.abspath(v) for k, v in dict(prefixes or {}).items()}
 
     def local(self, path: str) -> str:
         """The local path of a gs:// or /gcs/ path; other paths are returned unchanged."""

@@ -38,8 +38,7 @@ def check_pipeline_name(name: str, field: str) -> str:
         raise ConfigError(
             field,
             name,
-            f"lowercase letters, digits and dashes, starting with a letter, "
-            f"at most {MAX_PIPELINE_NAME} characters",
+            f"lowercase letters, digits and dashes, starting with a letter, at most {MAX_PIPELINE_NAME} characters",
             f"Try {pipeline_name(name)!r}",
         )
     return name
@@ -96,9 +95,7 @@ def check_labels(labels: Mapping[str, str], field: str) -> Dict[str, str]:
         key_s = str(key)
         value_s = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
         if len(key_s) > MAX_LABEL or not _LABEL_KEY.match(key_s):
-            raise ConfigError(
-                f"{field} key", key_s, rule + ", starting with a letter", f"Try {label_value(key_s)!r}"
-            )
+            raise ConfigError(f"{field} key", key_s, rule + ", starting with a letter", f"Try {label_value(key_s)!r}")
         if len(value_s) > MAX_LABEL or not _LABEL_VALUE.match(value_s):
             raise ConfigError(f"{field}.{key_s}", value_s, rule, f"Try {label_value(value_s)!r}")
         checked[key_s] = value_s

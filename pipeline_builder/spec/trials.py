@@ -81,7 +81,9 @@ def _pool(
         machine = _machine(REDUCTION_SERVER_MACHINE, None, 0)
     else:
         machine = _machine(chief.machine_type, chief.accelerator_type, chief.accelerator_count)
-    container: Dict[str, Any] = {"image_uri": pool.image_uri or (REDUCTION_SERVER_IMAGE if reduction_server else chief.image_uri or "")}
+    container: Dict[str, Any] = {
+        "image_uri": pool.image_uri or (REDUCTION_SERVER_IMAGE if reduction_server else chief.image_uri or "")
+    }
     if pool.command is not None:
         container.update(command=list(pool.command), args=list(pool.args))
     elif not reduction_server:
@@ -90,7 +92,9 @@ def _pool(
     if env:
         container["env"] = _env(env)
     spec: Dict[str, Any] = {"machine_spec": machine, "replica_count": pool.replica_count, "container_spec": container}
-    disk = _disk(pool.boot_disk_type, pool.boot_disk_size_gb) or (None if reduction_server else _disk(chief.boot_disk_type, chief.boot_disk_size_gb))
+    disk = _disk(pool.boot_disk_type, pool.boot_disk_size_gb) or (
+        None if reduction_server else _disk(chief.boot_disk_type, chief.boot_disk_size_gb)
+    )
     if disk:
         spec["disk_spec"] = disk
     return spec
@@ -256,7 +260,4 @@ def retry_policy(settings: TrialSettings) -> Dict[str, Any]:
 
 def trial_rows(trials: Sequence[TrialSpec]) -> List[Dict[str, Any]]:
     """The little the collector needs to know of each trial."""
-    return [
-        {"number": t.number, "overrides": list(t.overrides), "output_dir": t.output_dir}
-        for t in trials
-    ]
+    return [{"number": t.number, "overrides": list(t.overrides), "output_dir": t.output_dir} for t in trials]

@@ -3,8 +3,8 @@
 import re
 from typing import Any, Iterable, Mapping, Sequence
 
-from . import vertex_enums
 from ..errors import ConfigError
+from . import vertex_enums
 from .names import MAX_DISPLAY_NAME, check_labels, is_display_name
 from .settings import TrialSettings
 from .values import check_count, check_env, check_gcs_uri, check_one_of, duration
@@ -51,9 +51,7 @@ def check_trial_settings(s: TrialSettings, field: str, require_image: bool = Tru
     check_one_of(s.entry, f"{field}.entry", ENTRIES)
     if s.command is not None:
         if len(s.command) == 0 or not all(isinstance(a, str) and a for a in s.command):
-            raise ConfigError(
-                f"{field}.command", s.command, "null (re-run the app) or a non-empty list of non-empty strings"
-            )
+            raise ConfigError(f"{field}.command", s.command, "null (re-run the app) or a non-empty list of non-empty strings")
     if not isinstance(s.python, str) or not s.python.strip():
         raise ConfigError(f"{field}.python", s.python, "the interpreter's name or path in the image, e.g. python")
     check_worker_pools(s, field)
@@ -98,7 +96,9 @@ def _check_placement(s: TrialSettings, field: str) -> None:
         _check_psc(s.psc_interface_config, f"{field}.psc_interface_config")
         if s.network is not None:
             raise ConfigError(
-                f"{field}.psc_interface_config", "<set>", f"unset when {field}.network is set: a job uses VPC peering or a PSC interface, not both"
+                f"{field}.psc_interface_config",
+                "<set>",
+                f"unset when {field}.network is set: a job uses VPC peering or a PSC interface, not both",
             )
     if s.encryption_spec_key_name is not None and not _KMS_KEY.match(s.encryption_spec_key_name):
         raise ConfigError(
@@ -126,12 +126,16 @@ def _check_placement(s: TrialSettings, field: str) -> None:
 def _check_identity(service_account: Any, network: Any, ranges: Sequence[Any], field: str) -> None:
     """Who a job runs as and which VPC it joins: the same rules for trials and the PipelineJob."""
     if service_account is not None and not (isinstance(service_account, str) and _EMAIL.match(service_account)):
-        raise ConfigError(f"{field}.service_account", service_account, "a service account email, NAME@PROJECT.iam.gserviceaccount.com")
+        raise ConfigError(
+            f"{field}.service_account", service_account, "a service account email, NAME@PROJECT.iam.gserviceaccount.com"
+        )
     if network is not None and not (isinstance(network, str) and _NETWORK.match(network)):
         raise ConfigError(f"{field}.network", network, "projects/PROJECT_NUMBER/global/networks/NETWORK")
     for name in ranges:
         if not isinstance(name, str) or not _IP_RANGE_NAME.match(name):
-            raise ConfigError(f"{field}.reserved_ip_ranges", name, "names of reserved IP ranges of the network, e.g. vertex-ai-range")
+            raise ConfigError(
+                f"{field}.reserved_ip_ranges", name, "names of reserved IP ranges of the network, e.g. vertex-ai-range"
+            )
     if ranges and network is None:
         raise ConfigError(f"{field}.network", None, f"a network when {field}.reserved_ip_ranges is set (the ranges belong to it)")
 
@@ -143,7 +147,9 @@ def _check_psc(config: Any, field: str) -> None:
     attachment = config.get("network_attachment")
     if not isinstance(attachment, str) or not _NETWORK_ATTACHMENT.match(attachment):
         raise ConfigError(
-            f"{field}.network_attachment", attachment, "a network attachment: NAME or projects/PROJECT/regions/REGION/networkAttachments/NAME"
+            f"{field}.network_attachment",
+            attachment,
+            "a network attachment: NAME or projects/PROJECT/regions/REGION/networkAttachments/NAME",
         )
     for peering in config.get("dns_peering_configs") or []:
         if not isinstance(peering, dict) or set(peering) - DNS_PEERING_FIELDS or "domain" not in peering:
@@ -164,7 +170,9 @@ def _check_package(s: TrialSettings, field: str, require_image: bool) -> None:
     if s.package.python_module is not None and not _MODULE.match(str(s.package.python_module)):
         raise ConfigError(f"{where}.python_module", s.package.python_module, "a dotted module name, e.g. trainer.task")
     if s.command is not None:
-        raise ConfigError(f"{field}.command", s.command, f"null when {field}.code=package (the trial runs python -m {where}.python_module)")
+        raise ConfigError(
+            f"{field}.command", s.command, f"null when {field}.code=package (the trial runs python -m {where}.python_module)"
+        )
 
 
 def check_kms_key(key: Any, location: str, field: str) -> None:
@@ -177,7 +185,15 @@ def check_kms_key(key: Any, location: str, field: str) -> None:
 
 
 # Keys of `hydra.launcher` that check_launcher_settings reads.
-LAUNCHER_SETTINGS = ("service_account", "network", "reserved_ip_ranges", "collector_image", "display_name", "max_parallel", "experiment")
+LAUNCHER_SETTINGS = (
+    "service_account",
+    "network",
+    "reserved_ip_ranges",
+    "collector_image",
+    "display_name",
+    "max_parallel",
+    "experiment",
+)
 
 
 def check_launcher_settings(settings: Mapping[str, Any], field: str) -> None:
@@ -191,13 +207,25 @@ def check_launcher_settings(settings: Mapping[str, Any], field: str) -> None:
         raise ConfigError(f"{field}.collector_image", image, "null (the trial image) or an image reference without spaces")
     name = settings.get("display_name")
     if name is not None and not (isinstance(name, str) and is_display_name(name)):
-        raise ConfigError(f"{field}.display_name", name, f"null (the run id) or at most {MAX_DISPLAY_NAME} characters without control characters")
+        raise ConfigError(
+            f"{field}.display_name",
+            name,
+            f"null (the run id) or at most {MAX_DISPLAY_NAME} characters without control characters",
+        )
     limit = settings.get("max_parallel")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PARALLELISM):
-        raise ConfigError(f"{field}.max_parallel", limit, f"null or a whole number from 1 to {MAX_PARALLELISM} (a pipeline loop's int32 parallelism limit)")
+        raise ConfigError(
+            f"{field}.max_parallel",
+            limit,
+            f"null or a whole number from 1 to {MAX_PARALLELISM} (a pipeline loop's int32 parallelism limit)",
+        )
     experiment = settings.get("experiment")
     if experiment is not None and not (isinstance(experiment, str) and _EXPERIMENT.match(experiment)):
-        raise ConfigError(f"{field}.experiment", experiment, "an experiment name: 1-128 lowercase letters, digits and '-', starting with a letter or digit")
+        raise ConfigError(
+            f"{field}.experiment",
+            experiment,
+            "an experiment name: 1-128 lowercase letters, digits and '-', starting with a letter or digit",
+        )
 
 
 def check_arguments(arguments: Iterable[str], payload_bytes: int, field: str) -> None:
@@ -213,7 +241,10 @@ def check_arguments(arguments: Iterable[str], payload_bytes: int, field: str) ->
             raise ConfigError(field, arg, "an argument without NUL characters (no process can receive one)")
         if size > MAX_ARG_BYTES:
             raise ConfigError(
-                field, f"{arg[:40]}… ({size} bytes)", f"at most {MAX_ARG_BYTES} bytes: Linux's limit for one argument (MAX_ARG_STRLEN)", "Pass large values in a file"
+                field,
+                f"{arg[:40]}… ({size} bytes)",
+                f"at most {MAX_ARG_BYTES} bytes: Linux's limit for one argument (MAX_ARG_STRLEN)",
+                "Pass large values in a file",
             )
     if payload_bytes > MAX_ARG_BYTES:
         raise ConfigError(

@@ -33,7 +33,12 @@ def check_gcs_uri(value: Any, field: str) -> str:
     bucket, _, path = uri[len(GCS) :].partition("/")
     if path and {"", ".", ".."} & set(path.split("/")):
         normal = f"{GCS}{bucket}{posixpath.normpath('/' + path.lstrip('/'))}".rstrip("/")
-        raise ConfigError(field, value, "a gs:// URI without empty, '.' or '..' path segments (the /gcs/ mount collapses them)", f"Try {normal!r}")
+        raise ConfigError(
+            field,
+            value,
+            "a gs:// URI without empty, '.' or '..' path segments (the /gcs/ mount collapses them)",
+            f"Try {normal!r}",
+        )
     return uri
 
 
@@ -76,8 +81,7 @@ def check_env(env: Any, field: str) -> None:
             raise ConfigError(
                 f"{field}.{name}",
                 "<hidden>",
-                "no secrets: env values are written in clear text into pipeline.yaml and shown in the "
-                "Vertex console",
+                "no secrets: env values are written in clear text into pipeline.yaml and shown in the Vertex console",
                 "Read the secret inside the trial, e.g. from Secret Manager with the trial's service account",
             )
         if not isinstance(value, (str, int, float, bool)):

@@ -5,8 +5,8 @@ import difflib
 import re
 from typing import Any, Optional
 
-from . import vertex_enums
 from ..errors import ConfigError
+from . import vertex_enums
 from .settings import TrialSettings
 from .values import check_count, check_env, check_one_of
 
@@ -77,8 +77,12 @@ def _check_pools(s: TrialSettings, field: str) -> None:
     for name in ("workers", "parameter_servers", "reduction_server"):
         pool, where = getattr(s, name), f"{field}.{name}"
         check_count(pool.replica_count, f"{where}.replica_count", 0)
-        if pool.machine_type is not None and (not isinstance(pool.machine_type, str) or not _MACHINE_TYPE.match(pool.machine_type)):
-            raise ConfigError(f"{where}.machine_type", pool.machine_type, "null (the chief's) or a machine type such as n1-standard-8")
+        if pool.machine_type is not None and (
+            not isinstance(pool.machine_type, str) or not _MACHINE_TYPE.match(pool.machine_type)
+        ):
+            raise ConfigError(
+                f"{where}.machine_type", pool.machine_type, "null (the chief's) or a machine type such as n1-standard-8"
+            )
         if pool.machine_type is None and (pool.accelerator_type is not None or pool.accelerator_count):
             raise ConfigError(
                 f"{where}.accelerator_type",
@@ -89,9 +93,13 @@ def _check_pools(s: TrialSettings, field: str) -> None:
         if pool.image_uri is not None and (not str(pool.image_uri).strip() or re.search(r"\s", str(pool.image_uri))):
             raise ConfigError(f"{where}.image_uri", pool.image_uri, "null (the chief's) or an image reference without spaces")
         if pool.command is not None and (len(pool.command) == 0 or not all(isinstance(a, str) and a for a in pool.command)):
-            raise ConfigError(f"{where}.command", pool.command, "null (the chief's command) or a non-empty list of non-empty strings")
+            raise ConfigError(
+                f"{where}.command", pool.command, "null (the chief's command) or a non-empty list of non-empty strings"
+            )
         if pool.args and pool.command is None:
-            raise ConfigError(f"{where}.args", list(pool.args), f"empty unless {where}.command is set (else the pool runs the chief's command)")
+            raise ConfigError(
+                f"{where}.args", list(pool.args), f"empty unless {where}.command is set (else the pool runs the chief's command)"
+            )
         check_env(pool.env, f"{where}.env")
     _check_pool_layout(s, field)
 
