@@ -16,7 +16,7 @@ from kfp import dsl
 @dsl.container_component
 def custom_training_job_no_vertex_retries(
     display_name: str,
-    gcp_resources: dsl.OutputPath(str),
+    gcp_resources: dsl.OutputPath(str),  # type: ignore[valid-type]  # kfp spells an output path as a call, as gcpc does
     location: str = _placeholders.LOCATION_PLACEHOLDER,
     worker_pool_specs: List[Dict[str, str]] = [],  # noqa: B006 (kfp reads defaults from the signature)
     timeout: str = "604800s",

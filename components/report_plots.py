@@ -88,8 +88,8 @@ def numeric_axis(values: Sequence[float], title: str, integer: bool = False, log
     if integer:
         step = max(1.0, step)
     start, end = math.floor(lo / step + 1e-9) * step, math.ceil(hi / step - 1e-9) * step
-    ticks = [start + i * step for i in range(int(round((end - start) / step)) + 1)]
-    return Axis(title, [(t, f"{round(t, 12):g}") for t in ticks], start, end)
+    positions = [start + i * step for i in range(int(round((end - start) / step)) + 1)]
+    return Axis(title, [(t, f"{round(t, 12):g}") for t in positions], start, end)
 
 
 def category_positions(categories: Sequence[str]) -> Dict[str, float]:

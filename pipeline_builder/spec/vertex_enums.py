@@ -44,7 +44,7 @@ def installed_accelerator_types() -> FrozenSet[str]:
     """The installed SDK's accelerator names (slow: imports aiplatform_v1)."""
     from google.cloud.aiplatform_v1.types import AcceleratorType
 
-    return frozenset(m.name for m in AcceleratorType if m.value != 0)
+    return frozenset(m.name for m in AcceleratorType.__members__.values() if m.value != 0)
 
 
 def is_accelerator_type(name: str) -> bool:
