@@ -128,12 +128,13 @@ def test_resume_refuses_a_different_sweep(tmp_path):
     import json
 
     from hydra_plugins.vertex_pipelines_launcher._resume import resumed_run
+    from hydra_plugins.vertex_pipelines_launcher.config import Mode
     from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
 
     (tmp_path / "manifest.json").write_text(
         json.dumps({"run_id": "app-1", "pipeline_root": "gs://b/r", "pipeline_name": "app", "mode": "submit", "trials": [{"overrides": ["x=1"]}, {"overrides": ["x=2"]}]})
     )
-    same = dict(mode="submit", caching=True, pipeline_root="gs://b/r", pipeline_name="app", tag="")
+    same = dict(mode=Mode.SUBMIT, caching=True, pipeline_root="gs://b/r", pipeline_name="app", tag="")
     assert resumed_run(str(tmp_path), **same, job_overrides=[["x=1"], ["x=2"]]).run_id == "app-1"
     with pytest.raises(ConfigError, match=r"trial 1 is 'x=3' here and 'x=2' in"):
         resumed_run(str(tmp_path), **same, job_overrides=[["x=1"], ["x=3"]])

@@ -16,7 +16,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
-from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings
+from hydra_vertex_pipelines.pipeline_builder.spec.settings import Entry, TrialSettings
 
 from .config import FIELD
 from .trial_entry import ENTRY_MODULE
@@ -139,10 +139,10 @@ def command_reaches(task_function: Any) -> bool:
     return os.path.isfile(sys.argv[0])  # python script.py (not -c, not stdin)
 
 
-def uses_pickle(settings: TrialSettings, task_function: Any) -> bool:
+def uses_pickle(entry: Entry, settings: TrialSettings, task_function: Any) -> bool:
     """`auto` pickles unless a command line reaches the task function."""
-    if settings.entry != "auto":
-        return settings.entry == "pickle"
+    if entry is not Entry.AUTO:
+        return entry is Entry.PICKLE
     return settings.command is None and not command_reaches(task_function)
 
 
@@ -167,7 +167,7 @@ def pickle_job(task_function: Any, hydra_context: Any, job_config: DictConfig, s
         return cloudpickle.dumps(job)
     except Exception as e:
         raise ConfigError(
-            f"{FIELD}.trial.entry", "pickle", "a task function that cloudpickle can serialise", f"{type(e).__name__}: {e}"
+            f"{FIELD}.trial.entry", Entry.PICKLE.value, "a task function that cloudpickle can serialise", f"{type(e).__name__}: {e}"
         ) from e
     finally:
         if by_value:

@@ -1,14 +1,46 @@
-"""Structured config of `hydra/launcher=vertex_pipelines`."""
+"""Structured config of `hydra/launcher=vertex_pipelines`, and its closed choices.
+
+The choices are string settings, checked while the batch is planned, where each becomes
+its enum once: a wrong value is then reported as every other setting is (the field, the
+value, the accepted values), after Hydra has composed the config.
+"""
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from enum import Enum
+from typing import Dict, List, Optional, Type
 
 from hydra.core.config_store import ConfigStore
 
 from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings
 
 FIELD = "hydra.launcher"  # where the settings live, as errors name them
-MODES = ["submit", "compile", "local"]
+
+
+class Mode(Enum):
+    SUBMIT = "submit"  # run on Vertex AI
+    COMPILE = "compile"  # only write pipeline.yaml and the manifest
+    LOCAL = "local"  # run the same pipeline.yaml on this machine
+
+
+class FanOut(Enum):
+    AUTO = "auto"  # TASKS for small sweeps without a limit, else PARALLEL_FOR
+    TASKS = "tasks"  # one named task per trial
+    PARALLEL_FOR = "parallel_for"  # one task looping over the trials, with a real limit
+
+
+class FailurePolicy(Enum):
+    SLOW = "slow"  # a failed trial lets the others finish
+    FAST = "fast"  # a failed trial stops scheduling new tasks
+
+
+class Direction(Enum):
+    MINIMIZE = "minimize"
+    MAXIMIZE = "maximize"
+
+
+def choices(kind: Type[Enum]) -> List[str]:
+    """The values a setting of this kind accepts."""
+    return [member.value for member in kind]
 
 
 @dataclass
@@ -19,7 +51,7 @@ class ObjectiveConf:
     # null: the return value itself, when it is a number.
     key: Optional[str] = None
     # minimize or maximize.
-    direction: str = "minimize"
+    direction: str = Direction.MINIMIZE.value
 
 
 @dataclass
@@ -34,7 +66,7 @@ class VertexPipelinesLauncherConf:
 
     # submit: run on Vertex AI; compile: only write pipeline.yaml and the manifest;
     # local: run the same pipeline.yaml on this machine.
-    mode: str = "submit"
+    mode: str = Mode.SUBMIT.value
     # Follow the submitted run and return the trials' values (submit mode).
     wait: bool = True
     # Seconds between two polls of a followed run (one request each, whatever the trials);
@@ -60,7 +92,7 @@ class VertexPipelinesLauncherConf:
     network: Optional[str] = None
     reserved_ip_ranges: List[str] = field(default_factory=list)
     # slow: a failed trial lets the others finish; fast: it stops scheduling new tasks.
-    failure_policy: str = "slow"
+    failure_policy: str = FailurePolicy.SLOW.value
     # Labels of the PipelineJob and of every CustomJob.
     labels: Dict[str, str] = field(default_factory=dict)
     # Vertex's step caching. null: trials may be cached (each run's trials write to their
@@ -76,7 +108,7 @@ class VertexPipelinesLauncherConf:
     # the Vertex UI); parallel_for: one task looping over the trials, with a real limit on
     # how many run at once; auto: tasks for up to 50 trials without max_parallel, else
     # parallel_for.
-    fan_out: str = "auto"
+    fan_out: str = FanOut.AUTO.value
     # Most trials running at once. None: unlimited for `tasks`, 50 for `parallel_for`
     # (below Vertex's default quota of 60 job submissions per minute per region); in local
     # mode also at most the CPU count.

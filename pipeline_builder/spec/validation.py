@@ -11,7 +11,7 @@ from hydra_vertex_pipelines.components.sweep_files import GCS
 from . import vertex_enums
 from ..errors import ConfigError
 from .names import check_labels
-from .settings import TrialSettings
+from .settings import Code, Entry, TrialSettings
 
 _GCS_URI = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[A-Za-z0-9._=,+@/-]*)?$")
 _MACHINE_TYPE = re.compile(r"^[a-z][a-z0-9-]*$")
@@ -32,11 +32,11 @@ _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 # Fields of google.cloud.aiplatform_v1.types.PscInterfaceConfig (tests check them against it).
 PSC_INTERFACE_FIELDS = frozenset({"network_attachment", "dns_peering_configs"})
 DNS_PEERING_FIELDS = frozenset({"domain", "target_project", "target_network"})
-CODE_MODES = ("image", "package")
+CODE_MODES = tuple(c.value for c in Code)
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_DURATION_SECONDS = 315_576_000_000  # google.protobuf.Duration's range (10,000 years)
-ENTRIES = ("auto", "command", "pickle")
+ENTRIES = tuple(e.value for e in Entry)
 MAX_PARALLELISM = 2**31 - 1  # PipelineTaskSpec.IteratorPolicy.parallelism_limit is an int32
 # Linux's MAX_ARG_STRLEN: one argument (or environment string) of at most 32 pages,
 # its terminating NUL included. gcpc's launcher gets the whole CustomJob as one argument.
