@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
 from hydra_vertex_pipelines.pipeline_builder.spec.settings import Entry, TrialSettings
 
-from .config import FIELD
+from ._choices import FIELD
 from .trial_entry import ENTRY_MODULE
 
 PICKLE_ENTRY = "hydra_plugins.vertex_pipelines_launcher.pickle_entry"

@@ -11,7 +11,7 @@ from ._context import LaunchContext
 from ._planning import Batch
 from ._returns import returns_without_values
 from ._writing import announce, write_batch
-from .config import FIELD, Mode
+from ._choices import FIELD, Mode
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
 from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings, trial_settings
 
 from ._context import LaunchContext
-from .config import FIELD
+from ._choices import FIELD
 
 DEFAULT_SUBDIR = "${hydra.job.num}"
 

@@ -16,8 +16,8 @@ from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
 from . import _compile, _local, _submit
 from ._context import LaunchContext
 from ._planning import Batch, plan_batch
-from .config import FIELD, Mode
-from .errors import LauncherConfigError
+from ._choices import FIELD, Mode
+from ._errors import LauncherConfigError
 
 ModeRun = Callable[[LaunchContext, Batch], List[JobReturn]]
 MODES: Dict[Mode, ModeRun] = {Mode.COMPILE: _compile.run, Mode.LOCAL: _local.run, Mode.SUBMIT: _submit.run}

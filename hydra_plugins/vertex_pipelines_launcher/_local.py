@@ -23,7 +23,7 @@ from ._context import LaunchContext
 from ._planning import Batch
 from ._returns import Evidence, job_return
 from ._writing import announce, write_batch
-from .errors import LauncherConfigError
+from ._errors import LauncherConfigError
 
 if TYPE_CHECKING:
     from hydra_vertex_pipelines.pipeline_builder.local.fork_server import ForkServer

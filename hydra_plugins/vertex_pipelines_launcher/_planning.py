@@ -24,7 +24,7 @@ from hydra_vertex_pipelines.pipeline_builder.spec.trials import build_trial
 from ._context import LaunchContext
 from ._settings import LaunchSettings, SubmitSettings, batch_tag, check_settings
 from ._trials import PlannedTrials, plan_trials
-from .config import FIELD, FanOut, Mode
+from ._choices import FIELD, FanOut, Mode
 
 LARGE_SWEEP_PARALLELISM = 50  # a loop's default limit: below 60 job submissions per minute
 

@@ -12,7 +12,7 @@ from typing import List, NamedTuple, Sequence
 from hydra_vertex_pipelines.components.sweep_files import batch_file
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
 
-from .config import FIELD, Mode
+from ._choices import FIELD, Mode
 
 
 class Resumed(NamedTuple):

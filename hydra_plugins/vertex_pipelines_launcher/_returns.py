@@ -16,8 +16,8 @@ from hydra_vertex_pipelines.components.trial_result import COMPLETED, record_pro
 from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec
 
 from ._context import LaunchContext
-from .config import FIELD
-from .errors import NoTrialValuesError, TrialFailed
+from ._choices import FIELD
+from ._errors import NoTrialValuesError, TrialFailed
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 

@@ -22,7 +22,7 @@ from ._planning import Batch
 from ._returns import Evidence, job_return, returns_without_values
 from ._settings import SubmitSettings
 from ._writing import Written, announce, write_batch
-from .errors import FollowingLost, LauncherConfigError
+from ._errors import FollowingLost, LauncherConfigError
 
 log = logging.getLogger(__name__)
 

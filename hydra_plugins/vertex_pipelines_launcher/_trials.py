@@ -19,7 +19,7 @@ from . import _commands
 from ._compose import JobPlan, plan_jobs, read_settings
 from ._context import LaunchContext
 from ._settings import LaunchSettings, choose
-from .config import FIELD, FanOut, Mode
+from ._choices import FIELD, FanOut, Mode
 
 TRIAL = f"{FIELD}.trial"
 

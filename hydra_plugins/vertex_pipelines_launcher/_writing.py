@@ -17,7 +17,7 @@ from hydra.core.utils import filter_overrides
 from hydra_vertex_pipelines.components.sweep_files import SUMMARY_STEM, batch_file
 
 from ._planning import Batch
-from .config import Mode
+from ._choices import Mode
 
 log = logging.getLogger(__name__)
 

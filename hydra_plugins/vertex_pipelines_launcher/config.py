@@ -1,46 +1,19 @@
-"""Structured config of `hydra/launcher=vertex_pipelines`, and its closed choices.
+"""Structured config of `hydra/launcher=vertex_pipelines`.
 
-The choices are string settings, checked while the batch is planned, where each becomes
-its enum once: a wrong value is then reported as every other setting is (the field, the
-value, the accepted values), after Hydra has composed the config.
+Closed choices (mode, fan_out, failure_policy, objective.direction) are string settings
+whose values `_choices` defines: they are checked while the batch is planned, where each
+becomes its enum once, so a wrong value is reported as every other setting is (the field,
+the value, the accepted values).
 """
 
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Dict, List, Optional, Type
+from typing import Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
 from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings
 
-FIELD = "hydra.launcher"  # where the settings live, as errors name them
-
-
-class Mode(Enum):
-    SUBMIT = "submit"  # run on Vertex AI
-    COMPILE = "compile"  # only write pipeline.yaml and the manifest
-    LOCAL = "local"  # run the same pipeline.yaml on this machine
-
-
-class FanOut(Enum):
-    AUTO = "auto"  # TASKS for small sweeps without a limit, else PARALLEL_FOR
-    TASKS = "tasks"  # one named task per trial
-    PARALLEL_FOR = "parallel_for"  # one task looping over the trials, with a real limit
-
-
-class FailurePolicy(Enum):
-    SLOW = "slow"  # a failed trial lets the others finish
-    FAST = "fast"  # a failed trial stops scheduling new tasks
-
-
-class Direction(Enum):
-    MINIMIZE = "minimize"
-    MAXIMIZE = "maximize"
-
-
-def choices(kind: Type[Enum]) -> List[str]:
-    """The values a setting of this kind accepts."""
-    return [member.value for member in kind]
+from ._choices import FIELD, Direction, FailurePolicy, FanOut, Mode
 
 
 @dataclass

@@ -1,5 +1,9 @@
 """The errors this launcher raises. Each is a CompactHydraException: Hydra shows its message
-alone, without a stack trace, since the message says what to do."""
+alone, without a stack trace, since the message says what to do.
+
+A private module, as `_choices`: Hydra's plugin scan executes the public modules again,
+and a class made anew would not catch the errors raised as the first one.
+"""
 
 from hydra.errors import CompactHydraException
 
