@@ -6,12 +6,12 @@ from typing import List
 
 from hydra.core.utils import JobReturn
 
+from ._choices import FIELD, Mode
 from ._commands import app_program
 from ._context import LaunchContext
 from ._planning import Batch
 from ._returns import returns_without_values
 from ._writing import announce, write_batch
-from ._choices import FIELD, Mode
 
 log = logging.getLogger(__name__)
 

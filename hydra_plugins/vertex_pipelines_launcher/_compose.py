@@ -13,8 +13,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
 from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings, trial_settings
 
-from ._context import LaunchContext
 from ._choices import FIELD
+from ._context import LaunchContext
 
 DEFAULT_SUBDIR = "${hydra.job.num}"
 
@@ -53,7 +53,9 @@ def plan_jobs(context: LaunchContext, job_overrides: Sequence[Sequence[str]], in
     config = context.config
     field = f"{FIELD}.trial"
     compose = compose or _has_interpolation(config.hydra.launcher.trial)
-    compose = compose or OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir") != DEFAULT_SUBDIR
+    sweep = OmegaConf.to_container(config.hydra.sweep, resolve=False)
+    assert isinstance(sweep, dict)
+    compose = compose or sweep.get("subdir") != DEFAULT_SUBDIR
     if not compose:
         settings = read_settings(config.hydra.launcher.trial, field)
         return [JobPlan(settings, str(initial_job_idx + i), None) for i in range(len(job_overrides))]

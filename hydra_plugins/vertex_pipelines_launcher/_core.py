@@ -14,10 +14,10 @@ from omegaconf import DictConfig
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
 
 from . import _compile, _local, _submit
-from ._context import LaunchContext
-from ._planning import Batch, plan_batch
 from ._choices import FIELD, Mode
+from ._context import LaunchContext
 from ._errors import LauncherConfigError
+from ._planning import Batch, plan_batch
 
 ModeRun = Callable[[LaunchContext, Batch], List[JobReturn]]
 MODES: Dict[Mode, ModeRun] = {Mode.COMPILE: _compile.run, Mode.LOCAL: _local.run, Mode.SUBMIT: _submit.run}

@@ -20,10 +20,10 @@ from hydra_vertex_pipelines.components.trial_result import parse_record
 from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec
 
 from ._context import LaunchContext
+from ._errors import LauncherConfigError
 from ._planning import Batch
 from ._returns import Evidence, job_return
 from ._writing import announce, write_batch
-from ._errors import LauncherConfigError
 
 if TYPE_CHECKING:
     from hydra_vertex_pipelines.pipeline_builder.local.fork_server import ForkServer

@@ -21,10 +21,10 @@ from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
 from hydra_vertex_pipelines.pipeline_builder.spec.settings import Code, TrialSettings
 from hydra_vertex_pipelines.pipeline_builder.spec.trials import build_trial
 
+from ._choices import FIELD, FanOut, Mode
 from ._context import LaunchContext
 from ._settings import LaunchSettings, SubmitSettings, batch_tag, check_settings
 from ._trials import PlannedTrials, plan_trials
-from ._choices import FIELD, FanOut, Mode
 
 LARGE_SWEEP_PARALLELISM = 50  # a loop's default limit: below 60 job submissions per minute
 

@@ -7,7 +7,7 @@ names the trial, its overrides, the end of its log and where the whole log is.
 """
 
 from pathlib import Path
-from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig
@@ -15,8 +15,8 @@ from omegaconf import DictConfig
 from hydra_vertex_pipelines.components.trial_result import COMPLETED, record_problem
 from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec
 
-from ._context import LaunchContext
 from ._choices import FIELD
+from ._context import LaunchContext
 from ._errors import NoTrialValuesError, TrialFailed
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
@@ -46,7 +46,7 @@ class ComposedOnUse(JobReturn):
             self._configs = compose()
         return self._configs
 
-    @property  # type: ignore[override]
+    @property  # type: ignore[override]  # JobReturn's dataclass field, computed here
     def cfg(self) -> Optional[DictConfig]:
         return self._composed()[0]
 
@@ -55,7 +55,7 @@ class ComposedOnUse(JobReturn):
         if value is not None:
             self._compose, self._configs = None, (value, self._configs[1])
 
-    @property  # type: ignore[override]
+    @property  # type: ignore[override]  # JobReturn's dataclass field, computed here
     def hydra_cfg(self) -> Optional[DictConfig]:
         return self._composed()[1]
 
@@ -96,7 +96,7 @@ def job_return(
 ) -> JobReturn:
     """The trial's JobReturn, with its value only from a record this run's trial wrote;
     its configs are `cfg` and `hydra_cfg`, or what `compose` gives when first read."""
-    fields = dict(overrides=list(trial.overrides), cfg=cfg, hydra_cfg=hydra_cfg, working_dir=working_dir, task_name=task_name)
+    fields: Dict[str, Any] = dict(overrides=list(trial.overrides), cfg=cfg, hydra_cfg=hydra_cfg, working_dir=working_dir, task_name=task_name)
     ret = ComposedOnUse(compose, **fields) if compose is not None else JobReturn(**fields)
     problem = record_problem(record, run_id, trial.number, not_before)
     if problem is not None:

@@ -22,9 +22,9 @@ from hydra_vertex_pipelines.pipeline_builder.spec.validation import (
     check_one_of,
 )
 
+from ._choices import FIELD, Direction, FailurePolicy, FanOut, Mode, choices
 from ._context import LaunchContext
 from ._resume import resumed_run
-from ._choices import FIELD, Direction, FailurePolicy, FanOut, Mode, choices
 
 LOCAL_PIPELINE_ROOT = "gs://local-pipeline-root"
 AUTO_TASKS_LIMIT = 50  # above this many trials, `auto` loops (benchmarks/README.md says why)

@@ -18,11 +18,11 @@ from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec
 
 from ._compose import compose_job
 from ._context import LaunchContext
+from ._errors import FollowingLost, LauncherConfigError
 from ._planning import Batch
 from ._returns import Evidence, job_return, returns_without_values
 from ._settings import SubmitSettings
 from ._writing import Written, announce, write_batch
-from ._errors import FollowingLost, LauncherConfigError
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from hydra_vertex_pipelines.pipeline_builder.spec.trials import retry_policy
 from hydra_vertex_pipelines.pipeline_builder.spec.validation import check_arguments, check_gcs_uri, check_kms_key, check_trial_settings
 
 from . import _commands
+from ._choices import FIELD, FanOut, Mode
 from ._compose import JobPlan, plan_jobs, read_settings
 from ._context import LaunchContext
 from ._settings import LaunchSettings, choose
-from ._choices import FIELD, FanOut, Mode
 
 TRIAL = f"{FIELD}.trial"
 

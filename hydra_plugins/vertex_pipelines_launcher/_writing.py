@@ -16,8 +16,8 @@ from hydra.core.utils import filter_overrides
 
 from hydra_vertex_pipelines.components.sweep_files import SUMMARY_STEM, batch_file
 
-from ._planning import Batch
 from ._choices import Mode
+from ._planning import Batch
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from hydra.core.config_store import ConfigStore
 
 from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings
 
-from ._choices import FIELD, Direction, FailurePolicy, FanOut, Mode
+from ._choices import Direction, FailurePolicy, FanOut, Mode
 
 
 @dataclass

@@ -54,11 +54,10 @@ def parse(argv: Sequence[str]) -> TrialArgs:
 
 def run_one_job(hydra: Any, config_name: Optional[str], task_function: Any, overrides: List[str], num: int, sweep_dir: str, run_id: str) -> Any:
     """What `Hydra.multirun` and `BasicLauncher.launch` do for one job, without a sweeper."""
+    from hydra._internal.callbacks import Callbacks
     from hydra.core.utils import run_job, setup_globals
     from hydra.types import HydraContext, RunMode
     from omegaconf import OmegaConf, open_dict
-
-    from hydra._internal.callbacks import Callbacks
 
     from .trial_record import write_result
 
@@ -89,13 +88,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse(sys.argv[1:] if argv is None else argv)
     import importlib
 
-    importlib.import_module(ENTRY_MODULE).running = args  # this file runs as __main__
+    setattr(importlib.import_module(ENTRY_MODULE), "running", args)  # this file runs as __main__
     from hydra._internal.hydra import Hydra
 
     def multirun(self: Any, config_name: Optional[str], task_function: Any, overrides: List[str], with_log_configuration: bool = True) -> Any:
         return run_one_job(self, config_name, task_function, overrides, args.num, args.sweep_dir, args.run_id)
 
-    Hydra.multirun = multirun  # type: ignore[method-assign]
+    Hydra.multirun = multirun  # type: ignore[method-assign]  # the one job instead of a sweep, on purpose
     if args.program[0] == "-m":
         sys.argv = [args.program[1], *args.app_args]
         runpy.run_module(args.program[1], run_name="__main__", alter_sys=True)
