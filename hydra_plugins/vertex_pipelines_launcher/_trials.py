@@ -5,7 +5,7 @@ checked on its own, and an error names the trial and its overrides.
 """
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from hydra_vertex_pipelines.components.sweep_files import JOB_PICKLE, gcs_to_fuse
@@ -24,15 +24,22 @@ from ._settings import LaunchSettings, choose
 TRIAL = f"{FIELD}.trial"
 
 
-@dataclass
+@dataclass(frozen=True)
+class PlannedTrial:
+    arguments: Dict[str, Any]  # what `build_trial` takes
+    output_base: str  # the folder holding its folder
+    pickle: Optional[Tuple[str, bytes]]  # gs:// URI and pickled job, for the pickle entry
+
+
+@dataclass(frozen=True)
 class PlannedTrials:
     """The batch's trials as `build_trial` takes them, and what they need besides."""
 
     base_settings: TrialSettings  # `hydra.launcher.trial` of the sweep itself
     code: Code  # one for the whole sweep: one package serves every trial
-    trials: List[Dict[str, Any]] = field(default_factory=list)  # build_trial's arguments, per trial
-    pickles: Dict[str, bytes] = field(default_factory=dict)  # gs:// URI -> pickled job
-    output_bases: Set[str] = field(default_factory=set)  # folders holding trial folders
+    trials: List[Dict[str, Any]]  # build_trial's arguments, per trial
+    pickles: Dict[str, bytes]  # gs:// URI -> pickled job
+    output_bases: Set[str]  # folders holding trial folders
 
 
 class TrialPlanner:
@@ -83,8 +90,8 @@ class TrialPlanner:
         command, app_args = self._entries[key]
         return command, _commands.job_args(app_args, overrides, num, self.settings.run_id, gcs_to_fuse(base)), None
 
-    def plan(self, job: JobPlan, num: int, overrides: List[str], planned: PlannedTrials) -> None:
-        """Checks job `num` and adds its trial to `planned`."""
+    def plan(self, job: JobPlan, num: int, overrides: List[str]) -> PlannedTrial:
+        """Checks job `num` and makes its trial."""
         settings = job.settings
         try:
             check_trial_settings(settings, TRIAL, require_image=self.settings.mode is not Mode.LOCAL)
@@ -97,27 +104,23 @@ class TrialPlanner:
             if settings.code != self.base_settings.code:
                 raise ConfigError(f"{TRIAL}.code", settings.code, f"{self.base_settings.code}, as for the whole sweep (one package serves every trial)")
             command, args, pickle = self.command(job, code, num, overrides, output_uri, base)
-            if pickle is not None:
-                planned.pickles[f"{output_uri}/{JOB_PICKLE}"] = pickle
             check_arguments([*command, *args], 0, "override")  # before a wheel is built
         except ConfigError as e:
             raise e.at(f"trial {num}: {' '.join(overrides)}") from None
-        planned.output_bases.add(base)
         if code is Code.PACKAGE:  # the pools run the prebuilt image
             settings = dataclasses.replace(settings, image_uri=settings.package.executor_image_uri or "local")
-        planned.trials.append(
-            dict(
-                number=num,
-                job_id=f"{self.settings.run_id}_{num}",
-                overrides=overrides,
-                settings=settings,
-                command=command,
-                args=args,
-                output_uri=output_uri,
-                name_prefix=self.context.app_name,
-                labels=labels,
-            )
+        arguments = dict(
+            number=num,
+            job_id=f"{self.settings.run_id}_{num}",
+            overrides=overrides,
+            settings=settings,
+            command=command,
+            args=args,
+            output_uri=output_uri,
+            name_prefix=self.context.app_name,
+            labels=labels,
         )
+        return PlannedTrial(arguments, base, None if pickle is None else (f"{output_uri}/{JOB_PICKLE}", pickle))
 
 
 def _check_loop_retries(trials: List[Dict[str, Any]]) -> None:
@@ -140,11 +143,15 @@ def plan_trials(context: LaunchContext, settings: LaunchSettings, job_overrides:
     entry = choose(base_settings.entry, f"{TRIAL}.entry", Entry)
     pickled = _commands.uses_pickle(entry, base_settings, context.task_function)
     planner = TrialPlanner(context, settings, base_settings, pickled)
-    planned = PlannedTrials(base_settings, Code.IMAGE, output_bases={settings.run_root})
-    for i, job in enumerate(plan_jobs(context, job_overrides, initial_job_idx, compose=pickled)):
-        planner.plan(job, initial_job_idx + i, list(job_overrides[i]), planned)
-    if planned.trials:  # each trial's code was checked, and is the sweep's
-        planned.code = Code(base_settings.code)
+    jobs = plan_jobs(context, job_overrides, initial_job_idx, compose=pickled)
+    planned = [planner.plan(job, initial_job_idx + i, list(job_overrides[i])) for i, job in enumerate(jobs)]
+    trials = [p.arguments for p in planned]
     if settings.fan_out is FanOut.PARALLEL_FOR:
-        _check_loop_retries(planned.trials)
-    return planned
+        _check_loop_retries(trials)
+    return PlannedTrials(
+        base_settings=base_settings,
+        code=Code(base_settings.code) if planned else Code.IMAGE,  # each trial's was checked, and is the sweep's
+        trials=trials,
+        pickles=dict(p.pickle for p in planned if p.pickle is not None),
+        output_bases={settings.run_root, *(p.output_base for p in planned)},
+    )
