@@ -6,6 +6,7 @@ nothing, except the project's wheel in `code: package` mode, built once every ch
 passed.
 """
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from hydra_vertex_pipelines.pipeline_builder.pipeline import SweepSpec
 from hydra_vertex_pipelines.pipeline_builder.spec import names
 from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
 from hydra_vertex_pipelines.pipeline_builder.spec.settings import Code, TrialSettings
-from hydra_vertex_pipelines.pipeline_builder.spec.trials import build_trial
+from hydra_vertex_pipelines.pipeline_builder.spec.trials import build_trial, trial_rows
 
 from ._choices import FIELD, FanOut, Mode
 from ._context import LaunchContext
@@ -52,10 +53,6 @@ class Batch:
     def uploads(self, paths: Optional[PathMap] = None) -> Dict[str, bytes]:
         """Files the run reads from its bucket: pickled jobs and a large sweep's trial list
         (whose folders are written as `paths` shows them, for a run on this machine)."""
-        import json
-
-        from hydra_vertex_pipelines.pipeline_builder.spec.trials import trial_rows
-
         files = dict(self.pickles)
         if self.sweep.trials_file:
             rows = trial_rows(self.sweep.trials)

@@ -27,16 +27,11 @@ from ._writing import Written, announce, write_batch
 log = logging.getLogger(__name__)
 
 
-def _settings(batch: Batch) -> SubmitSettings:
-    assert batch.submit is not None  # planned in submit mode
-    return batch.submit
-
-
-def upload_files(batch: Batch, storage: Any) -> None:
+def upload_files(batch: Batch, target: vertex.VertexTarget, storage: Any) -> None:
     """Puts what the run reads from its bucket there before it starts."""
     files = batch.uploads()
     if files or batch.packages:
-        gcs.ensure_bucket(storage, batch.sweep.pipeline_root, _settings(batch).target.location)
+        gcs.ensure_bucket(storage, batch.sweep.pipeline_root, target.location)
     for uri, data in files.items():
         gcs.write_bytes(storage, uri, data)
     if files:
@@ -50,15 +45,14 @@ def upload_files(batch: Batch, storage: Any) -> None:
             log.info(f"Already in the bucket, not uploaded again: {package.uri}")
 
 
-def submit(written: Written) -> Any:
+def submit(written: Written, settings: SubmitSettings) -> Any:
     """Creates the PipelineJob (exactly once) from this launch's own pipeline file and
     records it in the manifest."""
     batch = written.batch
-    settings = _settings(batch)
     target = settings.target
     creds = vertex.credentials(target)
     storage = gcs.client(target.project, None if target.emulated else creds)
-    upload_files(batch, storage)
+    upload_files(batch, target, storage)
     vertex.init(target, creds)
     job = vertex.submit(
         target,
@@ -132,11 +126,10 @@ def reattach_hint(job: Any, sweep_dir: Path) -> str:
     )
 
 
-def follow(job: Any, written: Written) -> str:
+def follow(job: Any, written: Written, settings: SubmitSettings) -> str:
     """Follows the run. Ctrl-C, or Vertex out of reach for `reconnect_timeout`, leaves it
     going and says how to re-attach or cancel, without a traceback."""
     batch = written.batch
-    settings = _settings(batch)
     progress = Progress({name: number for number, name in written.task_names.items()}, len(batch.sweep.trials))
 
     def outage(e: Exception) -> None:
@@ -208,12 +201,11 @@ class CustomJobErrors:
         return f"its CustomJob failed: {error}" if error else "its CustomJob left no error"
 
 
-def trial_returns(context: LaunchContext, written: Written, job: Any) -> List[JobReturn]:
+def trial_returns(context: LaunchContext, written: Written, target: vertex.VertexTarget, job: Any) -> List[JobReturn]:
     """Each trial's JobReturn: one read of the collector's summary, else each result.json;
     a result of another run or attempt is none, and a trial without one carries Vertex's
     error for its task."""
     batch = written.batch
-    target = _settings(batch).target
     storage = gcs.client(target.project, None if target.emulated else vertex.credentials(target))
     summary = _download_summary(storage, batch)
     rows = {int(r["number"]): r for r in summary["trials"]} if summary else {}
@@ -257,14 +249,16 @@ def trial_returns(context: LaunchContext, written: Written, job: Any) -> List[Jo
 
 def run(context: LaunchContext, batch: Batch) -> List[JobReturn]:
     """Submit mode: write, submit, and (with `wait`) follow the run and read its results."""
+    settings = batch.submit
+    assert settings is not None  # planned in submit mode
     try:
-        vertex.credentials(_settings(batch).target)  # fails before anything is written or sent
+        vertex.credentials(settings.target)  # fails before anything is written or sent
     except vertex.CredentialsError as e:
         raise LauncherConfigError(str(e)) from None
     announce(batch)
     written = write_batch(batch)
-    job = submit(written)
-    if not _settings(batch).wait:
+    job = submit(written, settings)
+    if not settings.wait:
         return returns_without_values(context, written.batch.sweep.trials, written.pipeline_path, "wait=false")
-    follow(job, written)
-    return trial_returns(context, written, job)
+    follow(job, written, settings)
+    return trial_returns(context, written, settings.target, job)
