@@ -13,7 +13,8 @@ from urllib.parse import quote
 
 from hydra_vertex_pipelines.components.atomic_write import write_atomic
 from hydra_vertex_pipelines.components.clock import iso_utc
-from hydra_vertex_pipelines.components.sweep_files import RESULT_FILE, TrialFiles
+from hydra_vertex_pipelines.components.sweep_files import TrialFiles
+from hydra_vertex_pipelines.components.trial_result import Flaw, RecordProblem, parse_record, record_problem
 
 MISSING = "MISSING"
 DIRECTIONS = ("minimize", "maximize")
@@ -35,9 +36,20 @@ def console_links(job_id: Optional[str], project: str, location: str) -> Dict[st
     }
 
 
+def _read(path: str) -> Any:
+    """The record at `path`, as `parse_record` gives it."""
+    try:
+        with open(path, "rb") as f:
+            return parse_record(f.read())
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return RecordProblem(Flaw.UNREADABLE, str(e))
+
+
 def read_trial(row: Mapping[str, Any], project: str = "", location: str = "", run_id: str = "") -> Dict[str, Any]:
-    """One trial's summary row; a trial that left no readable result of run `run_id` (any
-    run if "") is MISSING, not dropped: a record of another run is not this trial's."""
+    """One trial's summary row; a trial that left no record of how it ended, of run
+    `run_id` and this trial (any run if ""), is MISSING, not dropped."""
     files = TrialFiles(row["output_dir"])
     path, log_path = files.result, files.log
     entry: Dict[str, Any] = {
@@ -46,21 +58,13 @@ def read_trial(row: Mapping[str, Any], project: str = "", location: str = "", ru
         "output_dir": row["output_dir"],
         "log_path": log_path if os.path.isfile(log_path) else None,
     }
-    try:
-        with open(path, encoding="utf-8") as f:
-            result = json.load(f)
-        if not isinstance(result, dict):
-            raise ValueError(f"a JSON {type(result).__name__}, not an object")
-    except FileNotFoundError:
-        return {**entry, "status": MISSING, "return_value": None, "error": f"no {RESULT_FILE} at {path}"}
-    except (OSError, ValueError) as e:
-        return {**entry, "status": MISSING, "return_value": None, "error": f"unreadable {path}: {e}"}
-    if run_id and result.get("run_id") != run_id:
-        error = f"the {RESULT_FILE} at {path} belongs to run {result.get('run_id')!r}, not {run_id}"
-        return {**entry, "status": MISSING, "return_value": None, "error": error}
+    result = _read(path)
+    problem = record_problem(result, run_id or None, entry["number"] if run_id else None)
+    if problem is not None:
+        return {**entry, "status": MISSING, "return_value": None, "error": problem.at(path)}
     entry.update(
         run_id=result.get("run_id"),
-        status=str(result.get("status", MISSING)),
+        status=str(result["status"]),
         return_value=result.get("return_value"),
         error=result.get("error"),
         start_time=result.get("start_time"),

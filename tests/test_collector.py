@@ -114,3 +114,22 @@ def test_component_installs_nothing_at_start():
         "markdown": "system.Markdown@0.0.1",
         "html": "system.HTML@0.0.1",
     }
+
+
+def test_a_record_of_another_run_or_trial_is_missing_when_the_run_is_known(tmp_path):
+    """The collector applies the launcher's rules: told its run, it takes only that run's
+    record of each trial; a record without an ending is no result either."""
+    record = {"status": "COMPLETED", "return_value": 1.0, "run_id": "r", "number": 0}
+    rows = [
+        write(tmp_path, 0, record),
+        write(tmp_path, 1, record),  # trial 0's record in trial 1's folder
+        write(tmp_path, 2, {**record, "number": 2, "run_id": "other"}),
+        write(tmp_path, 3, {**record, "number": 3, "status": "DONE"}),
+    ]
+    summary = collect(rows, str(tmp_path / "out" / "summary.json"), run_id="r")
+    by_number = {r["number"]: r for r in summary["trials"]}
+    assert by_number[0]["status"] == "COMPLETED"
+    assert by_number[1]["status"] == "MISSING" and "belongs to trial 0" in by_number[1]["error"]
+    assert by_number[2]["status"] == "MISSING" and "belongs to run 'other', not r" in by_number[2]["error"]
+    assert by_number[3]["status"] == "MISSING" and "has status 'DONE', not COMPLETED or FAILED" in by_number[3]["error"]
+    assert summary["counts"] == {"COMPLETED": 1, "MISSING": 3}

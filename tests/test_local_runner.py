@@ -99,7 +99,7 @@ def test_upstream_failure_skips_tasks_that_need_success(tmp_path):
 
 def test_collector_metrics_come_back_as_executor_output(tmp_path):
     settings = TrialSettings(image_uri="img")
-    record = "{'status': 'COMPLETED', 'return_value': 0.25, 'run_id': 'run'}"
+    record = "{'status': 'COMPLETED', 'return_value': 0.25, 'run_id': 'run', 'number': 0}"
     write = f"import json, sys; json.dump({record}, open(sys.argv[1] + '/result.json', 'w'))"
     spec = compile_sweep(tmp_path, [trial(0, settings, ["python", "-c", write], ["/gcs/b/run/0"])])
     result = LocalRunner(spec, RunnerSettings(PathMap(str(tmp_path / "gcs")), tmp_path / "work"), console=io.StringIO()).run()

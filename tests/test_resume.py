@@ -56,7 +56,7 @@ def test_the_collector_is_never_cached_and_trials_are(tmp_path):
 def test_resume_names_a_sweep_it_can_read(tmp_path):
     import pytest
 
-    from hydra_plugins.vertex_pipelines_launcher._core import LauncherConfigError
+    from hydra_plugins.vertex_pipelines_launcher._errors import LauncherConfigError
 
     overrides = [
         f"hydra.sweep.dir={tmp_path}",

@@ -91,17 +91,15 @@ def test_malformed_records_of_any_shape_fail_the_trial(record):
 
 
 def test_a_record_of_another_run_or_an_earlier_attempt_is_not_this_trials():
-    from hydra_plugins.vertex_pipelines_launcher._returns import record_problem
-    from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec
+    from hydra_vertex_pipelines.components.trial_result import record_problem
 
-    trial = TrialSpec(3, "r_3", (), "app-3", "gs://b/r/3", "/gcs/b/r/3", ())
     good = {"status": "COMPLETED", "run_id": "r", "number": 3, "start_time": "2026-01-01T00:00:10+00:00"}
-    assert record_problem(good, trial, "r") is None
-    assert "belongs to run 'other'" in record_problem({**good, "run_id": "other"}, trial, "r")
-    assert "belongs to trial 4" in record_problem({**good, "number": 4}, trial, "r")
+    assert record_problem(good, "r", 3) is None
+    assert "belongs to run 'other'" in str(record_problem({**good, "run_id": "other"}, "r", 3))
+    assert "belongs to trial 4" in str(record_problem({**good, "number": 4}, "r", 3))
     started = 1767225605.0  # 2026-01-01T00:00:05Z: the record is newer, so it is this attempt's
-    assert record_problem(good, trial, "r", not_before=started) is None
-    assert "earlier attempt" in record_problem(good, trial, "r", not_before=started + 10)
+    assert record_problem(good, "r", 3, not_before=started) is None
+    assert "earlier attempt" in str(record_problem(good, "r", 3, not_before=started + 10))
 
 
 @pytest.mark.slow
@@ -143,6 +141,7 @@ def test_two_submits_in_the_same_second_into_one_sweep_dir_keep_their_own_pipeli
 def test_resume_refuses_a_different_sweep(tmp_path):
     import json
 
+    from hydra_plugins.vertex_pipelines_launcher._choices import Mode
     from hydra_plugins.vertex_pipelines_launcher._resume import resumed_run
     from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
 
@@ -157,7 +156,7 @@ def test_resume_refuses_a_different_sweep(tmp_path):
             }
         )
     )
-    same = dict(mode="submit", caching=True, pipeline_root="gs://b/r", pipeline_name="app", tag="")
+    same = dict(mode=Mode.SUBMIT, caching=True, pipeline_root="gs://b/r", pipeline_name="app", tag="")
     assert resumed_run(str(tmp_path), **same, job_overrides=[["x=1"], ["x=2"]]).run_id == "app-1"
     with pytest.raises(ConfigError, match=r"trial 1 is 'x=3' here and 'x=2' in"):
         resumed_run(str(tmp_path), **same, job_overrides=[["x=1"], ["x=3"]])

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from conftest import APPS, REPO, read_json
 from hydra_plugins.vertex_pipelines_launcher.trial_entry import ENTRY_MODULE, parse
-from hydra_plugins.vertex_pipelines_launcher.trial_record import result_record, to_json
+from hydra_plugins.vertex_pipelines_launcher.trial_record import to_json, trial_result
 
 
 def run_trial(sweep_dir, overrides: List[str], num: int = 0, run_id: str = "run-1") -> subprocess.CompletedProcess:
@@ -74,7 +74,7 @@ def test_result_record_of_a_failure_keeps_the_traceback():
         raise ValueError("boom")
     except ValueError as e:
         err = e
-    record = result_record(JobReturn(status=JobStatus.FAILED, _return_value=err), 100.0, 102.5)
+    record = trial_result(JobReturn(status=JobStatus.FAILED, _return_value=err), 100.0, 102.5, run_id="r", number=0).to_json()
     assert record["status"] == "FAILED"
     assert record["return_value"] is None
     assert record["error_type"] == "ValueError"

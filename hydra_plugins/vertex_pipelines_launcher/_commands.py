@@ -16,9 +16,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
-from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings
+from hydra_vertex_pipelines.pipeline_builder.spec.settings import Entry, TrialSettings
 
-from .config import FIELD
+from ._choices import FIELD
 from .trial_entry import ENTRY_MODULE
 
 PICKLE_ENTRY = "hydra_plugins.vertex_pipelines_launcher.pickle_entry"
@@ -97,7 +97,12 @@ def trial_command(
         interpreter, program = split_program(settings.command, field)
     else:
         interpreter, program = [settings.python], (["-m", module] if module else app_program(cwd))
-    return [*interpreter, "-m", ENTRY_MODULE], [*program, *hydra_app_flags(argv, config), "--multirun", *sweep_hydra_overrides(config)]
+    return [*interpreter, "-m", ENTRY_MODULE], [
+        *program,
+        *hydra_app_flags(argv, config),
+        "--multirun",
+        *sweep_hydra_overrides(config),
+    ]
 
 
 def job_args(app_args: Sequence[str], overrides: Sequence[str], num: int, run_id: str, sweep_dir: str) -> List[str]:
@@ -122,7 +127,9 @@ def package_module(settings: TrialSettings, cwd: str) -> str:
     script = Path(cwd, program[0]).resolve()
     field = f"{FIELD}.trial.package.python_module"
     if script.suffix != ".py" or not script.is_relative_to(source):
-        raise ConfigError(field, None, f"the module to run, e.g. trainer.task: the app {program[0]} is not a module inside {source}")
+        raise ConfigError(
+            field, None, f"the module to run, e.g. trainer.task: the app {program[0]} is not a module inside {source}"
+        )
     parts = script.relative_to(source).with_suffix("").parts
     if not all(p.isidentifier() for p in parts):
         raise ConfigError(field, None, f"the module to run, e.g. trainer.task: {'/'.join(parts)}.py is no importable module path")
@@ -139,10 +146,10 @@ def command_reaches(task_function: Any) -> bool:
     return os.path.isfile(sys.argv[0])  # python script.py (not -c, not stdin)
 
 
-def uses_pickle(settings: TrialSettings, task_function: Any) -> bool:
+def uses_pickle(entry: Entry, settings: TrialSettings, task_function: Any) -> bool:
     """`auto` pickles unless a command line reaches the task function."""
-    if settings.entry != "auto":
-        return settings.entry == "pickle"
+    if entry is not Entry.AUTO:
+        return entry is Entry.PICKLE
     return settings.command is None and not command_reaches(task_function)
 
 
@@ -167,7 +174,10 @@ def pickle_job(task_function: Any, hydra_context: Any, job_config: DictConfig, s
         return cloudpickle.dumps(job)
     except Exception as e:
         raise ConfigError(
-            f"{FIELD}.trial.entry", "pickle", "a task function that cloudpickle can serialise", f"{type(e).__name__}: {e}"
+            f"{FIELD}.trial.entry",
+            Entry.PICKLE.value,
+            "a task function that cloudpickle can serialise",
+            f"{type(e).__name__}: {e}",
         ) from e
     finally:
         if by_value:

@@ -5,7 +5,7 @@ gives each trial its machine; composing costs milliseconds per trial, so it happ
 when it can matter.
 """
 
-from typing import TYPE_CHECKING, Any, List, NamedTuple, Optional, Sequence
+from typing import Any, List, NamedTuple, Optional, Sequence
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -13,10 +13,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
 from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings, trial_settings
 
-from .config import FIELD
-
-if TYPE_CHECKING:
-    from .launcher import VertexPipelinesLauncher
+from ._choices import FIELD
+from ._context import LaunchContext
 
 DEFAULT_SUBDIR = "${hydra.job.num}"
 
@@ -34,17 +32,16 @@ def read_settings(node: DictConfig, field: str, where: str = "") -> TrialSetting
     except Exception as e:
         raise ConfigError(field, "<unresolvable>", "settings whose interpolations resolve", str(e), where) from e
     assert isinstance(data, dict)
-    return trial_settings(data)
+    return trial_settings({str(k): v for k, v in data.items()})
 
 
 def _has_interpolation(node: Any) -> bool:
     return "${" in repr(OmegaConf.to_container(node, resolve=False))
 
 
-def compose_job(launcher: "VertexPipelinesLauncher", overrides: Sequence[str], num: int) -> DictConfig:
+def compose_job(context: LaunchContext, overrides: Sequence[str], num: int) -> DictConfig:
     """Job `num`'s config exactly as `BasicLauncher.launch` composes it."""
-    assert launcher.config is not None and launcher.hydra_context is not None
-    job_config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
+    job_config = context.hydra_context.config_loader.load_sweep_config(context.config, list(overrides))
     with open_dict(job_config):
         job_config.hydra.job.id = num
         job_config.hydra.job.num = num
@@ -52,17 +49,15 @@ def compose_job(launcher: "VertexPipelinesLauncher", overrides: Sequence[str], n
 
 
 def plan_jobs(
-    launcher: "VertexPipelinesLauncher",
-    job_overrides: Sequence[Sequence[str]],
-    initial_job_idx: int,
-    compose: bool,
+    context: LaunchContext, job_overrides: Sequence[Sequence[str]], initial_job_idx: int, compose: bool
 ) -> List[JobPlan]:
     """Each job's settings, sweep subdir and (when needed) composed config."""
-    config = launcher.config
-    assert config is not None
+    config = context.config
     field = f"{FIELD}.trial"
     compose = compose or _has_interpolation(config.hydra.launcher.trial)
-    compose = compose or OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir") != DEFAULT_SUBDIR
+    sweep = OmegaConf.to_container(config.hydra.sweep, resolve=False)
+    assert isinstance(sweep, dict)
+    compose = compose or sweep.get("subdir") != DEFAULT_SUBDIR
     if not compose:
         settings = read_settings(config.hydra.launcher.trial, field)
         return [JobPlan(settings, str(initial_job_idx + i), None) for i in range(len(job_overrides))]
@@ -70,7 +65,7 @@ def plan_jobs(
     try:
         for i, overrides in enumerate(job_overrides):
             num = initial_job_idx + i
-            job_config = compose_job(launcher, overrides, num)
+            job_config = compose_job(context, overrides, num)
             HydraConfig.instance().set_config(job_config)
             settings = read_settings(job_config.hydra.launcher.trial, field, f"trial {num}: {' '.join(overrides)}")
             out.append(JobPlan(settings, str(job_config.hydra.sweep.subdir), job_config))

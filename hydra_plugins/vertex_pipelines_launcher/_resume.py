@@ -12,8 +12,7 @@ from typing import List, NamedTuple, Sequence
 from hydra_vertex_pipelines.components.sweep_files import batch_file
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
 
-from .config import FIELD
-
+from ._choices import FIELD, Mode
 
 
 class Resumed(NamedTuple):
@@ -24,7 +23,7 @@ class Resumed(NamedTuple):
 def resumed_run(
     resume: str,
     *,
-    mode: str,
+    mode: Mode,
     caching: bool,
     pipeline_root: str,
     pipeline_name: str,
@@ -33,10 +32,12 @@ def resumed_run(
 ) -> Resumed:
     """Checks that `resume` names an earlier submitted run of this very sweep batch."""
     field = f"{FIELD}.resume"
-    if mode != "submit":
+    if mode is not Mode.SUBMIT:
         raise ConfigError(field, resume, "null unless mode=submit: Vertex's cache is what skips the trials that succeeded")
     if not caching:
-        raise ConfigError(f"{FIELD}.enable_caching", False, "null or true with resume: the cache is what skips the trials that succeeded")
+        raise ConfigError(
+            f"{FIELD}.enable_caching", False, "null or true with resume: the cache is what skips the trials that succeeded"
+        )
     path = Path(resume)
     manifest = path / batch_file("manifest", tag, ".json") if path.is_dir() else path
     accepted = "the sweep dir (or its manifest.json) of an earlier submitted run of this sweep"
@@ -46,10 +47,10 @@ def resumed_run(
         old_root = str(data["pipeline_root"])
         old_name = str(data["pipeline_name"])
         old_overrides: List[List[str]] = [list(t["overrides"]) for t in data["trials"]]
-        old_mode = data.get("mode", "submit")
+        old_mode = data.get("mode", Mode.SUBMIT.value)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ConfigError(field, resume, accepted, f"{manifest}: {type(e).__name__}: {e}") from None
-    if old_mode != "submit":
+    if old_mode != Mode.SUBMIT.value:
         raise ConfigError(field, resume, accepted, f"{manifest} is a {old_mode} run: nothing of it is in Vertex's cache")
     if old_root != pipeline_root:
         raise ConfigError(f"{FIELD}.pipeline_root", pipeline_root, f"{old_root}, the pipeline root of the run being resumed")
@@ -57,7 +58,7 @@ def resumed_run(
         raise ConfigError(f"{FIELD}.pipeline_name", pipeline_name, f"{old_name}, the pipeline of the run being resumed")
     new = [list(o) for o in job_overrides]
     if new != old_overrides:
-        first = next((i for i, (a, b) in enumerate(zip(new, old_overrides)) if a != b), min(len(new), len(old_overrides)))
+        first = next((i for i, (a, b) in enumerate(zip(new, old_overrides, strict=False)) if a != b), min(len(new), len(old_overrides)))
         theirs = " ".join(old_overrides[first]) if first < len(old_overrides) else "no such trial"
         ours = " ".join(new[first]) if first < len(new) else "no such trial"
         raise ConfigError(

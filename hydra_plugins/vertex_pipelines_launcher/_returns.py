@@ -6,23 +6,20 @@ or of any other shape is that trial's failure, with the reason. A failed trial's
 names the trial, its overrides, the end of its log and where the whole log is.
 """
 
-import json
-from datetime import datetime, timezone
-from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
+from pathlib import Path
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from hydra.core.utils import JobReturn, JobStatus
-from hydra.errors import CompactHydraException
 from omegaconf import DictConfig
 
-from hydra_vertex_pipelines.components.sweep_files import RESULT_FILE
+from hydra_vertex_pipelines.components.trial_result import COMPLETED, record_problem
 from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec
 
-TAIL_LINES = 15
+from ._choices import FIELD
+from ._context import LaunchContext
+from ._errors import NoTrialValuesError, TrialFailed
 
-
-class TrialFailed(CompactHydraException):
-    """A trial raised, or its process ended without a result of this run; Hydra's sweepers
-    raise it from `JobReturn.return_value`, and Hydra prints its message alone."""
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 
 class Evidence(NamedTuple):
@@ -49,7 +46,7 @@ class ComposedOnUse(JobReturn):
             self._configs = compose()
         return self._configs
 
-    @property  # type: ignore[override]
+    @property  # JobReturn's dataclass field, computed here
     def cfg(self) -> Optional[DictConfig]:
         return self._composed()[0]
 
@@ -58,7 +55,7 @@ class ComposedOnUse(JobReturn):
         if value is not None:
             self._compose, self._configs = None, (value, self._configs[1])
 
-    @property  # type: ignore[override]
+    @property  # JobReturn's dataclass field, computed here
     def hydra_cfg(self) -> Optional[DictConfig]:
         return self._composed()[1]
 
@@ -66,47 +63,6 @@ class ComposedOnUse(JobReturn):
     def hydra_cfg(self, value: Optional[DictConfig]) -> None:
         if value is not None:
             self._compose, self._configs = None, (self._configs[0], value)
-
-
-def parse_record(data: Optional[bytes]) -> Any:
-    """The JSON in a result file, or None when there is none or it is not JSON."""
-    if data is None:
-        return None
-    try:
-        return json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return ValueError(f"{RESULT_FILE} is not valid JSON")
-
-
-def _started(record: Dict[str, Any]) -> float:
-    try:
-        return datetime.fromisoformat(str(record.get("start_time"))).timestamp()
-    except ValueError:
-        return float("-inf")
-
-
-def record_problem(record: Any, trial: TrialSpec, run_id: str, not_before: Optional[float] = None) -> Optional[str]:
-    """Why `record` does not tell how this run's trial ended, or None when it does.
-
-    `not_before` (epoch seconds) is when this attempt of the trial was started, for runs
-    that reuse an earlier run's folders (resume): an older record is an earlier attempt's.
-    """
-    if record is None:
-        return f"it left no {RESULT_FILE}"
-    if isinstance(record, Exception):
-        return str(record)
-    if not isinstance(record, dict):
-        return f"{RESULT_FILE} holds a JSON {type(record).__name__}, not an object"
-    if record.get("status") not in ("COMPLETED", "FAILED"):
-        return f"{RESULT_FILE} has status {record.get('status')!r}, not COMPLETED or FAILED"
-    if record.get("run_id") != run_id:
-        return f"the {RESULT_FILE} there belongs to run {record.get('run_id')!r}, not to this run {run_id}"
-    if record.get("number") != trial.number:
-        return f"the {RESULT_FILE} there belongs to trial {record.get('number')!r}"
-    if not_before is not None and _started(record) < not_before:
-        when = datetime.fromtimestamp(not_before, timezone.utc).isoformat()
-        return f"the {RESULT_FILE} there is an earlier attempt's (started {record.get('start_time')}, this run at {when})"
-    return None
 
 
 def _failure(trial: TrialSpec, headline: str, evidence: Evidence) -> TrialFailed:
@@ -140,13 +96,15 @@ def job_return(
 ) -> JobReturn:
     """The trial's JobReturn, with its value only from a record this run's trial wrote;
     its configs are `cfg` and `hydra_cfg`, or what `compose` gives when first read."""
-    fields = dict(overrides=list(trial.overrides), cfg=cfg, hydra_cfg=hydra_cfg, working_dir=working_dir, task_name=task_name)
+    fields: Dict[str, Any] = dict(
+        overrides=list(trial.overrides), cfg=cfg, hydra_cfg=hydra_cfg, working_dir=working_dir, task_name=task_name
+    )
     ret = ComposedOnUse(compose, **fields) if compose is not None else JobReturn(**fields)
-    problem = record_problem(record, trial, run_id, not_before)
+    problem = record_problem(record, run_id, trial.number, not_before)
     if problem is not None:
-        reason = f"{problem}: {evidence.reason}" if evidence.reason else problem
+        reason = f"{problem}: {evidence.reason}" if evidence.reason else str(problem)
         ret.status, ret._return_value = JobStatus.FAILED, _failure(trial, reason, evidence)
-    elif record["status"] == "COMPLETED":
+    elif record["status"] == COMPLETED:
         ret.status, ret._return_value = JobStatus.COMPLETED, record.get("return_value")
         ret.working_dir = record.get("working_dir") or working_dir
     else:
@@ -154,3 +112,22 @@ def job_return(
         ret.working_dir = record.get("working_dir") or working_dir
     return ret
 
+
+def returns_without_values(context: LaunchContext, trials: Sequence[TrialSpec], pipeline_path: Path, why: str) -> List[JobReturn]:
+    """Nothing ran (or nothing is awaited): fine for the basic sweeper, an error for sweepers that need values."""
+    if context.sweeper != BASIC_SWEEPER:
+        raise NoTrialValuesError(
+            f"{FIELD}.{why} produces no trial values, and the sweeper {context.sweeper} needs them "
+            f"to choose its next trials. The first batch's pipeline is at {pipeline_path}. "
+            f"To get values, use {FIELD}.mode=local, or {FIELD}.mode=submit with {FIELD}.wait=true."
+        )
+    return [
+        JobReturn(
+            overrides=list(t.overrides),
+            working_dir=t.output_dir,
+            task_name=context.app_name,
+            status=JobStatus.COMPLETED,
+            _return_value=None,
+        )
+        for t in trials
+    ]

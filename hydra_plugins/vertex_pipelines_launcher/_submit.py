@@ -5,48 +5,33 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from hydra.core.utils import JobReturn
-from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_vertex_pipelines.components.sweep_files import RESULT_FILE
-from hydra_vertex_pipelines.pipeline_builder.cloud import gcs
-from hydra_vertex_pipelines.pipeline_builder.cloud import vertex
-from hydra_vertex_pipelines.pipeline_builder.spec.manifest import read_manifest, write_manifest
+from hydra_vertex_pipelines.components.trial_result import ENDINGS, parse_record, record_problem
+from hydra_vertex_pipelines.pipeline_builder.cloud import gcs, vertex
+from hydra_vertex_pipelines.pipeline_builder.spec.manifest import write_manifest
+from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec
 
 from ._compose import compose_job
+from ._context import LaunchContext
+from ._errors import FollowingLost, LauncherConfigError
 from ._planning import Batch
-from ._returns import Evidence, job_return, parse_record, record_problem
-
-if TYPE_CHECKING:
-    from ._core import Written
-    from .launcher import VertexPipelinesLauncher
+from ._returns import Evidence, job_return, returns_without_values
+from ._settings import SubmitSettings
+from ._writing import Written, announce, write_batch
 
 log = logging.getLogger(__name__)
-DEFAULT_POLL_INTERVAL = 15.0
-EMULATOR_POLL_INTERVAL = 1.0
 
 
-class FollowingLost(CompactHydraException):
-    """Vertex could not be reached for too long while following; the run goes on."""
-
-
-def poll_interval(lconf: Any) -> float:
-    """The configured interval, else 15 s, or 1 s against an emulator on this machine."""
-    if lconf.poll_interval is not None:
-        return float(lconf.poll_interval)
-    emulated = str(lconf.api_endpoint or "").startswith("http://")
-    return EMULATOR_POLL_INTERVAL if emulated else DEFAULT_POLL_INTERVAL
-
-
-def upload_files(batch: Batch, storage: Any) -> None:
+def upload_files(batch: Batch, target: vertex.VertexTarget, storage: Any) -> None:
     """Puts what the run reads from its bucket there before it starts."""
     files = batch.uploads()
     if files or batch.packages:
-        assert batch.target is not None
-        gcs.ensure_bucket(storage, batch.sweep.pipeline_root, batch.target.location)
+        gcs.ensure_bucket(storage, batch.sweep.pipeline_root, target.location)
     for uri, data in files.items():
         gcs.write_bytes(storage, uri, data)
     if files:
@@ -60,41 +45,40 @@ def upload_files(batch: Batch, storage: Any) -> None:
             log.info(f"Already in the bucket, not uploaded again: {package.uri}")
 
 
-def submit(batch: Batch, lconf: Any, written: "Written") -> Any:
+def submit(written: Written, settings: SubmitSettings) -> Any:
     """Creates the PipelineJob (exactly once) from this launch's own pipeline file and
     records it in the manifest."""
-    target = batch.target
-    assert target is not None
+    batch = written.batch
+    target = settings.target
     creds = vertex.credentials(target)
     storage = gcs.client(target.project, None if target.emulated else creds)
-    upload_files(batch, storage)
+    upload_files(batch, target, storage)
     vertex.init(target, creds)
     job = vertex.submit(
         target,
         template_path=str(written.pipeline_path),
         job_id=batch.job_id or batch.sweep.run_id,
-        display_name=str(lconf.display_name or batch.sweep.run_id),
+        display_name=settings.display_name,
         pipeline_root=batch.sweep.pipeline_root,
         labels=batch.pipeline_labels,
-        enable_caching=lconf.enable_caching,
-        failure_policy=str(lconf.failure_policy),
-        service_account=lconf.service_account,
-        network=lconf.network,
-        reserved_ip_ranges=list(lconf.reserved_ip_ranges or []),
-        experiment=lconf.experiment,
-        encryption_spec_key_name=lconf.encryption_spec_key_name,
+        enable_caching=settings.enable_caching,
+        failure_policy=settings.failure_policy.value,
+        service_account=settings.service_account,
+        network=settings.network,
+        reserved_ip_ranges=list(settings.reserved_ip_ranges),
+        experiment=settings.experiment,
+        encryption_spec_key_name=settings.encryption_spec_key_name,
         on_retry=lambda e: log.warning(f"Creating the PipelineJob failed ({type(e).__name__}: {e}); retrying"),
     )
     url = vertex.console_url(job.resource_name)
-    manifest = read_manifest(written.manifest_path)
-    manifest["vertex"] = {
+    where = {
         "resource_name": job.resource_name,
         "console_url": url,
         "project": target.project,
         "location": target.location,
         "api_endpoint": target.api_endpoint,
     }
-    write_manifest(written.manifest_path, manifest)
+    write_manifest(written.manifest_path, {**written.manifest, "vertex": where})
     log.info(f"Submitted {job.resource_name}")
     log.info(f"View it in the Vertex AI console: {url}")
     return job
@@ -148,18 +132,19 @@ def reattach_hint(job: Any, sweep_dir: Path) -> str:
     )
 
 
-def follow(job: Any, batch: Batch, lconf: Any, manifest_path: Path) -> str:
+def follow(job: Any, written: Written, settings: SubmitSettings) -> str:
     """Follows the run. Ctrl-C, or Vertex out of reach for `reconnect_timeout`, leaves it
     going and says how to re-attach or cancel, without a traceback."""
-    manifest = read_manifest(manifest_path)
-    trial_tasks = {t["task_name"]: t["number"] for t in manifest["trials"] if t.get("task_name")}
-    progress = Progress(trial_tasks, len(manifest["trials"]))
+    batch = written.batch
+    progress = Progress({name: number for number, name in written.task_names.items()}, len(batch.sweep.trials))
 
     def outage(e: Exception) -> None:
-        log.warning(f"Vertex AI cannot be reached ({type(e).__name__}); trying again for up to {lconf.reconnect_timeout:.0f} s")
+        log.warning(
+            f"Vertex AI cannot be reached ({type(e).__name__}); trying again for up to {settings.reconnect_timeout:.0f} s"
+        )
 
     try:
-        state = vertex.follow(job, poll_interval(lconf), progress, float(lconf.reconnect_timeout), outage)
+        state = vertex.follow(job, settings.poll_interval, progress, settings.reconnect_timeout, outage)
     except KeyboardInterrupt:
         progress.close()
         log.warning(f"Stopped following. {reattach_hint(job, batch.sweep_dir)}")
@@ -174,16 +159,16 @@ def follow(job: Any, batch: Batch, lconf: Any, manifest_path: Path) -> str:
 
 def _record(row: Optional[Dict[str, Any]]) -> Any:
     """A summary row as the result record it was read from (None: the collector had none)."""
-    if row is None or row.get("status") not in ("COMPLETED", "FAILED"):
+    if row is None or row.get("status") not in ENDINGS:
         return None
     return {"number": row.get("number"), **row}
 
 
-def _job_configs(launcher: "VertexPipelinesLauncher", trial: Any) -> Tuple[Optional[DictConfig], Optional[DictConfig]]:
+def _job_configs(context: LaunchContext, trial: TrialSpec) -> Tuple[Optional[DictConfig], Optional[DictConfig]]:
     """The job's config and Hydra config as the basic launcher composes them (the trial
     ran elsewhere): what its JobReturn holds."""
     try:
-        job_config = compose_job(launcher, trial.overrides, trial.number)
+        job_config = compose_job(context, trial.overrides, trial.number)
     except Exception:  # the trial's own failure says why; the values need no config
         return None, None
     hydra_cfg = OmegaConf.create({"hydra": job_config.hydra})
@@ -193,13 +178,8 @@ def _job_configs(launcher: "VertexPipelinesLauncher", trial: Any) -> Tuple[Optio
     return OmegaConf.create(with_hydra), hydra_cfg
 
 
-def trial_returns(launcher: "VertexPipelinesLauncher", batch: Batch, job: Any, written: "Written") -> List[JobReturn]:
-    """Each trial's JobReturn: one read of the collector's summary, else each result.json;
-    a result of another run or attempt is none, and a trial without one carries Vertex's
-    error for its task."""
-    target = batch.target
-    assert target is not None and launcher.config is not None
-    storage = gcs.client(target.project, None if target.emulated else vertex.credentials(target))
+def _download_summary(storage: Any, batch: Batch) -> Optional[Dict[str, Any]]:
+    """The collector's summary (and report), copied into the sweep dir, if it wrote one."""
     summary = gcs.read_json(storage, f"{batch.sweep.run_root}/{batch.sweep.summary_name}")
     if summary is not None:
         local = batch.sweep_dir / batch.sweep.summary_name
@@ -210,28 +190,50 @@ def trial_returns(launcher: "VertexPipelinesLauncher", batch: Batch, job: Any, w
             local = batch.sweep_dir / Path(batch.sweep.report_path).name
             local.write_bytes(report)
             log.info(f"Report: {local}")
+    return summary
+
+
+class CustomJobErrors:
+    """Looped trials share one task name: their CustomJobs say how each ended. Read once,
+    when a looped trial first needs them."""
+
+    def __init__(self, tasks: Dict[str, Dict[str, Any]]) -> None:
+        self.tasks = tasks
+        self.errors: Optional[Dict[str, str]] = None  # display name -> its CustomJob's error
+
+    def reason(self, trial: TrialSpec) -> str:
+        if self.errors is None:
+            failed = [
+                t["custom_job"] for t in self.tasks.values() if t.get("custom_job") and t.get("state") in ("FAILED", "CANCELLED")
+            ]
+            self.errors = vertex.custom_job_errors(failed)
+        error = self.errors.get(trial.display_name)
+        return f"its CustomJob failed: {error}" if error else "its CustomJob left no error"
+
+
+def trial_returns(context: LaunchContext, written: Written, target: vertex.VertexTarget, job: Any) -> List[JobReturn]:
+    """Each trial's JobReturn: one read of the collector's summary, else each result.json;
+    a result of another run or attempt is none, and a trial without one carries Vertex's
+    error for its task."""
+    batch = written.batch
+    storage = gcs.client(target.project, None if target.emulated else vertex.credentials(target))
+    summary = _download_summary(storage, batch)
     rows = {int(r["number"]): r for r in summary["trials"]} if summary else {}
     tasks = vertex.task_details(job)
-    manifest_tasks = {t["number"]: t.get("task_name", "") for t in read_manifest(written.manifest_path)["trials"]}
     resumed = batch.job_id not in ("", batch.sweep.run_id)
     created = job.gca_resource.create_time.timestamp() if resumed else None
-    loop_errors: Optional[Dict[str, str]] = None  # display name -> its CustomJob's error, read when needed
+    loop_errors = CustomJobErrors(tasks)
     returns = []
     for trial in batch.sweep.trials:
         record = _record(rows.get(trial.number))
         if record is None:  # no summary row: the collector did not run or failed
             record = parse_record(gcs.read_bytes(storage, f"{trial.output_uri}/{RESULT_FILE}"))
-        task_name = manifest_tasks.get(trial.number) or ""
+        task_name = written.task_names.get(trial.number, "")
         task = tasks.get(task_name, {})
         if task.get("state"):
             reason = f"its task ended {task['state']}" + (f": {task['error']}" if task.get("error") else "")
-        elif not task_name and record_problem(record, trial, batch.sweep.run_id) is not None:
-            # Looped trials share one task name: their CustomJobs say how each ended.
-            if loop_errors is None:
-                failed = [t["custom_job"] for t in tasks.values() if t.get("custom_job") and t.get("state") in ("FAILED", "CANCELLED")]
-                loop_errors = vertex.custom_job_errors(failed)
-            error = loop_errors.get(trial.display_name)
-            reason = f"its CustomJob failed: {error}" if error else "its CustomJob left no error"
+        elif not task_name and record_problem(record, batch.sweep.run_id, trial.number) is not None:
+            reason = loop_errors.reason(trial)
         else:
             reason = "its task never ran"
         # In a resumed run, a trial that ran again (not a cache hit) must have a new record.
@@ -245,11 +247,28 @@ def trial_returns(launcher: "VertexPipelinesLauncher", batch: Batch, job: Any, w
                 batch.sweep.run_id,
                 evidence,
                 working_dir=trial.output_uri,
-                task_name=str(launcher.config.hydra.job.name),
+                task_name=context.app_name,
                 not_before=not_before,
                 cfg=None,
                 hydra_cfg=None,
-                compose=functools.partial(_job_configs, launcher, trial),
+                compose=functools.partial(_job_configs, context, trial),
             )
         )
     return returns
+
+
+def run(context: LaunchContext, batch: Batch) -> List[JobReturn]:
+    """Submit mode: write, submit, and (with `wait`) follow the run and read its results."""
+    settings = batch.submit
+    assert settings is not None  # planned in submit mode
+    try:
+        vertex.credentials(settings.target)  # fails before anything is written or sent
+    except vertex.CredentialsError as e:
+        raise LauncherConfigError(str(e)) from None
+    announce(batch)
+    written = write_batch(batch)
+    job = submit(written, settings)
+    if not settings.wait:
+        return returns_without_values(context, written.batch.sweep.trials, written.pipeline_path, "wait=false")
+    follow(job, written, settings)
+    return trial_returns(context, written, settings.target, job)

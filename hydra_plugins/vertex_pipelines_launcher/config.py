@@ -1,4 +1,10 @@
-"""Structured config of `hydra/launcher=vertex_pipelines`."""
+"""Structured config of `hydra/launcher=vertex_pipelines`.
+
+Closed choices (mode, fan_out, failure_policy, objective.direction) are string settings
+whose values `_choices` defines: they are checked while the batch is planned, where each
+becomes its enum once, so a wrong value is reported as every other setting is (the field,
+the value, the accepted values).
+"""
 
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
@@ -7,8 +13,7 @@ from hydra.core.config_store import ConfigStore
 
 from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings
 
-FIELD = "hydra.launcher"  # where the settings live, as errors name them
-MODES = ["submit", "compile", "local"]
+from ._choices import Direction, FailurePolicy, FanOut, Mode
 
 
 @dataclass
@@ -19,7 +24,7 @@ class ObjectiveConf:
     # null: the return value itself, when it is a number.
     key: Optional[str] = None
     # minimize or maximize.
-    direction: str = "minimize"
+    direction: str = Direction.MINIMIZE.value
 
 
 @dataclass
@@ -34,7 +39,7 @@ class VertexPipelinesLauncherConf:
 
     # submit: run on Vertex AI; compile: only write pipeline.yaml and the manifest;
     # local: run the same pipeline.yaml on this machine.
-    mode: str = "submit"
+    mode: str = Mode.SUBMIT.value
     # Follow the submitted run and return the trials' values (submit mode).
     wait: bool = True
     # Seconds between two polls of a followed run (one request each, whatever the trials);
@@ -60,7 +65,7 @@ class VertexPipelinesLauncherConf:
     network: Optional[str] = None
     reserved_ip_ranges: List[str] = field(default_factory=list)
     # slow: a failed trial lets the others finish; fast: it stops scheduling new tasks.
-    failure_policy: str = "slow"
+    failure_policy: str = FailurePolicy.SLOW.value
     # Labels of the PipelineJob and of every CustomJob.
     labels: Dict[str, str] = field(default_factory=dict)
     # Vertex's step caching. null: trials may be cached (each run's trials write to their
@@ -76,7 +81,7 @@ class VertexPipelinesLauncherConf:
     # the Vertex UI); parallel_for: one task looping over the trials, with a real limit on
     # how many run at once; auto: tasks for up to 50 trials without max_parallel, else
     # parallel_for.
-    fan_out: str = "auto"
+    fan_out: str = FanOut.AUTO.value
     # Most trials running at once. None: unlimited for `tasks`, 50 for `parallel_for`
     # (below Vertex's default quota of 60 job submissions per minute per region); in local
     # mode also at most the CPU count.

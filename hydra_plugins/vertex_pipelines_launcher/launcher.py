@@ -1,6 +1,5 @@
 """The Launcher Hydra instantiates; the work happens in `_core`, imported on first launch."""
 
-import logging
 from typing import Any, Optional, Sequence
 
 from hydra.core.utils import JobReturn
@@ -8,12 +7,11 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-log = logging.getLogger(__name__)
-
 
 class VertexPipelinesLauncher(Launcher):
-    def __init__(self, **params: Any) -> None:
-        self.params = params
+    def __init__(self, **settings: Any) -> None:
+        """Hydra passes the `hydra.launcher` settings; a launch reads them from the sweep's
+        config instead, once, with the rest of what it needs."""
         self.config: Optional[DictConfig] = None
         self.task_function: Optional[TaskFunction] = None
         self.hydra_context: Optional[HydraContext] = None
@@ -32,4 +30,11 @@ class VertexPipelinesLauncher(Launcher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from . import _core
 
-        return _core.launch(launcher=self, job_overrides=job_overrides, initial_job_idx=initial_job_idx)
+        assert self.config is not None and self.hydra_context is not None and self.task_function is not None
+        return _core.launch(
+            config=self.config,
+            hydra_context=self.hydra_context,
+            task_function=self.task_function,
+            job_overrides=job_overrides,
+            initial_job_idx=initial_job_idx,
+        )

@@ -44,7 +44,7 @@ def parse(argv: Sequence[str]) -> TrialArgs:
         raise SystemExit(f"usage: python -m {ENTRY_MODULE} --num N --run-id ID --sweep-dir DIR -- SCRIPT|-m MODULE ARGS")
     cut = argv.index("--")
     own, rest = argv[:cut], argv[cut + 1 :]
-    opts = dict(zip(own[::2], own[1::2]))
+    opts = dict(zip(own[::2], own[1::2], strict=False))  # an odd count is refused just below
     missing = [k for k in ("--num", "--run-id", "--sweep-dir") if k not in opts]
     if missing or len(own) % 2 or not rest or (rest[0] == "-m" and len(rest) < 2):
         raise SystemExit(f"{ENTRY_MODULE}: bad arguments {own} -- {rest[:2]}")
@@ -52,17 +52,20 @@ def parse(argv: Sequence[str]) -> TrialArgs:
     return TrialArgs(int(opts["--num"]), opts["--run-id"], opts["--sweep-dir"], program, rest[len(program) :])
 
 
-def run_one_job(hydra: Any, config_name: Optional[str], task_function: Any, overrides: List[str], num: int, sweep_dir: str, run_id: str) -> Any:
+def run_one_job(
+    hydra: Any, config_name: Optional[str], task_function: Any, overrides: List[str], num: int, sweep_dir: str, run_id: str
+) -> Any:
     """What `Hydra.multirun` and `BasicLauncher.launch` do for one job, without a sweeper."""
+    from hydra._internal.callbacks import Callbacks
     from hydra.core.utils import run_job, setup_globals
     from hydra.types import HydraContext, RunMode
     from omegaconf import OmegaConf, open_dict
 
-    from hydra._internal.callbacks import Callbacks
-
     from .trial_record import write_result
 
-    cfg = hydra.compose_config(config_name=config_name, overrides=overrides, with_log_configuration=True, run_mode=RunMode.MULTIRUN)
+    cfg = hydra.compose_config(
+        config_name=config_name, overrides=overrides, with_log_configuration=True, run_mode=RunMode.MULTIRUN
+    )
     callbacks = Callbacks(cfg)
     job_overrides = OmegaConf.to_container(cfg.hydra.overrides.task, resolve=False)
     assert isinstance(job_overrides, list)
@@ -89,13 +92,16 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse(sys.argv[1:] if argv is None else argv)
     import importlib
 
-    importlib.import_module(ENTRY_MODULE).running = args  # this file runs as __main__
+    entry: Any = importlib.import_module(ENTRY_MODULE)  # this file runs as __main__: set the module's own name
+    entry.running = args
     from hydra._internal.hydra import Hydra
 
-    def multirun(self: Any, config_name: Optional[str], task_function: Any, overrides: List[str], with_log_configuration: bool = True) -> Any:
+    def multirun(
+        self: Any, config_name: Optional[str], task_function: Any, overrides: List[str], with_log_configuration: bool = True
+    ) -> Any:
         return run_one_job(self, config_name, task_function, overrides, args.num, args.sweep_dir, args.run_id)
 
-    Hydra.multirun = multirun  # type: ignore[method-assign]
+    Hydra.multirun = multirun  # type: ignore[method-assign]  # the one job instead of a sweep, on purpose
     if args.program[0] == "-m":
         sys.argv = [args.program[1], *args.app_args]
         runpy.run_module(args.program[1], run_name="__main__", alter_sys=True)

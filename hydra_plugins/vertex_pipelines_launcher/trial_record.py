@@ -1,8 +1,8 @@
 """A trial's result record: result.json next to the trial's Hydra outputs.
 
 Written by the trial (`trial_entry`, `pickle_entry`), read back by the collector and the
-launcher. It holds JSON only, so nothing is ever unpickled from a bucket. The run id and
-job number in it tie the record to the run that wrote it.
+launcher; its fields and the rules a reader applies are in `components.trial_result`. It
+holds JSON only, so nothing is ever unpickled from a bucket.
 """
 
 import dataclasses
@@ -10,12 +10,15 @@ import json
 import os
 import time
 import traceback
-from datetime import datetime, timezone
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Optional, Tuple
 
 from hydra.core.utils import JobReturn, JobStatus
 
+from hydra_vertex_pipelines.components.atomic_write import write_atomic
+from hydra_vertex_pipelines.components.clock import iso_utc
 from hydra_vertex_pipelines.components.sweep_files import RESULT_FILE
+from hydra_vertex_pipelines.components.trial_result import TrialResult
+
 MAX_ERROR_CHARS = 20_000
 
 
@@ -45,27 +48,29 @@ def to_json(value: Any) -> Tuple[Any, bool]:
     return repr(value), False
 
 
-def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).isoformat()
-
-
-def result_record(job_return: JobReturn, start: Optional[float], end: float) -> Dict[str, Any]:
-    status = job_return.status.name if job_return.status else "UNKNOWN"
-    record: Dict[str, Any] = {"status": status, "return_value": None, "error": None}
+def trial_result(job_return: JobReturn, start: Optional[float], end: float, *, run_id: str, number: int) -> TrialResult:
+    """How job `number` of run `run_id` ended, as its record says it."""
     raw = job_return._return_value
+    value, exact, error, error_type = None, True, None, None
     if job_return.status == JobStatus.COMPLETED:
-        record["return_value"], exact = to_json(raw)
-        if not exact:
-            record["return_value_is_repr"] = True
+        value, exact = to_json(raw)
     elif isinstance(raw, BaseException):
-        text = "".join(traceback.format_exception(type(raw), raw, raw.__traceback__))
-        record["error"] = text[-MAX_ERROR_CHARS:]
-        record["error_type"] = type(raw).__name__
-    if start is not None:
-        record["start_time"] = _iso(start)
-        record["duration_s"] = round(end - start, 3)
-    record["end_time"] = _iso(end)
-    return record
+        error = "".join(traceback.format_exception(type(raw), raw, raw.__traceback__))[-MAX_ERROR_CHARS:]
+        error_type = type(raw).__name__
+    return TrialResult(
+        status=job_return.status.name if job_return.status else "UNKNOWN",
+        run_id=run_id,
+        number=number,
+        end_time=iso_utc(end),
+        working_dir=job_return.working_dir or os.getcwd(),
+        return_value=value,
+        return_value_is_repr=not exact,
+        error=error,
+        error_type=error_type,
+        start_time=None if start is None else iso_utc(start),
+        duration_s=None if start is None else round(end - start, 3),
+        vertex_job_id=os.environ.get("CLOUD_ML_JOB_ID"),  # set by Vertex in a CustomJob: for console links
+    )
 
 
 def is_chief() -> bool:
@@ -83,24 +88,9 @@ def is_chief() -> bool:
     return task.get("type", "workerpool0") == "workerpool0" and int(task.get("index", 0)) == 0
 
 
-def write_json(path: str, data: Dict[str, Any]) -> None:
-    """Writes through a temporary file so a reader never sees half a result."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
-
-
 def write_result(output_dir: str, job_return: JobReturn, start: Optional[float], *, run_id: str, number: int) -> None:
     """The chief replica records how the job ended, for this run and job number."""
     if not is_chief():
         return
-    record = result_record(job_return, start, time.time())
-    record["run_id"] = run_id
-    record["number"] = number
-    record["working_dir"] = job_return.working_dir or os.getcwd()
-    job_id = os.environ.get("CLOUD_ML_JOB_ID")  # set by Vertex in a CustomJob: for console links
-    if job_id:
-        record["vertex_job_id"] = job_id
-    os.makedirs(output_dir, exist_ok=True)
-    write_json(os.path.join(output_dir, RESULT_FILE), record)
+    record = trial_result(job_return, start, time.time(), run_id=run_id, number=number)
+    write_atomic(os.path.join(output_dir, RESULT_FILE), json.dumps(record.to_json(), indent=2))

@@ -5,11 +5,28 @@ input of the pipeline builder, so a setting has exactly one definition.
 """
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Dict, List, Optional
 
 # Vertex's Reduction Server image (the pool that speeds up all-reduce across GPU workers).
 REDUCTION_SERVER_IMAGE = "us-docker.pkg.dev/vertex-ai-restricted/training/reductionserver:latest"
 REDUCTION_SERVER_MACHINE = "n1-highcpu-16"
+
+
+class Code(Enum):
+    """Where a trial's code comes from (`code`). The setting itself stays a string, checked
+    with the others, so a wrong value is reported like any other setting."""
+
+    IMAGE = "image"  # the app, inside image_uri
+    PACKAGE = "package"  # a wheel of the project, on package.executor_image_uri
+
+
+class Entry(Enum):
+    """How a trial starts (`entry`); a string setting, like `code`."""
+
+    AUTO = "auto"  # COMMAND when the started script's command line reaches the task function
+    COMMAND = "command"  # re-run the app's command line
+    PICKLE = "pickle"  # run the cloudpickled task function
 
 
 @dataclass
@@ -63,12 +80,12 @@ class TrialSettings:
     image_uri: Optional[str] = None
     # image: run the app from image_uri; package: build a wheel of the project, upload it
     # once per content, and run it on package.executor_image_uri (no image build).
-    code: str = "image"
+    code: str = Code.IMAGE.value
     package: PackageSettings = field(default_factory=PackageSettings)
     # How a trial starts: `command` re-runs the app's command line; `pickle` runs the
     # cloudpickled task function (for functions no command reaches: notebooks, tests);
     # `auto` picks `command` when the task function is the started script's, else `pickle`.
-    entry: str = "auto"
+    entry: str = Entry.AUTO.value
     # Program that starts a trial; the trial's overrides follow it as separate arguments.
     # None: re-run the app the way the sweep was started (`python train.py`, `python -m pkg.app`).
     command: Optional[List[str]] = None

@@ -6,7 +6,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from ..errors import ConfigError
 from . import vertex_enums
 from .names import MAX_DISPLAY_NAME, check_labels, is_display_name
-from .settings import TrialSettings
+from .settings import Code, Entry, TrialSettings
 from .values import check_count, check_env, check_gcs_uri, check_one_of, duration
 from .worker_pools import check_worker_pools
 
@@ -25,8 +25,8 @@ _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 # Fields of google.cloud.aiplatform_v1.types.PscInterfaceConfig (tests check them against it).
 PSC_INTERFACE_FIELDS = frozenset({"network_attachment", "dns_peering_configs"})
 DNS_PEERING_FIELDS = frozenset({"domain", "target_project", "target_network"})
-CODE_MODES = ("image", "package")
-ENTRIES = ("auto", "command", "pickle")
+CODE_MODES = tuple(c.value for c in Code)
+ENTRIES = tuple(e.value for e in Entry)
 MAX_PARALLELISM = 2**31 - 1  # PipelineTaskSpec.IteratorPolicy.parallelism_limit is an int32
 # Linux's MAX_ARG_STRLEN: one argument (or environment string) of at most 32 pages,
 # its terminating NUL included. gcpc's launcher gets the whole CustomJob as one argument.

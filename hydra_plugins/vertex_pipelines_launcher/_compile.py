@@ -1,0 +1,45 @@
+"""Compile mode: write pipeline.yaml and the manifest, say how to run them, run nothing."""
+
+import logging
+import shlex
+from typing import List
+
+from hydra.core.utils import JobReturn
+
+from ._choices import FIELD, Mode
+from ._commands import app_program
+from ._context import LaunchContext
+from ._planning import Batch
+from ._returns import returns_without_values
+from ._writing import announce, write_batch
+
+log = logging.getLogger(__name__)
+
+
+def submit_hint(context: LaunchContext) -> str:
+    """The command that runs the same sweep on Vertex AI."""
+    argv = [a for a in context.argv if not a.startswith(f"{FIELD}.mode=")]
+    return shlex.join(["python", *app_program(context.cwd), *argv, f"{FIELD}.mode={Mode.SUBMIT.value}"])
+
+
+def run(context: LaunchContext, batch: Batch) -> List[JobReturn]:
+    """Compile mode: the files, and how to run them."""
+    announce(batch)
+    written = write_batch(batch)
+    batch = written.batch
+    log.info(f"To run it on Vertex AI: {submit_hint(context)}")
+    if batch.packages:
+        from hydra_vertex_pipelines.pipeline_builder.wheels.project_wheel import upload_command
+
+        log.info(
+            "The trials run from the wheels under "
+            f"{batch.sweep_dir / 'packages'} (this launcher's and the project's); mode=submit uploads each one "
+            "the bucket lacks, or upload them yourself: " + " && ".join(upload_command(p) for p in batch.packages)
+        )
+    if batch.pickles or batch.sweep.trials_file:
+        log.info(
+            f"It reads files written under {batch.sweep_dir} (pickled jobs, the trial list) from "
+            f"{batch.sweep.run_root}: mode=submit uploads them, and `hydra-vertex-pipelines run-local` "
+            "puts them where its run reads them"
+        )
+    return returns_without_values(context, batch.sweep.trials, written.pipeline_path, "mode=compile")

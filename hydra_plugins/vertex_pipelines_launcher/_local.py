@@ -1,0 +1,193 @@
+"""Local mode: run the compiled pipeline.yaml on this machine and read every trial's result.
+
+A local run locks its sweep dir (a second local run into it is refused while it runs) and
+sets an earlier run's results in its trial folders aside, unread, before it writes.
+"""
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
+
+from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import DictConfig, OmegaConf
+
+from hydra_vertex_pipelines.components.sweep_files import RESULT_FILE, SweepFiles
+from hydra_vertex_pipelines.components.trial_result import parse_record
+from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec
+
+from ._context import LaunchContext
+from ._errors import LauncherConfigError
+from ._planning import Batch
+from ._returns import Evidence, job_return
+from ._writing import announce, write_batch
+
+if TYPE_CHECKING:
+    from hydra_vertex_pipelines.pipeline_builder.local import ForkServer, TaskRun
+
+log = logging.getLogger(__name__)
+
+PRELOAD = "hydra_plugins.vertex_pipelines_launcher._preload"
+LOCK_FILE = ".vertex-local.lock"
+EARLIER_RUNS = ".earlier-runs"
+
+
+class SweepDirLock:
+    """An exclusive lock on a sweep dir for one local run: a second run into the same dir
+    while the first runs is refused, since both would run trials in the same folders."""
+
+    def __init__(self, sweep_dir: Path, run_id: str) -> None:
+        import fcntl
+
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(sweep_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(self.fd, 200).decode(errors="replace").strip() or "another run"
+            os.close(self.fd)
+            raise LauncherConfigError(
+                f"hydra.sweep.dir={sweep_dir} is in use by {holder}, running in local mode: both runs would "
+                "run their trials in the same folders. Nothing was started. Wait for it, or choose another "
+                "hydra.sweep.dir (Hydra's default is a new folder per second)."
+            ) from None
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, f"run {run_id} (pid {os.getpid()})".encode())
+
+    def release(self) -> None:
+        os.close(self.fd)  # closing drops the lock
+
+
+def set_earlier_runs_aside(batch: Batch) -> None:
+    """Moves what an earlier run of the launcher left in this run's trial folders (its
+    result.json and trial logs) to `.earlier-runs/<its run id>/` there: this run never
+    reads them, and they are not overwritten. Hydra's own files are Hydra's, as with the
+    basic launcher, which runs a job again in the same folder."""
+    paths = batch.local_paths()
+    for trial in batch.sweep.trials:
+        folder = Path(paths.local(trial.output_uri))
+        if not folder.is_dir():
+            continue
+        leftovers = [p for p in folder.iterdir() if p.name == RESULT_FILE or (p.name.startswith("trial") and p.suffix == ".log")]
+        if not leftovers:
+            continue
+        try:
+            owner = str(json.loads((folder / RESULT_FILE).read_text(encoding="utf-8")).get("run_id"))
+        except (OSError, ValueError, AttributeError):
+            owner = f"unknown-{int(time.time())}"
+        target = folder / EARLIER_RUNS / owner.replace(os.sep, "_")
+        target.mkdir(parents=True, exist_ok=True)
+        for path in leftovers:
+            os.replace(path, target / path.name)
+
+
+def _load(path: Path) -> Optional[DictConfig]:
+    try:
+        loaded = OmegaConf.load(path)
+    except (OSError, ValueError):
+        return None
+    return loaded if isinstance(loaded, DictConfig) else None
+
+
+def _evidence(task: Optional["TaskRun"]) -> Evidence:
+    """How the runner saw the trial's task end."""
+    from hydra_vertex_pipelines.pipeline_builder.local import exit_reason, tail
+
+    if task is None:
+        return Evidence("its task did not run")
+    log_path = task.log_paths[0] if task.log_paths else None
+    reason = task.failure.reason if task.failure is not None else task.error or ""
+    if task.exit_code is not None and reason in ("", exit_reason(task.exit_code)):
+        reason = f"its process ended with {exit_reason(task.exit_code)}"
+    return Evidence(reason or f"its task ended {task.state}", log_path, tail(log_path) if log_path else "")
+
+
+def local_return(context: LaunchContext, batch: Batch, trial: TrialSpec, task: Optional["TaskRun"]) -> JobReturn:
+    """A local trial's JobReturn from what this run's trial left in its folder."""
+    local_dir = Path(batch.local_paths().local(trial.output_uri))
+    hydra_dir = local_dir / context.output_subdir
+    hydra_cfg = _load(hydra_dir / "hydra.yaml")
+    try:
+        record = parse_record((local_dir / RESULT_FILE).read_bytes())
+    except OSError:
+        record = None
+    return job_return(
+        trial,
+        record,
+        batch.sweep.run_id,
+        _evidence(task),
+        cfg=_load(hydra_dir / "config.yaml"),
+        hydra_cfg=hydra_cfg,
+        working_dir=str(local_dir),
+        task_name=str(hydra_cfg.hydra.job.name) if hydra_cfg is not None else context.app_name,
+    )
+
+
+def start_fork_server(batch: Batch) -> Optional["ForkServer"]:
+    """Starts importing Hydra for the trials now, while the pipeline compiles."""
+    if batch.fresh_interpreters:
+        return None
+    from hydra_vertex_pipelines.pipeline_builder.local import ForkServer
+
+    return ForkServer(sys.executable, [PRELOAD], batch.cwd, dict(os.environ))
+
+
+def run_pipeline(context: LaunchContext, batch: Batch, spec: Dict[str, Any], server: Optional["ForkServer"]) -> List[JobReturn]:
+    """Runs the compiled pipeline on this machine and reads every trial's result."""
+    from hydra_vertex_pipelines.pipeline_builder.local import LocalRunner, RunnerSettings, TaskKind, TaskState
+
+    paths = batch.local_paths()
+    # Pickled jobs refer to modules by name: give the trials this process's import path.
+    python_path = os.pathsep.join(p for p in sys.path if p)
+    settings = RunnerSettings(
+        paths,
+        work_dir=SweepFiles(batch.sweep_dir).local_run(batch.sweep.run_id),
+        max_parallel=batch.max_parallel,
+        cwd=batch.cwd,
+        extra_env={"PYTHONPATH": python_path},
+    )
+    runner = LocalRunner(spec, settings, fork_server=server)
+    log.info(f"Running {len(batch.sweep.trials)} trials locally, at most {runner.max_parallel} at once")
+    try:
+        result = runner.run()
+    except KeyboardInterrupt:
+        log.warning(
+            f"Interrupted: running trials were stopped. Finished trials keep their outputs and "
+            f"result.json under {batch.sweep_dir}"
+        )
+        sys.exit(130)  # as a shell reports Ctrl-C, without a traceback
+    by_dir = {t.output_dir: t for t in result.tasks.values() if t.kind == TaskKind.CUSTOM_JOB}
+    returns = [local_return(context, batch, t, by_dir.get(paths.local(t.output_uri))) for t in batch.sweep.trials]
+    collector = [t for t in result.tasks.values() if t.kind != TaskKind.CUSTOM_JOB]
+    log.info(
+        f"Local run {batch.sweep.run_id}: {sum(r.status == JobStatus.COMPLETED for r in returns)} of {len(returns)} trials completed"
+    )
+    for task in collector:
+        if task.state != TaskState.SUCCEEDED:
+            log.warning(f"{task.display_name}: {task.state}: {task.error}")
+    for label, path in (("Summary", batch.sweep.summary_path), ("Report", batch.sweep.report_path)):
+        local = Path(paths.local(path))
+        if local.exists():
+            log.info(f"{label}: {local}")
+    return returns
+
+
+def run(context: LaunchContext, batch: Batch) -> List[JobReturn]:
+    """Local mode: lock the sweep dir, write, run on this machine, read the results."""
+    announce(batch)
+    lock = SweepDirLock(batch.sweep_dir, batch.sweep.run_id)
+    try:
+        set_earlier_runs_aside(batch)
+        server = start_fork_server(batch)
+        try:
+            written = write_batch(batch)
+        except BaseException:
+            if server is not None:
+                server.close()
+            raise
+        return run_pipeline(context, written.batch, written.spec, server)
+    finally:
+        lock.release()

@@ -1,0 +1,203 @@
+"""The sweep-wide settings (`hydra.launcher`, all but `trial`), checked once and named.
+
+Every choice becomes its enum here, every submit setting is read here: the steps after
+planning use these values and never read the launcher's config again.
+"""
+
+import secrets
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Dict, Optional, Sequence, Tuple, Type, TypeVar
+
+from omegaconf import DictConfig
+
+from hydra_vertex_pipelines.pipeline_builder.cloud.vertex import VertexTarget, check_target, default_project
+from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
+from hydra_vertex_pipelines.pipeline_builder.spec import names
+from hydra_vertex_pipelines.pipeline_builder.spec.validation import (
+    LAUNCHER_SETTINGS,
+    check_gcs_uri,
+    check_kms_key,
+    check_launcher_settings,
+    check_one_of,
+)
+
+from ._choices import FIELD, Direction, FailurePolicy, FanOut, Mode, choices
+from ._context import LaunchContext
+from ._resume import resumed_run
+
+LOCAL_PIPELINE_ROOT = "gs://local-pipeline-root"
+AUTO_TASKS_LIMIT = 50  # above this many trials, `auto` loops (benchmarks/README.md says why)
+DEFAULT_POLL_INTERVAL = 15.0
+EMULATOR_POLL_INTERVAL = 1.0
+
+Choice = TypeVar("Choice", bound=Enum)
+
+
+def choose(value: Any, field: str, kind: Type[Choice]) -> Choice:
+    """The member of `kind` a setting names; a ConfigError lists the accepted values."""
+    return kind(check_one_of(value, field, choices(kind)))
+
+
+def batch_tag(initial_job_idx: int) -> str:
+    """Distinguishes the files of later batches: pipeline.yaml, pipeline-4.yaml, ..."""
+    return "" if initial_job_idx == 0 else f"-{initial_job_idx}"
+
+
+@dataclass(frozen=True)
+class SubmitSettings:
+    """Where the PipelineJob goes, how it runs, and how the launcher follows it."""
+
+    target: VertexTarget
+    display_name: str
+    enable_caching: Optional[bool]
+    failure_policy: FailurePolicy
+    service_account: Optional[str]
+    network: Optional[str]
+    reserved_ip_ranges: Tuple[str, ...]
+    experiment: Optional[str]
+    encryption_spec_key_name: Optional[str]
+    wait: bool
+    poll_interval: float  # seconds between two polls of a followed run
+    reconnect_timeout: float  # seconds to keep trying while Vertex is out of reach
+
+
+@dataclass(frozen=True)
+class LaunchSettings:
+    """The sweep-wide settings, checked: what the run is called and where it goes."""
+
+    mode: Mode
+    pipeline_root: str
+    name: str
+    run_id: str
+    run_root: str  # gs:// folder of this run
+    job_id: str  # the PipelineJob's id: the run id, or a new one when resuming
+    direction: Direction
+    fan_out: FanOut  # TASKS or PARALLEL_FOR: AUTO is decided here
+    max_parallel: Optional[int]
+    fresh_interpreters: bool
+    objective_key: str
+    location: str
+    collector_image: Optional[str]
+    labels: Dict[str, str]  # the PipelineJob's and every CustomJob's
+    derived_labels: Dict[str, str]  # the app and the run, on the same resources
+    submit: Optional[SubmitSettings]  # submit mode only
+
+
+def _pipeline_root(lconf: DictConfig, mode: Mode) -> str:
+    if lconf.pipeline_root is not None:
+        return check_gcs_uri(lconf.pipeline_root, f"{FIELD}.pipeline_root")
+    if mode is Mode.LOCAL:
+        return LOCAL_PIPELINE_ROOT
+    raise ConfigError(
+        f"{FIELD}.pipeline_root",
+        None,
+        f"a gs:// URI for pipeline artifacts and trial outputs, required in {mode.value} mode",
+        "e.g. hydra.launcher.pipeline_root=gs://my-bucket/sweeps",
+    )
+
+
+def _fan_out(lconf: DictConfig, trials: int) -> FanOut:
+    fan_out = choose(lconf.fan_out, f"{FIELD}.fan_out", FanOut)
+    if fan_out is FanOut.TASKS and lconf.max_parallel is not None:
+        raise ConfigError(
+            f"{FIELD}.fan_out",
+            FanOut.TASKS.value,
+            f"parallel_for or auto when {FIELD}.max_parallel is set: separate tasks cannot be "
+            "limited on Vertex AI, and all of them would start at once",
+        )
+    if fan_out is FanOut.AUTO:
+        return FanOut.PARALLEL_FOR if lconf.max_parallel is not None or trials > AUTO_TASKS_LIMIT else FanOut.TASKS
+    return fan_out
+
+
+def _check_submit(lconf: DictConfig) -> Tuple[FailurePolicy, VertexTarget]:
+    """The settings only submit mode reads, checked before anything is written."""
+    failure_policy = choose(lconf.failure_policy, f"{FIELD}.failure_policy", FailurePolicy)
+    if lconf.poll_interval is not None and (not isinstance(lconf.poll_interval, (int, float)) or lconf.poll_interval <= 0):
+        raise ConfigError(f"{FIELD}.poll_interval", lconf.poll_interval, "null or a number of seconds > 0")
+    if not isinstance(lconf.reconnect_timeout, (int, float)) or lconf.reconnect_timeout < 0:
+        raise ConfigError(f"{FIELD}.reconnect_timeout", lconf.reconnect_timeout, "a number of seconds >= 0")
+    target = check_target(lconf.project or default_project(), lconf.location, FIELD)
+    if lconf.api_endpoint:
+        target = VertexTarget(target.project, target.location, str(lconf.api_endpoint))
+    return failure_policy, target
+
+
+def _submit_settings(lconf: DictConfig, failure_policy: FailurePolicy, target: VertexTarget, run_id: str) -> SubmitSettings:
+    if lconf.poll_interval is not None:
+        poll_interval = float(lconf.poll_interval)
+    else:  # 1 s against an emulator on this machine (plain http)
+        emulated = str(lconf.api_endpoint or "").startswith("http://")
+        poll_interval = EMULATOR_POLL_INTERVAL if emulated else DEFAULT_POLL_INTERVAL
+    return SubmitSettings(
+        target=target,
+        display_name=str(lconf.display_name or run_id),
+        enable_caching=lconf.enable_caching,
+        failure_policy=failure_policy,
+        service_account=lconf.service_account,
+        network=lconf.network,
+        reserved_ip_ranges=tuple(lconf.reserved_ip_ranges or ()),
+        experiment=lconf.experiment,
+        encryption_spec_key_name=lconf.encryption_spec_key_name,
+        wait=bool(lconf.wait),
+        poll_interval=poll_interval,
+        reconnect_timeout=float(lconf.reconnect_timeout),
+    )
+
+
+def _run_names(
+    context: LaunchContext, mode: Mode, pipeline_root: str, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+) -> Tuple[str, str, str]:
+    """The pipeline's name, the run id and the PipelineJob's id; a resume must match its sweep."""
+    lconf = context.config.hydra.launcher
+    if lconf.pipeline_name is not None:
+        name = names.check_pipeline_name(str(lconf.pipeline_name), f"{FIELD}.pipeline_name")
+    else:
+        name = names.pipeline_name(context.app_name)
+    # A random part: two launches into one sweep dir in the same second are two runs.
+    run_id = names.run_id(name, f"{context.config.hydra.sweep.dir}|{initial_job_idx}|{secrets.token_hex(8)}")
+    if lconf.resume is None:
+        return name, run_id, run_id
+    run_id, job_id = resumed_run(
+        str(lconf.resume),
+        mode=mode,
+        caching=lconf.enable_caching is not False,
+        pipeline_root=pipeline_root,
+        pipeline_name=name,
+        tag=batch_tag(initial_job_idx),
+        job_overrides=job_overrides,
+    )
+    return name, run_id, job_id
+
+
+def check_settings(context: LaunchContext, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> LaunchSettings:
+    """Checks the sweep-wide settings, in the order their errors are reported, and names the run."""
+    lconf = context.config.hydra.launcher
+    mode = choose(lconf.mode, f"{FIELD}.mode", Mode)
+    check_launcher_settings({key: lconf.get(key) for key in LAUNCHER_SETTINGS}, FIELD)
+    pipeline_root = _pipeline_root(lconf, mode)
+    direction = choose(lconf.objective.direction, f"{FIELD}.objective.direction", Direction)
+    if lconf.encryption_spec_key_name is not None:
+        check_kms_key(lconf.encryption_spec_key_name, str(lconf.location), f"{FIELD}.encryption_spec_key_name")
+    submit = _check_submit(lconf) if mode is Mode.SUBMIT else None
+    fan_out = _fan_out(lconf, len(job_overrides))
+    name, run_id, job_id = _run_names(context, mode, pipeline_root, job_overrides, initial_job_idx)
+    return LaunchSettings(
+        mode=mode,
+        pipeline_root=pipeline_root,
+        name=name,
+        run_id=run_id,
+        run_root=f"{pipeline_root}/{run_id}",
+        job_id=job_id,
+        direction=direction,
+        fan_out=fan_out,
+        max_parallel=lconf.max_parallel,
+        fresh_interpreters=bool(lconf.fresh_interpreters),
+        objective_key="" if lconf.objective.key is None else str(lconf.objective.key),
+        location=str(lconf.location),
+        collector_image=lconf.collector_image,
+        labels=names.check_labels(lconf.labels, f"{FIELD}.labels"),
+        derived_labels={"hydra-app": names.label_value(context.app_name), "hydra-run": run_id},
+        submit=None if submit is None else _submit_settings(lconf, *submit, run_id),
+    )

@@ -1,0 +1,101 @@
+"""A planned batch -> its files in the sweep dir, before anything runs or is sent.
+
+This launch owns its files: its pipeline.yaml and manifest are created exclusively, so a
+second launch into the same sweep dir gets pipeline-2.yaml (and manifest-2.json,
+summary-2.json) rather than overwriting the first one's.
+"""
+
+import dataclasses
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict
+
+from hydra.core.utils import filter_overrides
+
+from hydra_vertex_pipelines.components.sweep_files import SUMMARY_STEM, batch_file
+
+from ._choices import Mode
+from ._planning import Batch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Written:
+    """The batch as written, and what its files hold."""
+
+    batch: Batch  # its summary named after its pipeline file
+    pipeline_path: Path
+    manifest_path: Path
+    spec: Dict[str, Any]  # the compiled pipeline
+    manifest: Dict[str, Any]  # the manifest's data, as written
+    task_names: Dict[int, str]  # trial number -> its pipeline task (trials in a loop have none)
+
+
+def announce(batch: Batch) -> None:
+    """Logs the pipeline, its run and each trial's overrides, as Hydra's launchers do."""
+    trials = batch.sweep.trials
+    log.info(f"Vertex pipeline {batch.sweep.name}: {len(trials)} trials, run {batch.sweep.run_id}")
+    for t in trials:
+        log.info(f"\t#{t.number} : {' '.join(filter_overrides(t.overrides))}")
+
+
+def _claim_file(directory: Path, stem: str, suffix: str) -> Path:
+    """Creates `stem+suffix` in `directory`, or the first free numbered variant, atomically:
+    two launches never get the same file, and earlier files are never overwritten."""
+    n = 1
+    while True:
+        path = directory / (f"{stem}{suffix}" if n == 1 else f"{stem}-{n}{suffix}")
+        try:
+            with open(path, "x"):
+                return path
+        except FileExistsError:
+            n += 1
+
+
+def _local_files(batch: Batch) -> Dict[str, str]:
+    """Writes the files the run reads from its bucket into the sweep dir (and, for a local
+    run, where it reads them); returns each one's gs:// URI -> local path."""
+    paths = batch.local_paths()
+    files = {}
+    for uri, data in batch.uploads(paths if batch.mode is Mode.LOCAL else None).items():
+        local = Path(paths.local(uri))
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes(data)
+        files[uri] = str(local)
+    for package in batch.packages:
+        files[package.uri] = str(package.local_path)
+        if batch.mode is Mode.LOCAL:  # where the local run's trials find it
+            local = Path(paths.local(package.uri))
+            local.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(package.local_path, local)
+    return files
+
+
+def write_batch(batch: Batch) -> Written:
+    """Compiles pipeline.yaml, writes the manifest beside it and the files the run reads."""
+    from hydra_vertex_pipelines.pipeline_builder.pipeline import compile_pipeline_spec, trial_task_names
+    from hydra_vertex_pipelines.pipeline_builder.spec.manifest import manifest_data, manifest_path_for, write_manifest
+
+    batch.sweep_dir.mkdir(parents=True, exist_ok=True)
+    pipeline_path = _claim_file(batch.sweep_dir, f"pipeline{batch.tag}", ".yaml")
+    tag = pipeline_path.stem[len("pipeline") :]
+    # The summary and report follow the pipeline file's name: a second launch into this
+    # sweep dir writes summary-2.json rather than over the first one's.
+    batch = dataclasses.replace(
+        batch, sweep=dataclasses.replace(batch.sweep, summary_name=batch_file(SUMMARY_STEM, tag, ".json"))
+    )
+    manifest_path = manifest_path_for(pipeline_path)
+    spec = compile_pipeline_spec(batch.sweep, pipeline_path)
+    files = _local_files(batch)
+    data = manifest_data(batch.sweep, pipeline_path, mode=batch.mode.value, initial_job_idx=batch.initial_job_idx, files=files)
+    by_folder = trial_task_names(spec)
+    for trial in data["trials"]:
+        trial["task_name"] = by_folder.get(trial["output_uri"])
+    write_manifest(manifest_path, data)
+    log.info(f"Wrote {pipeline_path}")
+    log.info(f"Wrote {manifest_path}")
+    task_names = {trial.number: by_folder[trial.output_uri] for trial in batch.sweep.trials if by_folder.get(trial.output_uri)}
+    return Written(batch, pipeline_path, manifest_path, spec, data, task_names)
