@@ -35,7 +35,7 @@ def fuse_to_gcs(path: str) -> str:
     return GCS + path[len(FUSE) :]
 
 
-def batch_file(stem: str, tag: str, suffix: str) -> str:
+def _batch_file(stem: str, tag: str, suffix: str) -> str:
     """A batch's file name: `summary.json` for the first batch, `summary-4.json` for the
     batch starting at job 4 (`tag` is "" or "-4")."""
     return f"{stem}{tag}{suffix}"
@@ -93,19 +93,12 @@ class SweepFiles(Generic[Folder]):
             return None
         return cls(folder, PurePosixPath(name).stem[len(cls.PIPELINE) :])
 
-    @classmethod
-    def of_summary(cls, folder: Folder, summary_name: str) -> "SweepFiles[Folder]":
-        """The files that go with a summary named `summary_name` (summary-4.json: report-4.html, ...)."""
-        if not summary_name.startswith(cls.SUMMARY):
-            raise ValueError(f"not a summary file name: {summary_name!r}")
-        return cls(folder, PurePosixPath(summary_name).stem[len(cls.SUMMARY) :])
-
     def claimed(self, n: int) -> "SweepFiles[Folder]":
         """The files of the n-th launch of this batch into the same folder (1: these)."""
         return self if n == 1 else SweepFiles(self.folder, f"{self.tag}-{n}")
 
     def _named(self, stem: str, suffix: str) -> Folder:
-        return _join(self.folder, batch_file(stem, self.tag, suffix))
+        return _join(self.folder, _batch_file(stem, self.tag, suffix))
 
     @property
     def pipeline(self) -> Folder:
@@ -191,10 +184,3 @@ class TrialFiles(Generic[Folder]):
     def is_run_output(cls, name: str) -> bool:
         """Whether a file of a trial folder is one a run writes there: its result or a log."""
         return name == cls.RESULT or (name.startswith("trial") and name.endswith(".log"))
-
-
-# The names above as module constants, for code that imports them by name.
-RESULT_FILE = TrialFiles.RESULT
-LOG_FILE = TrialFiles.LOG
-JOB_PICKLE = TrialFiles.JOB_PICKLE
-SUMMARY_STEM = SweepFiles.SUMMARY

@@ -15,7 +15,7 @@ from enum import Enum
 from typing import Any, Dict, Optional
 
 from hydra_vertex_pipelines.components.clock import iso_utc
-from hydra_vertex_pipelines.components.sweep_files import RESULT_FILE
+from hydra_vertex_pipelines.components.sweep_files import TrialFiles
 
 COMPLETED = "COMPLETED"
 FAILED = "FAILED"
@@ -81,33 +81,33 @@ class RecordProblem:
 
     def __str__(self) -> str:
         if self.flaw is Flaw.ABSENT:
-            return f"it left no {RESULT_FILE}"
+            return f"it left no {TrialFiles.RESULT}"
         if self.flaw is Flaw.UNREADABLE:
-            return f"{RESULT_FILE} is not valid JSON"
+            return f"{TrialFiles.RESULT} is not valid JSON"
         if self.flaw is Flaw.NOT_AN_OBJECT:
-            return f"{RESULT_FILE} holds a JSON {self.found}, not an object"
+            return f"{TrialFiles.RESULT} holds a JSON {self.found}, not an object"
         if self.flaw is Flaw.NO_ENDING:
-            return f"{RESULT_FILE} has status {self.found!r}, not COMPLETED or FAILED"
+            return f"{TrialFiles.RESULT} has status {self.found!r}, not COMPLETED or FAILED"
         if self.flaw is Flaw.OTHER_RUN:
-            return f"the {RESULT_FILE} there belongs to run {self.found!r}, not to this run {self.expected}"
+            return f"the {TrialFiles.RESULT} there belongs to run {self.found!r}, not to this run {self.expected}"
         if self.flaw is Flaw.OTHER_TRIAL:
-            return f"the {RESULT_FILE} there belongs to trial {self.found!r}"
-        return f"the {RESULT_FILE} there is an earlier attempt's (started {self.found}, this run at {iso_utc(self.expected)})"
+            return f"the {TrialFiles.RESULT} there belongs to trial {self.found!r}"
+        return f"the {TrialFiles.RESULT} there is an earlier attempt's (started {self.found}, this run at {iso_utc(self.expected)})"
 
     def at(self, path: str) -> str:
         if self.flaw is Flaw.ABSENT:
-            return f"no {RESULT_FILE} at {path}"
+            return f"no {TrialFiles.RESULT} at {path}"
         if self.flaw is Flaw.UNREADABLE:
             return f"unreadable {path}: {self.found}"
         if self.flaw is Flaw.NOT_AN_OBJECT:
             return f"unreadable {path}: a JSON {self.found}, not an object"
         if self.flaw is Flaw.NO_ENDING:
-            return f"the {RESULT_FILE} at {path} has status {self.found!r}, not COMPLETED or FAILED"
+            return f"the {TrialFiles.RESULT} at {path} has status {self.found!r}, not COMPLETED or FAILED"
         if self.flaw is Flaw.OTHER_RUN:
-            return f"the {RESULT_FILE} at {path} belongs to run {self.found!r}, not {self.expected}"
+            return f"the {TrialFiles.RESULT} at {path} belongs to run {self.found!r}, not {self.expected}"
         if self.flaw is Flaw.OTHER_TRIAL:
-            return f"the {RESULT_FILE} at {path} belongs to trial {self.found!r}"
-        return f"the {RESULT_FILE} at {path} is an earlier attempt's (started {self.found}, this run at {iso_utc(self.expected)})"
+            return f"the {TrialFiles.RESULT} at {path} belongs to trial {self.found!r}"
+        return f"the {TrialFiles.RESULT} at {path} is an earlier attempt's (started {self.found}, this run at {iso_utc(self.expected)})"
 
 
 def parse_record(data: Optional[bytes]) -> Any:

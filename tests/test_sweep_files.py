@@ -34,7 +34,7 @@ def test_the_files_beside_a_pipeline_file(pipeline, manifest):
 
 
 def test_a_run_folder_names_its_files_as_uris():
-    files = SweepFiles.of_summary("gs://b/root/run-1", "summary-4.json")
+    files = SweepFiles("gs://b/root/run-1", "-4")
     assert (files.summary, files.report, files.trials) == (
         "gs://b/root/run-1/summary-4.json",
         "gs://b/root/run-1/report-4.html",
@@ -42,8 +42,6 @@ def test_a_run_folder_names_its_files_as_uris():
     )
     assert SweepFiles.run_folder("gs://b/root", "run-1") == "gs://b/root/run-1"
     assert SweepFiles("gs://b/root").packages("abc") == "gs://b/root/packages/abc"
-    with pytest.raises(ValueError):
-        SweepFiles.of_summary("gs://b/root/run-1", "results.json")
 
 
 def test_a_sweep_dir_holds_the_local_run_s_files():

@@ -6,6 +6,8 @@ from typing import List
 
 from hydra.core.utils import JobReturn
 
+from hydra_vertex_pipelines.components.sweep_files import SweepFiles
+
 from ._choices import FIELD, Mode
 from ._commands import app_program
 from ._context import LaunchContext
@@ -33,7 +35,7 @@ def run(context: LaunchContext, batch: Batch) -> List[JobReturn]:
 
         log.info(
             "The trials run from the wheels under "
-            f"{batch.sweep_dir / 'packages'} (this launcher's and the project's); mode=submit uploads each one "
+            f"{SweepFiles(batch.sweep_dir).packages()} (this launcher's and the project's); mode=submit uploads each one "
             "the bucket lacks, or upload them yourself: " + " && ".join(upload_command(p) for p in batch.packages)
         )
     if batch.pickles or batch.sweep.trials_file:

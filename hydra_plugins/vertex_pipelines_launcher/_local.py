@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf
 
-from hydra_vertex_pipelines.components.sweep_files import RESULT_FILE, SweepFiles
+from hydra_vertex_pipelines.components.sweep_files import SweepFiles, TrialFiles
 from hydra_vertex_pipelines.components.trial_result import parse_record
 from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec
 
@@ -31,8 +31,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PRELOAD = "hydra_plugins.vertex_pipelines_launcher._preload"
-LOCK_FILE = ".vertex-local.lock"
-EARLIER_RUNS = ".earlier-runs"
 
 
 class SweepDirLock:
@@ -43,7 +41,7 @@ class SweepDirLock:
         import fcntl
 
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(sweep_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        self.fd = os.open(SweepFiles(sweep_dir).lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -71,14 +69,14 @@ def set_earlier_runs_aside(batch: Batch) -> None:
         folder = Path(paths.local(trial.output_uri))
         if not folder.is_dir():
             continue
-        leftovers = [p for p in folder.iterdir() if p.name == RESULT_FILE or (p.name.startswith("trial") and p.suffix == ".log")]
+        leftovers = [p for p in folder.iterdir() if TrialFiles.is_run_output(p.name)]
         if not leftovers:
             continue
         try:
-            owner = str(json.loads((folder / RESULT_FILE).read_text(encoding="utf-8")).get("run_id"))
+            owner = str(json.loads(TrialFiles(folder).result.read_text(encoding="utf-8")).get("run_id"))
         except (OSError, ValueError, AttributeError):
             owner = f"unknown-{int(time.time())}"
-        target = folder / EARLIER_RUNS / owner.replace(os.sep, "_")
+        target = TrialFiles(folder).earlier_run(owner)
         target.mkdir(parents=True, exist_ok=True)
         for path in leftovers:
             os.replace(path, target / path.name)
@@ -111,7 +109,7 @@ def local_return(context: LaunchContext, batch: Batch, trial: TrialSpec, task: O
     hydra_dir = local_dir / context.output_subdir
     hydra_cfg = _load(hydra_dir / "hydra.yaml")
     try:
-        record = parse_record((local_dir / RESULT_FILE).read_bytes())
+        record = parse_record(TrialFiles(local_dir).result.read_bytes())
     except OSError:
         record = None
     return job_return(

@@ -14,17 +14,17 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from omegaconf import DictConfig
 
-from hydra_vertex_pipelines.components.sweep_files import SUMMARY_STEM, batch_file
+from hydra_vertex_pipelines.components.sweep_files import SweepFiles
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
-from hydra_vertex_pipelines.pipeline_builder.pipeline import SweepSpec
 from hydra_vertex_pipelines.pipeline_builder.spec import names
 from hydra_vertex_pipelines.pipeline_builder.spec.cloud_paths import PathMap
 from hydra_vertex_pipelines.pipeline_builder.spec.settings import Code, TrialSettings
+from hydra_vertex_pipelines.pipeline_builder.spec.sweep import SweepSpec
 from hydra_vertex_pipelines.pipeline_builder.spec.trials import build_trial, trial_rows
 
 from ._choices import FIELD, FanOut, Mode
 from ._context import LaunchContext
-from ._settings import LaunchSettings, SubmitSettings, batch_tag, check_settings
+from ._settings import LaunchSettings, SubmitSettings, check_settings
 from ._trials import PlannedTrials, plan_trials
 
 LARGE_SWEEP_PARALLELISM = 50  # a loop's default limit: below 60 job submissions per minute
@@ -61,11 +61,11 @@ class Batch:
 
     def local_paths(self) -> PathMap:
         """Where cloud paths live on this machine: trial folders in the sweep dir."""
-        return PathMap(str(self.sweep_dir / ".gcs"), {base: str(self.sweep_dir) for base in self.output_bases})
+        return PathMap(str(SweepFiles(self.sweep_dir).launcher_buckets), {base: str(self.sweep_dir) for base in self.output_bases})
 
     @property
     def tag(self) -> str:
-        return batch_tag(self.initial_job_idx)
+        return SweepFiles.of_batch(self.sweep_dir, self.initial_job_idx).tag
 
 
 def app_config_files(config: DictConfig, source: Path) -> List[str]:
@@ -148,7 +148,7 @@ def _sweep(
         trials=tuple(trials),
         collector_image=collector_image,
         description=f"Hydra sweep of {context.app_name}: {len(trials)} trials",
-        summary_name=batch_file(SUMMARY_STEM, batch_tag(initial_job_idx), ".json"),
+        tag=SweepFiles.of_batch(context.sweep_dir, initial_job_idx).tag,
         fan_out=settings.fan_out.value,
         parallelism=parallelism,
         objective_key=settings.objective_key,

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import List, NamedTuple, Sequence
 
-from hydra_vertex_pipelines.components.sweep_files import batch_file
+from hydra_vertex_pipelines.components.sweep_files import SweepFiles
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
 
 from ._choices import FIELD, Mode
@@ -39,7 +39,7 @@ def resumed_run(
             f"{FIELD}.enable_caching", False, "null or true with resume: the cache is what skips the trials that succeeded"
         )
     path = Path(resume)
-    manifest = path / batch_file("manifest", tag, ".json") if path.is_dir() else path
+    manifest = SweepFiles(path, tag).manifest if path.is_dir() else path
     accepted = "the sweep dir (or its manifest.json) of an earlier submitted run of this sweep"
     try:
         data = json.loads(manifest.read_text(encoding="utf-8"))

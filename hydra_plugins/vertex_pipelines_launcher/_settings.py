@@ -11,6 +11,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Type, TypeVar
 
 from omegaconf import DictConfig
 
+from hydra_vertex_pipelines.components.sweep_files import SweepFiles
 from hydra_vertex_pipelines.pipeline_builder.cloud.vertex import VertexTarget, check_target, default_project
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
 from hydra_vertex_pipelines.pipeline_builder.spec import names
@@ -37,11 +38,6 @@ Choice = TypeVar("Choice", bound=Enum)
 def choose(value: Any, field: str, kind: Type[Choice]) -> Choice:
     """The member of `kind` a setting names; a ConfigError lists the accepted values."""
     return kind(check_one_of(value, field, choices(kind)))
-
-
-def batch_tag(initial_job_idx: int) -> str:
-    """Distinguishes the files of later batches: pipeline.yaml, pipeline-4.yaml, ..."""
-    return "" if initial_job_idx == 0 else f"-{initial_job_idx}"
 
 
 @dataclass(frozen=True)
@@ -165,7 +161,7 @@ def _run_names(
         caching=lconf.enable_caching is not False,
         pipeline_root=pipeline_root,
         pipeline_name=name,
-        tag=batch_tag(initial_job_idx),
+        tag=SweepFiles.of_batch(context.sweep_dir, initial_job_idx).tag,
         job_overrides=job_overrides,
     )
     return name, run_id, job_id
@@ -188,7 +184,7 @@ def check_settings(context: LaunchContext, job_overrides: Sequence[Sequence[str]
         pipeline_root=pipeline_root,
         name=name,
         run_id=run_id,
-        run_root=f"{pipeline_root}/{run_id}",
+        run_root=SweepFiles.run_folder(pipeline_root, run_id),
         job_id=job_id,
         direction=direction,
         fan_out=fan_out,

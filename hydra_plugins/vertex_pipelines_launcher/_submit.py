@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from hydra.core.utils import JobReturn
 from omegaconf import DictConfig, OmegaConf
 
-from hydra_vertex_pipelines.components.sweep_files import RESULT_FILE
+from hydra_vertex_pipelines.components.sweep_files import SweepFiles, TrialFiles
 from hydra_vertex_pipelines.components.trial_result import ENDINGS, parse_record, record_problem
 from hydra_vertex_pipelines.pipeline_builder.cloud import gcs, vertex
 from hydra_vertex_pipelines.pipeline_builder.spec.manifest import write_manifest
@@ -180,14 +180,14 @@ def _job_configs(context: LaunchContext, trial: TrialSpec) -> Tuple[Optional[Dic
 
 def _download_summary(storage: Any, batch: Batch) -> Optional[Dict[str, Any]]:
     """The collector's summary (and report), copied into the sweep dir, if it wrote one."""
-    summary = gcs.read_json(storage, f"{batch.sweep.run_root}/{batch.sweep.summary_name}")
+    summary = gcs.read_json(storage, batch.sweep.files.summary)
     if summary is not None:
-        local = batch.sweep_dir / batch.sweep.summary_name
+        local = SweepFiles(batch.sweep_dir, batch.sweep.tag).summary
         local.write_text(json.dumps(summary, indent=2), encoding="utf-8")
         log.info(f"Summary: {local}")
-        report = gcs.read_bytes(storage, f"{batch.sweep.run_root}/{Path(batch.sweep.report_path).name}")
+        report = gcs.read_bytes(storage, batch.sweep.files.report)
         if report is not None:
-            local = batch.sweep_dir / Path(batch.sweep.report_path).name
+            local = SweepFiles(batch.sweep_dir, batch.sweep.tag).report
             local.write_bytes(report)
             log.info(f"Report: {local}")
     return summary
@@ -227,7 +227,7 @@ def trial_returns(context: LaunchContext, written: Written, target: vertex.Verte
     for trial in batch.sweep.trials:
         record = _record(rows.get(trial.number))
         if record is None:  # no summary row: the collector did not run or failed
-            record = parse_record(gcs.read_bytes(storage, f"{trial.output_uri}/{RESULT_FILE}"))
+            record = parse_record(gcs.read_bytes(storage, TrialFiles(trial.output_uri).result))
         task_name = written.task_names.get(trial.number, "")
         task = tasks.get(task_name, {})
         if task.get("state"):

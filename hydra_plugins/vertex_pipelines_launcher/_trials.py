@@ -8,7 +8,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
-from hydra_vertex_pipelines.components.sweep_files import JOB_PICKLE, gcs_to_fuse
+from hydra_vertex_pipelines.components.sweep_files import TrialFiles, gcs_to_fuse
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
 from hydra_vertex_pipelines.pipeline_builder.spec import names
 from hydra_vertex_pipelines.pipeline_builder.spec.settings import Code, Entry, TrialSettings
@@ -93,7 +93,7 @@ class TrialPlanner:
             context = self.context
             pickle = _commands.pickle_job(context.task_function, context.hydra_context, job.config, self.singleton_state)
             args = _commands.pickle_args(
-                f"{gcs_to_fuse(output_uri)}/{JOB_PICKLE}", overrides, num, self.settings.run_id, gcs_to_fuse(base)
+                TrialFiles(gcs_to_fuse(output_uri)).job_pickle, overrides, num, self.settings.run_id, gcs_to_fuse(base)
             )
             return [settings.python, "-m", _commands.PICKLE_ENTRY], args, pickle
         key = (settings.python, tuple(settings.command or ()))
@@ -143,7 +143,7 @@ class TrialPlanner:
             name_prefix=self.context.app_name,
             labels=labels,
         )
-        return PlannedTrial(arguments, base, None if pickle is None else (f"{output_uri}/{JOB_PICKLE}", pickle))
+        return PlannedTrial(arguments, base, None if pickle is None else (TrialFiles(output_uri).job_pickle, pickle))
 
 
 def _check_loop_retries(trials: List[Dict[str, Any]]) -> None:

@@ -14,7 +14,7 @@ from typing import Any, Dict
 
 from hydra.core.utils import filter_overrides
 
-from hydra_vertex_pipelines.components.sweep_files import SUMMARY_STEM, batch_file
+from hydra_vertex_pipelines.components.sweep_files import SweepFiles
 
 from ._choices import Mode
 from ._planning import Batch
@@ -42,15 +42,15 @@ def announce(batch: Batch) -> None:
         log.info(f"\t#{t.number} : {' '.join(filter_overrides(t.overrides))}")
 
 
-def _claim_file(directory: Path, stem: str, suffix: str) -> Path:
-    """Creates `stem+suffix` in `directory`, or the first free numbered variant, atomically:
-    two launches never get the same file, and earlier files are never overwritten."""
+def _claim_files(batch_files: SweepFiles[Path]) -> SweepFiles[Path]:
+    """Creates the batch's pipeline file, or the first free numbered variant's, atomically:
+    two launches never get the same files, and earlier files are never overwritten."""
     n = 1
     while True:
-        path = directory / (f"{stem}{suffix}" if n == 1 else f"{stem}-{n}{suffix}")
+        files = batch_files.claimed(n)
         try:
-            with open(path, "x"):
-                return path
+            with open(files.pipeline, "x"):
+                return files
         except FileExistsError:
             n += 1
 
@@ -77,17 +77,14 @@ def _local_files(batch: Batch) -> Dict[str, str]:
 def write_batch(batch: Batch) -> Written:
     """Compiles pipeline.yaml, writes the manifest beside it and the files the run reads."""
     from hydra_vertex_pipelines.pipeline_builder.pipeline import compile_pipeline_spec, trial_task_names
-    from hydra_vertex_pipelines.pipeline_builder.spec.manifest import manifest_data, manifest_path_for, write_manifest
+    from hydra_vertex_pipelines.pipeline_builder.spec.manifest import manifest_data, write_manifest
 
     batch.sweep_dir.mkdir(parents=True, exist_ok=True)
-    pipeline_path = _claim_file(batch.sweep_dir, f"pipeline{batch.tag}", ".yaml")
-    tag = pipeline_path.stem[len("pipeline") :]
+    claimed = _claim_files(SweepFiles(batch.sweep_dir, batch.tag))
+    pipeline_path, manifest_path = claimed.pipeline, claimed.manifest
     # The summary and report follow the pipeline file's name: a second launch into this
     # sweep dir writes summary-2.json rather than over the first one's.
-    batch = dataclasses.replace(
-        batch, sweep=dataclasses.replace(batch.sweep, summary_name=batch_file(SUMMARY_STEM, tag, ".json"))
-    )
-    manifest_path = manifest_path_for(pipeline_path)
+    batch = dataclasses.replace(batch, sweep=dataclasses.replace(batch.sweep, tag=claimed.tag))
     spec = compile_pipeline_spec(batch.sweep, pipeline_path)
     files = _local_files(batch)
     data = manifest_data(batch.sweep, pipeline_path, mode=batch.mode.value, initial_job_idx=batch.initial_job_idx, files=files)

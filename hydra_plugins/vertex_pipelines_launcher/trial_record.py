@@ -16,7 +16,7 @@ from hydra.core.utils import JobReturn, JobStatus
 
 from hydra_vertex_pipelines.components.atomic_write import write_atomic
 from hydra_vertex_pipelines.components.clock import iso_utc
-from hydra_vertex_pipelines.components.sweep_files import RESULT_FILE
+from hydra_vertex_pipelines.components.sweep_files import TrialFiles
 from hydra_vertex_pipelines.components.trial_result import TrialResult
 
 MAX_ERROR_CHARS = 20_000
@@ -93,4 +93,4 @@ def write_result(output_dir: str, job_return: JobReturn, start: Optional[float],
     if not is_chief():
         return
     record = trial_result(job_return, start, time.time(), run_id=run_id, number=number)
-    write_atomic(os.path.join(output_dir, RESULT_FILE), json.dumps(record.to_json(), indent=2))
+    write_atomic(TrialFiles(output_dir).result, json.dumps(record.to_json(), indent=2))

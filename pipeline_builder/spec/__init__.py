@@ -6,7 +6,7 @@ Google Cloud clients are never imported here.
 """
 
 from .cloud_paths import PathMap
-from .manifest import manifest_beside, manifest_data, manifest_path_for, read_manifest, stage_files, write_manifest
+from .manifest import manifest_beside, manifest_data, read_manifest, stage_files, write_manifest
 from .settings import PackageSettings, TrialSettings, WorkerPoolSettings, trial_settings
 from .sweep import SweepSpec
 from .trials import TrialSpec, build_trial, retry_policy, trial_rows, worker_pool_specs
@@ -39,7 +39,6 @@ __all__ = [
     "duration",
     "manifest_beside",
     "manifest_data",
-    "manifest_path_for",
     "read_manifest",
     "retry_policy",
     "stage_files",

@@ -57,14 +57,6 @@ def read_manifest(path: Path) -> Dict[str, Any]:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def manifest_path_for(pipeline_yaml: Path) -> Path:
-    """The manifest that goes with a pipeline.yaml (pipeline-4.yaml with manifest-4.json)."""
-    files = SweepFiles.of_pipeline(Path(pipeline_yaml))
-    if files is None:
-        raise ValueError(f"{pipeline_yaml}: not named as a pipeline file (pipeline.yaml, pipeline-4.yaml, ...)")
-    return files.manifest
-
-
 def manifest_beside(pipeline_yaml: Path) -> Optional[Path]:
     """The manifest written with a pipeline.yaml, if it is there."""
     files = SweepFiles.of_pipeline(Path(pipeline_yaml))

@@ -25,8 +25,8 @@ class SweepSpec:
     trials: Tuple[TrialSpec, ...]
     collector_image: str
     description: str = ""
-    # The summary's file name; the batch's other files in the run folder carry its tag.
-    summary_name: str = "summary.json"
+    # Tells this batch's files in the run folder apart: summary.json, summary-4.json, ...
+    tag: str = ""
     # tasks: one named task per trial; parallel_for: one task looping over the trials,
     # at most `parallelism` at once (None: no limit).
     fan_out: str = "tasks"
@@ -42,7 +42,7 @@ class SweepSpec:
     @property
     def files(self) -> SweepFiles[str]:
         """The batch's files in the run folder (gs://)."""
-        return SweepFiles.of_summary(self.run_root, self.summary_name)
+        return SweepFiles(self.run_root, self.tag)
 
     @functools.cached_property
     def trials_file(self) -> Optional[str]:
