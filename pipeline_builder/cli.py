@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from hydra_vertex_pipelines.components.sweep_files import GCS, SweepFiles, fuse_to_gcs
 
-from .cloud import VertexTarget, gcs, vertex
+from .cloud import PipelineState, VertexTarget, gcs, vertex
 from .spec import PathMap, manifest_beside, read_manifest, stage_files
 
 # A submitted run: where it went, its resource name, and its manifest (None if named directly).
@@ -141,7 +141,7 @@ def _status(args: argparse.Namespace) -> int:
             state = job.state.name
             show(state, vertex.task_details(job))
         print(f"  {vertex.console_url(name)}")
-        if state in ("PIPELINE_STATE_FAILED", "PIPELINE_STATE_CANCELLED"):
+        if state in (PipelineState.FAILED, PipelineState.CANCELLED):
             worst = 1
     return worst
 
@@ -186,7 +186,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _run_local(args: argparse.Namespace) -> int:
-    from .local import UnsupportedPipeline, run_pipeline
+    from .local import TaskState, UnsupportedPipeline, run_pipeline
 
     pipeline = args.pipeline.resolve()
     if not pipeline.is_file():
@@ -216,7 +216,7 @@ def _run_local(args: argparse.Namespace) -> int:
     for task in result.tasks.values():
         where = task.output_dir or ""
         print(f"{task.state:<10} {task.display_name:<{width}}  {where}")
-        if task.state == "FAILED" and task.error:
+        if task.state == TaskState.FAILED and task.error:
             print("           " + task.error.strip().splitlines()[0])
     print(f"pipeline {result.state}")
-    return 0 if result.state == "SUCCEEDED" else 1
+    return 0 if result.state == TaskState.SUCCEEDED else 1

@@ -61,7 +61,9 @@ class Batch:
 
     def local_paths(self) -> PathMap:
         """Where cloud paths live on this machine: trial folders in the sweep dir."""
-        return PathMap(str(SweepFiles(self.sweep_dir).launcher_buckets), {base: str(self.sweep_dir) for base in self.output_bases})
+        return PathMap(
+            str(SweepFiles(self.sweep_dir).launcher_buckets), {base: str(self.sweep_dir) for base in self.output_bases}
+        )
 
     @property
     def tag(self) -> str:

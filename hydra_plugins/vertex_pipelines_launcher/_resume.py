@@ -58,7 +58,9 @@ def resumed_run(
         raise ConfigError(f"{FIELD}.pipeline_name", pipeline_name, f"{old_name}, the pipeline of the run being resumed")
     new = [list(o) for o in job_overrides]
     if new != old_overrides:
-        first = next((i for i, (a, b) in enumerate(zip(new, old_overrides, strict=False)) if a != b), min(len(new), len(old_overrides)))
+        first = next(
+            (i for i, (a, b) in enumerate(zip(new, old_overrides, strict=False)) if a != b), min(len(new), len(old_overrides))
+        )
         theirs = " ".join(old_overrides[first]) if first < len(old_overrides) else "no such trial"
         ours = " ".join(new[first]) if first < len(new) else "no such trial"
         raise ConfigError(

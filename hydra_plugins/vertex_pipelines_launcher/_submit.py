@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from hydra_vertex_pipelines.components.sweep_files import SweepFiles, TrialFiles
 from hydra_vertex_pipelines.components.trial_result import ENDINGS, parse_record, record_problem
-from hydra_vertex_pipelines.pipeline_builder.cloud import gcs, vertex
+from hydra_vertex_pipelines.pipeline_builder.cloud import TaskDetailState, gcs, vertex
 from hydra_vertex_pipelines.pipeline_builder.spec.manifest import write_manifest
 from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec
 
@@ -25,6 +25,14 @@ from ._settings import SubmitSettings
 from ._writing import Written, announce, write_batch
 
 log = logging.getLogger(__name__)
+
+# How the progress line counts a trial task's state: a cache hit is a success, a task that
+# was cancelled or never triggered a failure.
+FAILED_LIKE = {
+    TaskDetailState.CANCELLED: TaskDetailState.FAILED,
+    TaskDetailState.NOT_TRIGGERED: TaskDetailState.FAILED,
+    TaskDetailState.SKIPPED: TaskDetailState.SUCCEEDED,
+}
 
 
 def upload_files(batch: Batch, target: vertex.VertexTarget, storage: Any) -> None:
@@ -94,20 +102,21 @@ class Progress:
         self.tty = sys.stderr.isatty()
 
     def __call__(self, state: str, tasks: Dict[str, Dict[str, Any]]) -> None:
-        counts = {"SUCCEEDED": 0, "FAILED": 0, "RUNNING": 0}
+        counts = {TaskDetailState.SUCCEEDED: 0, TaskDetailState.FAILED: 0, TaskDetailState.RUNNING: 0}
         # Trials looped over by one task have no task names of their own: count the iterations.
         names = self.trial_tasks or [n for n in tasks if "collect" not in n and "for-loop" not in n]
         for name in names:
-            s = tasks.get(name, {}).get("state", "PENDING")
+            s = tasks.get(name, {}).get("state", TaskDetailState.PENDING)
             # SKIPPED is Vertex's word for a cache hit: a trial that succeeded in a resumed run.
-            key = "FAILED" if s in ("FAILED", "CANCELLED", "NOT_TRIGGERED") else "SUCCEEDED" if s == "SKIPPED" else s
+            key = FAILED_LIKE.get(s, s)
             if key in counts:
                 counts[key] += 1
         total = self.total
-        done = counts["SUCCEEDED"] + counts["FAILED"]
+        succeeded, failed = counts[TaskDetailState.SUCCEEDED], counts[TaskDetailState.FAILED]
+        done = succeeded + failed
         line = (
-            f"{state.replace('PIPELINE_STATE_', '').lower()}: {counts['SUCCEEDED']} succeeded, "
-            f"{counts['FAILED']} failed, {counts['RUNNING']} running of {total} trials"
+            f"{state.replace('PIPELINE_STATE_', '').lower()}: {succeeded} succeeded, "
+            f"{failed} failed, {counts[TaskDetailState.RUNNING]} running of {total} trials"
         )
         if self.tty:
             width = 30
@@ -204,7 +213,9 @@ class CustomJobErrors:
     def reason(self, trial: TrialSpec) -> str:
         if self.errors is None:
             failed = [
-                t["custom_job"] for t in self.tasks.values() if t.get("custom_job") and t.get("state") in ("FAILED", "CANCELLED")
+                t["custom_job"]
+                for t in self.tasks.values()
+                if t.get("custom_job") and t.get("state") in (TaskDetailState.FAILED, TaskDetailState.CANCELLED)
             ]
             self.errors = vertex.custom_job_errors(failed)
         error = self.errors.get(trial.display_name)
@@ -237,7 +248,7 @@ def trial_returns(context: LaunchContext, written: Written, target: vertex.Verte
         else:
             reason = "its task never ran"
         # In a resumed run, a trial that ran again (not a cache hit) must have a new record.
-        not_before = created if resumed and task_name and task.get("state") != "SKIPPED" else None
+        not_before = created if resumed and task_name and task.get("state") != TaskDetailState.SKIPPED else None
         row = rows.get(trial.number) or {}
         evidence = Evidence(reason, row.get("log_url") or row.get("console_url"))
         returns.append(

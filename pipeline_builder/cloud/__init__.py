@@ -5,6 +5,18 @@ use, so compile and local modes never load them.
 """
 
 from . import gcs, vertex
+from .states import JobState, PipelineState, TaskDetailState
 from .vertex import CredentialsError, VertexTarget, check_target, credentials, default_project
 
-__all__ = ["CredentialsError", "VertexTarget", "check_target", "credentials", "default_project", "gcs", "vertex"]
+__all__ = [
+    "CredentialsError",
+    "JobState",
+    "PipelineState",
+    "TaskDetailState",
+    "VertexTarget",
+    "check_target",
+    "credentials",
+    "default_project",
+    "gcs",
+    "vertex",
+]

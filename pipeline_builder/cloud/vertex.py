@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Type
 
 from ..errors import ConfigError
+from .states import PIPELINE_STOPPED
 
-TERMINAL_STATES = ("PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED", "PIPELINE_STATE_CANCELLED", "PIPELINE_STATE_PAUSED")
 CREATE_ATTEMPTS = 4
 ADC_HELP = (
     "Set up Application Default Credentials: run `gcloud auth application-default login` "
@@ -266,7 +266,7 @@ def follow(
             continue
         failing_since = None
         on_poll(state, task_details(job))
-        if state in TERMINAL_STATES:
+        if state in PIPELINE_STOPPED:
             return state
         time.sleep(poll_interval)
 

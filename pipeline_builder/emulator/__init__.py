@@ -16,9 +16,6 @@ if TYPE_CHECKING:  # the names as type checkers see them; at run time, __getattr
     from .pipeline_jobs import PipelineJobs as PipelineJobs
     from .server import VertexEmulator as VertexEmulator
     from .serving import serve as serve
-    from .states import JobState as JobState
-    from .states import PipelineState as PipelineState
-    from .states import TaskDetailState as TaskDetailState
     from .storage import DataDir as DataDir
     from .storage import StorageServer as StorageServer
 
@@ -26,13 +23,10 @@ if TYPE_CHECKING:  # the names as type checkers see them; at run time, __getattr
 _EXPORTS: Dict[str, str] = {
     "DataDir": "storage",
     "JobService": "custom_jobs",
-    "JobState": "states",
     "JobStore": "job_store",
     "MetadataService": "metadata",
     "PipelineJobs": "pipeline_jobs",
-    "PipelineState": "states",
     "StorageServer": "storage",
-    "TaskDetailState": "states",
     "VertexEmulator": "server",
     "serve": "serving",
 }

@@ -27,12 +27,12 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from hydra_vertex_pipelines.components.atomic_write import write_atomic
 from hydra_vertex_pipelines.components.clock import rfc3339
 
+from ..cloud.states import JOB_ENDED, JobState
 from ..local.interpreter import TaskInterpreter
 from ..local.processes import Outcome, Supervisor, exit_reason, tail
 from ..local.replicas import ReplicaLaunch, job_output_dir, launch_replicas, parse_duration
 from .job_store import UNAVAILABLE
 from .replies import Reply, error_reply
-from .states import JOB_ENDED, JobState
 
 _PATH = re.compile(r"^/v1(?:beta1)?/projects/([^/]+)/locations/([^/]+)/customJobs(?:/([0-9]+))?(:cancel)?$")
 _OUTPUT_ONLY = ("name", "state", "createTime", "startTime", "endTime", "updateTime", "error", "webAccessUris")

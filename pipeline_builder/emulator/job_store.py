@@ -17,7 +17,7 @@ from typing import Any, Dict, List, NamedTuple, Optional
 from hydra_vertex_pipelines.components.atomic_write import write_atomic
 from hydra_vertex_pipelines.components.clock import rfc3339
 
-from .states import PIPELINE_ENDED, TASK_ENDED, PipelineState, TaskDetailState
+from ..cloud.states import PIPELINE_ENDED, TASK_ENDED, PipelineState, TaskDetailState
 
 ENDED = PIPELINE_ENDED
 UNAVAILABLE = 14  # google.rpc.Code: the service (here, the emulator) went away

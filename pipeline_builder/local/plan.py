@@ -27,6 +27,9 @@ class TaskKind(str, Enum):
     def __str__(self) -> str:
         return self.value
 
+    def __hash__(self) -> int:  # as the name's: equal to it, so one key in a dict or set
+        return hash(self.value)
+
 
 class TaskState(str, Enum):
     """A task run's state, spelled as Vertex spells a pipeline task's state.
