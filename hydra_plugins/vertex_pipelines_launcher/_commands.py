@@ -146,11 +146,13 @@ def command_reaches(task_function: Any) -> bool:
     return os.path.isfile(sys.argv[0])  # python script.py (not -c, not stdin)
 
 
-def uses_pickle(entry: Entry, settings: TrialSettings, task_function: Any) -> bool:
-    """`auto` pickles unless a command line reaches the task function."""
+def uses_pickle(entry: Entry, settings: TrialSettings, task_function: Any, from_command_line: bool) -> bool:
+    """`auto` runs a command when `trial.command` names one, or when Hydra's command-line
+    entry started the sweep and re-running that command line reaches the task function;
+    it pickles every other sweep (one composed in Python has no command to re-run)."""
     if entry is not Entry.AUTO:
         return entry is Entry.PICKLE
-    return settings.command is None and not command_reaches(task_function)
+    return settings.command is None and not (from_command_line and command_reaches(task_function))
 
 
 def _installed(module: Any) -> bool:

@@ -166,7 +166,7 @@ def plan_trials(
     """Checks every job's trial settings and makes its trial's arguments."""
     base_settings = read_settings(context.config.hydra.launcher.trial, TRIAL)
     entry = choose(base_settings.entry, f"{TRIAL}.entry", Entry)
-    pickled = _commands.uses_pickle(entry, base_settings, context.task_function)
+    pickled = _commands.uses_pickle(entry, base_settings, context.task_function, context.from_command_line)
     planner = TrialPlanner(context, settings, base_settings, pickled)
     jobs = plan_jobs(context, job_overrides, initial_job_idx, compose=pickled)
     planned = [planner.plan(job, initial_job_idx + i, list(job_overrides[i])) for i, job in enumerate(jobs)]
