@@ -19,8 +19,6 @@ import pytest
 
 from conftest import APPS
 
-pytestmark = pytest.mark.slow  # sweeps of real apps in subprocesses
-
 LOCAL_MODE = ["hydra/launcher=vertex_pipelines", "hydra.launcher.mode=local"]
 
 
@@ -42,6 +40,45 @@ def job_returns(proc: subprocess.CompletedProcess) -> List[Dict[str, Any]]:
     return json.loads(lines[0][len("JOB RETURNS ") :])
 
 
+def test_started_from_command_line_only_inside_hydras_command_line_entry(tmp_path: Path, monkeypatch) -> None:
+    """Hydra's `_run_hydra` on the stack, with the arguments parsed from this command line."""
+    from hydra._internal.utils import _run_hydra, get_args_parser
+    from hydra.core.singleton import Singleton
+
+    from hydra_plugins.vertex_pipelines_launcher._context import started_from_command_line
+
+    monkeypatch.chdir(tmp_path)
+    argv = [
+        "+x=1",
+        f"hydra.run.dir={tmp_path}",
+        "hydra.output_subdir=null",
+        "hydra/job_logging=none",
+        "hydra/hydra_logging=none",
+        "hydra.job.chdir=false",
+    ]
+    seen: Dict[str, bool] = {}
+
+    def task(cfg: Any) -> None:
+        seen["same"] = started_from_command_line(argv)
+        seen["other"] = started_from_command_line([*argv[:-1], "+y=2"])
+
+    state = Singleton.get_state()  # Hydra's globals must not leak to other tests
+    args_parser = get_args_parser()
+    try:
+        _run_hydra(
+            args=args_parser.parse_args(argv),
+            args_parser=args_parser,
+            task_function=task,
+            config_path=str(tmp_path),
+            config_name=None,
+        )
+    finally:
+        Singleton.set_state(state)
+    assert seen == {"same": True, "other": False}
+    assert not started_from_command_line(argv)  # outside it
+
+
+@pytest.mark.slow  # sweeps of real apps in subprocesses
 def test_hydra_zen_launch_returns_what_the_basic_launcher_returns(tmp_path: Path) -> None:
     """hydra-zen's own multirun example, its task function in the launching script."""
     app = APPS / "zen" / "app.py"
@@ -66,6 +103,7 @@ def callback_views(tmp_path: Path, entry: str) -> Tuple[int, List[Dict[str, Any]
     return pid, [json.loads((tmp_path / entry / "sweep" / str(n) / "callback.json").read_text()) for n in (0, 1)]
 
 
+@pytest.mark.slow  # sweeps of real apps in subprocesses
 def test_callbacks_in_command_and_pickled_trials(tmp_path: Path) -> None:
     with ThreadPoolExecutor(2) as pool:
         command, pickled = pool.map(lambda entry: callback_views(tmp_path, entry), ["command", "pickle"])
