@@ -167,14 +167,16 @@ def test_resume_refuses_a_different_sweep(tmp_path):
 
 
 def test_a_trial_whose_command_line_launches_a_sweep_again_fails_instead_of_recursing(tmp_path):
-    """A script that launches a sweep from Python with a task function of its own module:
-    re-running it in a trial would launch the sweep again, and again; the trial fails, once."""
+    """A script that launches a sweep from Python with a task function of its own module,
+    forced to the command entry (`auto` pickles it): re-running it in a trial would launch
+    the sweep again, and again; the trial fails, once."""
     script = tmp_path / "launch_from_python.py"
     script.write_text(
         f"import sys\nsys.path.insert(0, {str(REPO / 'tests')!r})\n"
         "from conftest import APPS, launch_in_process\n\n\n"
         "def task(cfg):\n    return cfg.x\n\n\n"
-        f"returns = launch_in_process(APPS / 'faults' / 'conf', ['hydra.sweep.dir={tmp_path / 'sweep'}'], [['x=1']],"
+        "returns = launch_in_process(APPS / 'faults' / 'conf',"
+        f" ['hydra.sweep.dir={tmp_path / 'sweep'}', 'hydra.launcher.trial.entry=command'], [['x=1']],"
         " task_function=task)\n"
         "try:\n    returns[0].return_value\nexcept Exception as e:\n    print('FAILED:', e)\n"
     )
