@@ -48,9 +48,14 @@ def manifest_data(sweep: SweepSpec, pipeline_yaml: Path, **extra: Any) -> Dict[s
     }
 
 
+def manifest_text(data: Dict[str, Any]) -> str:
+    """The manifest file's text."""
+    return strict_json.dumps(data, indent=2, ensure_ascii=False)
+
+
 def write_manifest(path: Path, data: Dict[str, Any]) -> Path:
     path = Path(path)
-    write_atomic(path, strict_json.dumps(data, indent=2, ensure_ascii=False))
+    write_atomic(path, manifest_text(data))
     return path
 
 
