@@ -69,6 +69,14 @@ def copy_atomic(source: PathLike, path: PathLike) -> None:
     _place(Path(path), lambda temporary: shutil.copyfile(source, temporary))
 
 
+def os_reason(error: OSError) -> str:
+    """Why a write failed, in a few words: that the disk is full, or the OS's error and its code."""
+    code = errno.errorcode.get(error.errno or 0, str(error.errno))
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"the disk is full ({code}: {error.strerror})"
+    return f"{error.strerror or error} ({code})"
+
+
 class WriteFailed(OSError):
     """A file of a FileSet could not be written: `path` names it (the OS error may name only
     its temporary file, or nothing), `errno` and `strerror` say why."""
@@ -82,11 +90,7 @@ class WriteFailed(OSError):
         return self.errno in (errno.ENOSPC, errno.EDQUOT)
 
     def reason(self) -> str:
-        """Why, in a few words: that the disk is full, or the OS's error and its code."""
-        code = errno.errorcode.get(self.errno or 0, str(self.errno))
-        if self.disk_full:
-            return f"the disk is full ({code}: {self.strerror})"
-        return f"{self.strerror} ({code})"
+        return os_reason(self)
 
 
 class FileSet:

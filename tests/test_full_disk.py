@@ -9,11 +9,12 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Sequence
 
 import pytest
 
 from conftest import QUICKSTART, REPO
+from test_package_mode import make_project, package_overrides
 
 pytestmark = pytest.mark.slow  # compile-mode sweeps in subprocesses
 
@@ -21,15 +22,14 @@ FILE_LIMIT = 16 * 1024  # bytes: Hydra's multirun.yaml fits, the pipeline does n
 PAGE = 4096
 
 
-def sweep(sweep_dir: Path, limit_file_size: bool = False) -> subprocess.CompletedProcess:
-    """A compile-mode sweep with pickled jobs (pipeline.yaml, manifest.json, a job.pkl per trial)."""
-    args = [
-        "-m",
-        "hydra.launcher.mode=compile",
-        "hydra.launcher.trial.entry=pickle",
-        "lr=0.1,0.01",
-        f"hydra.sweep.dir={sweep_dir}",
-    ]
+PICKLED = ["hydra.launcher.trial.entry=pickle", "lr=0.1,0.01"]
+
+
+def sweep(
+    sweep_dir: Path, limit_file_size: bool = False, app: Path = QUICKSTART, extra: Sequence[str] = PICKLED
+) -> subprocess.CompletedProcess:
+    """A compile-mode sweep, by default of pickled jobs (pipeline.yaml, manifest.json, a job.pkl per trial)."""
+    args = ["-m", "hydra.launcher.mode=compile", f"hydra.sweep.dir={sweep_dir}", *extra]
 
     def small_files() -> None:  # writes past the limit fail with EFBIG rather than killing the process
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -38,7 +38,7 @@ def sweep(sweep_dir: Path, limit_file_size: bool = False) -> subprocess.Complete
     preexec: Optional[Callable[[], None]] = small_files if limit_file_size else None
     env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
     return subprocess.run(
-        [sys.executable, str(QUICKSTART), *args],
+        [sys.executable, str(app), *args],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -91,3 +91,37 @@ def test_a_full_disk_leaves_none_of_the_batch_and_says_which_file(tmp_path):
     if mounted:  # the pipeline fitted, the manifest did not
         assert f"Could not write {disk / 'sweep' / 'manifest.json'}: " in error[0]
     assert left == ["multirun.yaml"], left  # Hydra's own, written before the launcher
+
+
+def pages(path: Path) -> int:
+    return math.ceil(path.stat().st_size / PAGE)
+
+
+def test_a_wheel_that_does_not_fit_is_a_one_line_error_and_no_half_wheel(tmp_path):
+    source = make_project(tmp_path / "project")
+    extra = [*package_overrides(source), "hydra.launcher.pipeline_root=gs://my-bucket/sweeps", "x=1,2"]
+    app = source / "trainer" / "task.py"
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True).returncode == 0
+    try:
+        if mounted:  # room for Hydra's multirun.yaml and the project's wheel, not for this launcher's
+            first = sweep(disk / "sweep", app=app, extra=extra)
+            assert first.returncode == 0, first.stderr
+            fits = [disk / "sweep" / "multirun.yaml", *(disk / "sweep" / "packages").rglob("trainer-*.whl")]
+            room = sum(pages(f) for f in fits)
+            shutil.rmtree(disk / "sweep")
+            fill_to(disk, room)
+        proc = sweep(disk / "sweep", limit_file_size=not mounted, app=app, extra=extra)
+        left = sorted(p.name for p in (disk / "sweep").rglob("*") if p.is_file())
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(disk)], check=True)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    error = [line for line in proc.stderr.splitlines() if line.startswith("Could not write ")]
+    assert len(error) == 1, proc.stderr
+    assert f"Could not write the trials' wheels under {disk / 'sweep' / 'packages'}: " in error[0]
+    assert ("the disk is full (ENOSPC" if mounted else "(EFBIG)") in error[0], error[0]
+    # Whole wheels only (the project's, reused by content next time), and no batch file.
+    assert not any(name.endswith(".tmp") or name.startswith(("pipeline", "manifest")) for name in left), left
