@@ -9,7 +9,7 @@ from typing import Any, List
 
 import pytest
 
-from conftest import APPS, run_app
+from conftest import APPS, REPO, run_app
 from hydra_vertex_pipelines.components import strict_json
 from hydra_vertex_pipelines.components.collector import best_trial, objective_summary, objective_value
 
@@ -21,8 +21,12 @@ def _refuse(token: str) -> Any:
     raise ValueError(f"bare {token} in a JSON file")
 
 
+def strict_load_text(text: str) -> Any:
+    return json.loads(text, parse_constant=_refuse)
+
+
 def strict_load(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse)
+    return strict_load_text(path.read_text(encoding="utf-8"))
 
 
 def _check(values: List[Any]) -> None:
@@ -77,3 +81,25 @@ def test_a_local_sweep_of_non_finite_values_writes_strict_json_and_returns_the_s
         {"v": {"__float__": "nan"}},
         {"__float__": "-inf"},
     ]
+
+
+@pytest.mark.slow
+def test_the_emulator_refuses_bare_non_finite_tokens_and_answers_strict_json(emulators, tmp_path):
+    import http.client
+
+    from hydra_vertex_pipelines.pipeline_builder.emulator.server import VertexEmulator
+
+    emulator = VertexEmulator(tmp_path / "data", workdir=REPO)
+    port = emulator.start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        jobs = "/v1/projects/local/locations/us-central1/pipelineJobs"
+        conn.request("POST", f"{jobs}?pipelineJobId=nan", b'{"displayName": NaN}', {"Content-Type": "application/json"})
+        reply = conn.getresponse()
+        answer = reply.read().decode()
+        conn.close()
+    finally:
+        emulator.stop()
+    assert reply.status == 400
+    assert "NaN is not JSON" in strict_load_text(answer)["error"]["message"]
+    assert emulator.runs == {}
