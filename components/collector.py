@@ -5,12 +5,12 @@ only: it reads files through Vertex's Cloud Storage FUSE mount (`/gcs/...`) and 
 network, so it works in training networks without egress.
 """
 
-import json
 import math
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import quote
 
+from hydra_vertex_pipelines.components import strict_json
 from hydra_vertex_pipelines.components.atomic_write import write_atomic
 from hydra_vertex_pipelines.components.clock import iso_utc
 from hydra_vertex_pipelines.components.sweep_files import TrialFiles
@@ -100,26 +100,37 @@ def numeric_metrics(trials: Sequence[Mapping[str, Any]]) -> Dict[str, float]:
     return metrics
 
 
+def _at_key(return_value: Any, key: str) -> Any:
+    """What `key` names in a return value (see `objective_value`), or None."""
+    if key == "":
+        return return_value
+    if isinstance(return_value, dict) and key in return_value:
+        return return_value[key]
+    value = return_value
+    for part in key.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return None
+    return value
+
+
 def objective_value(return_value: Any, key: str) -> Optional[float]:
-    """The number `key` names in a return value, or None.
+    """The finite number `key` names in a return value, or None: a NaN or an infinity is
+    not ranked (NaN orders with nothing, and an infinity would beat every real result).
 
     A key is looked up literally first ("val/loss", "val.loss"), then as a dotted path
     through nested dicts (and list indices); "" means the return value itself.
     """
-    if key == "":
-        value = return_value
-    elif isinstance(return_value, dict) and key in return_value:
-        value = return_value[key]
-    else:
-        value = return_value
-        for part in key.split("."):
-            if isinstance(value, dict) and part in value:
-                value = value[part]
-            elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-                value = value[int(part)]
-            else:
-                return None
+    value = _at_key(return_value, key)
     return float(value) if _number(value) else None
+
+
+def _non_finite(return_value: Any, key: str) -> bool:
+    value = _at_key(return_value, key)
+    return isinstance(value, float) and not math.isfinite(value)
 
 
 def normalise_direction(direction: str) -> Optional[str]:
@@ -201,10 +212,13 @@ def objective_summary(rows: Sequence[Mapping[str, Any]], key: str, direction: st
     scored = sum(1 for r in rows if r.get("objective") is not None)
     summary: Dict[str, Any] = {"key": key, "direction": normalise_direction(direction) or direction, "trials_with_value": scored}
     what = "a number" if key == "" else f"a number at {key!r}"
+    unranked = [r["number"] for r in rows if r["status"] == "COMPLETED" and _non_finite(r.get("return_value"), key)]
+    if unranked:
+        summary["non_finite"] = unranked  # trials whose value is NaN or infinite: shown, not ranked
     if normalise_direction(direction) is None:
         summary["note"] = f"unknown objective direction {direction!r}: use minimize or maximize"
     elif scored == 0:
-        summary["note"] = f"no completed trial returned {what}"
+        summary["note"] = f"no completed trial returned {what}" + (" that is finite" if unranked else "")
     return summary
 
 
@@ -245,5 +259,5 @@ def collect(
         "swept": swept,
         "fixed": fixed,
     }
-    write_atomic(summary_path, json.dumps(summary, indent=2, default=repr))
+    write_atomic(summary_path, strict_json.dumps(summary, indent=2, default=repr))
     return summary

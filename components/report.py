@@ -6,13 +6,13 @@ resource; the plots are drawn in report_plots.py. Standard library only, like th
 collector that calls it.
 """
 
-import json
 import math
 import os
 from html import escape
 from typing import Any, Mapping, Optional, Tuple
 from urllib.parse import quote
 
+from hydra_vertex_pipelines.components import strict_json
 from hydra_vertex_pipelines.components.collector import CONSOLE
 from hydra_vertex_pipelines.components.report_plots import (
     MAX_TOOLTIP_CHARS,
@@ -71,7 +71,7 @@ def compact(value: Any) -> str:
     """A return value as one line of JSON: numbers, strings, lists and dicts show as such."""
     if isinstance(value, float) and not isinstance(value, bool):
         return fmt_number(value) if math.isfinite(value) else str(value)
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=repr)
+    return strict_json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=repr)
 
 
 def fmt_duration(seconds: Any) -> str:

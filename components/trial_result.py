@@ -8,12 +8,12 @@ same folders, or a resumed run's earlier attempt, leaves a record that is not th
 Standard library only: trials and the collector's image use it.
 """
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from typing import Any, Dict, Optional
 
+from hydra_vertex_pipelines.components import strict_json
 from hydra_vertex_pipelines.components.clock import iso_utc
 from hydra_vertex_pipelines.components.sweep_files import TrialFiles
 
@@ -111,12 +111,12 @@ class RecordProblem:
 
 
 def parse_record(data: Optional[bytes]) -> Any:
-    """The JSON in a result file; None when there is no file, a RecordProblem when it is
-    not JSON."""
+    """The JSON in a result file, non-finite numbers back as floats (see `strict_json`);
+    None when there is no file, a RecordProblem when it is not JSON."""
     if data is None:
         return None
     try:
-        return json.loads(data.decode("utf-8"))
+        return strict_json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         return RecordProblem(Flaw.UNREADABLE, str(e))
 

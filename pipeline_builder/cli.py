@@ -11,11 +11,11 @@ or a PipelineJob resource name (projects/P/locations/L/pipelineJobs/ID).
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from hydra_vertex_pipelines.components import strict_json
 from hydra_vertex_pipelines.components.sweep_files import GCS, SweepFiles, fuse_to_gcs
 
 from .cloud import PipelineState, VertexTarget, gcs, vertex
@@ -108,7 +108,7 @@ def _runs(target: str, api_endpoint: Optional[str]) -> List[Run]:
         manifests = sorted(path.glob(SweepFiles.MANIFESTS)) if path.is_dir() else [path]
         out: List[Run] = []
         for m in manifests:
-            data = json.loads(m.read_text(encoding="utf-8"))
+            data = strict_json.loads(m.read_text(encoding="utf-8"))
             info = data.get("vertex")
             if info:
                 out.append(
@@ -157,10 +157,10 @@ def _results(args: argparse.Namespace) -> int:
             print(f"{name}: no summary at {uri} yet")
             continue
         local = Path(manifest["pipeline_yaml"]).parent / Path(uri).name
-        local.write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        local.write_text(strict_json.dumps(summary, indent=2), encoding="utf-8")
         print(f"{name}: {summary['counts']}  (saved {local})")
         for row in summary["trials"]:
-            shown = row["error"].strip().splitlines()[-1] if row.get("error") else json.dumps(row.get("return_value"))
+            shown = row["error"].strip().splitlines()[-1] if row.get("error") else strict_json.dumps(row.get("return_value"))
             print(f"  #{row['number']:<4} {row['status']:<9} {' '.join(row['overrides']):<40} {shown}")
     return 0
 

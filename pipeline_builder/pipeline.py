@@ -162,9 +162,14 @@ def _compact_loop_items(spec: Dict[str, Any]) -> None:
                 items["raw"] = json.dumps(json.loads(items["raw"]), sort_keys=True, separators=(",", ":"))
 
 
+def compiled_pipeline(sweep: SweepSpec) -> Tuple[Dict[str, Any], str]:
+    """The pipeline spec for `sweep`, and the pipeline.yaml text that holds it."""
+    return spec_document(build_pipeline(sweep))
+
+
 def compile_pipeline_spec(sweep: SweepSpec, path: Path) -> Dict[str, Any]:
     """Writes the pipeline.yaml for `sweep` at `path` (whole or not at all) and returns
     the spec it holds, so callers need not read the file back."""
-    spec, document = spec_document(build_pipeline(sweep))
+    spec, document = compiled_pipeline(sweep)
     write_atomic(path, document)
     return spec

@@ -12,6 +12,10 @@ class LauncherConfigError(CompactHydraException):
     """A setting that cannot work (a ConfigError), or a sweep dir in use: nothing was started."""
 
 
+class LauncherWriteError(CompactHydraException):
+    """The batch's files could not be written (a full disk, a quota, a permission): none was left."""
+
+
 class NoTrialValuesError(CompactHydraException):
     """The sweeper needs trial values, and this mode produces none."""
 

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from omegaconf import DictConfig
 
+from hydra_vertex_pipelines.components.atomic_write import os_reason
 from hydra_vertex_pipelines.components.sweep_files import SweepFiles
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
 from hydra_vertex_pipelines.pipeline_builder.spec import names
@@ -24,6 +25,7 @@ from hydra_vertex_pipelines.pipeline_builder.spec.trials import build_trial, tri
 
 from ._choices import FIELD, FanOut, Mode
 from ._context import LaunchContext
+from ._errors import LauncherWriteError
 from ._settings import LaunchSettings, SubmitSettings, check_settings
 from ._trials import PlannedTrials, plan_trials
 
@@ -106,16 +108,21 @@ def _packages(settings: TrialSettings, context: LaunchContext, pipeline_root: st
     from hydra_vertex_pipelines.pipeline_builder.wheels.project_wheel import check_wheel, is_pure, write_beside
 
     source = Path(settings.package.source_dir or context.cwd).resolve()
-    package = write_beside(context.sweep_dir, source, pipeline_root)
-    check_wheel(package.local_path, app_config_files(context.config, source))
-    if not is_pure(package.uri.rsplit("/", 1)[-1]):
-        log.warning(
-            f"{package.local_path} was built for this machine's platform; the prebuilt image "
-            f"{settings.package.executor_image_uri} may not install it (Vertex runs Linux x86_64)"
-        )
+    try:  # each wheel is written whole or not at all, and kept: the next launch reuses it by content
+        package = write_beside(context.sweep_dir, source, pipeline_root)
+        check_wheel(package.local_path, app_config_files(context.config, source))
+        if not is_pure(package.uri.rsplit("/", 1)[-1]):
+            log.warning(
+                f"{package.local_path} was built for this machine's platform; the prebuilt image "
+                f"{settings.package.executor_image_uri} may not install it (Vertex runs Linux x86_64)"
+            )
+        launcher = launcher_wheel.write_beside(context.sweep_dir, pipeline_root)
+    except OSError as e:
+        folder = SweepFiles(context.sweep_dir).packages()
+        raise LauncherWriteError(f"Could not write the trials' wheels under {folder}: {os_reason(e)}") from None
     # The launcher's wheel first: an image that installs the URIs one at a time then finds
     # the project's requirement on it met, rather than looking for it on its index.
-    return launcher_wheel.write_beside(context.sweep_dir, pipeline_root), package
+    return launcher, package
 
 
 def _collector_image(settings: LaunchSettings, base_settings: TrialSettings) -> str:

@@ -1,7 +1,6 @@
 """Submit mode: send the compiled pipeline to Vertex AI, follow it, bring the results back."""
 
 import functools
-import json
 import logging
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from hydra.core.utils import JobReturn
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_vertex_pipelines.components import strict_json
 from hydra_vertex_pipelines.components.sweep_files import SweepFiles, TrialFiles
 from hydra_vertex_pipelines.components.trial_result import ENDINGS, parse_record, record_problem
 from hydra_vertex_pipelines.pipeline_builder.cloud import TaskDetailState, gcs, vertex
@@ -192,7 +192,7 @@ def _download_summary(storage: Any, batch: Batch) -> Optional[Dict[str, Any]]:
     summary = gcs.read_json(storage, batch.sweep.files.summary)
     if summary is not None:
         local = SweepFiles(batch.sweep_dir, batch.sweep.tag).summary
-        local.write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        local.write_text(strict_json.dumps(summary, indent=2), encoding="utf-8")
         log.info(f"Summary: {local}")
         report = gcs.read_bytes(storage, batch.sweep.files.report)
         if report is not None:

@@ -2,21 +2,23 @@
 
 This launch owns its files: its pipeline.yaml and manifest are created exclusively, so a
 second launch into the same sweep dir gets pipeline-2.yaml (and manifest-2.json,
-summary-2.json) rather than overwriting the first one's.
+summary-2.json) rather than overwriting the first one's. They appear together or not at
+all: a full disk leaves none of them, and says which file did not fit.
 """
 
 import dataclasses
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict
 
 from hydra.core.utils import filter_overrides
 
+from hydra_vertex_pipelines.components.atomic_write import FileSet, WriteFailed
 from hydra_vertex_pipelines.components.sweep_files import SweepFiles
 
 from ._choices import Mode
+from ._errors import LauncherWriteError
 from ._planning import Batch
 
 log = logging.getLogger(__name__)
@@ -53,46 +55,62 @@ def _claim_files(batch_files: SweepFiles[Path]) -> SweepFiles[Path]:
                 return files
         except FileExistsError:
             n += 1
+        except OSError as e:
+            raise WriteFailed(files.pipeline, e) from None
 
 
-def _local_files(batch: Batch) -> Dict[str, str]:
-    """Writes the files the run reads from its bucket into the sweep dir (and, for a local
+def _local_files(batch: Batch, out: FileSet) -> Dict[str, str]:
+    """Stages the files the run reads from its bucket into the sweep dir (and, for a local
     run, where it reads them); returns each one's gs:// URI -> local path."""
     paths = batch.local_paths()
     files = {}
     for uri, data in batch.uploads(paths if batch.mode is Mode.LOCAL else None).items():
         local = Path(paths.local(uri))
-        local.parent.mkdir(parents=True, exist_ok=True)
-        local.write_bytes(data)
+        out.write(local, data)
         files[uri] = str(local)
     for package in batch.packages:
         files[package.uri] = str(package.local_path)
         if batch.mode is Mode.LOCAL:  # where the local run's trials find it
-            local = Path(paths.local(package.uri))
-            local.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(package.local_path, local)
+            out.copy(package.local_path, paths.local(package.uri))
     return files
 
 
-def write_batch(batch: Batch) -> Written:
-    """Compiles pipeline.yaml, writes the manifest beside it and the files the run reads."""
-    from hydra_vertex_pipelines.pipeline_builder.pipeline import compile_pipeline_spec, trial_task_names
-    from hydra_vertex_pipelines.pipeline_builder.spec.manifest import manifest_data, write_manifest
+def _stage_batch(batch: Batch, claimed: SweepFiles[Path], out: FileSet) -> Written:
+    from hydra_vertex_pipelines.pipeline_builder.pipeline import compiled_pipeline, trial_task_names
+    from hydra_vertex_pipelines.pipeline_builder.spec.manifest import manifest_data, manifest_text
 
-    batch.sweep_dir.mkdir(parents=True, exist_ok=True)
-    claimed = _claim_files(SweepFiles(batch.sweep_dir, batch.tag))
     pipeline_path, manifest_path = claimed.pipeline, claimed.manifest
     # The summary and report follow the pipeline file's name: a second launch into this
     # sweep dir writes summary-2.json rather than over the first one's.
     batch = dataclasses.replace(batch, sweep=dataclasses.replace(batch.sweep, tag=claimed.tag))
-    spec = compile_pipeline_spec(batch.sweep, pipeline_path)
-    files = _local_files(batch)
+    spec, document = compiled_pipeline(batch.sweep)
+    out.write(pipeline_path, document)
+    files = _local_files(batch, out)
     data = manifest_data(batch.sweep, pipeline_path, mode=batch.mode.value, initial_job_idx=batch.initial_job_idx, files=files)
     by_folder = trial_task_names(spec)
     for trial in data["trials"]:
         trial["task_name"] = by_folder.get(trial["output_uri"])
-    write_manifest(manifest_path, data)
-    log.info(f"Wrote {pipeline_path}")
-    log.info(f"Wrote {manifest_path}")
+    out.write(manifest_path, manifest_text(data))
     task_names = {trial.number: by_folder[trial.output_uri] for trial in batch.sweep.trials if by_folder.get(trial.output_uri)}
     return Written(batch, pipeline_path, manifest_path, spec, data, task_names)
+
+
+def write_batch(batch: Batch) -> Written:
+    """Compiles pipeline.yaml, writes the manifest beside it and the files the run reads:
+    all of them, or (when a write fails: a full disk, a quota) none, and a one-line error
+    naming the file."""
+    try:
+        with FileSet() as out:
+            batch.sweep_dir.mkdir(parents=True, exist_ok=True)
+            claimed = _claim_files(SweepFiles(batch.sweep_dir, batch.tag))
+            out.own(claimed.pipeline)
+            written = _stage_batch(batch, claimed, out)
+    except WriteFailed as e:
+        raise LauncherWriteError(
+            f"Could not write {e.path}: {e.reason()}. Nothing of this batch was left in {batch.sweep_dir}."
+        ) from None
+    except OSError as e:
+        raise LauncherWriteError(f"Could not write the batch's files in {batch.sweep_dir}: {e}") from None
+    log.info(f"Wrote {written.pipeline_path}")
+    log.info(f"Wrote {written.manifest_path}")
+    return written

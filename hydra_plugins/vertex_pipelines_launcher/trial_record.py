@@ -14,6 +14,7 @@ from typing import Any, Optional, Tuple
 
 from hydra.core.utils import JobReturn, JobStatus
 
+from hydra_vertex_pipelines.components import strict_json
 from hydra_vertex_pipelines.components.atomic_write import write_atomic
 from hydra_vertex_pipelines.components.clock import iso_utc
 from hydra_vertex_pipelines.components.sweep_files import TrialFiles
@@ -93,4 +94,4 @@ def write_result(output_dir: str, job_return: JobReturn, start: Optional[float],
     if not is_chief():
         return
     record = trial_result(job_return, start, time.time(), run_id=run_id, number=number)
-    write_atomic(TrialFiles(output_dir).result, json.dumps(record.to_json(), indent=2))
+    write_atomic(TrialFiles(output_dir).result, strict_json.dumps(record.to_json(), indent=2))

@@ -3,11 +3,11 @@
 The client honours STORAGE_EMULATOR_HOST, so the same calls reach a local GCS emulator.
 """
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Iterator, Optional, Tuple
 
+from hydra_vertex_pipelines.components import strict_json
 from hydra_vertex_pipelines.components.sweep_files import GCS
 
 
@@ -41,7 +41,7 @@ def read_bytes(gcs: Any, uri: str) -> Optional[bytes]:
 
 def read_json(gcs: Any, uri: str) -> Optional[Any]:
     data = read_bytes(gcs, uri)
-    return None if data is None else json.loads(data)
+    return None if data is None else strict_json.loads(data)
 
 
 def write_bytes(gcs: Any, uri: str, data: bytes) -> None:

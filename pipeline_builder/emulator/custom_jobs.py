@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from hydra_vertex_pipelines.components import strict_json
 from hydra_vertex_pipelines.components.atomic_write import write_atomic
 from hydra_vertex_pipelines.components.clock import rfc3339
 
@@ -311,7 +312,7 @@ class JobService:
 
     def _save(self, job: CustomJob) -> None:
         with job.changed:
-            data = json.dumps(job.resource)
+            data = strict_json.dumps(job.resource)
         write_atomic(self.folder / f"{job.job_id}.json", data)
 
     def _load(self) -> None:

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, NamedTuple, Optional
 
+from hydra_vertex_pipelines.components import strict_json
 from hydra_vertex_pipelines.components.atomic_write import write_atomic
 from hydra_vertex_pipelines.components.clock import rfc3339
 
@@ -41,17 +42,17 @@ class JobStore:
         return self.runs / job_id
 
     def save(self, job_id: str, resource: Dict[str, Any], context: Optional[Dict[str, Any]]) -> None:
-        write_atomic(self.folder(job_id) / "job.json", json.dumps({"resource": resource, "context": context}))
+        write_atomic(self.folder(job_id) / "job.json", strict_json.dumps({"resource": resource, "context": context}))
 
     def save_tasks(self, job_id: str, tasks: List[Dict[str, Any]], ended: bool = False) -> None:
         """Every task's details; once the job has `ended`, they replace the change log."""
-        write_atomic(self.folder(job_id) / "tasks.json", json.dumps(tasks))
+        write_atomic(self.folder(job_id) / "tasks.json", strict_json.dumps(tasks))
         if ended:
             (self.folder(job_id) / "tasks.jsonl").unlink(missing_ok=True)
 
     def task_changed(self, job_id: str, task: Dict[str, Any]) -> None:
         with open(self.folder(job_id) / "tasks.jsonl", "a", encoding="utf-8") as log:
-            log.write(json.dumps(task) + "\n")
+            log.write(strict_json.dumps(task) + "\n")
 
     def _tasks(self, folder: Path) -> Optional[List[Dict[str, Any]]]:
         """The last snapshot with every logged change after it applied."""

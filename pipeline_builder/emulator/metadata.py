@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
+from hydra_vertex_pipelines.components import strict_json
 from hydra_vertex_pipelines.components.atomic_write import write_atomic
 from hydra_vertex_pipelines.components.clock import rfc3339
 
@@ -37,7 +38,7 @@ class MetadataService:
     def _save(self) -> None:
         """Writes every context (the caller holds the lock); a stop mid-write keeps the last file."""
         if self.path is not None:
-            write_atomic(self.path, json.dumps({"contexts": self.contexts, "children": self.children}))
+            write_atomic(self.path, strict_json.dumps({"contexts": self.contexts, "children": self.children}))
 
     def matches(self, path: str) -> bool:
         return _STORE.match(path) is not None

@@ -11,7 +11,6 @@ to and from a local view of the buckets around each task (sync). Jobs survive re
 `api_endpoint="http://127.0.0.1:PORT"` and STORAGE_EMULATOR_HOST.
 """
 
-import json
 import sys
 import threading
 from collections import Counter
@@ -19,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 from urllib.parse import parse_qs, urlsplit
+
+from hydra_vertex_pipelines.components import strict_json
 
 from ..local.interpreter import TaskInterpreter
 from ..spec.cloud_paths import PathMap
@@ -147,7 +148,7 @@ def _handler(emulator: VertexEmulator) -> type:
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             try:
-                body = json.loads(self.rfile.read(length)) if length else None
+                body = strict_json.loads_strict(self.rfile.read(length)) if length else None
             except ValueError as e:
                 send_error(self, 400, "INVALID_ARGUMENT", f"the body is not JSON: {e}")
                 return
@@ -160,7 +161,7 @@ def _handler(emulator: VertexEmulator) -> type:
                 self.close_connection = True
                 self.connection.close()
                 return
-            data = json.dumps(reply).encode()
+            data = strict_json.dumps(reply).encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))

@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
+from hydra_vertex_pipelines.components import strict_json
 from hydra_vertex_pipelines.components.atomic_write import write_atomic
 from hydra_vertex_pipelines.components.sweep_files import FUSE, GCS, fuse_to_gcs
 
@@ -104,4 +105,4 @@ class Cache:
     def add(self, key: str) -> None:
         with self.lock:
             self.keys.add(key)
-            write_atomic(self.path, json.dumps(sorted(self.keys)))
+            write_atomic(self.path, strict_json.dumps(sorted(self.keys)))

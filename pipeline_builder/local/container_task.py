@@ -4,9 +4,10 @@ Its command is filled in as the KFP backend fills it, with cloud paths made loca
 executor output it writes becomes the task's outputs.
 """
 
-import json
 import os
 from pathlib import Path
+
+from hydra_vertex_pipelines.components import strict_json
 
 from .handlers import RunServices, TaskCall, TaskEnd, TaskHandler, processes_end
 from .processes import Launch, python_command
@@ -28,5 +29,5 @@ class ContainerHandler(TaskHandler):
         outcome = services.supervisor.run([Launch(command, services.interpreter.environment(call.tmp), log)])
         output_file = given["outputs"]["outputFile"]
         if os.path.exists(output_file):
-            task.outputs = json.loads(Path(output_file).read_text(encoding="utf-8"))
+            task.outputs = strict_json.loads(Path(output_file).read_text(encoding="utf-8"))
         return processes_end(outcome, services.stopping)

@@ -11,7 +11,6 @@ so the image is not used: the app, this package and its dependencies must be ins
 locally.
 """
 
-import json
 import os
 import shutil
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 from queue import Empty, Queue
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
+from hydra_vertex_pipelines.components import strict_json
 from hydra_vertex_pipelines.components.sweep_files import SweepFiles
 
 from ..spec.cloud_paths import PathMap
@@ -197,7 +197,7 @@ class LocalRunner:
 
     def _write_state(self) -> None:
         state = self.result().to_dict()
-        (self.work_dir / "run.json").write_text(json.dumps(state, indent=2, default=str), encoding="utf-8")
+        (self.work_dir / "run.json").write_text(strict_json.dumps(state, indent=2, default=str), encoding="utf-8")
 
     def _run_task(self, task: TaskRun, done: "Queue[str]") -> None:
         try:

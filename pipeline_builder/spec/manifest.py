@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from hydra_vertex_pipelines.components import strict_json
 from hydra_vertex_pipelines.components.atomic_write import write_atomic
 from hydra_vertex_pipelines.components.clock import iso_utc
 from hydra_vertex_pipelines.components.sweep_files import SweepFiles
@@ -47,14 +48,19 @@ def manifest_data(sweep: SweepSpec, pipeline_yaml: Path, **extra: Any) -> Dict[s
     }
 
 
+def manifest_text(data: Dict[str, Any]) -> str:
+    """The manifest file's text."""
+    return strict_json.dumps(data, indent=2, ensure_ascii=False)
+
+
 def write_manifest(path: Path, data: Dict[str, Any]) -> Path:
     path = Path(path)
-    write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False))
+    write_atomic(path, manifest_text(data))
     return path
 
 
 def read_manifest(path: Path) -> Dict[str, Any]:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    return strict_json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def manifest_beside(pipeline_yaml: Path) -> Optional[Path]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Tuple
 
+from hydra_vertex_pipelines.components.atomic_write import copy_atomic
 from hydra_vertex_pipelines.components.sweep_files import SweepFiles
 
 from ..cloud import gcs
@@ -183,9 +184,8 @@ def write_beside(pipeline_dir: Path, source_dir: Path, pipeline_root: str) -> Pa
         built = sorted(cached.glob("*.whl")) if cached.is_dir() else []
         if not built:  # built once per content on this machine, not once per sweep
             built = [build_wheel(Path(source_dir), cached)]
-        local_folder.mkdir(parents=True, exist_ok=True)
         wheel = local_folder / built[0].name
-        shutil.copyfile(built[0], wheel)
+        copy_atomic(built[0], wheel)  # a wheel found here is later taken as whole
     uri = f"{package_folder(pipeline_root, digest)}/{wheel.name}"
     return PackageUpload(uri=uri, digest=digest, local_path=wheel)
 
