@@ -98,6 +98,14 @@ def test_bad_lengths_are_refused(emulator, length, code):
     assert (status, reply["error"]["code"]) == (code, code), reply
 
 
+def test_repeated_lengths_and_chunked_bodies_are_refused(emulator):
+    port = emulator.ports[0]
+    head = f"POST {PARENT}/pipelineJobs HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 2"
+    assert exchange(port, head, b"{}")[0] == 400
+    head = f"POST {PARENT}/pipelineJobs HTTP/1.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked"
+    assert exchange(port, head, b"2\r\n{}\r\n0\r\n\r\n")[0] == 411
+
+
 def test_a_body_that_stops_arriving_times_out(emulator):
     head = f"POST {PARENT}/pipelineJobs HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 1000"
     status, reply, took = exchange(emulator.ports[0], head, b'{"displayN')
