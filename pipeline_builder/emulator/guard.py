@@ -10,11 +10,14 @@ to the Vertex API and no `Origin`; a browser always sends `Origin` or `Sec-Fetch
 on a cross-site request and cannot send JSON without a CORS preflight, which is refused.
 So each request is checked before it is read, and refused with a 4xx if it fails. On the
 Vertex API the same check bounds what is read: a body needs one Content-Length, at most
-bodies.MAX_BODY_BYTES (413 otherwise, the body left unread).
+bodies.MAX_BODY_BYTES (413 otherwise, the body left unread: what the client goes on sending
+is received and dropped for a moment, so that it reads the answer).
 """
 
 import json
 import re
+import socket
+import time
 from typing import Any, FrozenSet, Optional, Tuple
 
 from .bodies import MAX_BODY_BYTES
@@ -24,6 +27,8 @@ LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 _READ_ONLY = ("GET", "HEAD")
 _WITH_BODY = ("POST", "PUT", "PATCH")
 _LENGTH = re.compile(r"[0-9]+")
+_DISCARD_S = 2.0  # how long a refused request's unread body is received and dropped
+_DISCARD_CHUNK = 64 * 1024
 
 Refusal = Tuple[int, str, str]  # HTTP code, google.rpc status, message
 
@@ -84,4 +89,21 @@ def checked(handler: Any, json_only: bool) -> bool:
     if found is None:
         return True
     send_error(handler, *found)
+    _discard_rest(handler.connection)
     return False
+
+
+def _discard_rest(sock: socket.socket) -> None:
+    """After a refusal sent before the body is read: ends the answer (FIN), then receives
+    and drops what the client still sends, for at most _DISCARD_S. A client that sends its
+    whole body before reading (urllib, requests) then reads the answer; closing with the
+    body unread would reset the connection and lose it. Nothing received is kept."""
+    deadline = time.monotonic() + _DISCARD_S
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            if not sock.recv(_DISCARD_CHUNK):
+                return
+    except OSError:  # the client reset the connection, or the time is up
+        return
