@@ -86,7 +86,7 @@ def test_an_oversize_body_is_refused_unread(emulator):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=30)
     assert refused.value.code == 413 and json.loads(refused.value.read())["error"]["code"] == 413
-    assert peak_rss_kb(pid) - before < 4 * 1024  # under 4 MB more at its peak: neither body was kept
+    assert peak_rss_kb(pid) - before < 8 * 1024  # a few MB more at its peak (its threads): neither body was kept
     assert not list((emulator.data_dir / "runs").iterdir())
 
 
