@@ -76,8 +76,9 @@ def parse_json(data: bytearray) -> Any:
 
 
 def display_name_refusal(field: str, name: Any) -> Optional[Reply]:
-    """400 for a display name over MAX_DISPLAY_NAME characters, as Vertex refuses it. The
-    text is aiplatform's own check's (utils.validate_display_name), with the field and length."""
+    """400 for a display name over MAX_DISPLAY_NAME characters, as Vertex refuses it.
+    Neither aiplatform nor gcpc quotes Vertex's own answer; the text is aiplatform's
+    client-side check's (utils.validate_display_name), with the field and the length."""
     if isinstance(name, str) and len(name) > MAX_DISPLAY_NAME:
         return error_reply(
             400,
