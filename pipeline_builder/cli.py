@@ -73,6 +73,16 @@ def _add_run_local(sub: Any) -> None:
     run.add_argument("--cwd", type=Path, help="working directory of the trials (default: this one)")
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"--body-timeout {text!r}: expected a number of seconds > 0")
+    return value
+
+
 def _add_emulator(sub: Any) -> None:
     emu = sub.add_parser("emulator", help="serve a local Vertex AI PipelineJobs API backed by the local runner")
     emu.add_argument(
@@ -85,6 +95,11 @@ def _add_emulator(sub: Any) -> None:
     emu.add_argument("--gcs-port", type=int, default=9023, help="Cloud Storage emulator port (0: any free port)")
     emu.add_argument("--max-parallel", type=_positive, help="most tasks of one run at once (default: CPU count)")
     emu.add_argument("--workdir", type=Path, help="stands for the image's working directory (default: this one)")
+    emu.add_argument(
+        "--body-timeout",
+        type=_positive_seconds,
+        help="seconds a request's body may take to arrive whole, else 400 (default: 30)",
+    )
 
 
 def _add_run_commands(sub: Any) -> None:
@@ -178,7 +193,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command == "emulator":
         from .emulator import serve
 
-        serve(args.data_dir, port=args.port, gcs_port=args.gcs_port, max_parallel=args.max_parallel, workdir=args.workdir)
+        serve(
+            args.data_dir,
+            port=args.port,
+            gcs_port=args.gcs_port,
+            max_parallel=args.max_parallel,
+            workdir=args.workdir,
+            **({} if args.body_timeout is None else {"body_timeout": args.body_timeout}),
+        )
         return 0
     if args.command in ("status", "results", "cancel"):
         return {"status": _status, "results": _results, "cancel": _cancel}[args.command](args)

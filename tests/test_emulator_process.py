@@ -11,7 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import pytest
 
@@ -27,10 +27,10 @@ JOBS = "/v1/projects/local/locations/us-central1/pipelineJobs"
 class Emulator:
     """One `hydra-vertex-pipelines emulator --data-dir DIR` process on free ports."""
 
-    def __init__(self, data_dir: Path, cwd: Path = REPO, ports: Tuple[int, int] = (0, 0)) -> None:
+    def __init__(self, data_dir: Path, cwd: Path = REPO, ports: Tuple[int, int] = (0, 0), args: Sequence[str] = ()) -> None:
         self.lines: List[str] = []
         self.proc = subprocess.Popen(
-            [CLI, "emulator", "--data-dir", str(data_dir), "--port", str(ports[0]), "--gcs-port", str(ports[1])],
+            [CLI, "emulator", "--data-dir", str(data_dir), "--port", str(ports[0]), "--gcs-port", str(ports[1]), *args],
             cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -32,6 +32,7 @@ from ..cloud.states import JOB_ENDED, JobState
 from ..local.interpreter import TaskInterpreter
 from ..local.processes import Outcome, Supervisor, exit_reason, tail
 from ..local.replicas import ReplicaLaunch, job_output_dir, launch_replicas, parse_duration
+from .bodies import display_name_refusal
 from .job_store import UNAVAILABLE
 from .replies import Reply, error_reply
 
@@ -160,6 +161,9 @@ class JobService:
             return error_reply(400, "INVALID_ARGUMENT", f"Invalid JSON payload received. {e}")
         if not job.display_name:
             return error_reply(400, "INVALID_ARGUMENT", "CustomJob.display_name is required")
+        too_long = display_name_refusal("CustomJob.display_name", job.display_name)
+        if too_long is not None:
+            return too_long
         if not job.job_spec.worker_pool_specs or not job.job_spec.worker_pool_specs[0].replica_count:
             return error_reply(
                 400, "INVALID_ARGUMENT", "CustomJob.job_spec.worker_pool_specs[0] (the chief) needs a replica_count of 1"

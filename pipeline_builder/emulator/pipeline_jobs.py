@@ -22,6 +22,7 @@ from ..local.resolver import RunContext
 from ..local.runner import LocalRunner
 from ..local.settings import RunnerSettings
 from ..spec.cloud_paths import PathMap
+from .bodies import display_name_refusal
 from .custom_jobs import BILLING_LABEL, JobService
 from .job_store import ENDED, JobStore, interrupted
 from .launcher_tasks import LauncherTasks
@@ -163,6 +164,9 @@ class PipelineJobs:
             )
         if not isinstance(body, dict):
             return error_reply(400, "INVALID_ARGUMENT", "the body must be a PipelineJob object")
+        too_long = display_name_refusal("PipelineJob.display_name", body.get("displayName"))
+        if too_long is not None:
+            return too_long
         with self._lock:
             if self._stopping.is_set():
                 return error_reply(503, "UNAVAILABLE", "the emulator is stopping")

@@ -7,7 +7,8 @@ pipelines' CustomJob tasks call through gcpc's real launcher) and for the ML Met
 contexts that associate a run with an experiment (metadata). Each submitted spec runs
 with the local runner; gs:// data lives in a GCS emulator (gcp-storage-emulator), copied
 to and from a local view of the buckets around each task (sync). Jobs survive restarts
-(job_store), and only the SDK's requests are answered (guard). Point the SDK at it with
+(job_store), only the SDK's requests are answered (guard), and what a request may carry
+is bounded in size, time and nesting (bodies). Point the SDK at it with
 `api_endpoint="http://127.0.0.1:PORT"` and STORAGE_EMULATOR_HOST.
 """
 
@@ -23,6 +24,7 @@ from hydra_vertex_pipelines.components import strict_json
 
 from ..local.interpreter import TaskInterpreter
 from ..spec.cloud_paths import PathMap
+from .bodies import BODY_TIMEOUT_S, BodyRefused, parse_json, read_body
 from .custom_jobs import JobService
 from .guard import checked, send_error
 from .job_store import JobStore
@@ -46,6 +48,7 @@ class VertexEmulator:
         host: str = "127.0.0.1",
         port: int = 0,
         workdir: Optional[Path] = None,
+        body_timeout: float = BODY_TIMEOUT_S,
     ) -> None:
         self.data = DataDir(Path(data_dir).resolve()).prepare()
         self.data_dir = self.data.root
@@ -53,6 +56,7 @@ class VertexEmulator:
         self.workdir = str(Path(workdir or ".").resolve())
         self.metadata = MetadataService(self.data.metadata)  # a submission's experiment association
         self.address = (host, port)
+        self.body_timeout = body_timeout  # a request's body must arrive within it (bodies)
         self.store = JobStore(self.data.runs)
         self.requests: Counter = Counter()
         self._lock = threading.Lock()
@@ -146,11 +150,11 @@ def _handler(emulator: VertexEmulator) -> type:
             return super().parse_request() and checked(self, json_only=True)
 
         def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
+            length = int(self.headers.get("Content-Length") or 0)  # one number, within the limit: guard checked it
             try:
-                body = strict_json.loads_strict(self.rfile.read(length)) if length else None
-            except ValueError as e:
-                send_error(self, 400, "INVALID_ARGUMENT", f"the body is not JSON: {e}")
+                body = parse_json(read_body(self.rfile, self.connection, length, emulator.body_timeout)) if length else None
+            except BodyRefused as e:
+                send_error(self, e.code, e.status, e.message)
                 return
             url = urlsplit(self.path)
             # gcpc's launcher names itself in its client_info, sent as x-goog-api-client.

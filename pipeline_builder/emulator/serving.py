@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
 
+from .bodies import BODY_TIMEOUT_S
 from .job_store import ENDED
 from .server import VertexEmulator
 from .storage import DataDir, StorageServer
@@ -19,7 +20,12 @@ T = TypeVar("T")
 
 
 def serve(
-    data_dir: Path, port: int = 0, gcs_port: int = 0, max_parallel: Optional[int] = None, workdir: Optional[Path] = None
+    data_dir: Path,
+    port: int = 0,
+    gcs_port: int = 0,
+    max_parallel: Optional[int] = None,
+    workdir: Optional[Path] = None,
+    body_timeout: float = BODY_TIMEOUT_S,
 ) -> None:
     """Runs a GCS emulator and the Vertex emulator until SIGINT or SIGTERM."""
     stop = threading.Event()
@@ -33,7 +39,7 @@ def serve(
         storage = _listening(lambda: StorageServer(data.storage, port=gcs_port), gcs_port, "--gcs-port")
         gcs_url = storage.start()
         os.environ["STORAGE_EMULATOR_HOST"] = gcs_url  # for the emulator's own copies to and from it
-        emulator = VertexEmulator(data.root, max_parallel=max_parallel, port=port, workdir=workdir)
+        emulator = VertexEmulator(data.root, max_parallel=max_parallel, port=port, workdir=workdir, body_timeout=body_timeout)
         try:
             vertex_port = _listening(emulator.start, port, "--port")
             _greet(vertex_port, gcs_url, emulator, len(emulator.runs))
