@@ -158,7 +158,9 @@ def test_ctrl_c_stops_every_trial_and_keeps_finished_ones(tmp_path):
     work = sweep / ".vertex_local"
     wait_for(
         lambda: (
-            len(list(pid_dir.iterdir())) == 2 and (sweep / "0" / ".vertex" / "result.json").exists() and len(list(work.glob("*/*/tmp"))) == 2
+            len(list(pid_dir.iterdir())) == 2
+            and (sweep / "0" / ".vertex" / "result.json").exists()
+            and len(list(work.glob("*/*/tmp"))) == 2
         ),
         what="the hanging trials to start and trial 0 to end",
     )
