@@ -1,4 +1,4 @@
-"""Aggregates the trials' result.json files into one summary.
+"""Aggregates the trials' result records (.vertex/result.json in each trial folder) into one summary.
 
 Runs inside the pipeline after every trial has ended, however it ended. Standard library
 only: it reads files through Vertex's Cloud Storage FUSE mount (`/gcs/...`) and needs no

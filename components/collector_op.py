@@ -24,7 +24,7 @@ def collect_trials(
     location: str = "",
     run_id: str = "",
 ):
-    """Reads every trial's result.json, writes summary.json, logs numeric results and
+    """Reads every trial's .vertex/result.json, writes summary.json, logs numeric results and
     renders the trial table and plots (Markdown and HTML artifacts, HTML also at
     `report_path` unless it is ""). A result of another run than `run_id` is no result.
 

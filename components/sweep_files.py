@@ -150,37 +150,47 @@ class SweepFiles(Generic[Folder]):
 
 class TrialFiles(Generic[Folder]):
     """The launcher's files in one trial's folder (the trial's Hydra run dir and its
-    CustomJob's base_output_directory); every other name there is the app's."""
+    CustomJob's base_output_directory). They all live under one reserved folder, `.vertex/`,
+    as Hydra keeps its own under `.hydra/`: every other name there is the app's, as with
+    Hydra's basic launcher."""
 
+    FOLDER = ".vertex"  # the launcher's folder in a trial's folder
     RESULT = "result.json"  # the trial's status, value and error, written by the trial
     LOG = "trial.log"  # the chief's output, kept by local runs
     JOB_PICKLE = "job.pkl"  # a pickled trial, for task functions no command reaches
-    EARLIER_RUNS = ".earlier-runs"  # what earlier runs left here, set aside by a local run
+    EARLIER_RUNS = "earlier-runs"  # what earlier runs left here, set aside by a local run
+    RECORD = f"{FOLDER}/{RESULT}"  # the result file as named from the trial's folder, in messages
 
     def __init__(self, folder: Folder) -> None:
         self.folder: Folder = folder
 
     @property
+    def launcher_folder(self) -> Folder:
+        """The launcher's own folder in the trial's folder: nothing outside it is the launcher's."""
+        return _join(self.folder, self.FOLDER)
+
+    @property
     def result(self) -> Folder:
-        return _join(self.folder, self.RESULT)
+        return _join(self.folder, self.FOLDER, self.RESULT)
 
     @property
     def log(self) -> Folder:
-        return _join(self.folder, self.LOG)
+        return _join(self.folder, self.FOLDER, self.LOG)
 
     @property
     def job_pickle(self) -> Folder:
-        return _join(self.folder, self.JOB_PICKLE)
+        return _join(self.folder, self.FOLDER, self.JOB_PICKLE)
 
     def replica_log(self, pool: int, index: int) -> Folder:
-        """One replica's log: trial.log for the chief, trial-workerpool1-0.log, ..."""
-        return _join(self.folder, self.LOG if (pool, index) == (0, 0) else f"trial-workerpool{pool}-{index}.log")
+        """One replica's log: .vertex/trial.log for the chief, .vertex/trial-workerpool1-0.log, ..."""
+        name = self.LOG if (pool, index) == (0, 0) else f"trial-workerpool{pool}-{index}.log"
+        return _join(self.folder, self.FOLDER, name)
 
     def earlier_run(self, run_id: str) -> Folder:
         """Where the result and logs of run `run_id` are set aside."""
-        return _join(self.folder, self.EARLIER_RUNS, run_id.replace(os.sep, "_"))
+        return _join(self.folder, self.FOLDER, self.EARLIER_RUNS, run_id.replace(os.sep, "_"))
 
     @classmethod
     def is_run_output(cls, name: str) -> bool:
-        """Whether a file of a trial folder is one a run writes there: its result or a log."""
+        """Whether a file of the launcher's folder is one a run writes there: its result or a log."""
         return name == cls.RESULT or (name.startswith("trial") and name.endswith(".log"))

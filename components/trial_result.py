@@ -81,18 +81,18 @@ class RecordProblem:
 
     def __str__(self) -> str:
         if self.flaw is Flaw.ABSENT:
-            return f"it left no {TrialFiles.RESULT}"
+            return f"it left no {TrialFiles.RECORD}"
         if self.flaw is Flaw.UNREADABLE:
-            return f"{TrialFiles.RESULT} is not valid JSON"
+            return f"{TrialFiles.RECORD} is not valid JSON"
         if self.flaw is Flaw.NOT_AN_OBJECT:
-            return f"{TrialFiles.RESULT} holds a JSON {self.found}, not an object"
+            return f"{TrialFiles.RECORD} holds a JSON {self.found}, not an object"
         if self.flaw is Flaw.NO_ENDING:
-            return f"{TrialFiles.RESULT} has status {self.found!r}, not COMPLETED or FAILED"
+            return f"{TrialFiles.RECORD} has status {self.found!r}, not COMPLETED or FAILED"
         if self.flaw is Flaw.OTHER_RUN:
-            return f"the {TrialFiles.RESULT} there belongs to run {self.found!r}, not to this run {self.expected}"
+            return f"the {TrialFiles.RECORD} there belongs to run {self.found!r}, not to this run {self.expected}"
         if self.flaw is Flaw.OTHER_TRIAL:
-            return f"the {TrialFiles.RESULT} there belongs to trial {self.found!r}"
-        return f"the {TrialFiles.RESULT} there is an earlier attempt's (started {self.found}, this run at {iso_utc(self.expected)})"
+            return f"the {TrialFiles.RECORD} there belongs to trial {self.found!r}"
+        return f"the {TrialFiles.RECORD} there is an earlier attempt's (started {self.found}, this run at {iso_utc(self.expected)})"
 
     def at(self, path: str) -> str:
         if self.flaw is Flaw.ABSENT:

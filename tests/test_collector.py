@@ -10,9 +10,9 @@ from hydra_vertex_pipelines.components.collector_op import collect_trials, colle
 
 def write(tmp_path, number, payload):
     d = tmp_path / str(number)
-    d.mkdir()
+    (d / ".vertex").mkdir(parents=True)
     if payload is not None:
-        (d / "result.json").write_text(payload if isinstance(payload, str) else json.dumps(payload))
+        (d / ".vertex" / "result.json").write_text(payload if isinstance(payload, str) else json.dumps(payload))
     return {"number": number, "overrides": [f"x={number}"], "output_dir": str(d)}
 
 

@@ -138,7 +138,7 @@ def test_readme_flow_as_written(start_emulator, tmp_path, monkeypatch):
     from hydra_vertex_pipelines.pipeline_builder.cloud import gcs
 
     storage = gcs.client("local")
-    written = {t["number"]: gcs.read_json(storage, f"{t['output_uri']}/result.json") for t in manifest["trials"]}
+    written = {t["number"]: gcs.read_json(storage, f"{t['output_uri']}/.vertex/result.json") for t in manifest["trials"]}
     assert [written[n]["return_value"] for n in (0, 1)] == [_quickstart_loss(0.1), _quickstart_loss(0.01)]
     summary = read_json(sweep / "summary.json")
     assert [(r["status"], r["return_value"]) for r in summary["trials"]] == [
@@ -235,7 +235,7 @@ def test_restart_keeps_jobs_and_ends_the_interrupted_one_truthfully(
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", second.gcs_url)
     task = one_done_one_hanging["spec"]["root"]["dag"]["tasks"]["custom-training-job"]
     base = task["inputs"]["parameters"]["base_output_directory"]
-    assert gcs.read_json(gcs.client("local"), base["runtimeValue"]["constant"] + "/result.json")["return_value"] == 1.0
+    assert gcs.read_json(gcs.client("local"), base["runtimeValue"]["constant"] + "/.vertex/result.json")["return_value"] == 1.0
     # The same id is the same job still: a retried create is not run twice.
     with pytest.raises(urllib.error.HTTPError) as again:
         second.request(f"{JOBS}?pipelineJobId=job-1", body)

@@ -30,7 +30,7 @@ MODES = ("basic", "local")
 # from the comparison. Patterns match a path relative to a job folder, or a top-level entry
 # of the sweep dir (its whole subtree).
 LAUNCHER_EXTRAS = {
-    "job": ("result.json", "trial.log"),
+    "job": (".vertex/*",),
     "sweep": (
         "summary.json", "report.html", "pipeline*.yaml", "manifest*.json", ".vertex_local", ".gcs", ".vertex-local.lock",
     ),
@@ -41,7 +41,7 @@ LAUNCHER_EXTRAS = {
 #   line, up to the next such line. After the last job, the sweep's process logs with Hydra's
 #   `[HYDRA]` tag (Hydra's and its callbacks' lines, e.g. on_multirun_end, a sweeper's result):
 #   trailing `[HYDRA]` lines of the last job are the sweep's;
-# - local mode: the job's lines are its `trial.log`;
+# - local mode: the job's lines are its `.vertex/trial.log`;
 # - in both, Hydra's report of a failed job (from a line starting `Error executing job with
 #   overrides:` to the end) is not a line the job printed: the basic launcher prints it once
 #   from the sweep's process, a trial may print it itself;
@@ -234,7 +234,7 @@ def local_job_lines(run: Sweep, n: int, prelude: List[str] = ()) -> Optional[Lis
     """A trial's lines. The one difference allowed (README, "What each trial runs"): Hydra
     constructs the app's callbacks in every process that runs a job, so what a callback's
     constructor prints (in the basic launcher's prelude) may start each trial's log."""
-    log = run.sweep_dir / str(n) / "trial.log"
+    log = run.sweep_dir / str(n) / ".vertex" / "trial.log"
     if not log.is_file():
         return None
     lines = cut_error_report(run.normalize(log.read_text(errors="replace")).splitlines())
@@ -248,7 +248,7 @@ def job_yaml(runs: Dict[str, Sweep], mode: str, n: int, name: str) -> Any:
     run = runs[mode]
     path = run.sweep_dir / str(n) / ".hydra" / name
     if not path.is_file():
-        log = run.sweep_dir / str(n) / "trial.log"
+        log = run.sweep_dir / str(n) / ".vertex" / "trial.log"
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-8:]) if log.is_file() else "(no trial.log)"
         pytest.fail(f"{mode} left no {path}; end of its trial.log:\n{tail}\n{context(runs)}", pytrace=False)
     return yaml.safe_load(path.read_text())

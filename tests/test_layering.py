@@ -308,15 +308,19 @@ def test_there_is_no_import_cycle():
     assert not found, "import cycles:\n" + "\n".join(describe(chain, graph) for chain in found)
 
 
+SWEEP_FILE_NAMES = ("result.json", "trial.log", "job.pkl", ".vertex", "gs://", "/gcs/")
+
+
 def test_the_sweep_file_names_have_one_home():
-    """result.json, trial.log and the cloud path prefixes are spelled once, in components/sweep_files.py."""
+    """result.json, trial.log, job.pkl, the launcher's .vertex folder and the cloud path prefixes
+    are spelled once, in components/sweep_files.py."""
     spelled = []
     for package in ("hydra_plugins", "pipeline_builder", "components"):
         for path in sorted((REPO / package).rglob("*.py")):
             if path.name in ("sweep_files.py", "fuse.py"):  # local_fuse is copied whole into trials' sitecustomize
                 continue
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-                if isinstance(node, ast.Constant) and node.value in ("result.json", "trial.log", "gs://", "/gcs/", "job.pkl"):
+                if isinstance(node, ast.Constant) and node.value in SWEEP_FILE_NAMES:
                     spelled.append(f"{path.relative_to(REPO)}:{node.lineno} {node.value!r}")
     assert not spelled, "\n".join(spelled)
 

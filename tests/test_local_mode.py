@@ -44,11 +44,11 @@ def test_quickstart_runs_locally(tmp_path):
     assert len(sweeps) == 1
     tmp_path = sweeps[0]
     for n in range(4):
-        result = read_json(tmp_path / str(n) / "result.json")
+        result = read_json(tmp_path / str(n) / ".vertex" / "result.json")
         assert result["status"] == "COMPLETED" and isinstance(result["return_value"], float)
         assert (tmp_path / str(n) / ".hydra" / "config.yaml").exists()
         assert f"[train-{n}]" in proc.stdout  # streamed with a prefix
-        assert "loss=" in (tmp_path / str(n) / "trial.log").read_text()  # and kept
+        assert "loss=" in (tmp_path / str(n) / ".vertex" / "trial.log").read_text()  # and kept
     summary = read_json(tmp_path / "summary.json")
     assert summary["counts"] == {"COMPLETED": 4}
     assert {r["number"] for r in summary["trials"]} == {0, 1, 2, 3}
@@ -76,7 +76,7 @@ def test_pickled_trials_return_values_and_errors(tmp_path):
     assert "ValueError: x=1 is not allowed" in failure_text(returns[1])
     assert returns[2].cfg == {"x": 2}
     assert returns[2].hydra_cfg.hydra.job.num == 2
-    assert (tmp_path / "0" / "job.pkl").exists()
+    assert (tmp_path / "0" / ".vertex" / "job.pkl").exists()
     assert read_json(tmp_path / "summary.json")["counts"] == {"COMPLETED": 2, "FAILED": 1}
 
 
@@ -129,7 +129,7 @@ def test_max_parallel_is_a_real_limit(tmp_path):
     assert all(r.status == JobStatus.COMPLETED for r in returns)
     intervals = []
     for n in range(7):
-        result = read_json(tmp_path / str(n) / "result.json")
+        result = read_json(tmp_path / str(n) / ".vertex" / "result.json")
         intervals.append((datetime.fromisoformat(result["start_time"]), datetime.fromisoformat(result["end_time"])))
     assert 1 < _overlap(intervals) <= 3  # in parallel, never more than the limit
 
@@ -158,7 +158,9 @@ def test_ctrl_c_stops_every_trial_and_keeps_finished_ones(tmp_path):
     work = sweep / ".vertex_local"
     wait_for(
         lambda: (
-            len(list(pid_dir.iterdir())) == 2 and (sweep / "0" / "result.json").exists() and len(list(work.glob("*/*/tmp"))) == 2
+            len(list(pid_dir.iterdir())) == 2
+            and (sweep / "0" / ".vertex" / "result.json").exists()
+            and len(list(work.glob("*/*/tmp"))) == 2
         ),
         what="the hanging trials to start and trial 0 to end",
     )
@@ -169,7 +171,7 @@ def test_ctrl_c_stops_every_trial_and_keeps_finished_ones(tmp_path):
     assert proc.returncode != 0
     assert "Interrupted: running trials were stopped" in out
     wait_for(lambda: not any(alive(p) for p in pids), timeout=5, what="the trial processes to end: they were left behind")
-    assert read_json(sweep / "0" / "result.json")["return_value"] == 1.0
+    assert read_json(sweep / "0" / ".vertex" / "result.json")["return_value"] == 1.0
     state = read_json(next((sweep / ".vertex_local").iterdir()) / "run.json")
     assert sorted(t["state"] for t in state["tasks"].values()) == ["CANCELLED", "CANCELLED", "CANCELLED", "SUCCEEDED"]
 
@@ -200,7 +202,7 @@ def test_run_local_cli_runs_a_compiled_pipeline(tmp_path):
     assert "pipeline SUCCEEDED" in proc.stdout
     for trial in manifest["trials"]:
         local = root / trial["output_uri"][len("gs://") :]
-        assert read_json(local / "result.json")["status"] == "COMPLETED"
+        assert read_json(local / ".vertex" / "result.json")["status"] == "COMPLETED"
     summary = root / manifest["summary_path"][len("/gcs/") :]
     assert read_json(summary)["counts"] == {"COMPLETED": 2}
 

@@ -70,7 +70,7 @@ def test_replicas_rendezvous_with_consistent_cluster_env(tmp_path, replicas, set
     assert [s["tf_config"]["task"]["type"] for s in seen] == ["chief"] + ["worker"] * (replicas - 1)
     assert seen[0]["model_dir"] == "gs://b/run/0/model/"  # a URI, as on Vertex
     assert len({s["job_id"] for s in seen}) == 1
-    assert (out / "trial.log").exists() and (out / "trial-workerpool1-0.log").exists()
+    assert (out / ".vertex" / "trial.log").exists() and (out / ".vertex" / "trial-workerpool1-0.log").exists()
     assert f"rank 1 of {replicas} met" in console.getvalue()
 
 
@@ -100,7 +100,7 @@ def test_upstream_failure_skips_tasks_that_need_success(tmp_path):
 def test_collector_metrics_come_back_as_executor_output(tmp_path):
     settings = TrialSettings(image_uri="img")
     record = "{'status': 'COMPLETED', 'return_value': 0.25, 'run_id': 'run', 'number': 0}"
-    write = f"import json, sys; json.dump({record}, open(sys.argv[1] + '/result.json', 'w'))"
+    write = f"import json, sys; json.dump({record}, open(sys.argv[1] + '/.vertex/result.json', 'w'))"
     spec = compile_sweep(tmp_path, [trial(0, settings, ["python", "-c", write], ["/gcs/b/run/0"])])
     result = LocalRunner(spec, RunnerSettings(PathMap(str(tmp_path / "gcs")), tmp_path / "work"), console=io.StringIO()).run()
     assert result.state == "SUCCEEDED"

@@ -95,7 +95,7 @@ def all_gone(pids: List[int], within: float) -> None:
 def test_sigterm_stops_every_process_and_keeps_finished_results(app, tmp_path):
     proc = start(app, tmp_path, "x=ok,hang,hang", "hydra.launcher.max_parallel=3")
     sweep = tmp_path / "sweep"
-    wait_for(lambda: len(recorded(tmp_path)["child"]) == 2 and (sweep / "0" / "result.json").exists())
+    wait_for(lambda: len(recorded(tmp_path)["child"]) == 2 and (sweep / "0" / ".vertex" / "result.json").exists())
     pids = recorded(tmp_path)
     everything = pids["trial"] + pids["child"] + pids["server"]
     assert len(set(pids["server"])) == 1 and all(alive(p) for p in pids["child"] + pids["server"])
@@ -103,7 +103,7 @@ def test_sigterm_stops_every_process_and_keeps_finished_results(app, tmp_path):
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode != 0, out
     all_gone(everything, within=5)
-    assert read_json(sweep / "0" / "result.json")["return_value"]["x"] == "ok"
+    assert read_json(sweep / "0" / ".vertex" / "result.json")["return_value"]["x"] == "ok"
 
 
 @pytest.mark.parametrize("fresh", ["false", "true"])
@@ -121,7 +121,7 @@ def test_a_killed_launcher_leaves_nothing_running(app, tmp_path, fresh):
 def test_a_second_ctrl_c_hurries_the_stop(app, tmp_path):
     proc = start(app, tmp_path, "x=ok,stubborn", "hydra.launcher.max_parallel=2")
     sweep = tmp_path / "sweep"
-    wait_for(lambda: len(recorded(tmp_path)["child"]) == 1 and (sweep / "0" / "result.json").exists())
+    wait_for(lambda: len(recorded(tmp_path)["child"]) == 1 and (sweep / "0" / ".vertex" / "result.json").exists())
     pids = recorded(tmp_path)
     proc.send_signal(signal.SIGINT)
     wait_for(lambda: recorded(tmp_path)["sigterm"], what="the first Ctrl-C to stop the trials")
@@ -133,7 +133,7 @@ def test_a_second_ctrl_c_hurries_the_stop(app, tmp_path):
     assert time.monotonic() - stopped < 4, out
     assert proc.returncode != 0
     all_gone(pids["trial"] + pids["child"] + pids["server"], within=3)
-    assert read_json(sweep / "0" / "result.json")["return_value"]["x"] == "ok"
+    assert read_json(sweep / "0" / ".vertex" / "result.json")["return_value"]["x"] == "ok"
 
 
 @pytest.mark.parametrize("fresh", ["false", "true"])
@@ -147,7 +147,7 @@ def test_leftover_children_temporary_files_and_script_path(app, tmp_path, fresh)
     assert len(children) == 1
     all_gone(children, within=1)  # killed when its trial ended, as a container's processes are
     assert sorted(p.name for p in tmp.iterdir()) == [], "temporary files were left"
-    returns = [read_json(tmp_path / "sweep" / str(n) / "result.json")["return_value"] for n in range(3)]
+    returns = [read_json(tmp_path / "sweep" / str(n) / ".vertex" / "result.json")["return_value"] for n in range(3)]
     assert {r["file"] for r in returns} == {str(app / "app.py")}  # absolute, as `python app.py` gives
 
 

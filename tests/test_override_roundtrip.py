@@ -92,7 +92,7 @@ def test_special_values_arrived_intact(both_ways):
 
 def test_trial_wrote_its_result(both_ways):
     _, trial_dir = both_ways[0]
-    result = read_json(trial_dir / "result.json")
+    result = read_json(trial_dir / ".vertex" / "result.json")
     assert result["status"] == "COMPLETED"
     assert result["return_value"] == 0.5
 
@@ -117,4 +117,4 @@ def test_local_mode_composes_the_same_configs(both_ways, tmp_path, fresh):
         assert local["raw"] == basic["raw"]
         assert local["resolved"] == basic["resolved"]
         assert local["task_overrides"] == basic["task_overrides"]
-        assert read_json(tmp_path / str(num) / "result.json")["return_value"] == 0.5
+        assert read_json(tmp_path / str(num) / ".vertex" / "result.json")["return_value"] == 0.5

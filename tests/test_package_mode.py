@@ -201,7 +201,7 @@ def test_compile_mode_writes_the_package_beside_the_pipeline(tmp_path):
     ]
     proc = subprocess.run(run, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    result = read_json(next(root.glob("bkt/root/**/0/result.json")))
+    result = read_json(next(root.glob("bkt/root/**/0/.vertex/result.json")))
     assert result["status"] == "COMPLETED" and result["return_value"]["x"] == 1
     assert Path(result["return_value"]["prefix"]).parent.name == "envs"
 

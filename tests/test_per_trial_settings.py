@@ -49,7 +49,7 @@ def test_custom_sweep_subdir_reaches_the_trial(tmp_path):
     tasks = {constant(t, "display_name"): t for t in trial_tasks(load_pipeline(tmp_path / "sweep" / "pipeline.yaml")).values()}
     (pool,) = constant(tasks[first["display_name"]], "worker_pool_specs")
     run_trial_command(pool["container_spec"]["command"], pool["container_spec"]["args"], tmp_path / "gcs", APP_DIR)
-    result = read_json(Path(f"{tmp_path}/gcs/{first['output_dir'][len('/gcs/'):]}") / "result.json")
+    result = read_json(Path(f"{tmp_path}/gcs/{first['output_dir'][len('/gcs/') :]}") / ".vertex" / "result.json")
     assert result["return_value"] == "small:0.1"
 
 

@@ -17,13 +17,13 @@ EVIL = "<script>alert(1)</script>"
 
 
 def trial(root: Path, number: int, overrides: List[str], result: Any, log: bool = True) -> Dict[str, Any]:
-    """A trial folder as a trial leaves it: result.json (unless None) and trial.log."""
+    """A trial folder as a trial leaves it: .vertex/result.json (unless None) and .vertex/trial.log."""
     d = root / str(number)
-    d.mkdir(parents=True)
+    (d / ".vertex").mkdir(parents=True)
     if result is not None:
-        (d / "result.json").write_text(json.dumps(result))
+        (d / ".vertex" / "result.json").write_text(json.dumps(result))
     if log:
-        (d / "trial.log").write_text(f"trial {number}\n")
+        (d / ".vertex" / "trial.log").write_text(f"trial {number}\n")
     return {"number": number, "overrides": overrides, "output_dir": str(d)}
 
 
@@ -131,7 +131,7 @@ def test_summary_holds_the_best_trial_the_objective_and_the_swept_settings(tmp_p
     assert rows[5]["return_value"] == {"val": {"loss": [1, 2]}, "acc": 0.7}
     assert rows[3]["status"] == "FAILED" and rows[3]["objective"] is None
     assert rows[4]["status"] == "MISSING"
-    assert rows[0]["log_path"] == str(tmp_path / "sweep" / "0" / "trial.log")
+    assert rows[0]["log_path"] == str(tmp_path / "sweep" / "0" / ".vertex" / "trial.log")
     assert rows[4]["log_path"] is None
     assert summary["counts"] == {"COMPLETED": 5, "FAILED": 1, "MISSING": 1}
 
@@ -191,11 +191,11 @@ def test_html_has_one_plot_per_swept_setting_and_one_over_trial_number(tmp_path)
 def test_html_links_logs_relative_to_the_report_and_jobs_to_the_console(tmp_path):
     summary = summarise(tmp_path, project="p", location="europe-west4")
     rows = Page(render_html(summary, str(tmp_path / "sweep"))).rows
-    assert rows["trial-0"]["links"] == ["0/trial.log", "0"]
+    assert rows["trial-0"]["links"] == ["0/.vertex/trial.log", "0"]
     assert rows["trial-1"]["links"][0].startswith("https://console.cloud.google.com/logs/query;")
     assert rows["trial-1"]["links"][-1].startswith("https://console.cloud.google.com/vertex-ai/locations/europe-west4/")
-    assert Page(render_html(summary, str(tmp_path))).rows["trial-0"]["links"][0] == "sweep/0/trial.log"
-    assert Page(render_html(summary)).rows["trial-0"]["links"][0] == str(tmp_path / "sweep" / "0" / "trial.log")
+    assert Page(render_html(summary, str(tmp_path))).rows["trial-0"]["links"][0] == "sweep/0/.vertex/trial.log"
+    assert Page(render_html(summary)).rows["trial-0"]["links"][0] == str(tmp_path / "sweep" / "0" / ".vertex" / "trial.log")
     summary["trials"][0]["output_dir"] = "/gcs/bucket/run/0"
     assert "https://console.cloud.google.com/storage/browser/bucket/run/0" in Page(render_html(summary)).rows["trial-0"]["links"]
 

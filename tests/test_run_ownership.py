@@ -25,18 +25,18 @@ def sweep(args, cwd=REPO, **popen):
 def test_a_rerun_into_the_same_sweep_dir_never_reads_the_earlier_results(tmp_path):
     first = sweep([*LOCAL, "x=5,2", f"hydra.sweep.dir={tmp_path}"])
     assert first.returncode == 0, first.stderr
-    earlier = read_json(tmp_path / "0" / "result.json")
+    earlier = read_json(tmp_path / "0" / ".vertex" / "result.json")
     summary = (tmp_path / "summary.json").read_text()
 
     second = sweep([*LOCAL, "x=exit3,2", f"hydra.sweep.dir={tmp_path}"])
     assert second.returncode == 1  # as with the basic launcher, a failed job fails the sweep
-    assert "Trial 0 (x=exit3) failed: it left no result.json: its process ended with exit code 3" in second.stderr
+    assert "Trial 0 (x=exit3) failed: it left no .vertex/result.json: its process ended with exit code 3" in second.stderr
     assert "giving up" in second.stderr  # the end of its log
-    assert f"Its log: {tmp_path / '0' / 'trial.log'}" in second.stderr
+    assert f"Its log: {tmp_path / '0' / '.vertex' / 'trial.log'}" in second.stderr
     assert "1 of 2 trials completed" in second.stdout
     assert "Traceback" not in second.stderr
     # the earlier run's files: set aside whole, not read, not overwritten
-    aside = tmp_path / "0" / ".earlier-runs" / earlier["run_id"]
+    aside = tmp_path / "0" / ".vertex" / "earlier-runs" / earlier["run_id"]
     assert read_json(aside / "result.json") == earlier
     assert "trial x=5" in (aside / "trial.log").read_text()
     assert (tmp_path / "summary.json").read_text() == summary
@@ -69,7 +69,7 @@ def test_a_second_local_run_into_a_busy_sweep_dir_is_refused(tmp_path):
 def test_a_result_that_is_not_an_object_is_that_trials_failure(tmp_path):
     proc = sweep([*LOCAL, "x=listresult,3", f"hydra.sweep.dir={tmp_path}"])
     assert proc.returncode == 1
-    assert "Trial 0 (x=listresult) failed: result.json holds a JSON list, not an object" in proc.stderr
+    assert "Trial 0 (x=listresult) failed: .vertex/result.json holds a JSON list, not an object" in proc.stderr
     assert "AttributeError" not in proc.stderr + proc.stdout
     assert read_json(tmp_path / "summary.json")["counts"] == {"MISSING": 1, "COMPLETED": 1}
 
@@ -182,7 +182,7 @@ def test_a_trial_whose_command_line_launches_a_sweep_again_fails_instead_of_recu
     )
     proc = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "FAILED: Trial 0 (x=1) failed: it left no result.json: its process ended with exit code 1" in proc.stdout
-    log = (tmp_path / "sweep" / "0" / "trial.log").read_text()
+    assert "FAILED: Trial 0 (x=1) failed: it left no .vertex/result.json: its process ended with exit code 1" in proc.stdout
+    log = (tmp_path / "sweep" / "0" / ".vertex" / "trial.log").read_text()
     assert "launched a sweep instead of running its job through @hydra.main: set hydra.launcher.trial.entry=pickle" in log
     assert not list((tmp_path / "sweep" / "0").rglob("pipeline.yaml"))  # no sweep inside the trial

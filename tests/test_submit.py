@@ -59,7 +59,7 @@ def test_a_trial_that_dies_gets_vertex_error(emulators, tmp_path):
     assert returns[0].return_value == 1.0
     with pytest.raises(Exception) as e:
         _ = returns[1].return_value
-    assert "left no result.json: its task ended FAILED" in str(e.value) and "killed by signal SIGKILL" in str(e.value)
+    assert "left no .vertex/result.json: its task ended FAILED" in str(e.value) and "killed by signal SIGKILL" in str(e.value)
 
 
 @pytest.mark.slow
@@ -308,7 +308,7 @@ def test_pickled_jobs_travel_through_the_bucket(emulators, tmp_path):
     from hydra_vertex_pipelines.pipeline_builder.cloud import gcs
 
     manifest = read_json(tmp_path / "manifest.json")
-    assert gcs.read_bytes(storage(), f"{manifest['trials'][0]['output_uri']}/job.pkl") is not None
+    assert gcs.read_bytes(storage(), f"{manifest['trials'][0]['output_uri']}/.vertex/job.pkl") is not None
 
 
 @pytest.mark.slow

@@ -54,19 +54,28 @@ def test_a_sweep_dir_holds_the_local_run_s_files():
 
 def test_a_trial_folder_s_files():
     trial = TrialFiles("/gcs/b/run-1/3")
+    assert trial.launcher_folder == "/gcs/b/run-1/3/.vertex"
     assert (trial.result, trial.log, trial.job_pickle) == (
-        "/gcs/b/run-1/3/result.json",
-        "/gcs/b/run-1/3/trial.log",
-        "/gcs/b/run-1/3/job.pkl",
+        "/gcs/b/run-1/3/.vertex/result.json",
+        "/gcs/b/run-1/3/.vertex/trial.log",
+        "/gcs/b/run-1/3/.vertex/job.pkl",
     )
     assert trial.replica_log(0, 0) == trial.log
-    assert trial.replica_log(1, 0) == "/gcs/b/run-1/3/trial-workerpool1-0.log"
-    assert TrialFiles(Path("/t")).earlier_run("a/b") == Path("/t/.earlier-runs/a_b")
+    assert trial.replica_log(1, 0) == "/gcs/b/run-1/3/.vertex/trial-workerpool1-0.log"
+    assert TrialFiles(Path("/t")).earlier_run("a/b") == Path("/t/.vertex/earlier-runs/a_b")
+    assert TrialFiles.RECORD == ".vertex/result.json"
 
 
 @pytest.mark.parametrize(
     "name,written",
-    [("result.json", True), ("trial.log", True), ("trial-workerpool2-1.log", True), ("model.pt", False), ("train.log", False)],
+    [
+        ("result.json", True),
+        ("trial.log", True),
+        ("trial-workerpool2-1.log", True),
+        ("model.pt", False),
+        ("train.log", False),
+        ("job.pkl", False),
+    ],
 )
-def test_what_a_run_writes_in_a_trial_folder(name, written):
+def test_what_a_run_writes_in_the_launcher_folder(name, written):
     assert TrialFiles.is_run_output(name) is written

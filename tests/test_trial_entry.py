@@ -86,7 +86,7 @@ def test_result_record_of_a_failure_keeps_the_traceback():
 def test_completed_trial_writes_its_value(tmp_path):
     proc = run_trial(tmp_path, ["+x=1"], num=4, run_id="run-7")
     assert proc.returncode == 0, proc.stderr
-    result = read_json(tmp_path / "4" / "result.json")
+    result = read_json(tmp_path / "4" / ".vertex" / "result.json")
     assert result["status"] == "COMPLETED"
     assert (result["run_id"], result["number"]) == ("run-7", 4)
     assert result["return_value"] == {"score": 1.5, "per_class": [0.5, 0.75], "cfg": {"x": 1}}
@@ -98,13 +98,13 @@ def test_raising_trial_writes_failed_result_and_exits_non_zero(tmp_path):
     proc = run_trial(tmp_path, ["+fail=yes"])
     assert proc.returncode == 1
     assert "Error executing job with overrides: ['+fail=yes']" in proc.stderr
-    result = read_json(tmp_path / "0" / "result.json")
+    result = read_json(tmp_path / "0" / ".vertex" / "result.json")
     assert result["status"] == "FAILED"
     assert "RuntimeError: trial failed on purpose: yes" in result["error"]
 
 
 def test_unserializable_value_is_kept_as_repr(tmp_path):
     assert run_trial(tmp_path, ["+odd=1"]).returncode == 0
-    result = read_json(tmp_path / "0" / "result.json")
+    result = read_json(tmp_path / "0" / ".vertex" / "result.json")
     assert result["return_value"] == {"model": "<Unserializable>", "score": 1.5}
     assert result["return_value_is_repr"] is True

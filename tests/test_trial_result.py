@@ -44,14 +44,14 @@ def test_the_written_record_keeps_its_fields_in_order_and_leaves_unset_ones_out(
 @pytest.mark.parametrize(
     "data, run_id, number, flaw, launcher, collector",
     [
-        (None, "r", 3, Flaw.ABSENT, "it left no result.json", "no result.json at P"),
-        (b"{not json", "r", 3, Flaw.UNREADABLE, "result.json is not valid JSON", "unreadable P: Expecting property name"),
+        (None, "r", 3, Flaw.ABSENT, "it left no .vertex/result.json", "no result.json at P"),
+        (b"{not json", "r", 3, Flaw.UNREADABLE, ".vertex/result.json is not valid JSON", "unreadable P: Expecting property name"),
         (
             b"[1, 2]",
             "r",
             3,
             Flaw.NOT_AN_OBJECT,
-            "result.json holds a JSON list, not an object",
+            ".vertex/result.json holds a JSON list, not an object",
             "unreadable P: a JSON list, not an object",
         ),
         (
@@ -59,7 +59,7 @@ def test_the_written_record_keeps_its_fields_in_order_and_leaves_unset_ones_out(
             "r",
             3,
             Flaw.NO_ENDING,
-            "result.json has status 'DONE', not COMPLETED or FAILED",
+            ".vertex/result.json has status 'DONE', not COMPLETED or FAILED",
             "the result.json at P has status 'DONE'",
         ),
         (
@@ -67,7 +67,7 @@ def test_the_written_record_keeps_its_fields_in_order_and_leaves_unset_ones_out(
             "s",
             3,
             Flaw.OTHER_RUN,
-            "the result.json there belongs to run 'r', not to this run s",
+            "the .vertex/result.json there belongs to run 'r', not to this run s",
             "the result.json at P belongs to run 'r', not s",
         ),
         (
@@ -75,7 +75,7 @@ def test_the_written_record_keeps_its_fields_in_order_and_leaves_unset_ones_out(
             "r",
             4,
             Flaw.OTHER_TRIAL,
-            "the result.json there belongs to trial 3",
+            "the .vertex/result.json there belongs to trial 3",
             "the result.json at P belongs to trial 3",
         ),
     ],

@@ -57,7 +57,7 @@ def test_single_replica_gpu_trial():
     assert message.disk_spec.boot_disk_type == "pd-standard"
     assert message.disk_spec.boot_disk_size_gb == 200
     assert trial.output_dir == "/gcs/b/r/7"
-    assert trial.result_path == "/gcs/b/r/7/result.json"
+    assert trial.result_path == "/gcs/b/r/7/.vertex/result.json"
     assert trial.display_name == "train-7 lr=0.1 model=big"
 
 

@@ -1,12 +1,13 @@
-"""The cheapest trial: writes its result.json at once, without Hydra (for request counts)."""
+"""The cheapest trial: writes its .vertex/result.json at once, without Hydra (for request counts)."""
 
 import json
 import os
 
 from hydra_plugins.vertex_pipelines_launcher.trial_entry import running
+from hydra_vertex_pipelines.components.sweep_files import TrialFiles
 
 assert running is not None, "run me through the trial entry"
-run_dir = os.path.join(running.sweep_dir, str(running.num))
-os.makedirs(run_dir, exist_ok=True)
-with open(os.path.join(run_dir, "result.json"), "w") as f:
+result = TrialFiles(os.path.join(running.sweep_dir, str(running.num))).result
+os.makedirs(os.path.dirname(result), exist_ok=True)
+with open(result, "w") as f:
     json.dump({"status": "COMPLETED", "return_value": running.num * 2, "run_id": running.run_id, "number": running.num}, f)

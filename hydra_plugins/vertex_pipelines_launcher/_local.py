@@ -61,22 +61,23 @@ class SweepDirLock:
 
 def set_earlier_runs_aside(batch: Batch) -> None:
     """Moves what an earlier run of the launcher left in this run's trial folders (its
-    result.json and trial logs) to `.earlier-runs/<its run id>/` there: this run never
-    reads them, and they are not overwritten. Hydra's own files are Hydra's, as with the
-    basic launcher, which runs a job again in the same folder."""
+    .vertex/result.json and trial logs) to `.vertex/earlier-runs/<its run id>/` there: this
+    run never reads them, and they are not overwritten. Only the launcher's `.vertex/` is
+    touched: the app's files and Hydra's are theirs, as with the basic launcher, which runs
+    a job again in the same folder."""
     paths = batch.local_paths()
     for trial in batch.sweep.trials:
-        folder = Path(paths.local(trial.output_uri))
-        if not folder.is_dir():
+        files = TrialFiles(Path(paths.local(trial.output_uri)))
+        if not files.launcher_folder.is_dir():
             continue
-        leftovers = [p for p in folder.iterdir() if TrialFiles.is_run_output(p.name)]
+        leftovers = [p for p in files.launcher_folder.iterdir() if p.is_file() and TrialFiles.is_run_output(p.name)]
         if not leftovers:
             continue
         try:
-            owner = str(json.loads(TrialFiles(folder).result.read_text(encoding="utf-8")).get("run_id"))
+            owner = str(json.loads(files.result.read_text(encoding="utf-8")).get("run_id"))
         except (OSError, ValueError, AttributeError):
             owner = f"unknown-{int(time.time())}"
-        target = TrialFiles(folder).earlier_run(owner)
+        target = files.earlier_run(owner)
         target.mkdir(parents=True, exist_ok=True)
         for path in leftovers:
             os.replace(path, target / path.name)
@@ -154,7 +155,7 @@ def run_pipeline(context: LaunchContext, batch: Batch, spec: Dict[str, Any], ser
     except KeyboardInterrupt:
         log.warning(
             f"Interrupted: running trials were stopped. Finished trials keep their outputs and "
-            f"result.json under {batch.sweep_dir}"
+            f"{TrialFiles.RECORD} under {batch.sweep_dir}"
         )
         sys.exit(130)  # as a shell reports Ctrl-C, without a traceback
     by_dir = {t.output_dir: t for t in result.tasks.values() if t.kind == TaskKind.CUSTOM_JOB}

@@ -223,7 +223,7 @@ class CustomJobErrors:
 
 
 def trial_returns(context: LaunchContext, written: Written, target: vertex.VertexTarget, job: Any) -> List[JobReturn]:
-    """Each trial's JobReturn: one read of the collector's summary, else each result.json;
+    """Each trial's JobReturn: one read of the collector's summary, else each .vertex/result.json;
     a result of another run or attempt is none, and a trial without one carries Vertex's
     error for its task."""
     batch = written.batch

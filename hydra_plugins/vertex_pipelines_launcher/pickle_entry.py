@@ -4,7 +4,7 @@
 --run-id ID --sweep-dir DIR` loads the cloudpickled task function, composed job config and
 Hydra singleton state (custom OmegaConf resolvers included), runs the job as Hydra's
 basic launcher does (`run_job` with the sweep dir keys, the launching process's callbacks),
-and writes the same result.json as the command entry. Arguments after `--` are ignored:
+and writes the same .vertex/result.json as the command entry. Arguments after `--` are ignored:
 they show the trial's overrides in the Vertex console.
 """
 

@@ -12,8 +12,8 @@ sweep config to a sweeper, this module does what `BasicLauncher.launch` does for
 job composes the same config, sees `hydra.mode=MULTIRUN`, and a user's callbacks get the
 job events only (the sweep's own multirun events happen once, in the launching process).
 
-The trial then writes `result.json` (status, JSON value, error, times, run id) in its
-output dir, and fails as Hydra fails a job: "Error executing job ..." and exit code 1.
+The trial then writes `.vertex/result.json` (status, JSON value, error, times, run id) in
+its output dir, and fails as Hydra fails a job: "Error executing job ..." and exit code 1.
 """
 
 import os

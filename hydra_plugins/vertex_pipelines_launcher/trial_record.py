@@ -1,4 +1,4 @@
-"""A trial's result record: result.json next to the trial's Hydra outputs.
+"""A trial's result record: .vertex/result.json in the trial's Hydra run dir, beside .hydra/.
 
 Written by the trial (`trial_entry`, `pickle_entry`), read back by the collector and the
 launcher; its fields and the rules a reader applies are in `components.trial_result`. It

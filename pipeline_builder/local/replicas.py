@@ -61,6 +61,7 @@ def launch_replicas(
     ports = cluster_ports(counts)
     env = {**interpreter.environment(tmp), **job_environment(job, job_id)}
     launched = []
+    os.makedirs(TrialFiles(output_dir).launcher_folder, exist_ok=True)  # where the replicas' logs go
     for replica in replicas(job_spec):
         pool_env, command, cwd = pool_command(replica.pool, replica.spec, env, interpreter, owner)
         shown = None if prefix is None else f"[{prefix}]" if replica.chief else f"[{prefix} {replica.name}]"

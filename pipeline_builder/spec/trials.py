@@ -26,7 +26,7 @@ class TrialSpec:
     overrides: Tuple[str, ...]
     display_name: str
     output_uri: str  # gs:// folder: the CustomJob's base_output_directory
-    output_dir: str  # its /gcs/ twin: the trial's Hydra run dir, where result.json lands
+    output_dir: str  # its /gcs/ twin: the trial's Hydra run dir, where .vertex/result.json lands
     worker_pool_specs: Tuple[Dict[str, Any], ...]
     labels: Dict[str, str] = field(default_factory=dict)
     job_settings: Dict[str, Any] = field(default_factory=dict)

@@ -24,12 +24,14 @@ def main(cfg: DictConfig) -> float:
         raise RuntimeError("not fixed yet")
     if cfg.x == "broken":
         return -1.0
-    if cfg.x == "listresult":  # after the trial wrote its result.json, replace it with a JSON list
+    if cfg.x == "listresult":  # after the trial wrote its .vertex/result.json, replace it with a JSON list
         import atexit
 
         from hydra.core.hydra_config import HydraConfig
 
-        path = Path(HydraConfig.get().runtime.output_dir, "result.json")
+        from hydra_vertex_pipelines.components.sweep_files import TrialFiles
+
+        path = TrialFiles(Path(HydraConfig.get().runtime.output_dir)).result
         atexit.register(lambda: path.write_text("[1, 2]"))
         return 7.0
     if cfg.x == "hang":
