@@ -78,7 +78,7 @@ class LocalRunner:
         self.on_change = on_change
         self.hooks = hooks
         self.work_dir = Path(settings.work_dir).resolve()
-        self.max_parallel = settings.max_parallel or os.cpu_count() or 1
+        self.max_parallel = settings.parallel_limit()
         self.cwd = settings.cwd or os.getcwd()
         started = time.time()
         self.context = settings.context or local_context(started)
