@@ -89,3 +89,20 @@ def test_resume_names_a_sweep_it_can_read(tmp_path):
         LauncherConfigError, match="hydra.launcher.resume.*the sweep dir \\(or its manifest.json\\) of an earlier submitted run"
     ):
         launch_in_process(FAULTS / "conf", overrides, [["x=1"]])
+
+
+def test_only_trials_without_a_stored_result_get_a_cache_key_of_their_own():
+    from hydra_plugins.vertex_pipelines_launcher._resume import RERUN_LABEL, rerun_lost_results
+    from hydra_vertex_pipelines.components.sweep_files import TrialFiles
+    from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec
+
+    trials = [
+        TrialSpec(n, f"run_{n}", (f"x={n}",), f"t-{n}", f"gs://b/run/{n}", f"/gcs/b/run/{n}", (), labels={"team": "a"})
+        for n in range(3)
+    ]
+    stored = {TrialFiles("gs://b/run/0").result, TrialFiles("gs://b/run/2").result, "gs://b/run/1/model.pt"}
+    relabelled, lost = rerun_lost_results(trials, stored, "run-resume-20261204-233346")
+    assert [t.number for t in lost] == [1]
+    assert relabelled[1].labels == {"team": "a", RERUN_LABEL: "20261204-233346"}
+    assert relabelled[0] == trials[0] and relabelled[2] == trials[2]
+    assert relabelled[1].custom_job_inputs()["labels"] != trials[1].custom_job_inputs()["labels"]  # so its cache key
