@@ -24,6 +24,7 @@ _RANDOMNESS = frozenset({"Base64 High Entropy String", "Hex High Entropy String"
 _SCANNED_AS = "trial-env.yaml"
 
 
+@lru_cache(maxsize=4096)
 def secret_name(name: str) -> Optional[str]:
     """Why `name` names a secret (the matched word), or None."""
     from detect_secrets.plugins.keyword import DENYLIST
