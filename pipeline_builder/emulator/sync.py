@@ -2,8 +2,9 @@
 
 Before a task starts, what it reads is copied out of the Cloud Storage emulator into the
 local view of the buckets (a trial's output folder, where pickled jobs live; package
-wheels; files a container task names); after it ends, what it wrote is copied back, as
-Vertex's Cloud Storage FUSE mount would. A task whose cache key succeeded before is
+wheels; files a container task names), and what a container task names that is no longer
+in the bucket is removed from the view; after a task ends, what it wrote is copied back,
+as Vertex's Cloud Storage FUSE mount would. A task whose cache key succeeded before is
 SKIPPED and not run, as Vertex's execution cache does.
 """
 
