@@ -68,7 +68,11 @@ def _add_run_local(sub: Any) -> None:
         metavar="GS_PREFIX=DIR",
         help="put everything under a gs:// prefix in DIR instead (repeatable)",
     )
-    run.add_argument("--max-parallel", type=_positive, help="most tasks running at once (default: CPU count)")
+    run.add_argument(
+        "--max-parallel",
+        type=_positive,
+        help="most tasks running at once, as given even above the CPU count (default: one per CPU)",
+    )
     run.add_argument("--work-dir", type=Path, help="for logs and artifacts of non-trial tasks")
     run.add_argument("--cwd", type=Path, help="working directory of the trials (default: this one)")
 
@@ -93,7 +97,11 @@ def _add_emulator(sub: Any) -> None:
     )
     emu.add_argument("--port", type=int, default=8090, help="Vertex API port (0: any free port)")
     emu.add_argument("--gcs-port", type=int, default=9023, help="Cloud Storage emulator port (0: any free port)")
-    emu.add_argument("--max-parallel", type=_positive, help="most tasks of one run at once (default: CPU count)")
+    emu.add_argument(
+        "--max-parallel",
+        type=_positive,
+        help="most tasks of one run at once, as given even above the CPU count (default: one per CPU)",
+    )
     emu.add_argument("--workdir", type=Path, help="stands for the image's working directory (default: this one)")
     emu.add_argument(
         "--body-timeout",

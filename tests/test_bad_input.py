@@ -122,7 +122,11 @@ CASES = {
     ),
     "root-double-slash": (
         [f"{L}.pipeline_root=gs://my-bucket//sweeps"],
-        ["hydra.launcher.pipeline_root='gs://my-bucket//sweeps'", "without empty, '.' or '..' path segments", "Try 'gs://my-bucket/sweeps'"],
+        [
+            "hydra.launcher.pipeline_root='gs://my-bucket//sweeps'",
+            "without empty, '.' or '..' path segments",
+            "Try 'gs://my-bucket/sweeps'",
+        ],
     ),
     "root-dot-dot": (
         [f"{L}.pipeline_root=gs://my-bucket/a/../sweeps"],
@@ -167,6 +171,15 @@ CASES = {
     "secret-in-env": (
         [f"+{L}.trial.env.WANDB_API_KEY=abc123secret"],
         ["hydra.launcher.trial.env.WANDB_API_KEY='<hidden>'", "no secrets"],
+    ),
+    "secret-name-in-env": (
+        [f"+{L}.trial.env.DB_PASS=abc123secret"],
+        ["hydra.launcher.trial.env.DB_PASS='<hidden>'", "its name says it holds a secret ('PASS')", "Secret Manager"],
+    ),
+    "secret-value-in-env": (
+        # A made-up token in GitHub's format, under a name that says nothing.
+        [f"+{L}.trial.env.REPO_ACCESS=ghp_abc123secretQ1w2E3r4T5y6U7i8O9p0A1s2D3"],
+        ["hydra.launcher.trial.env.REPO_ACCESS='<hidden>'", "GitHub Token", "Secret Manager"],
     ),
 }
 

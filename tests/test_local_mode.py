@@ -119,12 +119,17 @@ def _overlap(intervals) -> int:
     return peak
 
 
-def test_max_parallel_is_a_real_limit(tmp_path):
+def test_max_parallel_is_a_real_limit(tmp_path, caplog, monkeypatch):
     from datetime import datetime
 
+    monkeypatch.setattr("os.cpu_count", lambda: 2)  # a limit above the CPU count is used as given
     jobs = [[f"x={i}", "+sleep=0.6"] for i in range(7)]
-    returns = launch_in_process(
-        FAULTS / "conf", [f"hydra.sweep.dir={tmp_path}", "hydra.launcher.max_parallel=3", *COMMAND_ENTRY], jobs
+    with caplog.at_level("INFO", logger="hydra_plugins.vertex_pipelines_launcher"):
+        returns = launch_in_process(
+            FAULTS / "conf", [f"hydra.sweep.dir={tmp_path}", "hydra.launcher.max_parallel=3", *COMMAND_ENTRY], jobs
+        )
+    assert (
+        "Running 7 trials locally, at most 3 at once (hydra.launcher.max_parallel; more than this machine's 2 CPUs" in caplog.text
     )
     assert all(r.status == JobStatus.COMPLETED for r in returns)
     intervals = []

@@ -144,3 +144,14 @@ def test_each_package_exports_its_entry_points_and_loads_them_when_used(package)
     relative = [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 1]
     typed = {a.name: node.module for node in relative for a in node.names}
     assert typed == module._EXPORTS
+
+
+@pytest.mark.parametrize("asked, cpus, expected", [(8, 2, 8), (None, 2, 2), (1, 16, 1), (None, None, 1)])
+def test_max_parallel_is_used_as_given_and_defaults_to_one_per_cpu(tmp_path, monkeypatch, asked, cpus, expected):
+    """An explicit limit above the CPU count stands (I/O-bound trials gain from it), as the
+    README says; unset, one task per CPU."""
+    monkeypatch.setattr("os.cpu_count", lambda: cpus)
+    settings = RunnerSettings(PathMap(str(tmp_path / "gcs")), tmp_path / "work", max_parallel=asked)
+    assert settings.parallel_limit() == expected
+    spec = compile_sweep(tmp_path, [trial(0, TrialSettings(), ["python", "-c", "pass"], [])], collector=False)
+    assert LocalRunner(spec, settings, console=io.StringIO()).max_parallel == expected

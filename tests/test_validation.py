@@ -99,9 +99,7 @@ def test_durations_parse_as_protobuf_durations(value):
     assert Decimal(parsed.ToNanoseconds()) / 10**9 == Decimal(text[:-1])
 
 
-@pytest.mark.parametrize(
-    "uri", ["gs://bucket", "gs://my-bucket/a/b", "gs://b.example.com/x=1,y=2/", "gs://bkt/with+plus@at"]
-)
+@pytest.mark.parametrize("uri", ["gs://bucket", "gs://my-bucket/a/b", "gs://b.example.com/x=1,y=2/", "gs://bkt/with+plus@at"])
 def test_good_gcs_uris(uri):
     assert check_gcs_uri(uri, "f") == uri.rstrip("/")
 
@@ -116,16 +114,20 @@ def test_bad_gcs_uris(uri):
 
 @pytest.mark.parametrize(
     "uri,normal",
-    [("gs://bkt//x", "gs://bkt/x"), ("gs://bkt/a/../x", "gs://bkt/x"), ("gs://bkt/./x/", "gs://bkt/x"), ("gs://bkt/a//b/..", "gs://bkt/a")],
+    [
+        ("gs://bkt//x", "gs://bkt/x"),
+        ("gs://bkt/a/../x", "gs://bkt/x"),
+        ("gs://bkt/./x/", "gs://bkt/x"),
+        ("gs://bkt/a//b/..", "gs://bkt/a"),
+    ],
 )
 def test_gcs_uris_the_fuse_mount_would_collapse_are_refused(uri, normal):
     """Trials write through /gcs/, where `//` and `..` collapse; the collector reads the
     object names as written: such a root would lose every result."""
     with pytest.raises(ConfigError) as e:
         check_gcs_uri(uri, "hydra.launcher.pipeline_root")
-    assert (
-        f"hydra.launcher.pipeline_root={uri!r} is not accepted: a gs:// URI without empty, '.' or '..' path segments"
-        in str(e.value)
+    assert f"hydra.launcher.pipeline_root={uri!r} is not accepted: a gs:// URI without empty, '.' or '..' path segments" in str(
+        e.value
     )
     assert f"Try {normal!r}" in str(e.value)
 
@@ -163,6 +165,62 @@ def test_rules(change, field, accepted):
     assert e.value.field == field
     assert accepted in str(e.value)
     assert "hunter2" not in str(e.value)
+
+
+# Made up here in the providers' formats: a GitHub personal access token, an AWS access key
+# id, a database URL with a password, a random base64 string.
+GITHUB_TOKEN = "ghp_" + "Zk3q9XwP2mL7vR4tY8bN1cJ6hF0dS5gA3eU9"
+AWS_KEY_ID = "AKIA" + "QX7TZ3MB5LKW2NRD"
+
+
+@pytest.mark.parametrize(
+    "name, value, detected",
+    [
+        ("DB_PASS", "hunter2", "its name says it holds a secret"),
+        ("AUTH", "hunter2", "its name says it holds a secret ('AUTH')"),
+        ("GITHUB_PAT", "hunter2", "its name says it holds a secret ('PAT')"),
+        ("OPENAI_KEY", "hunter2", "its name says it holds a secret ('KEY')"),
+        ("DB_PASSWORD", "hunter2", "its name says it holds a secret"),
+        ("HF_TOKEN", "hunter2", "its name says it holds a secret"),
+        ("REPO_ACCESS", GITHUB_TOKEN, "GitHub Token"),
+        ("UPLOAD", AWS_KEY_ID, "AWS Access Key"),
+        ("DATABASE_URL", "postgres://trainer:Xq7vR2pL9w@db:5432/runs", "Basic Auth Credentials"),
+        ("SEED_MATERIAL", "Zx8pQ2mN7vL4kR9tY3wB6cJ1hF5dS0gA", "Base64 High Entropy String"),
+        ("CLONE_URL", "https://" + GITHUB_TOKEN + "@github.com/org/repo", "GitHub Token"),  # a URI, still scanned
+    ],
+)
+def test_env_secrets_are_refused_by_name_and_by_value_without_showing_them(name, value, detected):
+    for where, settings in [
+        ("trial.env", replace(OK, env={name: value})),
+        ("trial.workers.env", replace(OK, workers=WorkerPoolSettings(replica_count=1, env={name: value}))),
+    ]:
+        with pytest.raises(ConfigError) as e:
+            check_trial_settings(settings, "trial")
+        assert e.value.field == f"{where}.{name}"
+        message = str(e.value)
+        assert detected in message and "Secret Manager" in message and "mounted when the job runs" in message
+        assert value not in message and value not in repr(e.value.value)
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("LOG_LEVEL", "debug"),
+        ("BATCH", 32),
+        ("BATCH_SIZE", "32"),
+        ("DATA", "/gcs/bucket/data/train.csv"),
+        ("OUT", "gs://bucket/runs/0"),
+        ("MODEL", "bert-base-uncased"),
+        ("RUN_ID", "123e4567-e89b-12d3-a456-426614174000"),
+        ("CUDA_VISIBLE_DEVICES", "0,1"),
+        ("PATH_PREFIX", "/opt/app"),
+        ("AUTHOR", "ada"),
+        ("PID_DIR", "/tmp/pytest-of-user/pytest-123/test_submit_follows_a_trial0/pid_dir"),  # long: 4.2 bits a char
+        ("KMS", "gs://projects-123456789/locations/us-central1/keyRings/r/cryptoKeys/k"),
+    ],
+)
+def test_harmless_env_is_accepted(name, value):
+    check_trial_settings(replace(OK, env={name: value}), "trial")
 
 
 def test_error_says_where_the_setting_came_from():
@@ -381,3 +439,16 @@ def test_arguments_no_process_could_receive_are_refused(arguments, payload, mess
 
 def test_arguments_up_to_the_limit_pass():
     check_arguments(["x" * MAX_ARG_BYTES, "é" * (MAX_ARG_BYTES // 2)], MAX_ARG_BYTES, "f")
+
+
+def test_the_secret_scanner_is_imported_only_for_a_non_empty_env():
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from hydra_vertex_pipelines.pipeline_builder.spec.values import check_env; "
+        "check_env({}, 'trial.env'); print('detect_secrets' in sys.modules); "
+        "check_env({'LOG_LEVEL': 'debug'}, 'trial.env'); print('detect_secrets' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True"]

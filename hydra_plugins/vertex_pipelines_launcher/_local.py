@@ -134,6 +134,16 @@ def start_fork_server(batch: Batch) -> Optional["ForkServer"]:
     return ForkServer(sys.executable, [PRELOAD], batch.cwd, dict(os.environ))
 
 
+def concurrency(asked: Optional[int], limit: int) -> str:
+    """Says how many trials run at once and where that number came from."""
+    cpus = os.cpu_count() or 1
+    if asked is None:
+        return f"at most {limit} at once (one per CPU; hydra.launcher.max_parallel sets another limit)"
+    if asked > cpus:
+        return f"at most {limit} at once (hydra.launcher.max_parallel; more than this machine's {cpus} CPUs, which CPU-bound trials share)"
+    return f"at most {limit} at once (hydra.launcher.max_parallel)"
+
+
 def run_pipeline(context: LaunchContext, batch: Batch, spec: Dict[str, Any], server: Optional["ForkServer"]) -> List[JobReturn]:
     """Runs the compiled pipeline on this machine and reads every trial's result."""
     from hydra_vertex_pipelines.pipeline_builder.local import LocalRunner, RunnerSettings, TaskKind, TaskState
@@ -149,7 +159,7 @@ def run_pipeline(context: LaunchContext, batch: Batch, spec: Dict[str, Any], ser
         extra_env={"PYTHONPATH": python_path},
     )
     runner = LocalRunner(spec, settings, fork_server=server)
-    log.info(f"Running {len(batch.sweep.trials)} trials locally, at most {runner.max_parallel} at once")
+    log.info(f"Running {len(batch.sweep.trials)} trials locally, {concurrency(batch.max_parallel, runner.max_parallel)}")
     try:
         result = runner.run()
     except KeyboardInterrupt:

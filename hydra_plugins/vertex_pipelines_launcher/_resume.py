@@ -1,16 +1,21 @@
 """Resuming a submitted sweep: the same run id and trial folders, a new PipelineJob.
 
 Vertex's cache recognises a trial that succeeded only if it runs with the same inputs,
-so the resumed sweep must be the same sweep: same pipeline root, pipeline and trials.
+so the resumed sweep must be the same sweep: same pipeline root, pipeline and trials. A
+trial whose result is no longer in the bucket gets inputs of its own (a label), so the
+cache cannot skip it without a result.
 """
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import List, NamedTuple, Sequence
+from typing import AbstractSet, List, NamedTuple, Sequence, Tuple
 
-from hydra_vertex_pipelines.components.sweep_files import SweepFiles
+from hydra_vertex_pipelines.components.sweep_files import SweepFiles, TrialFiles
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
+from hydra_vertex_pipelines.pipeline_builder.spec.names import label_value
+from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec
 
 from ._choices import FIELD, Mode
 
@@ -70,3 +75,20 @@ def resumed_run(
             f"trial {first} is '{ours}' here and '{theirs}' in {manifest}",
         )
     return Resumed(run_id, f"{run_id}-resume-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+RERUN_LABEL = "hydra-rerun"  # on a resumed trial that runs again because its result is gone
+
+
+def rerun_lost_results(
+    trials: Sequence[TrialSpec], stored: AbstractSet[str], job_id: str
+) -> Tuple[Tuple[TrialSpec, ...], List[TrialSpec]]:
+    """The trials with those whose result.json is not among the `stored` objects labelled
+    `hydra-rerun=<this resume>`, and those trials. A trial that succeeded before would be
+    a cache hit with nothing to read; the label changes its CustomJob's inputs, so its
+    cache key, and no other trial's."""
+    stamp = label_value(job_id.rsplit("-resume-", 1)[-1])
+    lost = [t for t in trials if TrialFiles(t.output_uri).result not in stored]
+    numbers = {t.number for t in lost}
+    relabelled = tuple(replace(t, labels={**t.labels, RERUN_LABEL: stamp}) if t.number in numbers else t for t in trials)
+    return relabelled, lost

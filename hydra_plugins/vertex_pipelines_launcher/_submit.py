@@ -1,5 +1,6 @@
 """Submit mode: send the compiled pipeline to Vertex AI, follow it, bring the results back."""
 
+import dataclasses
 import functools
 import logging
 import sys
@@ -20,6 +21,7 @@ from ._compose import compose_job
 from ._context import LaunchContext
 from ._errors import FollowingLost, LauncherConfigError
 from ._planning import Batch
+from ._resume import RERUN_LABEL, rerun_lost_results
 from ._returns import Evidence, job_return, returns_without_values
 from ._settings import SubmitSettings
 from ._writing import Written, announce, write_batch
@@ -231,8 +233,7 @@ def trial_returns(context: LaunchContext, written: Written, target: vertex.Verte
     summary = _download_summary(storage, batch)
     rows = {int(r["number"]): r for r in summary["trials"]} if summary else {}
     tasks = vertex.task_details(job)
-    resumed = batch.job_id not in ("", batch.sweep.run_id)
-    created = job.gca_resource.create_time.timestamp() if resumed else None
+    created = job.gca_resource.create_time.timestamp() if resumed(batch) else None
     loop_errors = CustomJobErrors(tasks)
     returns = []
     for trial in batch.sweep.trials:
@@ -248,7 +249,7 @@ def trial_returns(context: LaunchContext, written: Written, target: vertex.Verte
         else:
             reason = "its task never ran"
         # In a resumed run, a trial that ran again (not a cache hit) must have a new record.
-        not_before = created if resumed and task_name and task.get("state") != TaskDetailState.SKIPPED else None
+        not_before = created if created is not None and task_name and task.get("state") != TaskDetailState.SKIPPED else None
         row = rows.get(trial.number) or {}
         evidence = Evidence(reason, row.get("log_url") or row.get("console_url"))
         returns.append(
@@ -268,6 +269,34 @@ def trial_returns(context: LaunchContext, written: Written, target: vertex.Verte
     return returns
 
 
+def resumed(batch: Batch) -> bool:
+    """Whether this batch resumes an earlier run (a new PipelineJob in its folders)."""
+    return batch.job_id not in ("", batch.sweep.run_id)
+
+
+def rerun_lost_trials(batch: Batch, target: vertex.VertexTarget) -> Batch:
+    """A resumed batch whose trials without a result.json in the bucket run again: their
+    earlier success is still in Vertex's cache, which would skip them with nothing to read."""
+    from google.api_core.exceptions import NotFound
+
+    storage = gcs.client(target.project, None if target.emulated else vertex.credentials(target))
+    try:
+        stored = set(gcs.list_uris(storage, batch.sweep.run_root))
+    except NotFound:  # the bucket is gone: every trial runs again
+        stored = set()
+    trials, lost = rerun_lost_results(batch.sweep.trials, stored, batch.job_id)
+    if not lost:
+        return batch
+    names = ", ".join(f"{t.number} ({' '.join(t.overrides) or 'no overrides'})" for t in lost)
+    log.warning(
+        f"Resuming: {len(lost)} of {len(trials)} trials run again, as their {TrialFiles.RECORD} is not under "
+        f"{batch.sweep.run_root} (removed?), and Vertex's cache would skip a trial that succeeded before without "
+        f"bringing its result back: trial {names}. Their CustomJobs carry the label {RERUN_LABEL}, which gives "
+        "them a cache key of their own."
+    )
+    return dataclasses.replace(batch, sweep=dataclasses.replace(batch.sweep, trials=trials))
+
+
 def run(context: LaunchContext, batch: Batch) -> List[JobReturn]:
     """Submit mode: write, submit, and (with `wait`) follow the run and read its results."""
     settings = batch.submit
@@ -276,6 +305,8 @@ def run(context: LaunchContext, batch: Batch) -> List[JobReturn]:
         vertex.credentials(settings.target)  # fails before anything is written or sent
     except vertex.CredentialsError as e:
         raise LauncherConfigError(str(e)) from None
+    if resumed(batch):
+        batch = rerun_lost_trials(batch, settings.target)
     announce(batch)
     written = write_batch(batch)
     job = submit(written, settings)

@@ -2,17 +2,19 @@
 
 Before a task starts, what it reads is copied out of the Cloud Storage emulator into the
 local view of the buckets (a trial's output folder, where pickled jobs live; package
-wheels; files a container task names); after it ends, what it wrote is copied back, as
-Vertex's Cloud Storage FUSE mount would. A task whose cache key succeeded before is
+wheels; files a container task names), and what a container task names that is no longer
+in the bucket is removed from the view; after a task ends, what it wrote is copied back,
+as Vertex's Cloud Storage FUSE mount would. A task whose cache key succeeded before is
 SKIPPED and not run, as Vertex's execution cache does.
 """
 
 import json
 import os
+import posixpath
 import re
 import threading
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Set
 
 from hydra_vertex_pipelines.components import strict_json
 from hydra_vertex_pipelines.components.atomic_write import write_atomic
@@ -59,16 +61,47 @@ class StorageSync:
                     local.parent.mkdir(parents=True, exist_ok=True)
                     local.write_bytes(data)
                     os.utime(local, (0, 0))  # a download, not a task output: not uploaded back
+        named = fuse_paths([v for v in inputs.values() if not isinstance(v, str)])
         for value in inputs.values():  # files a container task names, e.g. a trial list
             if isinstance(value, str) and value.startswith(FUSE):
                 data = gcs.read_bytes(self.storage, fuse_to_gcs(value))
                 if data is not None:
+                    named |= fuse_paths(_json_or_none(data))  # e.g. the result files a trial list names
                     # Paths inside the file name the FUSE mount, which is `root` here.
                     data = data.replace(f'"{FUSE}'.encode(), f'"{self.root}/'.encode())
                     local = self.root / value[len(FUSE) :]
                     local.parent.mkdir(parents=True, exist_ok=True)
                     local.write_bytes(data)
+        if task.kind != TaskKind.CUSTOM_JOB:
+            self._mirror(named)
         return None
+
+    def _mirror(self, paths: Set[str]) -> None:
+        """The files and folders at `paths` here as the bucket has them now, as the FUSE mount
+        shows them: a file removed from the bucket is gone here too, and a named file only
+        in the bucket is copied here (folders are not: they may hold large outputs)."""
+        from ..cloud import gcs
+
+        by_bucket: Dict[str, List[str]] = {}
+        for path in paths:
+            bucket, _, name = path[len(FUSE) :].rstrip("/").partition("/")
+            if name:
+                by_bucket.setdefault(bucket, []).append(name)
+        for bucket, names in by_bucket.items():
+            folder = os.path.commonpath([posixpath.dirname(n) for n in names])
+            stored = {uri[len(f"{GCS}{bucket}/") :] for uri in gcs.list_uris(self.storage, f"{GCS}{bucket}/{folder}")}
+            for name in names:
+                local = self.root / bucket / name
+                if local.is_dir():
+                    for file in [f for f in local.rglob("*") if f.is_file()]:
+                        if file.relative_to(self.root / bucket).as_posix() not in stored:
+                            file.unlink()
+                elif name not in stored:
+                    local.unlink(missing_ok=True)
+                elif not local.exists():
+                    local.parent.mkdir(parents=True, exist_ok=True)
+                    local.write_bytes(gcs.read_bytes(self.storage, f"{GCS}{bucket}/{name}") or b"")
+                    os.utime(local, (0, 0))  # a download, not a task output: not uploaded back
 
     def after(self, task: TaskRun) -> None:
         try:
@@ -88,6 +121,21 @@ class StorageSync:
             if bucket_dir.is_dir() and _BUCKET.match(bucket_dir.name):
                 gcs.ensure_bucket(self.storage, f"{GCS}{bucket_dir.name}")
                 gcs.upload_tree(self.storage, str(bucket_dir), f"{GCS}{bucket_dir.name}", newer_than=started)
+
+
+def fuse_paths(value: Any) -> Set[str]:
+    """Every /gcs/ path in a JSON-like value (lists, dicts, strings)."""
+    if isinstance(value, str):
+        return {value} if value.startswith(FUSE) else set()
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return set().union(*(fuse_paths(v) for v in items))
+
+
+def _json_or_none(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
 
 
 class Cache:

@@ -78,7 +78,7 @@ class LocalRunner:
         self.on_change = on_change
         self.hooks = hooks
         self.work_dir = Path(settings.work_dir).resolve()
-        self.max_parallel = settings.max_parallel or os.cpu_count() or 1
+        self.max_parallel = settings.parallel_limit()
         self.cwd = settings.cwd or os.getcwd()
         started = time.time()
         self.context = settings.context or local_context(started)
@@ -142,7 +142,9 @@ class LocalRunner:
             for name in list(pending):
                 task = self.tasks[name]
                 upstream = [self.tasks[d].state for d in task.dependencies]
-                if any(s not in FINAL_STATES for s in upstream):
+                # An upstream task is done once its thread is: its hooks (the emulator's upload
+                # of what it wrote) run after its final state is set.
+                if any(s not in FINAL_STATES for s in upstream) or any(d in running for d in task.dependencies):
                     continue
                 if any(s not in SUCCESS_STATES for s in upstream) and not task.run_after_failure:
                     pending.remove(name)

@@ -18,7 +18,8 @@ class RunnerSettings:
 
     - `paths`: where gs:// and /gcs/ paths lead on this machine.
     - `work_dir`: the run's own files (task folders, run.json, the interpreter shims).
-    - `max_parallel`: tasks at once; None: one per CPU.
+    - `max_parallel`: tasks at once, as given (I/O-bound tasks gain from more than one per
+      CPU); None: one per CPU.
     - `cwd`: the folder task commands start in (the image's working directory); None:
       this process's current folder.
     - `extra_env`: variables every task gets on top of this process's.
@@ -58,6 +59,11 @@ class RunnerSettings:
             raise TypeError(f"preload must be a list of module names or None, not {self.preload!r}")
         if self.context is not None:
             _expect("context", self.context, RunContext, "a RunContext")
+
+    def parallel_limit(self) -> int:
+        """The most tasks running at once: `max_parallel` as given, never capped at the CPU
+        count (trials that wait on the network or disk gain from more), or one per CPU."""
+        return self.max_parallel or os.cpu_count() or 1
 
 
 def _expect(name: str, value: Any, kind: Any, shown: str) -> None:

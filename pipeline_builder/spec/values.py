@@ -12,7 +12,6 @@ from ..errors import ConfigError
 
 _GCS_URI = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[A-Za-z0-9._=,+@/-]*)?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_SECRET_NAME = re.compile(r"(SECRET|PASSWORD|PASSWD|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.I)
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_DURATION_SECONDS = 315_576_000_000  # google.protobuf.Duration's range (10,000 years)
@@ -73,16 +72,32 @@ def check_one_of(value: Any, field: str, accepted: Iterable[str], suggestion: Op
 
 
 def check_env(env: Any, field: str) -> None:
-    """Environment variables: valid names, no secrets (they would be shown in clear text)."""
+    """Environment variables: valid names, no secrets by name or by value (env is written in
+    clear text into pipeline.yaml and shown in the Vertex console). The value of a refused
+    variable is never shown."""
+    if not env:
+        return  # detect-secrets is imported only when there is something to scan
+    from .secrets import secret_kinds, secret_name
+
     for name, value in env.items():
         if not _ENV_NAME.match(str(name)):
             raise ConfigError(f"{field} key", name, "a variable name of letters, digits and '_', not starting with a digit")
-        if _SECRET_NAME.search(str(name)):
-            raise ConfigError(
-                f"{field}.{name}",
-                "<hidden>",
-                "no secrets: env values are written in clear text into pipeline.yaml and shown in the Vertex console",
-                "Read the secret inside the trial, e.g. from Secret Manager with the trial's service account",
-            )
+        word = secret_name(str(name))
+        if word:
+            _refuse_secret(f"{field}.{name}", f"its name says it holds a secret ({word!r})")
         if not isinstance(value, (str, int, float, bool)):
             raise ConfigError(f"{field}.{name}", value, "a string")
+        kinds = secret_kinds(str(name), str(value)) if isinstance(value, str) else ()
+        if kinds:
+            _refuse_secret(f"{field}.{name}", f"its value looks like a secret (detect-secrets found: {', '.join(kinds)})")
+
+
+def _refuse_secret(field: str, why: str) -> None:
+    raise ConfigError(
+        field,
+        "<hidden>",
+        f"no secrets: {why}, and env values are written in clear text into pipeline.yaml and shown in the Vertex console",
+        "Read the secret inside the trial instead: from Secret Manager with the trial's service account "
+        "(trial.service_account), or from a file mounted when the job runs. A variable that only looks "
+        "secret (a commit hash, a name such as SORT_KEY) can be passed as an app override or a label instead",
+    )
