@@ -22,6 +22,9 @@ from .reaper import Reaper
 from .sessions import GRACE_S, signal_session
 
 LOG_TAIL_LINES = 20
+TAIL_BLOCK = 8192  # a tail reads the log backwards in blocks of this many bytes
+TAIL_MAX_BYTES = 65536  # and never more than this of it
+FOLLOW_CHUNK = 65536  # a follower reads at most this much of a log at a time
 _POLL_S = 0.02
 
 
@@ -55,11 +58,23 @@ class Outcome:
 
 
 def tail(path: str, lines: int = LOG_TAIL_LINES) -> str:
+    """The last `lines` lines of a log, read backwards from its end in blocks: at most
+    TAIL_MAX_BYTES of it however large it is (a longer last line is cut at its start)."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
+        with open(path, "rb") as f:
+            end = f.seek(0, os.SEEK_END)
+            start = end
+            data = b""
+            while start > 0 and data.count(b"\n", 0, max(len(data) - 1, 0)) < lines and end - start < TAIL_MAX_BYTES:
+                step = min(TAIL_BLOCK, start, TAIL_MAX_BYTES - (end - start))
+                start -= step
+                f.seek(start)
+                data = f.read(step) + data
     except OSError:
         return ""
+    pieces = data.split(b"\n")  # as readlines() splits: at newlines only, not at a progress bar's \r
+    whole = [piece + b"\n" for piece in pieces[:-1]] + ([pieces[-1]] if pieces[-1] else [])
+    return b"".join(whole[-lines:]).decode("utf-8", errors="replace")
 
 
 def exit_reason(code: int) -> str:
@@ -228,27 +243,33 @@ class Supervisor:
             self.server.close()
 
     def _follow(self, proc: Any, log_path: str, prefix: str) -> None:
-        """Streams new lines of a process's log to the console until the process ends."""
+        """Streams new lines of a process's log to the console until the process ends, a
+        chunk at a time: however much the process prints, at most FOLLOW_CHUNK of it (and of
+        an unfinished line) is held here; a longer line is shown in pieces."""
         with open(log_path, encoding="utf-8", errors="replace") as f:
             partial = ""
             while True:
                 ended = proc.poll() is not None
-                chunk = f.read()
+                chunk = f.read(FOLLOW_CHUNK)
                 if chunk:
                     lines = (partial + chunk).split("\n")
                     partial = lines.pop()
-                    with self.console_lock:
-                        for line in lines:
-                            self.console.write(f"{prefix} {line}\n")
-                        self.console.flush()
+                    if len(partial) >= FOLLOW_CHUNK:
+                        lines.append(partial)
+                        partial = ""
+                    self._show(prefix, lines)
                 elif ended:
                     break
                 else:
                     time.sleep(0.05)
             if partial:
-                with self.console_lock:
-                    self.console.write(f"{prefix} {partial}\n")
-                    self.console.flush()
+                self._show(prefix, [partial])
+
+    def _show(self, prefix: str, lines: Sequence[str]) -> None:
+        with self.console_lock:
+            for line in lines:
+                self.console.write(f"{prefix} {line}\n")
+            self.console.flush()
 
 
 def python_command(command: Sequence[str], python: str) -> List[str]:
