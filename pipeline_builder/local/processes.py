@@ -1,14 +1,18 @@
 """Starts a task's processes, follows their logs, and stops them as a container would be stopped.
 
-Each process runs in its own session. When its main process ends, whatever it left in its
-session is killed, as everything in a container dies with the container's main process;
+Each process runs in its own session, under an init of its own (subreaper.py) where the
+system has subreapers. When its main process ends, whatever it started is killed (whatever
+it left in its session, and, under the init, daemons that left the session), as everything
+in a container dies with the container's main process;
 a stop (a failed replica, the job's timeout, a cancel) sends SIGTERM to the session, then
 SIGKILL after a grace period, or at once when the stop is hurried. If this process dies
 without stopping them, the reaper (reaper.py) stops them.
 """
 
+import errno
 import os
 import re
+import shutil
 import signal
 import subprocess
 import threading
@@ -17,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple
 
+from . import subreaper
 from .fork_server import ForkServer, python_invocation
 from .reaper import Reaper
 from .sessions import GRACE_S, signal_session
@@ -113,7 +118,8 @@ class Supervisor:
 
     def _start(self, launch: Launch) -> Any:
         """Forked from the preloaded server when it is a Python command the server can run,
-        else a plain subprocess; either way in a session of its own."""
+        else a plain subprocess; either way in a session of its own, under an init of its own
+        where the system has subreapers (subreaper.py)."""
         Path(launch.log_path).write_text("", encoding="utf-8")
         command = launch.command
         if self.preload is not None and command[0] == self.python and python_invocation(command):
@@ -121,6 +127,11 @@ class Supervisor:
                 if self.server is None:
                     self.server = ForkServer(self.python, self.preload, self.cwd, self.server_env, custom_jobs=False)
             return self.server.spawn(command, launch.env, launch.cwd or self.cwd, launch.log_path)
+        if subreaper.available():
+            env_path = launch.env.get("PATH", os.defpath)
+            if os.sep not in command[0] and shutil.which(command[0], path=env_path) is None:
+                raise FileNotFoundError(errno.ENOENT, "No such file or directory", command[0])  # as Popen says it
+            command = subreaper.command(command)
         with open(launch.log_path, "ab") as log_file:
             return subprocess.Popen(
                 command,
