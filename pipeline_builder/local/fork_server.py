@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import IO, Any, Dict, List, Optional, Sequence
+from typing import IO, Any, Dict, List, Mapping, Optional, Sequence
 
 from .fuse import install_from_environment
 from .helper_process import HelperEnded, HelperProcess
@@ -153,7 +153,7 @@ def _fork(request: Dict[str, Any]) -> int:
     return pid
 
 
-def _fork_trial(request: Dict[str, Any], handlers: Dict[int, Any]) -> int:
+def _fork_trial(request: Dict[str, Any], handlers: Mapping[signal.Signals, Any]) -> int:
     """Under the child's init: the process that runs the trial, with the signal `handlers`
     the server has (the init's own do nothing); returns its pid."""
     pid = os.fork()
