@@ -51,7 +51,8 @@ def become_subreaper() -> bool:
 
 
 def parents() -> Dict[int, int]:
-    """Every process's parent (Linux /proc): {pid: ppid}; empty where there is no /proc."""
+    """Every running process's parent (Linux /proc): {pid: ppid}; empty where there is no
+    /proc. Zombies (ended, not yet waited for) are left out: nothing is left to stop."""
     found: Dict[int, int] = {}
     try:
         entries = os.listdir("/proc")
@@ -61,7 +62,9 @@ def parents() -> Dict[int, int]:
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/stat", "rb") as f:
-                    found[int(entry)] = int(f.read().rsplit(b")", 1)[1].split()[1])
+                    fields = f.read().rsplit(b")", 1)[1].split()
+                if fields[0] != b"Z":
+                    found[int(entry)] = int(fields[1])
             except (OSError, IndexError, ValueError):
                 continue
     return found
