@@ -130,7 +130,8 @@ def end_as(status: int) -> None:
     sys.stderr.flush()
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
-        signal.signal(sig, signal.SIG_DFL)
+        if sig != signal.SIGKILL:  # SIGKILL's disposition cannot be set, nor need be
+            signal.signal(sig, signal.SIG_DFL)
         os.kill(os.getpid(), sig)
         os._exit(128 + sig)  # a signal that does not end a process by default
     os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
