@@ -24,13 +24,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import IO, Any, Dict, List, Mapping, Optional, Sequence
+from typing import IO, Any, Dict, List, Optional, Sequence
 
 from .fuse import install_from_environment
 from .helper_process import HelperEnded, HelperProcess
 from .sessions import GRACE_S, signal_session
-from .subreaper import STOP_SIGNALS, end_as, run_as_init
 from .subreaper import available as subreaper_available
+from .subreaper import end_as, run_as_init
 
 
 def python_invocation(argv: Sequence[str]) -> Optional[List[str]]:
@@ -142,29 +142,13 @@ def _fork(request: Dict[str, Any]) -> int:
             os.close(ready)  # its session exists before anyone learns its pid
             _redirect(request)
             if subreaper_available():  # the trial runs under an init of its own (subreaper.py)
-                handlers = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
-                end_as(run_as_init(lambda: _fork_trial(request, handlers)))
+                end_as(run_as_init(lambda: _run_child(request)))
             code = _run_child(request)
         finally:
             os._exit(code & 0xFF)
     os.close(ready)
     os.read(started, 1)
     os.close(started)
-    return pid
-
-
-def _fork_trial(request: Dict[str, Any], handlers: Mapping[signal.Signals, Any]) -> int:
-    """Under the child's init: the process that runs the trial, with the signal `handlers`
-    the server has (the init's own do nothing); returns its pid."""
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
-            code = _run_child(request)
-        finally:
-            os._exit(code & 0xFF)
     return pid
 
 

@@ -55,7 +55,8 @@ def signal_session(sid: int, sig: int) -> None:
     else:
         for pid in descendants(sid):
             try:
-                os.kill(pid, sig)
+                if os.getsid(pid) != sid:  # the session's own members get it once, below
+                    os.kill(pid, sig)
             except (ProcessLookupError, PermissionError):
                 pass
     signal_group(sid, sig)

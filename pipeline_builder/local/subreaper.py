@@ -26,7 +26,7 @@ import errno
 import os
 import signal
 import sys
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 _PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -103,14 +103,37 @@ def _ignore(signum: int, frame: object) -> None:
     """A handler, not SIG_IGN: what the init starts must not inherit an ignored signal."""
 
 
-def run_as_init(start: Callable[[], int]) -> int:
-    """In a session leader: becomes the subreaper, calls `start` (which starts the process
-    and returns its pid), reaps until it ends, then kills and reaps what it left. Returns
-    the started process's wait status."""
+def _start_main(body: Callable[[], int], handlers: Dict[signal.Signals, Any]) -> int:
+    """Forks the main process, which runs `body` with this process's former signal
+    `handlers` and exits with what it returns; returns its pid. The stop signals are
+    blocked on entry; a stop sent before the fork (which the main process did not get) is
+    passed on to it."""
+    main = os.fork()
+    if main == 0:
+        code = 1
+        try:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # one sent since the fork comes now
+            code = body()
+        finally:
+            os._exit(code & 0xFF)
+    for sig in signal.sigpending() & set(STOP_SIGNALS):
+        os.kill(main, sig)
+    return main
+
+
+def run_as_init(body: Callable[[], int]) -> int:
+    """In a session leader: becomes the subreaper, runs `body` in a child (the main
+    process, which exits with what it returns), reaps until that ends, then kills and
+    reaps what it left. Returns the main process's wait status."""
     become_subreaper()
+    handlers = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # none lost while the main process starts
     for sig in STOP_SIGNALS:
         signal.signal(sig, _ignore)
-    main = start()
+    main = _start_main(body, {sig: h for sig, h in handlers.items() if h is not None})
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     status: Optional[int] = None
     while True:
         try:
@@ -138,14 +161,12 @@ def end_as(status: int) -> None:
 
 
 def _exec(argv: List[str]) -> int:
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.execvp(argv[0], argv)  # the init's handlers do not survive exec
-        except OSError as e:
-            os.write(2, f"could not start {argv[0]!r}: {e}\n".encode())
-            os._exit(127 if e.errno == errno.ENOENT else 126)
-    return pid
+    """In the main process: becomes `argv`; returns an exit code only if it cannot."""
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as e:
+        os.write(2, f"could not start {argv[0]!r}: {e}\n".encode())
+        return 127 if e.errno == errno.ENOENT else 126
 
 
 def command(argv: List[str]) -> List[str]:
