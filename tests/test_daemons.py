@@ -122,19 +122,19 @@ def cleanup(tmp_path: Path):
                 os.kill(pid, signal.SIGKILL)
 
 
-@pytest.mark.parametrize("fresh", ["false", "true"])
-def test_a_trials_daemon_ends_with_it_and_ctrl_c_stops_the_rest(cleanup, start, tmp_path, fresh):
+@pytest.mark.parametrize(("fresh", "stop"), [("false", signal.SIGINT), ("true", signal.SIGTERM)])
+def test_a_trials_daemon_ends_with_it_and_a_stop_stops_the_rest(cleanup, start, tmp_path, fresh, stop):
     """One sweep: the finished trial's daemon is gone while the sweep still runs, the
-    running trial's is alive; Ctrl-C stops the running trial and its daemon."""
+    running trial's is alive; Ctrl-C (or SIGTERM) stops the running trial and its daemon."""
     proc = start("x=ok,hang", f"hydra.launcher.fresh_interpreters={fresh}")
     wait_for(lambda: daemons(tmp_path, "ok") and daemons(tmp_path, "hang"), what="both trials' daemons to start")
     gone(daemons(tmp_path, "ok"), within=10, what="the finished trial's daemon to end with it")
     hanging = daemons(tmp_path, "hang")
     assert all(alive(p) for p in hanging) and proc.poll() is None
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode != 0, out
-    gone(hanging, within=3, what="Ctrl-C to stop the running trial's daemon")
+    gone(hanging, within=3, what=f"{stop.name} to stop the running trial's daemon")
 
 
 def test_a_sweep_that_ends_leaves_no_daemon(cleanup, start, tmp_path):
