@@ -116,7 +116,7 @@ def gone(pids: List[int], within: float, what: str) -> None:
 def cleanup(tmp_path: Path):
     (tmp_path / "daemons").mkdir(exist_ok=True)
     yield
-    for kind in ("ok", "hang"):  # what a failed test left
+    for kind in ("ok", "hang", "cancelled"):  # what a failed test left
         for pid in daemons(tmp_path, kind):
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
@@ -167,16 +167,21 @@ def custom_job(folder: Path, name: str, hang: bool) -> dict:
 
 
 def test_the_emulators_custom_jobs_leave_no_daemon(tmp_path, cleanup):
-    """A CustomJob's daemon ends with its job; a killed emulator's running job's too."""
+    """A CustomJob's daemon ends with its job, and with a cancelled job; a killed
+    emulator's running job's too."""
     emulator = Emulator(tmp_path / "data")
     try:
         jobs = "/v1/projects/local/locations/us-central1/customJobs"
         done = emulator.request(jobs, custom_job(tmp_path / "daemons", "ok-1", hang=False))["name"]
         emulator.request(jobs, custom_job(tmp_path / "daemons", "hang-1", hang=True))
+        cancelled = emulator.request(jobs, custom_job(tmp_path / "daemons", "cancelled-1", hang=True))["name"]
         wait_for(lambda: emulator.request(f"/v1/{done}")["state"] == "JOB_STATE_SUCCEEDED", what="the first job to end")
         gone(daemons(tmp_path, "ok"), within=3, what="the ended job's daemon to end with it")
-        wait_for(lambda: daemons(tmp_path, "hang"), what="the running job's daemon to start")
+        wait_for(lambda: daemons(tmp_path, "hang") and daemons(tmp_path, "cancelled"), what="the running jobs' daemons")
         hanging = daemons(tmp_path, "hang")
+        assert all(alive(p) for p in hanging + daemons(tmp_path, "cancelled"))
+        emulator.request(f"/v1/{cancelled}:cancel", {})
+        gone(daemons(tmp_path, "cancelled"), within=8, what="the cancelled job's daemon to end with it")
         assert all(alive(p) for p in hanging)
     finally:
         emulator.stop(signal.SIGKILL)
