@@ -5,10 +5,14 @@
     python benchmarks/run.py compile-mode [--trials 100 --repeat 5]
     python benchmarks/run.py submit-requests [--trials 1000]
     python benchmarks/run.py package-env [--repeat 5]
+    python benchmarks/run.py local-memory [--lines 0 2000000 6000000]
 
 compile: build+compile time, pipeline.yaml size and peak memory for N trials per fan-out
 strategy, next to plain kfp code that unrolls the same CustomTrainingJobOp tasks. Each
 measurement runs in a fresh process; imports (kfp, ~0.6 s) are reported apart.
+
+local-memory: the launcher process's peak RSS (VmHWM, read as it exits) for a local sweep
+of two trials that each print N lines as fast as they can, streamed to its console.
 
 local-vs-joblib: whole-process wall time of one Hydra multirun of 16 trials that each sleep
 1 s, 4 at a time, in local mode against hydra-joblib-launcher (pip install
@@ -29,6 +33,7 @@ from typing import Dict, List
 
 HERE = Path(__file__).resolve().parent
 SLEEP_APP = HERE / "apps" / "sleep.py"
+CHATTY_APP = HERE / "apps" / "chatty.py"
 
 LAUNCHERS = {
     "vertex_pipelines local": ["hydra/launcher=vertex_pipelines", "hydra.launcher.mode=local", "hydra.launcher.max_parallel=4"],
@@ -290,6 +295,45 @@ def package_env(repeat: int) -> None:
     )
 
 
+# Runs the app in this process, as `python APP ARGS` would, and writes this process's peak
+# RSS (kB) to the file named by argv[1] when it exits.
+_PEAK_RSS = """
+import atexit, runpy, sys
+out, app = sys.argv[1], sys.argv[2]
+
+def peak():
+    with open("/proc/self/status") as f:
+        kb = next(line.split()[1] for line in f if line.startswith("VmHWM:"))
+    open(out, "w").write(kb)
+
+atexit.register(peak)
+sys.argv = sys.argv[2:]
+sys.path.insert(0, app.rsplit("/", 1)[0])
+runpy.run_path(app, run_name="__main__")
+"""
+
+
+def local_memory(counts: List[int]) -> None:
+    """The launcher's peak RSS for a local sweep of 2 trials printing N lines each."""
+    command = f"`python benchmarks/run.py local-memory --lines {' '.join(str(n) for n in counts)}`"
+    quiet = None
+    for lines in counts:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "peak"
+            args = ["hydra/launcher=vertex_pipelines", "hydra.launcher.mode=local", "+i=range(2)", f"+lines={lines}"]
+            start = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "-c", _PEAK_RSS, str(out), str(CHATTY_APP), "-m", *args, f"hydra.sweep.dir={tmp}/sweep"],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                cwd=HERE.parent,
+            )
+            took = time.perf_counter() - start
+            peak = int(out.read_text()) / 1024
+        quiet = peak if quiet is None else quiet
+        print(f"| 2 trials x {lines:,} lines | {peak:.0f} MB | {peak - quiet:+.0f} MB | {took:.1f} s | {command} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="benchmark", required=True)
@@ -305,6 +349,8 @@ def main() -> None:
     req.add_argument("--trials", type=int, default=1000)
     env = sub.add_parser("package-env")
     env.add_argument("--repeat", type=int, default=5)
+    memory = sub.add_parser("local-memory")
+    memory.add_argument("--lines", type=int, nargs="+", default=[0, 2_000_000, 6_000_000])
     one = sub.add_parser("_compile-one")
     one.add_argument("n", type=int)
     one.add_argument("strategy")
@@ -319,6 +365,8 @@ def main() -> None:
         submit_requests(args.trials)
     elif args.benchmark == "package-env":
         package_env(args.repeat)
+    elif args.benchmark == "local-memory":
+        local_memory(args.lines)
     else:
         compile_one(args.n, args.strategy)
 

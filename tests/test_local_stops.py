@@ -25,7 +25,9 @@ import hydra
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg):
     pids = Path(os.environ["PID_DIR"])
-    (pids / f"trial-{os.getpid()}").write_text(str(os.getppid()))
+    parent = os.getppid()  # the trial's init (local mode's subreaper), whose parent started it
+    starter = Path(f"/proc/{parent}/stat").read_text().rsplit(")", 1)[1].split()[1]
+    (pids / f"trial-{os.getpid()}").write_text(f"{parent} {starter}")
     if cfg.x == "stubborn":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # its child inherits this
     if cfg.x in ("hang", "stubborn", "leave"):
@@ -79,12 +81,14 @@ def start(app: Path, tmp_path: Path, *args: str, **env: str) -> subprocess.Popen
 
 def recorded(tmp_path: Path) -> Dict[str, List[int]]:
     names = [p.name for p in (tmp_path / "pids").iterdir()]
-    pids = {"trial": [], "child": [], "server": [], "sigterm": []}
+    pids = {"trial": [], "child": [], "init": [], "server": [], "sigterm": []}
     for name in names:
         kind, pid = name.split("-")
         pids[kind].append(int(pid))
         if kind == "trial":
-            pids["server"].append(int((tmp_path / "pids" / name).read_text()))  # forked: the fork server
+            init, starter = (tmp_path / "pids" / name).read_text().split()
+            pids["init"].append(int(init))
+            pids["server"].append(int(starter))  # forked: the fork server
     return pids
 
 
@@ -97,7 +101,7 @@ def test_sigterm_stops_every_process_and_keeps_finished_results(app, tmp_path):
     sweep = tmp_path / "sweep"
     wait_for(lambda: len(recorded(tmp_path)["child"]) == 2 and (sweep / "0" / ".vertex" / "result.json").exists())
     pids = recorded(tmp_path)
-    everything = pids["trial"] + pids["child"] + pids["server"]
+    everything = pids["trial"] + pids["child"] + pids["init"] + pids["server"]
     assert len(set(pids["server"])) == 1 and all(alive(p) for p in pids["child"] + pids["server"])
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
@@ -115,7 +119,7 @@ def test_a_killed_launcher_leaves_nothing_running(app, tmp_path, fresh):
     assert all(alive(p) for p in pids["trial"] + pids["child"])
     proc.kill()
     proc.communicate(timeout=60)
-    all_gone(pids["trial"] + pids["child"] + pids["server"], within=5)
+    all_gone(pids["trial"] + pids["child"] + pids["init"] + pids["server"], within=5)
 
 
 def test_a_second_ctrl_c_hurries_the_stop(app, tmp_path):
@@ -132,7 +136,7 @@ def test_a_second_ctrl_c_hurries_the_stop(app, tmp_path):
     # only after the 5 s grace period.
     assert time.monotonic() - stopped < 4, out
     assert proc.returncode != 0
-    all_gone(pids["trial"] + pids["child"] + pids["server"], within=3)
+    all_gone(pids["trial"] + pids["child"] + pids["init"] + pids["server"], within=3)
     assert read_json(sweep / "0" / ".vertex" / "result.json")["return_value"]["x"] == "ok"
 
 

@@ -62,12 +62,13 @@ class JobStore:
         if not log.is_file():
             return tasks
         by_name = {t["taskName"]: t for t in tasks or []}
-        for line in log.read_text(encoding="utf-8").splitlines():
-            try:
-                task = json.loads(line)
-            except ValueError:  # the line being written when the emulator was killed
-                continue
-            by_name[task["taskName"]] = task
+        with open(log, encoding="utf-8") as lines:  # a line at a time: the log grows with every change
+            for line in lines:
+                try:
+                    task = json.loads(line)
+                except ValueError:  # the line being written when the emulator was killed
+                    continue
+                by_name[task["taskName"]] = task
         return list(by_name.values())
 
     def load(self) -> List[SavedJob]:

@@ -28,7 +28,9 @@ from typing import IO, Any, Dict, List, Optional, Sequence
 
 from .fuse import install_from_environment
 from .helper_process import HelperEnded, HelperProcess
-from .sessions import GRACE_S, signal_group
+from .sessions import GRACE_S, signal_session
+from .subreaper import available as subreaper_available
+from .subreaper import end_as, run_as_init
 
 
 def python_invocation(argv: Sequence[str]) -> Optional[List[str]]:
@@ -82,10 +84,9 @@ def _run_python(rest: List[str]) -> None:
 
 
 def _run_child(request: Dict[str, Any]) -> int:
-    """In the forked child, in its own session: become `python ARGV`, return its exit code."""
+    """In the forked child, its output redirected: become `python ARGV`, return its exit code."""
     import traceback
 
-    _redirect(request)
     rest = python_invocation(request["argv"])
     assert rest is not None
     try:
@@ -117,7 +118,7 @@ def _stop_children(children: Dict[int, str], first: int) -> None:
     """The runner went away with children running: stop their sessions, as it would have
     (`first`, then SIGKILL after the grace period)."""
     for pid in children:
-        signal_group(pid, first)
+        signal_session(pid, first)
     deadline = time.monotonic() + GRACE_S
     while children and time.monotonic() < deadline:
         pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -126,7 +127,7 @@ def _stop_children(children: Dict[int, str], first: int) -> None:
         else:
             children.pop(pid, None)
     for pid in children:
-        signal_group(pid, signal.SIGKILL)
+        signal_session(pid, signal.SIGKILL)
 
 
 def _fork(request: Dict[str, Any]) -> int:
@@ -139,6 +140,9 @@ def _fork(request: Dict[str, Any]) -> int:
             os.close(started)
             os.setsid()
             os.close(ready)  # its session exists before anyone learns its pid
+            _redirect(request)
+            if subreaper_available():  # the trial runs under an init of its own (subreaper.py)
+                end_as(run_as_init(lambda: _run_child(request)))
             code = _run_child(request)
         finally:
             os._exit(code & 0xFF)

@@ -1,14 +1,18 @@
 """Starts a task's processes, follows their logs, and stops them as a container would be stopped.
 
-Each process runs in its own session. When its main process ends, whatever it left in its
-session is killed, as everything in a container dies with the container's main process;
+Each process runs in its own session, under an init of its own (subreaper.py) where the
+system has subreapers. When its main process ends, whatever it started is killed (whatever
+it left in its session, and, under the init, daemons that left the session), as everything
+in a container dies with the container's main process;
 a stop (a failed replica, the job's timeout, a cancel) sends SIGTERM to the session, then
 SIGKILL after a grace period, or at once when the stop is hurried. If this process dies
 without stopping them, the reaper (reaper.py) stops them.
 """
 
+import errno
 import os
 import re
+import shutil
 import signal
 import subprocess
 import threading
@@ -17,11 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple
 
+from . import subreaper
 from .fork_server import ForkServer, python_invocation
 from .reaper import Reaper
 from .sessions import GRACE_S, signal_session
 
 LOG_TAIL_LINES = 20
+TAIL_BLOCK = 8192  # a tail reads the log backwards in blocks of this many bytes
+TAIL_MAX_BYTES = 65536  # and never more than this of it
+FOLLOW_CHUNK = 65536  # a follower reads at most this much of a log at a time
 _POLL_S = 0.02
 
 
@@ -55,11 +63,23 @@ class Outcome:
 
 
 def tail(path: str, lines: int = LOG_TAIL_LINES) -> str:
+    """The last `lines` lines of a log, read backwards from its end in blocks: at most
+    TAIL_MAX_BYTES of it however large it is (a longer last line is cut at its start)."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
+        with open(path, "rb") as f:
+            end = f.seek(0, os.SEEK_END)
+            start = end
+            data = b""
+            while start > 0 and data.count(b"\n", 0, max(len(data) - 1, 0)) < lines and end - start < TAIL_MAX_BYTES:
+                step = min(TAIL_BLOCK, start, TAIL_MAX_BYTES - (end - start))
+                start -= step
+                f.seek(start)
+                data = f.read(step) + data
     except OSError:
         return ""
+    pieces = data.split(b"\n")  # as readlines() splits: at newlines only, not at a progress bar's \r
+    whole = [piece + b"\n" for piece in pieces[:-1]] + ([pieces[-1]] if pieces[-1] else [])
+    return b"".join(whole[-lines:]).decode("utf-8", errors="replace")
 
 
 def exit_reason(code: int) -> str:
@@ -98,7 +118,8 @@ class Supervisor:
 
     def _start(self, launch: Launch) -> Any:
         """Forked from the preloaded server when it is a Python command the server can run,
-        else a plain subprocess; either way in a session of its own."""
+        else a plain subprocess; either way in a session of its own, under an init of its own
+        where the system has subreapers (subreaper.py)."""
         Path(launch.log_path).write_text("", encoding="utf-8")
         command = launch.command
         if self.preload is not None and command[0] == self.python and python_invocation(command):
@@ -106,6 +127,11 @@ class Supervisor:
                 if self.server is None:
                     self.server = ForkServer(self.python, self.preload, self.cwd, self.server_env, custom_jobs=False)
             return self.server.spawn(command, launch.env, launch.cwd or self.cwd, launch.log_path)
+        if subreaper.available():
+            env_path = launch.env.get("PATH", os.defpath)
+            if os.sep not in command[0] and shutil.which(command[0], path=env_path) is None:
+                raise FileNotFoundError(errno.ENOENT, "No such file or directory", command[0])  # as Popen says it
+            command = subreaper.command(command)
         with open(launch.log_path, "ab") as log_file:
             return subprocess.Popen(
                 command,
@@ -228,27 +254,33 @@ class Supervisor:
             self.server.close()
 
     def _follow(self, proc: Any, log_path: str, prefix: str) -> None:
-        """Streams new lines of a process's log to the console until the process ends."""
+        """Streams new lines of a process's log to the console until the process ends, a
+        chunk at a time: however much the process prints, at most FOLLOW_CHUNK of it (and of
+        an unfinished line) is held here; a longer line is shown in pieces."""
         with open(log_path, encoding="utf-8", errors="replace") as f:
             partial = ""
             while True:
                 ended = proc.poll() is not None
-                chunk = f.read()
+                chunk = f.read(FOLLOW_CHUNK)
                 if chunk:
                     lines = (partial + chunk).split("\n")
                     partial = lines.pop()
-                    with self.console_lock:
-                        for line in lines:
-                            self.console.write(f"{prefix} {line}\n")
-                        self.console.flush()
+                    if len(partial) >= FOLLOW_CHUNK:
+                        lines.append(partial)
+                        partial = ""
+                    self._show(prefix, lines)
                 elif ended:
                     break
                 else:
                     time.sleep(0.05)
             if partial:
-                with self.console_lock:
-                    self.console.write(f"{prefix} {partial}\n")
-                    self.console.flush()
+                self._show(prefix, [partial])
+
+    def _show(self, prefix: str, lines: Sequence[str]) -> None:
+        with self.console_lock:
+            for line in lines:
+                self.console.write(f"{prefix} {line}\n")
+            self.console.flush()
 
 
 def python_command(command: Sequence[str], python: str) -> List[str]:

@@ -6,7 +6,10 @@ crashes: a launcher killed with `kill -9`, an emulator the OOM killer took. A co
 processes never outlive their container, so the reaper makes that hold here too: a small
 process in a session of its own, told each session as it starts and ends through a pipe.
 When the pipe closes with sessions still listed, the starter is gone: it sends them
-SIGTERM, then SIGKILL after the grace period a stop gives.
+SIGTERM, then SIGKILL after the grace period a stop gives. Where each session is led by
+an init of its own (subreaper.py), that init outlives its starter and keeps every process
+its session's process started as its descendant, daemons that left the session included:
+signal_session reaches them all.
 """
 
 import os

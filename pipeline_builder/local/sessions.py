@@ -8,7 +8,10 @@ Standard library only: the fork server and the reaper use it at their start.
 """
 
 import os
+import signal
 from typing import List
+
+from .subreaper import descendants, kill_descendants
 
 GRACE_S = 5.0  # between a stop's SIGTERM and its SIGKILL
 
@@ -43,7 +46,19 @@ def signal_group(pid: int, sig: int) -> None:
 
 def signal_session(sid: int, sig: int) -> None:
     """Signals every process of the session a started process leads (its process group,
-    and members that moved to a group of their own)."""
+    and members that moved to a group of their own) and every descendant of its leader:
+    under a subreaper (subreaper.py) that is everything it started, daemons that left the
+    session included. A SIGKILL reaches the descendants before the leader, so that none
+    is adopted by init on the way."""
+    if sig == signal.SIGKILL:
+        kill_descendants(sid)
+    else:
+        for pid in descendants(sid):
+            try:
+                if os.getsid(pid) != sid:  # the session's own members get it once, below
+                    os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
     signal_group(sid, sig)
     for pid in _session_members(sid):
         try:
