@@ -20,12 +20,20 @@ JOBS = {0: 1, 1: 2}  # job number -> x
 
 
 def own_files(x: int) -> Dict[str, bytes]:
-    """What the app writes for `x`, from the app itself."""
-    spec = importlib.util.spec_from_file_location("own_files_app", APP)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.own_files(x)
+    """What the app writes for `x`, from the app itself. Importing it runs `@hydra.main`'s
+    decorator, which sets Hydra's version base for the whole process: Hydra's singletons are
+    put back, so later tests see the version base they started with."""
+    from hydra.core.singleton import Singleton
+
+    state = Singleton.get_state()
+    try:
+        spec = importlib.util.spec_from_file_location("own_files_app", APP)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.own_files(x)
+    finally:
+        Singleton.set_state(state)
 
 
 def sweep(sweep_dir: Path, *args: str) -> subprocess.CompletedProcess:
