@@ -30,6 +30,7 @@ def test_the_readme_plan_reads_as_it_says(tmp_path):
     both = load_plan(readme_plan(tmp_path), ["internal,display_name=x=3$"], seed=8, grace=1, quota="5 per minute")
     assert (both.seed, both.preemption_grace, both.job_creation_quota) == (8, 1.0, 5)
     assert both.rules[-1] == FaultRule(FaultKind.INTERNAL, display_name="x=3$")
+    assert load_plan(options=["quota,attempt=1|3"]).rules[0].attempts == (1, 3)
     assert load_plan() is None  # nothing asked: no faults
 
 

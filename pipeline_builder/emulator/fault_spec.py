@@ -7,8 +7,8 @@
       - {kind: preempt, rate: 0.3, after: 5}
       - {kind: quota, display_name: "lr-0-1", attempt: 1}
 
-`--fault` takes one rule as `KIND,key=value,...` (`preempt,rate=0.3,after=5`); a
-display-name pattern with a comma needs the file. Bad input names the field, the value and
+`--fault` takes one rule as `KIND,key=value,...` (`preempt,rate=0.3,after=5`, several
+attempts as `attempt=1|2`); a display-name pattern with a comma needs the file. Bad input names the field, the value and
 what is accepted.
 """
 
@@ -16,7 +16,17 @@ import re
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .faults import PLAN_FIELDS, QUOTA_TEXT, RULE_FIELDS, FaultKind, FaultPlan, FaultRule, FaultSpecError
+from .faults import (
+    PLAN_FIELDS,
+    PREEMPT_AFTER_S,
+    PREEMPTION_GRACE_S,
+    QUOTA_TEXT,
+    RULE_FIELDS,
+    FaultKind,
+    FaultPlan,
+    FaultRule,
+    FaultSpecError,
+)
 
 _KINDS = ", ".join(k.value for k in FaultKind)
 
@@ -36,7 +46,7 @@ def load_plan(
     seed = seed if seed is not None else data.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise FaultSpecError(f"seed: {seed!r} is not an integer")
-    grace = grace if grace is not None else _seconds(data.get("preemption_grace", 30), "preemption_grace")
+    grace = grace if grace is not None else _seconds(data.get("preemption_grace", PREEMPTION_GRACE_S), "preemption_grace")
     limit = creation_quota(quota if quota is not None else data.get("job_creation_quota"))
     if not rules and limit is None and path is None:
         return None
@@ -95,7 +105,7 @@ def rule(data: Any, where: str) -> FaultRule:
             raise FaultSpecError(f"{where}: display_name {pattern!r} is not a regular expression ({e})") from None
     if "after" in data and kind != FaultKind.PREEMPT:
         raise FaultSpecError(f"{where}: after applies to kind preempt only, not {kind.value}")
-    after = _seconds(data.get("after", 10.0), f"{where}: after")
+    after = _seconds(data.get("after", PREEMPT_AFTER_S), f"{where}: after")
     return FaultRule(kind, rate, None if pattern is None else str(pattern), _attempts(data.get("attempt"), where), after)
 
 
