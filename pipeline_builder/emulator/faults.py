@@ -231,7 +231,9 @@ class Preemption:
 
         if self.ended.wait(self.after):
             return
-        with self.supervisor._lock:  # the supervisor's running processes, one per replica
+        # The supervisor's running processes (one per replica, each leading its session): it
+        # has no public view of them, and its own stop would use its fixed grace.
+        with self.supervisor._lock:
             pids = list(self.supervisor._running)
         if not pids:
             return
