@@ -6,7 +6,7 @@ the real aiplatform client and gcpc's launcher see them as they would see Vertex
 import json
 import signal
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional, Sequence
 
 import pytest
 
@@ -65,7 +65,7 @@ def job_client(emulator: Emulator) -> Any:
     )
 
 
-def custom_job(name: str, code: str = "pass", args: List[str] = (), strategy: Optional[str] = None) -> Dict[str, Any]:
+def custom_job(name: str, code: str = "pass", args: Sequence[str] = (), strategy: Optional[str] = None) -> Dict[str, Any]:
     pool = {
         "replica_count": 1,
         "machine_spec": {"machine_type": "n1-standard-4"},
