@@ -87,6 +87,16 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def _grace_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"--preemption-grace {text!r}: expected a number of seconds >= 0")
+    return value
+
+
 def _add_emulator(sub: Any) -> None:
     emu = sub.add_parser("emulator", help="serve a local Vertex AI PipelineJobs API backed by the local runner")
     emu.add_argument(
@@ -108,6 +118,19 @@ def _add_emulator(sub: Any) -> None:
         type=_positive_seconds,
         help="seconds a request's body may take to arrive whole, else 400 (default: 30)",
     )
+    emu.add_argument("--faults", type=Path, help="a YAML or JSON fault plan: CustomJobs fail as Vertex fails them (README)")
+    emu.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND[,key=value...]",
+        help="one fault rule, e.g. preempt,rate=0.3,after=5 (kinds: preempt, quota, capacity, flex_start_expired, internal)",
+    )
+    emu.add_argument("--fault-seed", type=int, help="the seed of the faults' draws (default: the plan's, else 0)")
+    emu.add_argument(
+        "--preemption-grace", type=_grace_seconds, help="seconds from a preemption's SIGTERM to its SIGKILL (default: 30)"
+    )
+    emu.add_argument("--job-creation-quota", metavar="'N per minute'", help="refuse CreateCustomJob with 429 beyond N a minute")
 
 
 def _add_run_commands(sub: Any) -> None:
@@ -200,9 +223,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "emulator":
         from .emulator import serve
+        from .emulator.fault_spec import FaultSpecError, load_plan
 
+        try:
+            faults = load_plan(args.faults, args.fault, args.fault_seed, args.preemption_grace, args.job_creation_quota)
+        except FaultSpecError as e:
+            raise SystemExit(f"error: {e}") from None
         serve(
             args.data_dir,
+            faults=faults,
             port=args.port,
             gcs_port=args.gcs_port,
             max_parallel=args.max_parallel,

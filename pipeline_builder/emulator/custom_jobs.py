@@ -6,7 +6,8 @@ error), then runs here: its replicas start as local mode starts a trial's
 (local.replicas), supervised as its processes are (local.processes), in the emulator's
 working directory, /gcs/ being the emulator's view of the buckets. It goes PENDING, RUNNING, then
 SUCCEEDED, FAILED (a replica's exit code, or `scheduling.timeout`) or CANCELLED (a cancel
-stops its processes' sessions). Each job is saved as `customJobs/ID.json` when its state
+stops its processes' sessions). A fault plan (faults) may refuse its creation or fail it
+as Vertex fails jobs: before it runs, or by preempting its replicas. Each job is saved as `customJobs/ID.json` when its state
 changes, so a restarted emulator still lists it; one that had not ended comes back FAILED.
 
 gcpc's launcher polls GetCustomJob every 20 s. A GET from it (its user agent names
@@ -33,6 +34,7 @@ from ..local.interpreter import TaskInterpreter
 from ..local.processes import Outcome, Supervisor, exit_reason, tail
 from ..local.replicas import ReplicaLaunch, job_output_dir, launch_replicas, parse_duration
 from .bodies import display_name_refusal
+from .faults import Fault, FaultKind, Faults, Preemption
 from .job_store import UNAVAILABLE
 from .replies import Reply, error_reply
 
@@ -96,8 +98,9 @@ class JobService:
     `workdir` (the image's working directory) from `interpreter` (its paths: the
     emulator's view of the buckets)."""
 
-    def __init__(self, folder: Path, workdir: str, interpreter: TaskInterpreter) -> None:
+    def __init__(self, folder: Path, workdir: str, interpreter: TaskInterpreter, faults: Optional[Faults] = None) -> None:
         self.folder = folder
+        self.faults = faults  # injected failures (faults), None: none
         self.workdir = workdir
         self.interpreter = interpreter
         self.jobs: Dict[str, CustomJob] = {}
@@ -168,6 +171,11 @@ class JobService:
             return error_reply(
                 400, "INVALID_ARGUMENT", "CustomJob.job_spec.worker_pool_specs[0] (the chief) needs a replica_count of 1"
             )
+        refused, fault = (
+            self.faults.on_create(json_format.MessageToDict(job), parent.split("/")[3]) if self.faults else (None, None)
+        )
+        if refused is not None:
+            return error_reply(*refused)
         with self._lock:
             if self._stopping.is_set():
                 return error_reply(503, "UNAVAILABLE", "the emulator is stopping")
@@ -184,7 +192,7 @@ class JobService:
             run_id = resource.get("labels", {}).get(BILLING_LABEL)
             cancelled = run_id is not None and run_id in self._cancelled_runs
             self._save(custom_job)
-            thread = threading.Thread(target=self._run, args=(custom_job, job, cancelled), daemon=True)
+            thread = threading.Thread(target=self._run, args=(custom_job, job, cancelled, fault), daemon=True)
             self._threads = [t for t in self._threads if t.is_alive()] + [thread]
             thread.start()
         return 200, custom_job.view()
@@ -250,7 +258,7 @@ class JobService:
             job.changed.notify_all()
         self._save(job)
 
-    def _run(self, job: CustomJob, proto: Any, cancelled: bool) -> None:
+    def _run(self, job: CustomJob, proto: Any, cancelled: bool, fault: Optional[Fault] = None) -> None:
         from google.protobuf import json_format
 
         work = self.folder / job.job_id
@@ -265,18 +273,35 @@ class JobService:
             if cancelled or self._stopping.is_set():
                 self._end(job, JobState.CANCELLED, 1, CANCELLED_MESSAGE)
                 return
+            if fault is not None and fault.rule.kind != FaultKind.PREEMPT:  # it fails before it runs
+                self._end(job, JobState.FAILED, fault.error["code"], fault.error["message"])
+                return
             with job.changed:
                 if job.state == JobState.PENDING:
                     job.resource.update(state=JobState.RUNNING, startTime=rfc3339(), updateTime=rfc3339())
                     job.changed.notify_all()
             self._save(job)
             timeout = spec.get("job_spec", {}).get("scheduling", {}).get("timeout", "")
+            preemption = self._preemption(supervisor, fault)
             outcome = supervisor.run([r.launch for r in launched], timeout=parse_duration(timeout))
+            preemption.ended.set()
+            if preemption.fired and fault is not None and not supervisor.stopping.is_set():
+                self._end(job, JobState.FAILED, fault.error["code"], fault.error["message"])
+                return
             self._ended(job, supervisor, outcome, timeout, launched)
         except Exception as e:  # the service must answer whatever a job does
             self._end(job, JobState.FAILED, 13, f"{type(e).__name__}: {e}")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+    def _preemption(self, supervisor: Supervisor, fault: Optional[Fault]) -> Preemption:
+        """Started when `fault` preempts the job; one that never fires otherwise."""
+        preempts = fault is not None and fault.rule.kind == FaultKind.PREEMPT and self.faults is not None
+        grace = self.faults.plan.preemption_grace if self.faults is not None else 0.0
+        preemption = Preemption(supervisor, fault.rule.after if fault is not None else 0.0, grace)
+        if preempts:
+            preemption.start()
+        return preemption
 
     def _launches(self, spec: Dict[str, Any], job_id: str, work: Path, tmp: Path) -> List[ReplicaLaunch]:
         """The job's replicas, logging into its output folder (or `work`), with `tmp` as TMPDIR."""

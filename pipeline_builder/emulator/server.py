@@ -26,6 +26,7 @@ from ..local.interpreter import TaskInterpreter
 from ..spec.cloud_paths import PathMap
 from .bodies import BODY_TIMEOUT_S, BodyRefused, parse_json, read_body
 from .custom_jobs import JobService
+from .faults import FaultPlan, Faults
 from .guard import checked, send_error
 from .job_store import JobStore
 from .launcher_tasks import LauncherTasks
@@ -49,6 +50,7 @@ class VertexEmulator:
         port: int = 0,
         workdir: Optional[Path] = None,
         body_timeout: float = BODY_TIMEOUT_S,
+        faults: Optional[FaultPlan] = None,
     ) -> None:
         self.data = DataDir(Path(data_dir).resolve()).prepare()
         self.data_dir = self.data.root
@@ -66,7 +68,8 @@ class VertexEmulator:
         self.interpreter = TaskInterpreter(
             sys.executable, self.data.custom_jobs / ".interpreter", PathMap(str(self.data.buckets))
         )
-        self.job_service = JobService(self.data.custom_jobs, self.workdir, self.interpreter)
+        self.fault_plan = faults  # cloud failures to inject into CustomJobs (faults)
+        self.job_service = JobService(self.data.custom_jobs, self.workdir, self.interpreter, Faults(faults) if faults else None)
         self.launchers = LauncherTasks(self.job_service, lambda: f"http://127.0.0.1:{self._port}")
         self.pipelines = PipelineJobs(
             self.store,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
 
 from .bodies import BODY_TIMEOUT_S
+from .faults import FaultPlan
 from .job_store import ENDED
 from .server import VertexEmulator
 from .storage import DataDir, StorageServer
@@ -26,6 +27,7 @@ def serve(
     max_parallel: Optional[int] = None,
     workdir: Optional[Path] = None,
     body_timeout: float = BODY_TIMEOUT_S,
+    faults: Optional[FaultPlan] = None,
 ) -> None:
     """Runs a GCS emulator and the Vertex emulator until SIGINT or SIGTERM."""
     stop = threading.Event()
@@ -39,7 +41,9 @@ def serve(
         storage = _listening(lambda: StorageServer(data.storage, port=gcs_port), gcs_port, "--gcs-port")
         gcs_url = storage.start()
         os.environ["STORAGE_EMULATOR_HOST"] = gcs_url  # for the emulator's own copies to and from it
-        emulator = VertexEmulator(data.root, max_parallel=max_parallel, port=port, workdir=workdir, body_timeout=body_timeout)
+        emulator = VertexEmulator(
+            data.root, max_parallel=max_parallel, port=port, workdir=workdir, body_timeout=body_timeout, faults=faults
+        )
         try:
             vertex_port = _listening(emulator.start, port, "--port")
             _greet(vertex_port, gcs_url, emulator, len(emulator.runs))
@@ -70,6 +74,8 @@ def _greet(vertex_port: int, gcs_url: str, emulator: VertexEmulator, known: int)
     print(f"Vertex AI emulator on http://127.0.0.1:{vertex_port}, Cloud Storage emulator on {gcs_url}")
     print(f"Trials run in {emulator.workdir}, standing for the image's working directory")
     print(f"Data in {emulator.data_dir} ({known} job(s) from earlier runs)")
+    if emulator.fault_plan is not None:
+        print(emulator.fault_plan.describe())
     print("Use it from the launcher with:")
     print(f"  export STORAGE_EMULATOR_HOST={gcs_url}")
     endpoint = f"hydra.launcher.api_endpoint=http://127.0.0.1:{vertex_port}"
