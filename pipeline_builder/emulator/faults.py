@@ -231,10 +231,9 @@ class Preemption:
 
         if self.ended.wait(self.after):
             return
-        # The supervisor's running processes (one per replica, each leading its session): it
-        # has no public view of them, and its own stop would use its fixed grace.
-        with self.supervisor._lock:
-            pids = list(self.supervisor._running)
+        # The replicas' processes, each leading its session, signalled here rather than
+        # through the supervisor's stop, whose grace is fixed.
+        pids = self.supervisor.running_pids()
         if not pids:
             return
         self.fired = True

@@ -224,6 +224,11 @@ class Supervisor:
             if p.poll() is None:
                 signal_session(p.pid, sig)
 
+    def running_pids(self) -> List[int]:
+        """The process ids this supervisor runs now, each leading its own session."""
+        with self._lock:
+            return list(self._running)
+
     def stop_all(self) -> None:
         """Stops every running process: SIGTERM to each session, SIGKILL after the grace
         period (or at once after `hurry()`); returns when they have ended."""
