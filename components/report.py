@@ -216,12 +216,15 @@ def failure_kind(row: Mapping[str, Any]) -> str:
     return str((row.get("failure") or {}).get("kind") or "")
 
 
+SOURCE_NAMES = {"custom_job": "CustomJob's error", "launcher": "launcher task's error", "task": "task's state", "none": "folder"}
+
+
 def kind_badge(row: Mapping[str, Any]) -> str:
     failure = row.get("failure") or {}
     if not failure.get("kind"):
         return ""
     code = f", code {failure['code']}" if failure.get("code") is not None else ""
-    title = escape(f"from its {failure.get('source')}{code}")
+    title = escape(f"from its {SOURCE_NAMES.get(str(failure.get('source')), failure.get('source'))}{code}")
     return f'<span class="kind" title="{title}">[{escape(str(failure["kind"]))}]</span> '
 
 
