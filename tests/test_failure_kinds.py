@@ -2,6 +2,7 @@
 
 import pytest
 
+from conftest import APPS, read_json, run_app
 from hydra_vertex_pipelines.components.failures import (
     RULES,
     Failure,
@@ -81,3 +82,25 @@ def test_failures_round_trip_and_update_the_last_attempt():
     assert row["failure"] == failure.to_json() and row["attempts"][-1]["failure"] == failure.to_json()
     assert summary["trials"][1]["failure"] is None
     assert not with_failures(summary, {2: failure})
+
+
+@pytest.mark.slow
+def test_a_local_sweep_says_why_each_trial_failed(tmp_path):
+    """One trial raises, one runs past its trial.timeout: each says its kind in the
+    summary, the report and the exit message."""
+    (tmp_path / "pids").mkdir()
+    sweep = tmp_path / "sweep"
+    args = ["-m", "x=1,raise,hang", "hydra.launcher.trial.timeout=2s", f"hydra.sweep.dir={sweep}"]
+    proc = run_app(APPS / "faults" / "app.py", args, check=False, PID_DIR=str(tmp_path / "pids"))
+    assert proc.returncode == 1
+    assert "Trial 1 (x=raise) failed [app]: ValueError: bad x" in proc.stderr, proc.stderr
+    assert "Failed trials by kind: 1 app, 1 timeout" in proc.stdout
+    rows = read_json(sweep / "summary.json")["trials"]
+    assert [r["failure"] and r["failure"]["kind"] for r in rows] == [None, "app", "timeout"]
+    assert rows[1]["failure"] == {"kind": "app", "code": None, "message": "ValueError: bad x", "source": "record"}
+    assert rows[2]["failure"]["source"] == "custom_job" and rows[2]["failure"]["code"] == 4
+    assert "timeout of 2s (scheduling.timeout)" in rows[2]["failure"]["message"]
+    assert [a["failure"] for r in rows for a in r["attempts"]] == [r["failure"] for r in rows]
+    page = (sweep / "report.html").read_text()
+    assert 'title="from its record">[app]</span>' in page
+    assert 'title="from its CustomJob&#x27;s error, code 4">[timeout]</span>' in page
