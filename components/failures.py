@@ -122,6 +122,38 @@ RULES: Tuple[Rule, ...] = (
 )
 
 
+def rule_from_json(data: Any) -> Rule:
+    """A rule as the `failure_rules` setting gives it: `{kind, codes, pattern}` (codes and
+    pattern optional, not both absent). ValueError says what is wrong."""
+    if not isinstance(data, dict) or set(data) - {"kind", "codes", "pattern"}:
+        raise ValueError("a mapping with kind, and codes (a list of google.rpc codes) and/or pattern (a regular expression)")
+    kinds = ", ".join(k.value for k in FailureKind)
+    try:
+        kind = FailureKind(data.get("kind"))
+    except ValueError:
+        raise ValueError(f"kind {data.get('kind')!r} is not one of {kinds}") from None
+    codes = data.get("codes") or []
+    if not isinstance(codes, (list, tuple)) or not all(isinstance(c, int) and not isinstance(c, bool) for c in codes):
+        raise ValueError(f"codes {codes!r} is not a list of google.rpc codes (integers)")
+    pattern = data.get("pattern") or ""
+    try:
+        re.compile(str(pattern))
+    except re.error as e:
+        raise ValueError(f"pattern {pattern!r} is not a regular expression: {e}") from None
+    if not codes and not pattern:
+        raise ValueError("a rule needs codes or a pattern: without either it would match every failure")
+    return Rule(kind, tuple(codes), str(pattern), "the failure_rules setting")
+
+
+def rule_to_json(rule: Rule) -> Dict[str, Any]:
+    return {"kind": rule.kind.value, "codes": list(rule.codes), "pattern": rule.pattern}
+
+
+def rules_from_json(items: Sequence[Any]) -> Tuple[Rule, ...]:
+    """The user's rules, then the built-in ones: the table a run classifies with."""
+    return (*(rule_from_json(item) for item in items), *RULES)
+
+
 def classify(code: Optional[int], message: str, rules: Sequence[Rule] = RULES) -> FailureKind:
     """The kind of the first rule that matches a failure's code and message, else UNKNOWN."""
     for rule in rules:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from hydra_vertex_pipelines.components import strict_json
-from hydra_vertex_pipelines.components.failures import with_failures
+from hydra_vertex_pipelines.components.failures import rules_from_json, with_failures
 from hydra_vertex_pipelines.components.report import error_headline, failure_kind, shown_error
 from hydra_vertex_pipelines.components.sweep_files import GCS, SweepFiles, fuse_to_gcs
 
@@ -207,25 +207,11 @@ def _with_vertex_failures(target: VertexTarget, name: str, manifest: Dict[str, A
 
     vertex.init(target)
     tasks = vertex.task_details(vertex.attach(name))
-    by_uri = _task_names(Path(manifest["pipeline_yaml"]))
     trials = manifest.get("trials", [])
-    task_names = {int(t["number"]): by_uri.get(t["output_uri"], "") for t in trials}
+    task_names = {int(t["number"]): t.get("task_name") or "" for t in trials}
     display_names = {int(t["number"]): t["display_name"] for t in trials}
-    with_failures(summary, trial_failures(unexplained, tasks, task_names, display_names))
-
-
-def _task_names(pipeline_yaml: Path) -> Dict[str, str]:
-    """Output folder -> trial task, from the compiled pipeline ({} when it is gone)."""
-    import yaml
-
-    from .pipeline import trial_task_names
-
-    try:
-        with pipeline_yaml.open(encoding="utf-8") as f:
-            spec = next(yaml.safe_load_all(f))
-    except (OSError, StopIteration):
-        return {}
-    return trial_task_names(spec)
+    rules = rules_from_json(manifest.get("failure_rules") or [])
+    with_failures(summary, trial_failures(unexplained, tasks, task_names, display_names, rules))
 
 
 def _cancel(args: argparse.Namespace) -> int:

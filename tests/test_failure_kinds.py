@@ -86,20 +86,22 @@ def test_failures_round_trip_and_update_the_last_attempt():
 
 @pytest.mark.slow
 def test_a_local_sweep_says_why_each_trial_failed(tmp_path):
-    """One trial raises, one runs past its trial.timeout: each says its kind in the
-    summary, the report and the exit message."""
+    """One trial raises, one runs past its trial.timeout, one exits 3, which a rule of the
+    user's calls `internal`: each says its kind in the summary, the report and the exit message."""
     (tmp_path / "pids").mkdir()
     sweep = tmp_path / "sweep"
-    args = ["-m", "x=1,raise,hang", "hydra.launcher.trial.timeout=2s", f"hydra.sweep.dir={sweep}"]
+    rule = "hydra.launcher.failure_rules=[{kind:internal,codes:[3],pattern:'status of 3 '}]"
+    args = ["-m", "x=1,raise,hang,exit3", "hydra.launcher.trial.timeout=2s", rule, f"hydra.sweep.dir={sweep}"]
     proc = run_app(APPS / "faults" / "app.py", args, check=False, PID_DIR=str(tmp_path / "pids"))
     assert proc.returncode == 1
     assert "Trial 1 (x=raise) failed [app]: ValueError: bad x" in proc.stderr, proc.stderr
-    assert "Failed trials by kind: 1 app, 1 timeout" in proc.stdout
+    assert "Failed trials by kind: 1 app, 1 internal, 1 timeout" in proc.stdout
     rows = read_json(sweep / "summary.json")["trials"]
-    assert [r["failure"] and r["failure"]["kind"] for r in rows] == [None, "app", "timeout"]
+    assert [r["failure"] and r["failure"]["kind"] for r in rows] == [None, "app", "timeout", "internal"]
     assert rows[1]["failure"] == {"kind": "app", "code": None, "message": "ValueError: bad x", "source": "record"}
     assert rows[2]["failure"]["source"] == "custom_job" and rows[2]["failure"]["code"] == 4
     assert "timeout of 2s (scheduling.timeout)" in rows[2]["failure"]["message"]
+    assert rows[3]["failure"]["message"].startswith("The replica workerpool0-0 exited with a non-zero status of 3 ")
     assert [a["failure"] for r in rows for a in r["attempts"]] == [r["failure"] for r in rows]
     page = (sweep / "report.html").read_text()
     assert 'title="from its record">[app]</span>' in page

@@ -136,6 +136,7 @@ def local_return(context: LaunchContext, batch: Batch, trial: TrialSpec, record:
         hydra_cfg=hydra_cfg,
         working_dir=str(local_dir),
         task_name=str(hydra_cfg.hydra.job.name) if hydra_cfg is not None else context.app_name,
+        rules=batch.failure_rules,
     )
 
 
@@ -185,7 +186,11 @@ def run_pipeline(context: LaunchContext, batch: Batch, spec: Dict[str, Any], ser
     by_dir = {t.output_dir: t for t in result.tasks.values() if t.kind == TaskKind.CUSTOM_JOB}
     outcomes = [(t, _record(batch, t), _evidence(by_dir.get(paths.local(t.output_uri)))) for t in batch.sweep.trials]
     returns = [local_return(context, batch, trial, record, evidence) for trial, record, evidence in outcomes]
-    failures = {t.number: f for t, record, evidence in outcomes if (f := trial_failure(t, record, batch.sweep.run_id, evidence))}
+    failures = {
+        t.number: f
+        for t, record, evidence in outcomes
+        if (f := trial_failure(t, record, batch.sweep.run_id, evidence, None, batch.failure_rules))
+    }
     collector = [t for t in result.tasks.values() if t.kind != TaskKind.CUSTOM_JOB]
     log.info(
         f"Local run {batch.sweep.run_id}: {sum(r.status == JobStatus.COMPLETED for r in returns)} of {len(returns)} trials completed"

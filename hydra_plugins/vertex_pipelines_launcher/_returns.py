@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tu
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig
 
-from hydra_vertex_pipelines.components.failures import Failure, TrialEvidence, failure_of
+from hydra_vertex_pipelines.components.failures import RULES, Failure, Rule, TrialEvidence, failure_of
 from hydra_vertex_pipelines.components.trial_result import COMPLETED, record_problem
 from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec
 
@@ -70,17 +70,22 @@ class ComposedOnUse(JobReturn):
 
 
 def trial_failure(
-    trial: TrialSpec, record: Any, run_id: str, evidence: Evidence, not_before: Optional[float] = None
+    trial: TrialSpec,
+    record: Any,
+    run_id: str,
+    evidence: Evidence,
+    not_before: Optional[float] = None,
+    rules: Sequence[Rule] = RULES,
 ) -> Optional[Failure]:
-    """Why the trial failed (see components/failures.py), or None when a record of this run's
-    trial says it completed."""
+    """Why the trial failed (see components/failures.py), by `rules`, or None when a record
+    of this run's trial says it completed."""
     problem = record_problem(record, run_id, trial.number, not_before)
     status = None if problem is not None else record["status"]
     if status == COMPLETED:
         return None
     error = None if problem is not None else record.get("error")
     clues = TrialEvidence(status, error, evidence.job_error, evidence.launcher_error, evidence.task_state)
-    return failure_of(clues)
+    return failure_of(clues, rules)
 
 
 def _failure(trial: TrialSpec, headline: str, evidence: Evidence, failure: Optional[Failure]) -> TrialFailed:
@@ -112,6 +117,7 @@ def job_return(
     task_name: str,
     not_before: Optional[float] = None,
     compose: Optional[Callable[[], Tuple[Optional[DictConfig], Optional[DictConfig]]]] = None,
+    rules: Sequence[Rule] = RULES,
 ) -> JobReturn:
     """The trial's JobReturn, with its value only from a record this run's trial wrote;
     its configs are `cfg` and `hydra_cfg`, or what `compose` gives when first read."""
@@ -120,7 +126,7 @@ def job_return(
     )
     ret = ComposedOnUse(compose, **fields) if compose is not None else JobReturn(**fields)
     problem = record_problem(record, run_id, trial.number, not_before)
-    failure = trial_failure(trial, record, run_id, evidence, not_before)
+    failure = trial_failure(trial, record, run_id, evidence, not_before, rules)
     if problem is not None:
         reason = f"{problem}: {evidence.reason}" if evidence.reason else str(problem)
         ret.status, ret._return_value = JobStatus.FAILED, _failure(trial, reason, evidence, failure)

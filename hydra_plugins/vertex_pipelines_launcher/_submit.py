@@ -241,7 +241,7 @@ def trial_returns(context: LaunchContext, written: Written, target: vertex.Verte
         evidence = Evidence(
             reason, log_path, job_error=job_error, launcher_error=task_failure(task), task_state=task.get("state")
         )
-        failure = trial_failure(trial, record, batch.sweep.run_id, evidence, not_before)
+        failure = trial_failure(trial, record, batch.sweep.run_id, evidence, not_before, batch.failure_rules)
         if failure is not None:
             failures[trial.number] = failure
         returns.append(
@@ -256,6 +256,7 @@ def trial_returns(context: LaunchContext, written: Written, target: vertex.Verte
                 cfg=None,
                 hydra_cfg=None,
                 compose=functools.partial(_job_configs, context, trial),
+                rules=batch.failure_rules,
             )
         )
     if failures:

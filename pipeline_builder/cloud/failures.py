@@ -7,9 +7,9 @@ failed. Reading the CustomJobs costs one GET each, so only trials that left no r
 their own ending are read, once for the whole run.
 """
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from hydra_vertex_pipelines.components.failures import Failure, TrialEvidence, failure_of
+from hydra_vertex_pipelines.components.failures import RULES, Failure, Rule, TrialEvidence, failure_of
 
 from . import vertex
 from .states import TaskDetailState
@@ -37,11 +37,15 @@ def task_failure(task: Dict[str, Any]) -> Optional[Tuple[Optional[int], str]]:
 
 
 def trial_failures(
-    rows: List[Dict[str, Any]], tasks: Dict[str, Dict[str, Any]], task_names: Dict[int, str], display_names: Dict[int, str]
+    rows: List[Dict[str, Any]],
+    tasks: Dict[str, Dict[str, Any]],
+    task_names: Dict[int, str],
+    display_names: Dict[int, str],
+    rules: Sequence[Rule] = RULES,
 ) -> Dict[int, Failure]:
     """Trial number -> failure of the summary rows that left no record (the collector could
     not say why): from their CustomJob's error, else their task's. `task_names` maps
-    trial numbers to their pipeline tasks (looped trials have none)."""
+    trial numbers to their pipeline tasks (looped trials have none); `rules` classify."""
     errors = CustomJobErrors(tasks)
     failures = {}
     for row in rows:
@@ -51,5 +55,5 @@ def trial_failures(
         number = int(row["number"])
         task = tasks.get(task_names.get(number, ""), {})
         evidence = TrialEvidence(None, None, errors.of(display_names.get(number, "")), task_failure(task), task.get("state"))
-        failures[number] = failure_of(evidence)
+        failures[number] = failure_of(evidence, rules)
     return failures
