@@ -220,7 +220,7 @@ def failure_of(evidence: TrialEvidence, rules: Sequence[Rule] = RULES) -> Failur
 
 def attempts_of(failure: Optional[Failure], status: str) -> List[Dict[str, Any]]:
     """A summary row's `attempts`: each run of the trial, oldest first, with its status and
-    failure (None when it completed). Today a run has one attempt per trial."""
+    failure (None when it completed). A run makes one attempt of each trial: this one."""
     return [{"attempt": 1, "status": status, "failure": None if failure is None else failure.to_json()}]
 
 

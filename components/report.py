@@ -206,7 +206,7 @@ def shown_error(row: Mapping[str, Any]) -> Any:
     """What a failed row's error cell says: its record's error, or, when another source
     (its CustomJob, its launcher task) told why it failed, what that source said."""
     failure = row.get("failure") or {}
-    if failure.get("source") not in (None, "record", "none") and failure.get("message"):
+    if failure.get("source") in ("custom_job", "launcher") and failure.get("message"):
         return failure["message"]
     return row.get("error")
 
@@ -216,7 +216,12 @@ def failure_kind(row: Mapping[str, Any]) -> str:
     return str((row.get("failure") or {}).get("kind") or "")
 
 
-SOURCE_NAMES = {"custom_job": "CustomJob's error", "launcher": "launcher task's error", "task": "task's state", "none": "folder"}
+SOURCE_NAMES = {
+    "custom_job": "CustomJob's error",
+    "launcher": "launcher task's error",
+    "task": "task's state",
+    "none": "folder, without a record",
+}
 
 
 def kind_badge(row: Mapping[str, Any]) -> str:
