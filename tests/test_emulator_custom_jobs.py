@@ -139,8 +139,11 @@ def test_timeout_fails_the_job_as_vertex_does(emulators, tmp_path):
     assert row["attempts"] == [{"attempt": 1, "status": "MISSING", "failure": row["failure"]}]
     page = (tmp_path / "report.html").read_text()
     assert '<span class="kind" title="from its CustomJob&#x27;s error, code 4">[timeout]</span>' in page
+    vertex = emulators["vertex"]
+    before = dict(vertex.requests)
     shown = subprocess.run([CLI, "results", str(tmp_path)], capture_output=True, text=True, check=True).stdout
     assert "[timeout] The job ran past its timeout of 2s" in shown, shown
+    assert vertex.requests == before  # the launcher's summary already says why
     # A summary as the collector alone wrote it (the launcher did not follow the run):
     # `results` reads the CustomJob's error itself.
     from hydra_vertex_pipelines.pipeline_builder.cloud import gcs
@@ -151,6 +154,8 @@ def test_timeout_fails_the_job_as_vertex_does(emulators, tmp_path):
     gcs.write_bytes(gcs.client("local"), uri, json.dumps(summary).encode())
     shown = subprocess.run([CLI, "results", str(tmp_path)], capture_output=True, text=True, check=True).stdout
     assert "[timeout] The job ran past its timeout of 2s" in shown, shown
+    made = {k: n - before.get(k, 0) for k, n in vertex.requests.items() if n != before.get(k, 0)}
+    assert made == {("GET", "get"): 1, ("GET", "custom_job_get"): 1}  # the run, and its one failed CustomJob
     assert read_json(tmp_path / "summary.json")["trials"][0]["failure"]["source"] == "custom_job"
 
 
