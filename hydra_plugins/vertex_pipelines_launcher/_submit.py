@@ -229,7 +229,7 @@ def trial_returns(context: LaunchContext, written: Written, target: vertex.Verte
         # In a resumed run, a trial that ran again (not a cache hit) must have a new record.
         not_before = created if created is not None and task_name and task.get("state") != TaskDetailState.SKIPPED else None
         unrecorded = record_problem(record, batch.sweep.run_id, trial.number, not_before) is not None
-        job_error = job_errors.of(trial.display_name) if unrecorded else None
+        job_error = job_errors.of(trial.display_name, task if task_name else None) if unrecorded else None
         if task.get("state"):
             reason = f"its task ended {task['state']}" + (f": {task['error']}" if task.get("error") else "")
         elif not task_name and unrecorded:

@@ -3,11 +3,11 @@ failed trial at most, and classified by components/failures.py's table.
 
 A task's own error is gcpc's launcher's (it created the CustomJob, watched it, and raised
 `ValueError` or `RuntimeError` when it failed); the CustomJob's `error` says why the job
-failed. Reading the CustomJobs costs one GET each, so only trials that left no record of
-their own ending are read, once for the whole run.
+failed. Reading a CustomJob costs one GET, so only the CustomJobs of trials that left no
+record of their own ending are read, each at most once (a loop's failed ones together).
 """
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from hydra_vertex_pipelines.components.failures import RULES, Failure, Rule, TrialEvidence, failure_of
 
@@ -18,16 +18,25 @@ ENDED_BADLY = (TaskDetailState.FAILED, TaskDetailState.CANCELLED)
 
 
 class CustomJobErrors:
-    """The errors of a run's failed CustomJobs by display name, read when first asked for."""
+    """The errors of a run's failed CustomJobs by display name, each read once, when first
+    asked for: a trial's own task names its CustomJob; loop iterations share a task name,
+    so a looped trial's is found among all the run's failed CustomJobs, read together."""
 
     def __init__(self, tasks: Dict[str, Dict[str, Any]]) -> None:
         self.tasks = tasks  # what `vertex.task_details` gives
-        self._errors: Optional[Dict[str, Tuple[int, str]]] = None
+        self._errors: Dict[str, Tuple[int, str]] = {}
+        self._read: Set[str] = set()  # resource names already read
 
-    def of(self, display_name: str) -> Optional[Tuple[int, str]]:
-        if self._errors is None:
-            failed = [t["custom_job"] for t in self.tasks.values() if t.get("custom_job") and t.get("state") in ENDED_BADLY]
-            self._errors = vertex.custom_job_errors(failed)
+    def of(self, display_name: str, task: Optional[Dict[str, Any]] = None) -> Optional[Tuple[int, str]]:
+        """The error of the CustomJob `display_name`, whose task is `task` (None in a loop)."""
+        if task is not None:
+            names = [task["custom_job"]] if task.get("custom_job") else []
+        else:
+            names = [t["custom_job"] for t in self.tasks.values() if t.get("custom_job") and t.get("state") in ENDED_BADLY]
+        unread = [n for n in names if n not in self._read]
+        self._read.update(unread)
+        if unread:
+            self._errors.update(vertex.custom_job_errors(unread))
         return self._errors.get(display_name)
 
 
@@ -53,7 +62,9 @@ def trial_failures(
         if row.get("status") == "COMPLETED" or failure.get("source") not in (None, "none"):
             continue
         number = int(row["number"])
-        task = tasks.get(task_names.get(number, ""), {})
-        evidence = TrialEvidence(None, None, errors.of(display_names.get(number, "")), task_failure(task), task.get("state"))
+        task_name = task_names.get(number, "")
+        task = tasks.get(task_name, {})
+        job_error = errors.of(display_names.get(number, ""), task if task_name else None)
+        evidence = TrialEvidence(None, None, job_error, task_failure(task), task.get("state"))
         failures[number] = failure_of(evidence, rules)
     return failures
