@@ -13,6 +13,7 @@ from urllib.parse import quote
 from hydra_vertex_pipelines.components import strict_json
 from hydra_vertex_pipelines.components.atomic_write import write_atomic
 from hydra_vertex_pipelines.components.clock import iso_utc
+from hydra_vertex_pipelines.components.failures import Failure, FailureKind, Source, TrialEvidence, attempts_of, failure_of
 from hydra_vertex_pipelines.components.sweep_files import TrialFiles
 from hydra_vertex_pipelines.components.trial_result import Flaw, RecordProblem, parse_record, record_problem
 
@@ -61,7 +62,9 @@ def read_trial(row: Mapping[str, Any], project: str = "", location: str = "", ru
     result = _read(path)
     problem = record_problem(result, run_id or None, entry["number"] if run_id else None)
     if problem is not None:
-        return {**entry, "status": MISSING, "return_value": None, "error": problem.at(path)}
+        error = problem.at(path)
+        unknown = Failure(FailureKind.UNKNOWN, Source.NONE, None, error)
+        return {**entry, "status": MISSING, "return_value": None, "error": error, **failure_fields(unknown, MISSING)}
     entry.update(
         run_id=result.get("run_id"),
         status=str(result["status"]),
@@ -77,7 +80,16 @@ def read_trial(row: Mapping[str, Any], project: str = "", location: str = "", ru
     if job_id:
         entry["vertex_job_id"] = job_id
     entry.update(console_links(job_id, project, location))
+    failed = entry["status"] != "COMPLETED"
+    failure = failure_of(TrialEvidence(record_status=entry["status"], record_error=entry["error"])) if failed else None
+    entry.update(failure_fields(failure, entry["status"]))
     return entry
+
+
+def failure_fields(failure: Optional[Failure], status: str) -> Dict[str, Any]:
+    """A row's `failure` (its last attempt's kind and evidence, None if it completed) and
+    `attempts` (every attempt, oldest first: see `failures.attempts_of`)."""
+    return {"failure": None if failure is None else failure.to_json(), "attempts": attempts_of(failure, status)}
 
 
 def _number(value: Any) -> bool:

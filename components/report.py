@@ -155,7 +155,8 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
         cells.append(fmt_number(r["objective"]) if r.get("objective") is not None else "—")
         if show_return:
             cells.append(cut(compact(r["return_value"]), MAX_CELL_CHARS) if completed else "—")
-        cells += [fmt_duration(r.get("duration_s")), error_headline(r.get("error"))]
+        kind = failure_kind(r)
+        cells += [fmt_duration(r.get("duration_s")), (f"[{kind}] " if kind else "") + error_headline(shown_error(r))]
         row = [md_cell(c) for c in cells]
         if linked:
             urls = [(name, r.get(key)) for name, key in (("log", "log_url"), ("job", "console_url")) if r.get(key)]
@@ -199,6 +200,37 @@ def row_links(row: Mapping[str, Any], report_dir: Optional[str]) -> str:
     if row.get("console_url"):
         links.append(link(row["console_url"], "job", f"CustomJob {row.get('vertex_job_id', '')}"))
     return " · ".join(links)
+
+
+def shown_error(row: Mapping[str, Any]) -> Any:
+    """What a failed row's error cell says: its record's error, or, when another source
+    (its CustomJob, its launcher task) told why it failed, what that source said."""
+    failure = row.get("failure") or {}
+    if failure.get("source") in ("custom_job", "launcher") and failure.get("message"):
+        return failure["message"]
+    return row.get("error")
+
+
+def failure_kind(row: Mapping[str, Any]) -> str:
+    """A failed row's kind ("" when it did not fail): see components/failures.py."""
+    return str((row.get("failure") or {}).get("kind") or "")
+
+
+SOURCE_NAMES = {
+    "custom_job": "CustomJob's error",
+    "launcher": "launcher task's error",
+    "task": "task's state",
+    "none": "folder, without a record",
+}
+
+
+def kind_badge(row: Mapping[str, Any]) -> str:
+    failure = row.get("failure") or {}
+    if not failure.get("kind"):
+        return ""
+    code = f", code {failure['code']}" if failure.get("code") is not None else ""
+    title = escape(f"from its {SOURCE_NAMES.get(str(failure.get('source')), failure.get('source'))}{code}")
+    return f'<span class="kind" title="{title}">[{escape(str(failure["kind"]))}]</span> '
 
 
 def error_cell(error: Any) -> str:
@@ -245,7 +277,7 @@ def table(summary: Mapping[str, Any], report_dir: Optional[str]) -> str:
         if show_return:
             cells.append(return_cell(r))
         cells.append(f'<td class="num">{fmt_duration(r.get("duration_s"))}</td>')
-        cells.append(f'<td class="error">{error_cell(r.get("error"))}</td>')
+        cells.append(f'<td class="error">{kind_badge(r)}{error_cell(shown_error(r))}</td>')
         cells.append(f'<td class="links">{row_links(r, report_dir)}</td>')
         rows.append(
             f'<tr id="trial-{r["number"]}" class="trial {" ".join(classes)}" data-status="{escape(str(r["status"]))}">{"".join(cells)}</tr>'

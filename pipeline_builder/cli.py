@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from hydra_vertex_pipelines.components import strict_json
+from hydra_vertex_pipelines.components.failures import rules_from_json, with_failures
+from hydra_vertex_pipelines.components.report import error_headline, failure_kind, shown_error
 from hydra_vertex_pipelines.components.sweep_files import GCS, SweepFiles, fuse_to_gcs
 
 from .cloud import PipelineState, VertexTarget, gcs, vertex
@@ -202,13 +204,37 @@ def _results(args: argparse.Namespace) -> int:
         if summary is None:
             print(f"{name}: no summary at {uri} yet")
             continue
+        _with_vertex_failures(target, name, manifest, summary)
         local = Path(manifest["pipeline_yaml"]).parent / Path(uri).name
         local.write_text(strict_json.dumps(summary, indent=2), encoding="utf-8")
         print(f"{name}: {summary['counts']}  (saved {local})")
         for row in summary["trials"]:
-            shown = row["error"].strip().splitlines()[-1] if row.get("error") else strict_json.dumps(row.get("return_value"))
+            kind = failure_kind(row)
+            error = shown_error(row)
+            shown = f"[{kind}] {error_headline(error)}" if kind else strict_json.dumps(row.get("return_value"))
             print(f"  #{row['number']:<4} {row['status']:<9} {' '.join(row['overrides']):<40} {shown}")
     return 0
+
+
+def _with_vertex_failures(target: VertexTarget, name: str, manifest: Dict[str, Any], summary: Dict[str, Any]) -> None:
+    """Says why the failed trials that left no record failed, from their tasks and CustomJobs
+    (one GET of the run, one per failed CustomJob), when the launcher did not already."""
+    unexplained = [
+        r
+        for r in summary["trials"]
+        if r.get("status") != "COMPLETED" and (r.get("failure") or {}).get("source") in (None, "none")
+    ]
+    if not unexplained:
+        return
+    from .cloud.failures import trial_failures
+
+    vertex.init(target)
+    tasks = vertex.task_details(vertex.attach(name))
+    trials = manifest.get("trials", [])
+    task_names = {int(t["number"]): t.get("task_name") or "" for t in trials}
+    display_names = {int(t["number"]): t["display_name"] for t in trials}
+    rules = rules_from_json(manifest.get("failure_rules") or [])
+    with_failures(summary, trial_failures(unexplained, tasks, task_names, display_names, rules))
 
 
 def _cancel(args: argparse.Namespace) -> int:

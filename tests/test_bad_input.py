@@ -96,6 +96,10 @@ CASES = {
         [f"{L}.pipeline_name=My_Pipeline"],
         ["hydra.launcher.pipeline_name='My_Pipeline'", "lowercase letters, digits and dashes", "Try 'my-pipeline'"],
     ),
+    "failure-rule-kind": (
+        [f"{L}.failure_rules=[{{kind:crashed,pattern:x}}]"],
+        ["hydra.launcher.failure_rules[0]=", "kind 'crashed' is not one of app, preempted, capacity"],
+    ),
     "timeout-invalid": (
         [f"{L}.trial.timeout=soon"],
         ["hydra.launcher.trial.timeout='soon'", "a positive duration"],

@@ -8,6 +8,7 @@ read back with `aiplatform.CustomJob.list()`.
 
 import json
 import os
+import subprocess
 import threading
 import time
 import urllib.error
@@ -18,7 +19,7 @@ from typing import Any, Dict, List
 import pytest
 from hydra.core.utils import JobStatus
 
-from conftest import APPS, launch_in_process, read_json, submit_overrides, wait_for
+from conftest import APPS, CLI, launch_in_process, read_json, submit_overrides, wait_for
 
 pytestmark = pytest.mark.slow  # starts the emulators
 
@@ -130,6 +131,32 @@ def test_timeout_fails_the_job_as_vertex_does(emulators, tmp_path):
     assert job.error.code == 4 and "timeout of 2s" in job.error.message
     (task,) = [t for t in emulators["vertex"].runs[run_id].runner.tasks.values() if t.kind == "custom_job"]
     assert task.state == "FAILED" and "timeout of 2s" in task.error
+    # The trial left no record: its kind is read from its CustomJob's error, everywhere.
+    with pytest.raises(Exception, match=r"Trial 0 \(x=1 \+sleep=60\) failed \[timeout\]: "):
+        _ = result.return_value
+    (row,) = read_json(tmp_path / "summary.json")["trials"]
+    assert row["failure"] == {"kind": "timeout", "code": 4, "message": job.error.message, "source": "custom_job"}
+    assert row["attempts"] == [{"attempt": 1, "status": "MISSING", "failure": row["failure"]}]
+    page = (tmp_path / "report.html").read_text()
+    assert '<span class="kind" title="from its CustomJob&#x27;s error, code 4">[timeout]</span>' in page
+    vertex = emulators["vertex"]
+    before = dict(vertex.requests)
+    shown = subprocess.run([CLI, "results", str(tmp_path)], capture_output=True, text=True, check=True).stdout
+    assert "[timeout] The job ran past its timeout of 2s" in shown, shown
+    assert vertex.requests == before  # the launcher's summary already says why
+    # A summary as the collector alone wrote it (the launcher did not follow the run):
+    # `results` reads the CustomJob's error itself.
+    from hydra_vertex_pipelines.pipeline_builder.cloud import gcs
+
+    uri = read_json(tmp_path / "manifest.json")["run_root"] + "/summary.json"
+    summary = read_json(tmp_path / "summary.json")
+    summary["trials"][0]["failure"] = {"kind": "unknown", "code": None, "message": "", "source": "none"}
+    gcs.write_bytes(gcs.client("local"), uri, json.dumps(summary).encode())
+    shown = subprocess.run([CLI, "results", str(tmp_path)], capture_output=True, text=True, check=True).stdout
+    assert "[timeout] The job ran past its timeout of 2s" in shown, shown
+    made = {k: n - before.get(k, 0) for k, n in vertex.requests.items() if n != before.get(k, 0)}
+    assert made == {("GET", "get"): 1, ("GET", "custom_job_get"): 1}  # the run, and its one failed CustomJob
+    assert read_json(tmp_path / "summary.json")["trials"][0]["failure"]["source"] == "custom_job"
 
 
 def test_create_refuses_a_body_that_is_not_a_custom_job(emulators):

@@ -173,6 +173,21 @@ def test_markdown_marks_the_best_row_and_shows_failures(tmp_path):
     assert '"loss":\\[1,2\\]' in lines[5]  # nested values as compact JSON
     assert "<script>" not in md and "&lt;script&gt;" in md
     assert "best: trial 1 = 0.2" in md
+    assert "\\[app\\] ValueError: bad &lt;lr&gt;" in lines[3] and "\\[unknown\\] no result.json" in lines[4]
+
+
+def test_a_failure_found_by_the_launcher_shows_its_kind_and_message(tmp_path):
+    from hydra_vertex_pipelines.components.failures import Failure, FailureKind, Source, with_failures
+
+    summary = summarise(tmp_path)
+    assert summary["trials"][3]["failure"] == {"kind": "app", "code": None, "message": "ValueError: bad <lr>", "source": "record"}
+    quota = Failure(FailureKind.QUOTA, Source.LAUNCHER, None, "429 The following quota metrics exceed quota limits: x")
+    assert with_failures(summary, {4: quota})
+    md = render_markdown(summary)
+    assert "\\[quota\\] 429 The following quota metrics exceed quota limits: x" in md
+    page = render_html(summary)
+    assert 'title="from its launcher task&#x27;s error">[quota]</span> 429 The following quota' in page
+    assert 'title="from its record">[app]</span>' in page
 
 
 def test_html_has_one_plot_per_swept_setting_and_one_over_trial_number(tmp_path):

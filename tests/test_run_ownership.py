@@ -30,7 +30,7 @@ def test_a_rerun_into_the_same_sweep_dir_never_reads_the_earlier_results(tmp_pat
 
     second = sweep([*LOCAL, "x=exit3,2", f"hydra.sweep.dir={tmp_path}"])
     assert second.returncode == 1  # as with the basic launcher, a failed job fails the sweep
-    assert "Trial 0 (x=exit3) failed: it left no .vertex/result.json: its process ended with exit code 3" in second.stderr
+    assert "Trial 0 (x=exit3) failed [app]: it left no .vertex/result.json: its process ended with exit code 3" in second.stderr
     assert "giving up" in second.stderr  # the end of its log
     assert f"Its log: {tmp_path / '0' / '.vertex' / 'trial.log'}" in second.stderr
     assert "1 of 2 trials completed" in second.stdout
@@ -69,7 +69,7 @@ def test_a_second_local_run_into_a_busy_sweep_dir_is_refused(tmp_path):
 def test_a_result_that_is_not_an_object_is_that_trials_failure(tmp_path):
     proc = sweep([*LOCAL, "x=listresult,3", f"hydra.sweep.dir={tmp_path}"])
     assert proc.returncode == 1
-    assert "Trial 0 (x=listresult) failed: .vertex/result.json holds a JSON list, not an object" in proc.stderr
+    assert "Trial 0 (x=listresult) failed [unknown]: .vertex/result.json holds a JSON list, not an object" in proc.stderr
     assert "AttributeError" not in proc.stderr + proc.stdout
     assert read_json(tmp_path / "summary.json")["counts"] == {"MISSING": 1, "COMPLETED": 1}
 
@@ -86,7 +86,7 @@ def test_malformed_records_of_any_shape_fail_the_trial(record):
     trial = TrialSpec(0, "r_0", ("x=1",), "app-0 x=1", "gs://b/r/0", "/gcs/b/r/0", ())
     ret = job_return(trial, record, "r", Evidence("exit code 0"), cfg=None, hydra_cfg=None, working_dir="w", task_name="app")
     assert ret.status == JobStatus.FAILED
-    with pytest.raises(Exception, match=r"Trial 0 \(x=1\) failed: "):
+    with pytest.raises(Exception, match=r"Trial 0 \(x=1\) failed \[unknown\]: "):
         _ = ret.return_value
 
 
@@ -182,7 +182,7 @@ def test_a_trial_whose_command_line_launches_a_sweep_again_fails_instead_of_recu
     )
     proc = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "FAILED: Trial 0 (x=1) failed: it left no .vertex/result.json: its process ended with exit code 1" in proc.stdout
+    assert "FAILED: Trial 0 (x=1) failed [app]: it left no .vertex/result.json: its process ended with exit code 1" in proc.stdout
     log = (tmp_path / "sweep" / "0" / ".vertex" / "trial.log").read_text()
     assert "launched a sweep instead of running its job through @hydra.main: set hydra.launcher.trial.entry=pickle" in log
     assert not list((tmp_path / "sweep" / "0").rglob("pipeline.yaml"))  # no sweep inside the trial

@@ -52,14 +52,20 @@ def test_four_trials_one_raises(emulators, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_trial_that_dies_gets_vertex_error(emulators, tmp_path):
+@pytest.mark.parametrize("loop", [[], ["hydra.launcher.max_parallel=2"]], ids=["tasks", "loop"])
+def test_a_trial_that_dies_gets_vertex_error(emulators, tmp_path, loop):
     jobs = [["x=1"], ["x=sigkill"]]
-    overrides = [f"hydra.sweep.dir={tmp_path}", *submit_overrides(emulators), *COMMAND_ENTRY]
+    overrides = [f"hydra.sweep.dir={tmp_path}", *submit_overrides(emulators), *COMMAND_ENTRY, *loop]
     returns = launch_in_process(FAULTS / "conf", overrides, jobs)
     assert returns[0].return_value == 1.0
     with pytest.raises(Exception) as e:
         _ = returns[1].return_value
-    assert "left no .vertex/result.json: its task ended FAILED" in str(e.value) and "killed by signal SIGKILL" in str(e.value)
+    assert "Trial 1 (x=sigkill) failed [app]: it left no .vertex/result.json" in str(e.value)
+    assert "killed by signal SIGKILL" in str(e.value)
+    # The kind comes from the CustomJob's error: its replica exited non-zero (code 3).
+    failure = read_json(tmp_path / "summary.json")["trials"][1]["failure"]
+    assert (failure["kind"], failure["source"], failure["code"]) == ("app", "custom_job", 3)
+    assert failure["message"].startswith("The replica workerpool0-0 exited with a non-zero status of -9")
 
 
 @pytest.mark.slow

@@ -21,8 +21,9 @@ from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec
 
 from ._context import LaunchContext
 from ._errors import LauncherConfigError
+from ._failures import failure_counts, rewrite_with_failures
 from ._planning import Batch
-from ._returns import Evidence, job_return
+from ._returns import Evidence, job_return, trial_failure
 from ._writing import announce, write_batch
 
 if TYPE_CHECKING:
@@ -98,30 +99,44 @@ def _evidence(task: Optional["TaskRun"]) -> Evidence:
     if task is None:
         return Evidence("its task did not run")
     log_path = task.log_paths[0] if task.log_paths else None
-    reason = task.failure.reason if task.failure is not None else task.error or ""
+    failure = task.failure
+    reason = failure.reason if failure is not None else task.error or ""
     if task.exit_code is not None and reason in ("", exit_reason(task.exit_code)):
         reason = f"its process ended with {exit_reason(task.exit_code)}"
-    return Evidence(reason or f"its task ended {task.state}", log_path, tail(log_path) if log_path else "")
+    job_error = failure.job_error if failure is not None else None
+    launcher_error = (None, failure.reason) if failure is not None and job_error is None else None
+    return Evidence(
+        reason or f"its task ended {task.state}",
+        log_path,
+        tail(log_path) if log_path else "",
+        job_error=job_error,
+        launcher_error=launcher_error,
+        task_state=str(task.state),
+    )
 
 
-def local_return(context: LaunchContext, batch: Batch, trial: TrialSpec, task: Optional["TaskRun"]) -> JobReturn:
+def _record(batch: Batch, trial: TrialSpec) -> Any:
+    try:
+        return parse_record(TrialFiles(Path(batch.local_paths().local(trial.output_uri))).result.read_bytes())
+    except OSError:
+        return None
+
+
+def local_return(context: LaunchContext, batch: Batch, trial: TrialSpec, record: Any, evidence: Evidence) -> JobReturn:
     """A local trial's JobReturn from what this run's trial left in its folder."""
     local_dir = Path(batch.local_paths().local(trial.output_uri))
     hydra_dir = local_dir / context.output_subdir
     hydra_cfg = _load(hydra_dir / "hydra.yaml")
-    try:
-        record = parse_record(TrialFiles(local_dir).result.read_bytes())
-    except OSError:
-        record = None
     return job_return(
         trial,
         record,
         batch.sweep.run_id,
-        _evidence(task),
+        evidence,
         cfg=_load(hydra_dir / "config.yaml"),
         hydra_cfg=hydra_cfg,
         working_dir=str(local_dir),
         task_name=str(hydra_cfg.hydra.job.name) if hydra_cfg is not None else context.app_name,
+        rules=batch.failure_rules,
     )
 
 
@@ -169,7 +184,13 @@ def run_pipeline(context: LaunchContext, batch: Batch, spec: Dict[str, Any], ser
         )
         sys.exit(130)  # as a shell reports Ctrl-C, without a traceback
     by_dir = {t.output_dir: t for t in result.tasks.values() if t.kind == TaskKind.CUSTOM_JOB}
-    returns = [local_return(context, batch, t, by_dir.get(paths.local(t.output_uri))) for t in batch.sweep.trials]
+    outcomes = [(t, _record(batch, t), _evidence(by_dir.get(paths.local(t.output_uri)))) for t in batch.sweep.trials]
+    returns = [local_return(context, batch, trial, record, evidence) for trial, record, evidence in outcomes]
+    failures = {
+        t.number: f
+        for t, record, evidence in outcomes
+        if (f := trial_failure(t, record, batch.sweep.run_id, evidence, None, batch.failure_rules))
+    }
     collector = [t for t in result.tasks.values() if t.kind != TaskKind.CUSTOM_JOB]
     log.info(
         f"Local run {batch.sweep.run_id}: {sum(r.status == JobStatus.COMPLETED for r in returns)} of {len(returns)} trials completed"
@@ -177,6 +198,10 @@ def run_pipeline(context: LaunchContext, batch: Batch, spec: Dict[str, Any], ser
     for task in collector:
         if task.state != TaskState.SUCCEEDED:
             log.warning(f"{task.display_name}: {task.state}: {task.error}")
+    if failures:
+        log.info(f"Failed trials by kind: {failure_counts(failures)}")
+        report = paths.local(batch.sweep.report_path)
+        rewrite_with_failures(Path(paths.local(batch.sweep.summary_path)), Path(report), os.path.dirname(report), failures)
     for label, path in (("Summary", batch.sweep.summary_path), ("Report", batch.sweep.report_path)):
         local = Path(paths.local(path))
         if local.exists():

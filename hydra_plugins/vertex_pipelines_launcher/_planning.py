@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from omegaconf import DictConfig
 
 from hydra_vertex_pipelines.components.atomic_write import os_reason
+from hydra_vertex_pipelines.components.failures import RULES, Rule
 from hydra_vertex_pipelines.components.sweep_files import SweepFiles
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
 from hydra_vertex_pipelines.pipeline_builder.spec import names
@@ -51,6 +52,7 @@ class Batch:
     submit: Optional[SubmitSettings] = None  # submit mode: where the PipelineJob goes, and how
     packages: Tuple[Any, ...] = ()  # code=package: PackageUploads of this launcher's wheel and the project's
     job_id: str = ""  # the PipelineJob's id: the run id, or a new one when resuming
+    failure_rules: Tuple[Rule, ...] = RULES  # what a failed trial is classified by
 
     def uploads(self, paths: Optional[PathMap] = None) -> Dict[str, bytes]:
         """Files the run reads from its bucket: pickled jobs and a large sweep's trial list
@@ -190,4 +192,5 @@ def plan_batch(context: LaunchContext, job_overrides: Sequence[Sequence[str]], i
         submit=settings.submit,
         packages=packages,
         job_id=settings.job_id,
+        failure_rules=settings.failure_rules,
     )

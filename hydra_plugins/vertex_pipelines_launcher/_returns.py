@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tu
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig
 
+from hydra_vertex_pipelines.components.failures import RULES, Failure, Rule, TrialEvidence, failure_of
 from hydra_vertex_pipelines.components.trial_result import COMPLETED, record_problem
 from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec
 
@@ -28,6 +29,9 @@ class Evidence(NamedTuple):
     reason: str  # why there is no usable record, from the runner or Vertex ("" if unknown)
     log_path: Optional[str] = None  # where its whole log is: a file, or a Cloud Logging URL
     log_tail: str = ""  # the last lines of that log, when it is local
+    job_error: Optional[Tuple[Optional[int], str]] = None  # its CustomJob's error: google.rpc code, message
+    launcher_error: Optional[Tuple[Optional[int], str]] = None  # its launcher task's failure, when no job error
+    task_state: Optional[str] = None  # how its task ended
 
 
 class ComposedOnUse(JobReturn):
@@ -65,9 +69,29 @@ class ComposedOnUse(JobReturn):
             self._compose, self._configs = None, (self._configs[0], value)
 
 
-def _failure(trial: TrialSpec, headline: str, evidence: Evidence) -> TrialFailed:
+def trial_failure(
+    trial: TrialSpec,
+    record: Any,
+    run_id: str,
+    evidence: Evidence,
+    not_before: Optional[float] = None,
+    rules: Sequence[Rule] = RULES,
+) -> Optional[Failure]:
+    """Why the trial failed (see components/failures.py), by `rules`, or None when a record
+    of this run's trial says it completed."""
+    problem = record_problem(record, run_id, trial.number, not_before)
+    status = None if problem is not None else record["status"]
+    if status == COMPLETED:
+        return None
+    error = None if problem is not None else record.get("error")
+    clues = TrialEvidence(status, error, evidence.job_error, evidence.launcher_error, evidence.task_state)
+    return failure_of(clues, rules)
+
+
+def _failure(trial: TrialSpec, headline: str, evidence: Evidence, failure: Optional[Failure]) -> TrialFailed:
     where = f"Trial {trial.number} ({' '.join(trial.overrides) or 'no overrides'})"
-    lines = [f"{where} failed: {headline}"]
+    kind = f" [{failure.kind}]" if failure is not None else ""
+    lines = [f"{where} failed{kind}: {headline}"]
     if evidence.log_tail.strip():
         lines.append(f"Last lines of its log:\n{evidence.log_tail.rstrip()}")
     if evidence.log_path:
@@ -93,6 +117,7 @@ def job_return(
     task_name: str,
     not_before: Optional[float] = None,
     compose: Optional[Callable[[], Tuple[Optional[DictConfig], Optional[DictConfig]]]] = None,
+    rules: Sequence[Rule] = RULES,
 ) -> JobReturn:
     """The trial's JobReturn, with its value only from a record this run's trial wrote;
     its configs are `cfg` and `hydra_cfg`, or what `compose` gives when first read."""
@@ -101,14 +126,15 @@ def job_return(
     )
     ret = ComposedOnUse(compose, **fields) if compose is not None else JobReturn(**fields)
     problem = record_problem(record, run_id, trial.number, not_before)
+    failure = trial_failure(trial, record, run_id, evidence, not_before, rules)
     if problem is not None:
         reason = f"{problem}: {evidence.reason}" if evidence.reason else str(problem)
-        ret.status, ret._return_value = JobStatus.FAILED, _failure(trial, reason, evidence)
+        ret.status, ret._return_value = JobStatus.FAILED, _failure(trial, reason, evidence, failure)
     elif record["status"] == COMPLETED:
         ret.status, ret._return_value = JobStatus.COMPLETED, record.get("return_value")
         ret.working_dir = record.get("working_dir") or working_dir
     else:
-        ret.status, ret._return_value = JobStatus.FAILED, _failure(trial, _error_headline(record.get("error")), evidence)
+        ret.status, ret._return_value = JobStatus.FAILED, _failure(trial, _error_headline(record.get("error")), evidence, failure)
         ret.working_dir = record.get("working_dir") or working_dir
     return ret
 

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Dict, Optional, Sequence, Tuple, Type, TypeVar
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from hydra_vertex_pipelines.components.failures import Rule, rule_from_json, rules_from_json
 from hydra_vertex_pipelines.components.sweep_files import SweepFiles
 from hydra_vertex_pipelines.pipeline_builder.cloud.vertex import VertexTarget, check_target, default_project
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
@@ -78,6 +79,7 @@ class LaunchSettings:
     labels: Dict[str, str]  # the PipelineJob's and every CustomJob's
     derived_labels: Dict[str, str]  # the app and the run, on the same resources
     submit: Optional[SubmitSettings]  # submit mode only
+    failure_rules: Tuple[Rule, ...]  # the user's rules, then the built-in ones
 
 
 def _pipeline_root(lconf: DictConfig, mode: Mode) -> str:
@@ -196,4 +198,18 @@ def check_settings(context: LaunchContext, job_overrides: Sequence[Sequence[str]
         labels=names.check_labels(lconf.labels, f"{FIELD}.labels"),
         derived_labels={"hydra-app": names.label_value(context.app_name), "hydra-run": run_id},
         submit=None if submit is None else _submit_settings(lconf, *submit, run_id),
+        failure_rules=_failure_rules(lconf.failure_rules),
     )
+
+
+def _failure_rules(value: Any) -> Tuple[Rule, ...]:
+    """The `failure_rules` setting, checked, before the built-in rules."""
+    items = OmegaConf.to_container(value) if isinstance(value, (DictConfig, ListConfig)) else value
+    if not isinstance(items, list):
+        raise ConfigError(f"{FIELD}.failure_rules", items, "a list of {kind, codes, pattern} rules")
+    for i, item in enumerate(items):
+        try:
+            rule_from_json(item)
+        except ValueError as e:
+            raise ConfigError(f"{FIELD}.failure_rules[{i}]", item, str(e)) from None
+    return rules_from_json(items)

@@ -3,6 +3,7 @@
 import dataclasses
 import functools
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -11,18 +12,21 @@ from hydra.core.utils import JobReturn
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_vertex_pipelines.components import strict_json
+from hydra_vertex_pipelines.components.failures import Failure
 from hydra_vertex_pipelines.components.sweep_files import SweepFiles, TrialFiles
 from hydra_vertex_pipelines.components.trial_result import ENDINGS, parse_record, record_problem
 from hydra_vertex_pipelines.pipeline_builder.cloud import TaskDetailState, gcs, vertex
+from hydra_vertex_pipelines.pipeline_builder.cloud.failures import CustomJobErrors, task_failure
 from hydra_vertex_pipelines.pipeline_builder.spec.manifest import write_manifest
 from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec
 
 from ._compose import compose_job
 from ._context import LaunchContext
 from ._errors import FollowingLost, LauncherConfigError
+from ._failures import failure_counts, rewrite_with_failures
 from ._planning import Batch
 from ._resume import RERUN_LABEL, rerun_lost_results
-from ._returns import Evidence, job_return, returns_without_values
+from ._returns import Evidence, job_return, returns_without_values, trial_failure
 from ._settings import SubmitSettings
 from ._writing import Written, announce, write_batch
 
@@ -204,26 +208,6 @@ def _download_summary(storage: Any, batch: Batch) -> Optional[Dict[str, Any]]:
     return summary
 
 
-class CustomJobErrors:
-    """Looped trials share one task name: their CustomJobs say how each ended. Read once,
-    when a looped trial first needs them."""
-
-    def __init__(self, tasks: Dict[str, Dict[str, Any]]) -> None:
-        self.tasks = tasks
-        self.errors: Optional[Dict[str, str]] = None  # display name -> its CustomJob's error
-
-    def reason(self, trial: TrialSpec) -> str:
-        if self.errors is None:
-            failed = [
-                t["custom_job"]
-                for t in self.tasks.values()
-                if t.get("custom_job") and t.get("state") in (TaskDetailState.FAILED, TaskDetailState.CANCELLED)
-            ]
-            self.errors = vertex.custom_job_errors(failed)
-        error = self.errors.get(trial.display_name)
-        return f"its CustomJob failed: {error}" if error else "its CustomJob left no error"
-
-
 def trial_returns(context: LaunchContext, written: Written, target: vertex.VertexTarget, job: Any) -> List[JobReturn]:
     """Each trial's JobReturn: one read of the collector's summary, else each .vertex/result.json;
     a result of another run or attempt is none, and a trial without one carries Vertex's
@@ -234,24 +218,32 @@ def trial_returns(context: LaunchContext, written: Written, target: vertex.Verte
     rows = {int(r["number"]): r for r in summary["trials"]} if summary else {}
     tasks = vertex.task_details(job)
     created = job.gca_resource.create_time.timestamp() if resumed(batch) else None
-    loop_errors = CustomJobErrors(tasks)
-    returns = []
+    job_errors = CustomJobErrors(tasks)
+    returns, failures = [], {}
     for trial in batch.sweep.trials:
         record = _record(rows.get(trial.number))
         if record is None:  # no summary row: the collector did not run or failed
             record = parse_record(gcs.read_bytes(storage, TrialFiles(trial.output_uri).result))
         task_name = written.task_names.get(trial.number, "")
         task = tasks.get(task_name, {})
-        if task.get("state"):
-            reason = f"its task ended {task['state']}" + (f": {task['error']}" if task.get("error") else "")
-        elif not task_name and record_problem(record, batch.sweep.run_id, trial.number) is not None:
-            reason = loop_errors.reason(trial)
-        else:
-            reason = "its task never ran"
         # In a resumed run, a trial that ran again (not a cache hit) must have a new record.
         not_before = created if created is not None and task_name and task.get("state") != TaskDetailState.SKIPPED else None
+        unrecorded = record_problem(record, batch.sweep.run_id, trial.number, not_before) is not None
+        job_error = job_errors.of(trial.display_name, task if task_name else None) if unrecorded else None
+        if task.get("state"):
+            reason = f"its task ended {task['state']}" + (f": {task['error']}" if task.get("error") else "")
+        elif not task_name and unrecorded:
+            reason = f"its CustomJob failed: {job_error[1]}" if job_error else "its CustomJob left no error"
+        else:
+            reason = "its task never ran"
         row = rows.get(trial.number) or {}
-        evidence = Evidence(reason, row.get("log_url") or row.get("console_url"))
+        log_path = row.get("log_url") or row.get("console_url")
+        evidence = Evidence(
+            reason, log_path, job_error=job_error, launcher_error=task_failure(task), task_state=task.get("state")
+        )
+        failure = trial_failure(trial, record, batch.sweep.run_id, evidence, not_before, batch.failure_rules)
+        if failure is not None:
+            failures[trial.number] = failure
         returns.append(
             job_return(
                 trial,
@@ -264,9 +256,23 @@ def trial_returns(context: LaunchContext, written: Written, target: vertex.Verte
                 cfg=None,
                 hydra_cfg=None,
                 compose=functools.partial(_job_configs, context, trial),
+                rules=batch.failure_rules,
             )
         )
+    if failures:
+        log.info(f"Failed trials by kind: {failure_counts(failures)}")
+        _save_failures(storage, batch, failures)
     return returns
+
+
+def _save_failures(storage: Any, batch: Batch, failures: Dict[int, Failure]) -> None:
+    """The summary and report, in the sweep dir and the bucket, with each failed trial's kind."""
+    files = SweepFiles(batch.sweep_dir, batch.sweep.tag)
+    summary = rewrite_with_failures(files.summary, files.report, os.path.dirname(batch.sweep.report_path), failures)
+    if summary is not None:
+        gcs.write_bytes(storage, batch.sweep.files.summary, files.summary.read_bytes())
+        if files.report.exists():
+            gcs.write_bytes(storage, batch.sweep.files.report, files.report.read_bytes())
 
 
 def resumed(batch: Batch) -> bool:

@@ -15,6 +15,7 @@ from typing import Any, Dict
 from hydra.core.utils import filter_overrides
 
 from hydra_vertex_pipelines.components.atomic_write import FileSet, WriteFailed
+from hydra_vertex_pipelines.components.failures import RULES, rule_to_json
 from hydra_vertex_pipelines.components.sweep_files import SweepFiles
 
 from ._choices import Mode
@@ -86,7 +87,15 @@ def _stage_batch(batch: Batch, claimed: SweepFiles[Path], out: FileSet) -> Writt
     spec, document = compiled_pipeline(batch.sweep)
     out.write(pipeline_path, document)
     files = _local_files(batch, out)
-    data = manifest_data(batch.sweep, pipeline_path, mode=batch.mode.value, initial_job_idx=batch.initial_job_idx, files=files)
+    own_rules = [rule_to_json(r) for r in batch.failure_rules[: len(batch.failure_rules) - len(RULES)]]
+    data = manifest_data(
+        batch.sweep,
+        pipeline_path,
+        mode=batch.mode.value,
+        initial_job_idx=batch.initial_job_idx,
+        files=files,
+        failure_rules=own_rules,
+    )
     by_folder = trial_task_names(spec)
     for trial in data["trials"]:
         trial["task_name"] = by_folder.get(trial["output_uri"])

@@ -7,7 +7,7 @@ the value, the accepted values).
 """
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -48,6 +48,9 @@ class VertexPipelinesLauncherConf:
     # Seconds to keep trying while Vertex cannot be reached during a followed run, before
     # giving up with the commands to re-attach (the run itself goes on).
     reconnect_timeout: float = 1800.0
+    # Rules that say why a trial failed, checked before the built-in ones (README, "Why a
+    # trial failed"): each {kind, codes, pattern}, e.g. {kind: capacity, pattern: "ZONE_RESOURCE_POOL_EXHAUSTED"}.
+    failure_rules: List[Dict[str, Any]] = field(default_factory=list)
     # Google Cloud project of the PipelineJob; None: the ADC project.
     project: Optional[str] = None
     location: str = "us-central1"

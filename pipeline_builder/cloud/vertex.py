@@ -215,10 +215,10 @@ class ConnectionLost(RuntimeError):
     """Vertex could not be reached while following a run for longer than the caller allows."""
 
 
-def custom_job_errors(resource_names: List[str]) -> Dict[str, str]:
-    """Display name -> error of the CustomJobs named (one GET each): how a looped trial
-    that left no result ended, since loop iterations share one task name. Jobs that cannot
-    be read are left out."""
+def custom_job_errors(resource_names: List[str]) -> Dict[str, Tuple[int, str]]:
+    """Display name -> error (google.rpc code, message) of the CustomJobs named (one GET
+    each): why a trial that left no result failed (loop iterations share one task name,
+    and a task's own error is gcpc's launcher's). Jobs that cannot be read are left out."""
     from google.cloud import aiplatform
 
     errors = {}
@@ -227,9 +227,9 @@ def custom_job_errors(resource_names: List[str]) -> Dict[str, str]:
             job = aiplatform.CustomJob.get(name)
         except Exception:  # noqa: BLE001 - the task's own error is the fallback
             continue
-        message = job.gca_resource.error.message
-        if message:
-            errors[job.display_name] = message
+        error = job.gca_resource.error
+        if error.code or error.message:
+            errors[job.display_name] = (int(error.code), str(error.message))
     return errors
 
 

@@ -115,7 +115,9 @@ class LauncherTasks(TaskHandler):
             return TaskEnd(TaskState.SUCCEEDED, 0)
         if job is not None and job.state in ENDED and job.resource.get("error"):
             error = job.resource["error"]
-            return TaskEnd.failed(TaskFailure(f"CustomJob {name} ended {job.state}: {error.get('message', '')}", code))
+            message = str(error.get("message", ""))
+            job_error = (int(error.get("code") or 0), message)
+            return TaskEnd.failed(TaskFailure(f"CustomJob {name} ended {job.state}: {message}", code, job_error=job_error))
         return TaskEnd.failed(TaskFailure(f"gcpc's CustomJob launcher failed ({exit_reason(code)})", code, log, tail(log)))
 
     def _wait(self, services: RunServices, proc: ForkedProcess) -> None:

@@ -5,10 +5,13 @@ turns it into the CustomJob Vertex would receive (gcpc_check); the job's replica
 here (replicas) and stop at the job's timeout as Vertex stops them.
 """
 
+import dataclasses
 import itertools
 import os
 import threading
 from typing import Any, Dict, Optional
+
+from hydra_vertex_pipelines.components.failures import DEADLINE_EXCEEDED, INVALID_ARGUMENT
 
 from .gcpc_check import CustomJobChecker, CustomJobRejected
 from .handlers import RunServices, TaskCall, TaskEnd, TaskHandler, processes_end
@@ -86,5 +89,11 @@ class CustomJobHandler(TaskHandler):
             # Vertex stops a CustomJob at job_spec.scheduling.timeout and fails it.
             log = outcome.logs[0]
             reason = f"the CustomJob ran past its timeout of {timeout_text} (scheduling.timeout) and was stopped"
-            return TaskEnd.failed(TaskFailure(reason, outcome.codes[0], log, tail(log)))
-        return processes_end(outcome, services.stopping)
+            return TaskEnd.failed(TaskFailure(reason, outcome.codes[0], log, tail(log), (DEADLINE_EXCEEDED, reason)))
+        end = processes_end(outcome, services.stopping)
+        failure = end.failure
+        if failure is not None and failure.exit_code:
+            # Vertex's error for a replica that exited non-zero (code 3, INVALID_ARGUMENT).
+            replica = f"The replica workerpool0-0 exited with a non-zero status of {failure.exit_code} ({failure.reason})."
+            end = dataclasses.replace(end, failure=dataclasses.replace(failure, job_error=(INVALID_ARGUMENT, replica)))
+        return end

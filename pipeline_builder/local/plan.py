@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .resolver import RunContext, loop_items, resolve_inputs, root_scope
 
@@ -75,6 +75,9 @@ class TaskFailure:
     exit_code: Optional[int] = None
     log_path: Optional[str] = None
     log_tail: str = ""
+    # The error of the CustomJob the task ran, as Vertex gives it (google.rpc code, message):
+    # what a failed trial is classified by (components/failures.py).
+    job_error: Optional[Tuple[int, str]] = None
 
     def message(self) -> str:
         """The one-text form shown in task details and errors."""
