@@ -13,6 +13,7 @@ from urllib.parse import quote
 from hydra_vertex_pipelines.components import strict_json
 from hydra_vertex_pipelines.components.atomic_write import write_atomic
 from hydra_vertex_pipelines.components.clock import iso_utc
+from hydra_vertex_pipelines.components.machine_hours import estimated_cost, hours_between, total, usage
 from hydra_vertex_pipelines.components.sweep_files import TrialFiles
 from hydra_vertex_pipelines.components.trial_result import Flaw, RecordProblem, parse_record, record_problem
 
@@ -73,11 +74,33 @@ def read_trial(row: Mapping[str, Any], project: str = "", location: str = "", ru
     )
     if result.get("return_value_is_repr"):
         entry["return_value_is_repr"] = True
+    entry["usage"] = trial_usage(row, result)
     job_id = result.get("vertex_job_id")
     if job_id:
         entry["vertex_job_id"] = job_id
     entry.update(console_links(job_id, project, location))
     return entry
+
+
+def trial_usage(row: Mapping[str, Any], record: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+    """The trial's machine-hours from its record's start and end (the trial process's run
+    time, on every replica of every pool), or None when the row or record lacks them."""
+    hours = hours_between(record.get("start_time"), record.get("end_time"))
+    if hours is None or "machines" not in row:
+        return None
+    return usage(row["machines"], row.get("strategy"), hours)
+
+
+def sweep_usage(rows: Sequence[Dict[str, Any]], cost_rates: str) -> Dict[str, Any]:
+    """The trials' machine-hours added up; with `cost_rates` (JSON), the estimated cost."""
+    out: Dict[str, Any] = {"source": "trial records", "totals": total(r.get("usage") for r in rows)}
+    if cost_rates:
+        rates = strict_json.loads(cost_rates)
+        out["estimated_cost"] = estimated_cost(out["totals"], rates)
+        for r in rows:
+            if r.get("usage"):
+                r["estimated_cost"] = estimated_cost(r["usage"], rates)
+    return out
 
 
 def _number(value: Any) -> bool:
@@ -235,6 +258,7 @@ def collect(
     project: str = "",
     location: str = "",
     run_id: str = "",
+    cost_rates: str = "",
 ) -> Dict[str, Any]:
     """Reads every trial's result, writes the summary at `summary_path` and returns it.
 
@@ -258,6 +282,7 @@ def collect(
         "best": None if best is None else {k: best[k] for k in ("number", "objective", "overrides", "output_dir")},
         "swept": swept,
         "fixed": fixed,
+        "usage": sweep_usage(rows, cost_rates),
     }
     write_atomic(summary_path, strict_json.dumps(summary, indent=2, default=repr))
     return summary

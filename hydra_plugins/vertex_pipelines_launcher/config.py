@@ -7,7 +7,7 @@ the value, the accepted values).
 """
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -25,6 +25,23 @@ class ObjectiveConf:
     key: Optional[str] = None
     # minimize or maximize.
     direction: str = Direction.MINIMIZE.value
+
+
+@dataclass
+class CostRatesConf:
+    """The user's own hourly rates, e.g. from the Vertex AI pricing page for their region:
+    name -> {spot: RATE, standard: RATE}, per machine and per accelerator (checked when planned)."""
+
+    machine_types: Dict[str, Any] = field(default_factory=dict)  # n1-standard-4: {spot: 0.04, standard: 0.19}
+    accelerator_types: Dict[str, Any] = field(default_factory=dict)  # NVIDIA_TESLA_T4: {spot: 0.14, standard: 0.35}
+    currency: str = "USD"
+
+
+@dataclass
+class CostConf:
+    """With any rate given, summary.json and the report show an estimated cost beside the machine-hours."""
+
+    rates: CostRatesConf = field(default_factory=CostRatesConf)
 
 
 @dataclass
@@ -96,6 +113,8 @@ class VertexPipelinesLauncherConf:
     api_endpoint: Optional[str] = None
     # The trials' objective: the report marks the best trial and plots this value.
     objective: ObjectiveConf = field(default_factory=ObjectiveConf)
+    # An estimated cost from your hourly rates, beside the machine-hours.
+    cost: CostConf = field(default_factory=CostConf)
     trial: TrialSettings = field(default_factory=TrialSettings)
 
 
