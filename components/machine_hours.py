@@ -203,12 +203,18 @@ def estimated_cost(u: Mapping[str, Any], rates: Mapping[str, Any]) -> Dict[str, 
 
 
 def fmt_hours(hours: float) -> str:
-    """Hours to three significant digits (`0.000463`, `1.5`, `12.3`), `<0.0001` below that."""
+    """Hours to three significant digits (`0.000463`, `1.5`, `123`), whole from 1,000
+    (`12,345`), `<0.0001` below that."""
     if hours == 0 or not math.isfinite(hours):
         return "0" if hours == 0 else str(hours)
     if hours < 1e-4:
         return "<0.0001"
-    return format(hours, ".3g") if hours < 100 else f"{hours:,.1f}"
+    return format(hours, ".3g") if hours < 1000 else f"{hours:,.0f}"
+
+
+def fmt_money(amount: float) -> str:
+    """An amount to the cent; `<0.01` below a cent."""
+    return f"{amount:,.2f}" if amount >= 0.01 or amount == 0 else "<0.01"
 
 
 def usage_text(u: Mapping[str, Any], cost: Optional[Mapping[str, Any]] = None) -> str:
@@ -223,7 +229,7 @@ def usage_text(u: Mapping[str, Any], cost: Optional[Mapping[str, Any]] = None) -
     if u["unknown_machine_types"]:
         text += f" (vCPUs unknown for {', '.join(u['unknown_machine_types'])})"
     if cost:
-        text += f"; estimated cost {cost['total']:.2f} {cost['currency']}".rstrip() + " from your rates"
+        text += f"; estimated cost {fmt_money(cost['total'])} {cost['currency']}".rstrip() + " from your rates"
         if cost["unpriced"]:
             text += f" (no rate for {', '.join(cost['unpriced'])})"
     return text

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from hydra_vertex_pipelines.components import strict_json
 from hydra_vertex_pipelines.components.collector import CONSOLE
-from hydra_vertex_pipelines.components.machine_hours import SPOT, STANDARD, fmt_hours, usage_text
+from hydra_vertex_pipelines.components.machine_hours import SPOT, STANDARD, fmt_hours, fmt_money, usage_text
 from hydra_vertex_pipelines.components.report_plots import (
     MAX_TOOLTIP_CHARS,
     UNSET,
@@ -102,7 +102,7 @@ def machine_hours_cell(row: Mapping[str, Any]) -> str:
     hours = u["machine_hours"]
     text = fmt_hours(hours[SPOT] + hours[STANDARD]) + (" (Spot)" if hours[SPOT] > 0 else "")
     cost = row.get("estimated_cost")
-    return text + (f" ≈ {cost['total']:.2f} {cost['currency']}".rstrip() if cost else "")
+    return text + (f" ≈ {fmt_money(cost['total'])} {cost['currency']}".rstrip() if cost else "")
 
 
 def usage_line(summary: Mapping[str, Any]) -> str:
