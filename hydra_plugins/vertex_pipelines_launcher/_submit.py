@@ -191,14 +191,13 @@ def _job_configs(context: LaunchContext, trial: TrialSpec) -> Tuple[Optional[Dic
     return OmegaConf.create(with_hydra), hydra_cfg
 
 
-def _download_summary(storage: Any, batch: Batch, job: Any) -> Optional[Dict[str, Any]]:
+def _download_summary(storage: Any, batch: Batch) -> Optional[Dict[str, Any]]:
     """The collector's summary (and report), copied into the sweep dir, if it wrote one,
     with the machine-hours of the run's CustomJobs (one list of them)."""
     summary = gcs.read_json(storage, batch.sweep.files.summary)
     if summary is not None:
-        created = job.gca_resource.create_time.timestamp()
-        try:
-            jobs = vertex.run_custom_jobs("hydra-run", batch.sweep.run_id, created)
+        try:  # every PipelineJob of this run, a resumed one's earlier ones included
+            jobs = vertex.run_custom_jobs("hydra-run", batch.sweep.run_id)
         except Exception as e:  # noqa: BLE001 - the results matter more than the hours
             log.warning(f"Listing the run's CustomJobs failed ({type(e).__name__}: {e}): machine-hours from the trial records")
         else:
@@ -240,7 +239,7 @@ def trial_returns(
     error for its task. Also the summary, if the collector wrote one."""
     batch = written.batch
     storage = gcs.client(target.project, None if target.emulated else vertex.credentials(target))
-    summary = _download_summary(storage, batch, job)
+    summary = _download_summary(storage, batch)
     rows = {int(r["number"]): r for r in summary["trials"]} if summary else {}
     tasks = vertex.task_details(job)
     created = job.gca_resource.create_time.timestamp() if resumed(batch) else None

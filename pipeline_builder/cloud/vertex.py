@@ -233,9 +233,8 @@ def custom_job_errors(resource_names: List[str]) -> Dict[str, str]:
     return errors
 
 
-def run_custom_jobs(label: str, value: str, created_after: float) -> List[Dict[str, Any]]:
-    """Every CustomJob labelled `label=value` created at or after `created_after` (epoch
-    seconds): one list (its pages), whatever the trials. Each as plain data: display name,
+def run_custom_jobs(label: str, value: str) -> List[Dict[str, Any]]:
+    """Every CustomJob labelled `label=value`: one list (its pages), whatever the trials. Each as plain data: display name,
     state, strategy, worker pools' machines (WorkerPoolSpec field names) and the start and end Vertex recorded (ISO
     8601, None if the job never started or has not ended)."""
     from google.cloud import aiplatform
@@ -243,7 +242,7 @@ def run_custom_jobs(label: str, value: str, created_after: float) -> List[Dict[s
     out = []
     for job in aiplatform.CustomJob.list(filter=f'labels.{label}="{value}"'):
         gca = job.gca_resource
-        if gca.labels.get(label) != value or gca.create_time.timestamp() < created_after:
+        if gca.labels.get(label) != value:
             continue  # the filter is the server's; checked here too
         pb = type(gca).pb(gca)
         out.append(
