@@ -92,14 +92,14 @@ def trial_usage(row: Mapping[str, Any], record: Mapping[str, Any]) -> Optional[D
 
 
 def sweep_usage(rows: Sequence[Dict[str, Any]], cost_rates: str) -> Dict[str, Any]:
-    """The trials' machine-hours added up; with `cost_rates` (JSON), the estimated cost."""
+    """The trials' machine-hours added up; with `cost_rates` (JSON), the estimated cost of
+    the sweep and of each row (set on the rows)."""
     out: Dict[str, Any] = {"source": "trial records", "totals": total(r.get("usage") for r in rows)}
     if cost_rates:
         rates = strict_json.loads(cost_rates)
         out["estimated_cost"] = estimated_cost(out["totals"], rates)
         for r in rows:
-            if r.get("usage"):
-                r["estimated_cost"] = estimated_cost(r["usage"], rates)
+            r["estimated_cost"] = estimated_cost(r["usage"], rates) if r.get("usage") else None
     return out
 
 

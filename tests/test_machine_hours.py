@@ -179,10 +179,15 @@ def test_submitted_sweep_shows_the_hours_its_custom_jobs_recorded(emulators, tmp
     recorded = [j for j in _emulated_custom_jobs(emulators["api_endpoint"]) if j.get("labels", {}).get("hydra-run") == run_id]
     assert len(recorded) == 2
     expected = {"spot": 0.0, "standard": 0.0}
+    rows = {r["number"]: r for r in summary["trials"]}
     for job in recorded:
         replicas = sum(int(p.get("replicaCount", 0)) for p in job["jobSpec"]["workerPoolSpecs"])
         tier = "spot" if job["jobSpec"].get("scheduling", {}).get("strategy") == "SPOT" else "standard"
-        expected[tier] += replicas * _hours(job["startTime"], job["endTime"])
+        hours = replicas * _hours(job["startTime"], job["endTime"])
+        expected[tier] += hours
+        row = rows[0 if tier == "spot" else 1]  # trial 0 ran on Spot with 2 replicas, trial 1 failed on standard
+        assert row["usage"]["machine_hours"][tier] == pytest.approx(hours) and row["usage"]["custom_jobs"] == 1
+    assert rows[1]["status"] == "FAILED"
     assert summary["usage"]["source"] == "CustomJobs' startTime and endTime"
     assert summary["usage"]["totals"]["machine_hours"] == pytest.approx(expected)
     assert expected["spot"] > 0 and expected["standard"] > 0
