@@ -110,7 +110,7 @@ def usage_line(summary: Mapping[str, Any]) -> str:
     usage = summary.get("usage")
     if not usage:
         return ""
-    return f"machine-hours, from the {usage['source']}: " + usage_text(usage["totals"], usage.get("estimated_cost"))
+    return f"usage, from the {usage['source']}: " + usage_text(usage["totals"], usage.get("estimated_cost"))
 
 
 def counts_text(counts: Mapping[str, int]) -> str:
