@@ -14,6 +14,7 @@ from hydra_vertex_pipelines.components import strict_json
 from hydra_vertex_pipelines.components.atomic_write import write_atomic
 from hydra_vertex_pipelines.components.clock import iso_utc
 from hydra_vertex_pipelines.components.failures import Failure, FailureKind, Source, TrialEvidence, attempts_of, failure_of
+from hydra_vertex_pipelines.components.machine_hours import estimated_cost, hours_between, total, usage
 from hydra_vertex_pipelines.components.sweep_files import TrialFiles
 from hydra_vertex_pipelines.components.trial_result import Flaw, RecordProblem, parse_record, record_problem
 
@@ -76,6 +77,7 @@ def read_trial(row: Mapping[str, Any], project: str = "", location: str = "", ru
     )
     if result.get("return_value_is_repr"):
         entry["return_value_is_repr"] = True
+    entry["usage"] = trial_usage(row, result)
     job_id = result.get("vertex_job_id")
     if job_id:
         entry["vertex_job_id"] = job_id
@@ -90,6 +92,27 @@ def failure_fields(failure: Optional[Failure], status: str) -> Dict[str, Any]:
     """A row's `failure` (its last attempt's kind and evidence, None if it completed) and
     `attempts` (every attempt, oldest first: see `failures.attempts_of`)."""
     return {"failure": None if failure is None else failure.to_json(), "attempts": attempts_of(failure, status)}
+
+
+def trial_usage(row: Mapping[str, Any], record: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+    """The trial's machine-hours from its record's start and end (the trial process's run
+    time, on every replica of every pool), or None when the row or record lacks them."""
+    hours = hours_between(record.get("start_time"), record.get("end_time"))
+    if hours is None or "machines" not in row:
+        return None
+    return usage(row["machines"], row.get("strategy"), hours)
+
+
+def sweep_usage(rows: Sequence[Dict[str, Any]], cost_rates: str) -> Dict[str, Any]:
+    """The trials' machine-hours added up; with `cost_rates` (JSON), the estimated cost of
+    the sweep and of each row (set on the rows)."""
+    out: Dict[str, Any] = {"source": "trial records", "totals": total(r.get("usage") for r in rows)}
+    if cost_rates:
+        rates = strict_json.loads(cost_rates)
+        out["estimated_cost"] = estimated_cost(out["totals"], rates)
+        for r in rows:
+            r["estimated_cost"] = estimated_cost(r["usage"], rates) if r.get("usage") else None
+    return out
 
 
 def _number(value: Any) -> bool:
@@ -247,6 +270,7 @@ def collect(
     project: str = "",
     location: str = "",
     run_id: str = "",
+    cost_rates: str = "",
 ) -> Dict[str, Any]:
     """Reads every trial's result, writes the summary at `summary_path` and returns it.
 
@@ -270,6 +294,7 @@ def collect(
         "best": None if best is None else {k: best[k] for k in ("number", "objective", "overrides", "output_dir")},
         "swept": swept,
         "fixed": fixed,
+        "usage": sweep_usage(rows, cost_rates),
     }
     write_atomic(summary_path, strict_json.dumps(summary, indent=2, default=repr))
     return summary

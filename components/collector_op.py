@@ -23,10 +23,12 @@ def collect_trials(
     project: str = "",
     location: str = "",
     run_id: str = "",
+    cost_rates: str = "",
 ):
     """Reads every trial's .vertex/result.json, writes summary.json, logs numeric results and
     renders the trial table and plots (Markdown and HTML artifacts, HTML also at
     `report_path` unless it is ""). A result of another run than `run_id` is no result.
+    `cost_rates` (JSON, "" for none) are the user's hourly rates for an estimated cost.
 
     Large sweeps list their trials in a file (`trials_path`): the executor input is one
     command-line argument, which Linux caps at 128 KiB.
@@ -40,11 +42,13 @@ def collect_trials(
     if trials_path:
         with open(trials_path, encoding="utf-8") as f:
             trials = json.load(f)
-    summary = collect(trials, summary_path, objective_key, objective_direction, project, location, run_id)
+    summary = collect(trials, summary_path, objective_key, objective_direction, project, location, run_id, cost_rates)
     for key, value in summary["metrics"].items():
         metrics.log_metric(key, value)
     for status, count in summary["counts"].items():
         metrics.log_metric(f"trials_{status.lower()}", count)
+    totals = summary["usage"]["totals"]["machine_hours"]
+    metrics.log_metric("machine_hours", sum(totals.values()))
     if summary["best"]:
         metrics.log_metric("best_trial", summary["best"]["number"])
         metrics.log_metric("best_objective", summary["best"]["objective"])

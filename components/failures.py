@@ -87,14 +87,14 @@ RULES: Tuple[Rule, ...] = (
         known_from='users\' reports: "Resources are insufficient in region" inside pipelines',
     ),
     Rule(
-        FailureKind.QUOTA,
-        codes=(RESOURCE_EXHAUSTED,),
-        known_from="google.rpc RESOURCE_EXHAUSTED (HTTP 429) without a stockout message: a quota or rate limit",
-    ),
-    Rule(
         FailureKind.FLEX_START_EXPIRED,
         pattern=r"max_wait_duration|maximum wait duration|flex[- ]?start",
         known_from="not documented: a message naming the Flex-start wait (scheduling.max_wait_duration)",
+    ),
+    Rule(
+        FailureKind.QUOTA,
+        codes=(RESOURCE_EXHAUSTED,),
+        known_from="google.rpc RESOURCE_EXHAUSTED (HTTP 429) without a stockout message: a quota or rate limit",
     ),
     Rule(
         FailureKind.TIMEOUT,

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from hydra_vertex_pipelines.components import strict_json
 from hydra_vertex_pipelines.components.collector import CONSOLE
+from hydra_vertex_pipelines.components.machine_hours import SPOT, STANDARD, fmt_hours, fmt_money, usage_text
 from hydra_vertex_pipelines.components.report_plots import (
     MAX_TOOLTIP_CHARS,
     UNSET,
@@ -93,6 +94,25 @@ def error_headline(error: Any) -> str:
     return lines[-1] if lines[0].startswith("Traceback") else lines[0]
 
 
+def machine_hours_cell(row: Mapping[str, Any]) -> str:
+    """A trial's machine-hours, `(Spot)` when its machines were Spot VMs; "" when unknown."""
+    u = row.get("usage")
+    if not u:
+        return ""
+    hours = u["machine_hours"]
+    text = fmt_hours(hours[SPOT] + hours[STANDARD]) + (" (Spot)" if hours[SPOT] > 0 else "")
+    cost = row.get("estimated_cost")
+    return text + (f" ≈ {fmt_money(cost['total'])} {cost['currency']}".rstrip() if cost else "")
+
+
+def usage_line(summary: Mapping[str, Any]) -> str:
+    """The sweep's machine-hours (and estimated cost), and which times they were counted from."""
+    usage = summary.get("usage")
+    if not usage:
+        return ""
+    return f"usage, from the {usage['source']}: " + usage_text(usage["totals"], usage.get("estimated_cost"))
+
+
 def counts_text(counts: Mapping[str, int]) -> str:
     total = sum(counts.values())
     parts = ", ".join(f"{n} {status.lower()}" for status, n in sorted(counts.items(), key=lambda kv: -kv[1]))
@@ -138,12 +158,12 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
     show_return = show_return_column(summary)
     linked = any(r.get("log_url") or r.get("console_url") for r in summary["trials"])
     header = ["", "trial", "status", *settings, objective_label(summary)]
-    header += ["return value"] * show_return + ["duration", "error"] + ["links"] * linked
+    header += ["return value"] * show_return + ["duration", "machine-hours", "error"] + ["links"] * linked
     best = best_number(summary)
     lines = [
         "## Sweep results",
         "",
-        *(md_cell(line) + "  " for line in headline(summary)),
+        *(md_cell(line) + "  " for line in (*headline(summary), usage_line(summary)) if line),
         "",
         "| " + " | ".join(md_cell(h) for h in header) + " |",
         "|" + "|".join("---" for _ in header) + "|",
@@ -156,7 +176,11 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
         if show_return:
             cells.append(cut(compact(r["return_value"]), MAX_CELL_CHARS) if completed else "—")
         kind = failure_kind(r)
-        cells += [fmt_duration(r.get("duration_s")), (f"[{kind}] " if kind else "") + error_headline(shown_error(r))]
+        cells += [
+            fmt_duration(r.get("duration_s")),
+            machine_hours_cell(r),
+            (f"[{kind}] " if kind else "") + error_headline(shown_error(r)),
+        ]
         row = [md_cell(c) for c in cells]
         if linked:
             urls = [(name, r.get(key)) for name, key in (("log", "log_url"), ("job", "console_url")) if r.get(key)]
@@ -260,7 +284,7 @@ def table(summary: Mapping[str, Any], report_dir: Optional[str]) -> str:
     show_return = show_return_column(summary)
     best = best_number(summary)
     head = ["", "trial", "status", *(f"<code>{escape(s)}</code>" for s in settings), escape(objective_label(summary))]
-    head += ["return value"] * show_return + ["duration", "error", "links"]
+    head += ["return value"] * show_return + ["duration", "machine-hours", "error", "links"]
     rows = []
     for r in summary["trials"]:
         classes = [STATUS_CLASSES.get(r["status"], "other")] + ["best"] * (r["number"] == best)
@@ -277,6 +301,7 @@ def table(summary: Mapping[str, Any], report_dir: Optional[str]) -> str:
         if show_return:
             cells.append(return_cell(r))
         cells.append(f'<td class="num">{fmt_duration(r.get("duration_s"))}</td>')
+        cells.append(f'<td class="num machine-hours">{escape(machine_hours_cell(r))}</td>')
         cells.append(f'<td class="error">{kind_badge(r)}{error_cell(shown_error(r))}</td>')
         cells.append(f'<td class="links">{row_links(r, report_dir)}</td>')
         rows.append(
@@ -309,6 +334,7 @@ def render_html(summary: Mapping[str, Any], report_dir: Optional[str] = None) ->
 <p class="meta" id="counts">{escape(counts)}</p>
 <p class="meta" id="objective">{escape(goal)}</p>
 <p class="meta" id="swept">{escape(swept)}</p>
+<p class="meta" id="usage">{escape(usage_line(summary))}</p>
 <p class="meta">created {escape(str(summary.get("created", "")))}</p></header>
 <h2>Plots</h2>
 {plot_section}

@@ -92,7 +92,9 @@ class RecordProblem:
             return f"the {TrialFiles.RECORD} there belongs to run {self.found!r}, not to this run {self.expected}"
         if self.flaw is Flaw.OTHER_TRIAL:
             return f"the {TrialFiles.RECORD} there belongs to trial {self.found!r}"
-        return f"the {TrialFiles.RECORD} there is an earlier attempt's (started {self.found}, this run at {iso_utc(self.expected)})"
+        return (
+            f"the {TrialFiles.RECORD} there is an earlier attempt's (started {self.found}, this run at {iso_utc(self.expected)})"
+        )
 
     def at(self, path: str) -> str:
         if self.flaw is Flaw.ABSENT:

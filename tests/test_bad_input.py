@@ -172,6 +172,14 @@ CASES = {
         [f"{L}.max_parallel={10**12}"],
         ["hydra.launcher.max_parallel=1000000000000", "from 1 to 2147483647"],
     ),
+    "cost-rate-negative": (
+        [f"+{L}.cost.rates.machine_types.n1-standard-4.spot=-1"],
+        ["hydra.launcher.cost.rates.machine_types.n1-standard-4.spot=-1 ", "an hourly rate of one machine type: a number >= 0"],
+    ),
+    "cost-rate-unknown-accelerator": (
+        [f"+{L}.cost.rates.accelerator_types.NVIDIA_GTX_1080.spot=1"],
+        ["hydra.launcher.cost.rates.accelerator_types='NVIDIA_GTX_1080'", "accelerator type names: NVIDIA_A100_80GB"],
+    ),
     "secret-in-env": (
         [f"+{L}.trial.env.WANDB_API_KEY=abc123secret"],
         ["hydra.launcher.trial.env.WANDB_API_KEY='<hidden>'", "no secrets"],

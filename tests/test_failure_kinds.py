@@ -106,3 +106,24 @@ def test_a_local_sweep_says_why_each_trial_failed(tmp_path):
     page = (sweep / "report.html").read_text()
     assert 'title="from its record">[app]</span>' in page
     assert 'title="from its CustomJob&#x27;s error, code 4">[timeout]</span>' in page
+
+
+def test_every_failure_the_emulator_injects_is_classified_as_its_kind():
+    """The emulator's fault table and the classification table agree: a rehearsed
+    preemption, stockout, quota refusal, expired Flex-start wait or internal error is
+    reported as that kind."""
+    from hydra_vertex_pipelines.components.failures import FailureKind, classify
+    from hydra_vertex_pipelines.pipeline_builder.emulator.faults import FAULT_ERRORS, JOB_CREATION_QUOTA, FaultKind
+
+    expected = {
+        FaultKind.PREEMPT.value: FailureKind.PREEMPTED,
+        FaultKind.QUOTA.value: FailureKind.QUOTA,
+        FaultKind.CAPACITY.value: FailureKind.CAPACITY,
+        FaultKind.FLEX_START_EXPIRED.value: FailureKind.FLEX_START_EXPIRED,
+        FaultKind.INTERNAL.value: FailureKind.INTERNAL,
+        JOB_CREATION_QUOTA: FailureKind.QUOTA,
+    }
+    values = dict(replica="workerpool0-0", metric="custom_model_training_cpus", region="us-central1", max_wait="60s", limit=60)
+    assert set(FAULT_ERRORS) == set(expected)
+    for name, error in FAULT_ERRORS.items():
+        assert classify(error.code, error.message.format(**values)) is expected[name], name

@@ -42,9 +42,13 @@ def test_four_trials_one_raises(emulators, tmp_path):
 
     summary = gcs.read_json(storage(), f"{manifest['run_root']}/summary.json")  # on the emulated bucket
     assert summary["counts"] == {"COMPLETED": 3, "FAILED": 1}
-    assert read_json(tmp_path / "summary.json") == summary  # and brought back to the sweep dir
+    local = read_json(tmp_path / "summary.json")  # brought back to the sweep dir, with the CustomJobs' hours
+    assert local["usage"]["from_trial_records"] == summary["usage"]["totals"]
+    for row in local["trials"]:
+        row["usage"] = row.pop("usage_from_record")
+    assert {**local, "usage": summary["usage"]} == summary
     report = gcs.read_bytes(storage(), f"{manifest['run_root']}/report.html")
-    assert (tmp_path / "report.html").read_bytes() == report and b'id="trial-1"' in report  # the failed trial too
+    assert b'id="trial-1"' in report and b'id="trial-1"' in (tmp_path / "report.html").read_bytes()  # the failed trial too
     job = emulators["vertex"].runs[manifest["run_id"]].view()
     assert job["state"] == "PIPELINE_STATE_FAILED"
     assert job["labels"]["hydra-run"] == manifest["run_id"]
@@ -100,6 +104,8 @@ def test_thirty_trials_cost_requests_per_poll_not_per_trial(emulators, tmp_path)
     made = {k: v - before.get(k, 0) for k, v in vertex.requests.items()}
     assert made[("POST", "create")] == 1
     assert made.get(("GET", "list"), 0) == 0
+    # The CustomJobs' hours: one list of them, in pages of 100 (the emulator lists every job it ran).
+    assert 1 <= made[("GET", "custom_job_list")] <= len(vertex.job_service.jobs) // 100 + 1
     gets = made[("GET", "get")]
     # One GET per poll, whatever the trial count: a GET per trial would cost 30 per poll,
     # far above one per 0.5 s however slow the machine is.

@@ -112,7 +112,13 @@ def test_custom_display_name_prefix_and_no_overrides():
 
 def test_trial_rows_are_small():
     assert trial_rows([make(TrialSettings(image_uri="img"))]) == [
-        {"number": 7, "overrides": ["lr=0.1", "model=big"], "output_dir": "/gcs/b/r/7"}
+        {
+            "number": 7,
+            "overrides": ["lr=0.1", "model=big"],
+            "output_dir": "/gcs/b/r/7",
+            "machines": [{"machine_type": "n1-standard-4", "replica_count": 1}],  # what its machine-hours count
+            "strategy": "STANDARD",
+        }
     ]
 
 

@@ -24,6 +24,7 @@ from ._errors import LauncherConfigError
 from ._failures import failure_counts, rewrite_with_failures
 from ._planning import Batch
 from ._returns import Evidence, job_return, trial_failure
+from ._usage import read_summary, summary_usage_text
 from ._writing import announce, write_batch
 
 if TYPE_CHECKING:
@@ -192,9 +193,6 @@ def run_pipeline(context: LaunchContext, batch: Batch, spec: Dict[str, Any], ser
         if (f := trial_failure(t, record, batch.sweep.run_id, evidence, None, batch.failure_rules))
     }
     collector = [t for t in result.tasks.values() if t.kind != TaskKind.CUSTOM_JOB]
-    log.info(
-        f"Local run {batch.sweep.run_id}: {sum(r.status == JobStatus.COMPLETED for r in returns)} of {len(returns)} trials completed"
-    )
     for task in collector:
         if task.state != TaskState.SUCCEEDED:
             log.warning(f"{task.display_name}: {task.state}: {task.error}")
@@ -206,6 +204,9 @@ def run_pipeline(context: LaunchContext, batch: Batch, spec: Dict[str, Any], ser
         local = Path(paths.local(path))
         if local.exists():
             log.info(f"{label}: {local}")
+    completed = sum(r.status == JobStatus.COMPLETED for r in returns)
+    hours = summary_usage_text(read_summary(Path(paths.local(batch.sweep.summary_path))))
+    log.info(f"Local run {batch.sweep.run_id}: {completed} of {len(returns)} trials completed{hours}")
     return returns
 
 

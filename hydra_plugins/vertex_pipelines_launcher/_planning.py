@@ -166,6 +166,7 @@ def _sweep(
         objective_direction=settings.direction.value,
         project=target.project if target else "",
         location=target.location if target else "",
+        cost_rates=settings.cost_rates,
     )
 
 

@@ -4,6 +4,9 @@ Every choice becomes its enum here, every submit setting is read here: the steps
 planning use these values and never read the launcher's config again.
 """
 
+import json
+import math
+import re
 import secrets
 from dataclasses import dataclass
 from enum import Enum
@@ -15,7 +18,7 @@ from hydra_vertex_pipelines.components.failures import Rule, rule_from_json, rul
 from hydra_vertex_pipelines.components.sweep_files import SweepFiles
 from hydra_vertex_pipelines.pipeline_builder.cloud.vertex import VertexTarget, check_target, default_project
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
-from hydra_vertex_pipelines.pipeline_builder.spec import names
+from hydra_vertex_pipelines.pipeline_builder.spec import names, vertex_enums
 from hydra_vertex_pipelines.pipeline_builder.spec.validation import (
     LAUNCHER_SETTINGS,
     check_gcs_uri,
@@ -80,6 +83,37 @@ class LaunchSettings:
     derived_labels: Dict[str, str]  # the app and the run, on the same resources
     submit: Optional[SubmitSettings]  # submit mode only
     failure_rules: Tuple[Rule, ...]  # the user's rules, then the built-in ones
+    cost_rates: str = ""  # the checked hourly rates as JSON, "" for none
+
+
+def check_cost_rates(rates: Any, field: str) -> str:
+    """`cost.rates` as the collector takes it (JSON), or "" when no rate is given; every
+    rate a finite number >= 0 (or null: no rate), every name a machine or accelerator type."""
+    data = OmegaConf.to_container(rates, resolve=True) if isinstance(rates, DictConfig) else dict(rates or {})
+    assert isinstance(data, dict)
+    if not (data.get("machine_types") or data.get("accelerator_types")):
+        return ""
+    for table, what in (("machine_types", "machine type"), ("accelerator_types", "accelerator type")):
+        for name, rate in (data.get(table) or {}).items():
+            _check_rate_name(str(name), what, f"{field}.{table}")
+            where = f"{field}.{table}.{name}"
+            if not isinstance(rate, dict) or not set(rate) <= {"spot", "standard"}:
+                raise ConfigError(where, rate, f"hourly rates of one {what}: {{spot: RATE, standard: RATE}}")
+            for tier, value in rate.items():
+                number = isinstance(value, (int, float)) and not isinstance(value, bool)
+                if value is not None and (not number or not math.isfinite(value) or value < 0):
+                    raise ConfigError(f"{where}.{tier}", value, f"an hourly rate of one {what}: a number >= 0, or null for none")
+    if not isinstance(data.get("currency"), str):
+        raise ConfigError(f"{field}.currency", data.get("currency"), "a currency code such as USD")
+    return json.dumps(data, sort_keys=True)
+
+
+def _check_rate_name(name: str, what: str, field: str) -> None:
+    if what == "machine type" and not re.match(r"^[a-z][a-z0-9-]*$", name):
+        raise ConfigError(field, name, "Compute Engine machine type names such as n1-standard-4")
+    if what == "accelerator type" and not vertex_enums.is_accelerator_type(name):
+        accepted = ", ".join(sorted(vertex_enums.ACCELERATOR_TYPES))
+        raise ConfigError(field, name, f"accelerator type names: {accepted}")
 
 
 def _pipeline_root(lconf: DictConfig, mode: Mode) -> str:
@@ -199,6 +233,7 @@ def check_settings(context: LaunchContext, job_overrides: Sequence[Sequence[str]
         derived_labels={"hydra-app": names.label_value(context.app_name), "hydra-run": run_id},
         submit=None if submit is None else _submit_settings(lconf, *submit, run_id),
         failure_rules=_failure_rules(lconf.failure_rules),
+        cost_rates=check_cost_rates(lconf.cost.rates, f"{FIELD}.cost.rates"),
     )
 
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from hydra.core.utils import JobReturn
+from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_vertex_pipelines.components import strict_json
@@ -28,6 +28,7 @@ from ._planning import Batch
 from ._resume import RERUN_LABEL, rerun_lost_results
 from ._returns import Evidence, job_return, returns_without_values, trial_failure
 from ._settings import SubmitSettings
+from ._usage import job_usages, rewrite, summary_usage_text, with_job_usage
 from ._writing import Written, announce, write_batch
 
 log = logging.getLogger(__name__)
@@ -194,24 +195,31 @@ def _job_configs(context: LaunchContext, trial: TrialSpec) -> Tuple[Optional[Dic
 
 
 def _download_summary(storage: Any, batch: Batch) -> Optional[Dict[str, Any]]:
-    """The collector's summary (and report), copied into the sweep dir, if it wrote one."""
+    """The collector's summary (and report), copied into the sweep dir, if it wrote one,
+    with the machine-hours of the run's CustomJobs (one list of them)."""
     summary = gcs.read_json(storage, batch.sweep.files.summary)
     if summary is not None:
+        try:  # every PipelineJob of this run, a resumed one's earlier ones included
+            jobs = vertex.run_custom_jobs("hydra-run", batch.sweep.run_id)
+        except Exception as e:  # noqa: BLE001 - the results matter more than the hours
+            log.warning(f"Listing the run's CustomJobs failed ({type(e).__name__}: {e}): machine-hours from the trial records")
+        else:
+            summary = with_job_usage(summary, job_usages(jobs, batch.sweep.trials), batch.sweep.cost_rates)
         local = SweepFiles(batch.sweep_dir, batch.sweep.tag).summary
         local.write_text(strict_json.dumps(summary, indent=2), encoding="utf-8")
         log.info(f"Summary: {local}")
-        report = gcs.read_bytes(storage, batch.sweep.files.report)
-        if report is not None:
-            local = SweepFiles(batch.sweep_dir, batch.sweep.tag).report
-            local.write_bytes(report)
-            log.info(f"Report: {local}")
+        report = SweepFiles(batch.sweep_dir, batch.sweep.tag).report
+        rewrite(summary, local, report, os.path.dirname(batch.sweep.report_path))
+        log.info(f"Report: {report}")
     return summary
 
 
-def trial_returns(context: LaunchContext, written: Written, target: vertex.VertexTarget, job: Any) -> List[JobReturn]:
+def trial_returns(
+    context: LaunchContext, written: Written, target: vertex.VertexTarget, job: Any
+) -> Tuple[List[JobReturn], Optional[Dict[str, Any]]]:
     """Each trial's JobReturn: one read of the collector's summary, else each .vertex/result.json;
     a result of another run or attempt is none, and a trial without one carries Vertex's
-    error for its task."""
+    error for its task. Also the summary, if the collector wrote one."""
     batch = written.batch
     storage = gcs.client(target.project, None if target.emulated else vertex.credentials(target))
     summary = _download_summary(storage, batch)
@@ -262,7 +270,7 @@ def trial_returns(context: LaunchContext, written: Written, target: vertex.Verte
     if failures:
         log.info(f"Failed trials by kind: {failure_counts(failures)}")
         _save_failures(storage, batch, failures)
-    return returns
+    return returns, summary
 
 
 def _save_failures(storage: Any, batch: Batch, failures: Dict[int, Failure]) -> None:
@@ -319,4 +327,7 @@ def run(context: LaunchContext, batch: Batch) -> List[JobReturn]:
     if not settings.wait:
         return returns_without_values(context, written.batch.sweep.trials, written.pipeline_path, "wait=false")
     follow(job, written, settings)
-    return trial_returns(context, written, settings.target, job)
+    returns, summary = trial_returns(context, written, settings.target, job)
+    completed = sum(r.status == JobStatus.COMPLETED for r in returns)
+    log.info(f"Run {written.batch.sweep.run_id}: {completed} of {len(returns)} trials completed{summary_usage_text(summary)}")
+    return returns

@@ -28,6 +28,23 @@ class ObjectiveConf:
 
 
 @dataclass
+class CostRatesConf:
+    """The user's own hourly rates, e.g. from the Vertex AI pricing page for their region:
+    name -> {spot: RATE, standard: RATE}, per machine and per accelerator (checked when planned)."""
+
+    machine_types: Dict[str, Any] = field(default_factory=dict)  # n1-standard-4: {spot: 0.04, standard: 0.19}
+    accelerator_types: Dict[str, Any] = field(default_factory=dict)  # NVIDIA_TESLA_T4: {spot: 0.14, standard: 0.35}
+    currency: str = "USD"
+
+
+@dataclass
+class CostConf:
+    """With any rate given, summary.json and the report show an estimated cost beside the machine-hours."""
+
+    rates: CostRatesConf = field(default_factory=CostRatesConf)
+
+
+@dataclass
 class VertexPipelinesLauncherConf:
     """One sweep batch -> one Vertex AI PipelineJob: a CustomJob per trial and a collector.
 
@@ -99,6 +116,8 @@ class VertexPipelinesLauncherConf:
     api_endpoint: Optional[str] = None
     # The trials' objective: the report marks the best trial and plots this value.
     objective: ObjectiveConf = field(default_factory=ObjectiveConf)
+    # An estimated cost from your hourly rates, beside the machine-hours.
+    cost: CostConf = field(default_factory=CostConf)
     trial: TrialSettings = field(default_factory=TrialSettings)
 
 

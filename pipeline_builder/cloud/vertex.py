@@ -233,6 +233,41 @@ def custom_job_errors(resource_names: List[str]) -> Dict[str, Tuple[int, str]]:
     return errors
 
 
+def run_custom_jobs(label: str, value: str) -> List[Dict[str, Any]]:
+    """Every CustomJob labelled `label=value`: one list (its pages), whatever the trials. Each as plain data: display name,
+    state, strategy, worker pools' machines (WorkerPoolSpec field names) and the start and end Vertex recorded (ISO
+    8601, None if the job never started or has not ended)."""
+    from google.cloud import aiplatform
+
+    out = []
+    for job in aiplatform.CustomJob.list(filter=f'labels.{label}="{value}"'):
+        gca = job.gca_resource
+        if gca.labels.get(label) != value:
+            continue  # the filter is the server's; checked here too
+        pb = type(gca).pb(gca)
+        out.append(
+            {
+                "display_name": gca.display_name,
+                "state": gca.state.name,
+                "strategy": gca.job_spec.scheduling.strategy.name,
+                "worker_pool_specs": [
+                    {
+                        "replica_count": p.replica_count,
+                        "machine_spec": {
+                            "machine_type": p.machine_spec.machine_type,
+                            "accelerator_type": p.machine_spec.accelerator_type.name,
+                            "accelerator_count": p.machine_spec.accelerator_count,
+                        },
+                    }
+                    for p in gca.job_spec.worker_pool_specs
+                ],
+                "start_time": gca.start_time.isoformat() if pb.HasField("start_time") else None,
+                "end_time": gca.end_time.isoformat() if pb.HasField("end_time") else None,
+            }
+        )
+    return out
+
+
 def follow(
     job: Any,
     poll_interval: float,

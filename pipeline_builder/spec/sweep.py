@@ -38,6 +38,9 @@ class SweepSpec:
     # Where the trials' CustomJobs run, for console links in the report ("": unknown).
     project: str = ""
     location: str = ""
+    # The user's hourly rates (JSON: machine_types and accelerator_types, each name ->
+    # {spot, standard}) for the report's estimated cost; "": no estimate.
+    cost_rates: str = ""
 
     @property
     def files(self) -> SweepFiles[str]:

@@ -4,6 +4,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from hydra_vertex_pipelines.components.machine_hours import pool_machines
 from hydra_vertex_pipelines.components.sweep_files import TrialFiles, gcs_to_fuse
 
 from ..errors import ConfigError
@@ -259,5 +260,15 @@ def retry_policy(settings: TrialSettings) -> Dict[str, Any]:
 
 
 def trial_rows(trials: Sequence[TrialSpec]) -> List[Dict[str, Any]]:
-    """The little the collector needs to know of each trial."""
-    return [{"number": t.number, "overrides": list(t.overrides), "output_dir": t.output_dir} for t in trials]
+    """The little the collector needs to know of each trial: its folder, and the machines
+    and scheduling strategy its machine-hours are counted from."""
+    return [
+        {
+            "number": t.number,
+            "overrides": list(t.overrides),
+            "output_dir": t.output_dir,
+            "machines": pool_machines(t.worker_pool_specs),
+            "strategy": t.job_settings.get("strategy") or "STANDARD",
+        }
+        for t in trials
+    ]
