@@ -42,6 +42,7 @@ LAYER_OF = {
     f"{BUILDER}.__main__": "cli",
     f"{BUILDER}.cli": "cli",
     f"{BUILDER}.errors": "errors",
+    f"{BUILDER}.lazy_exports": "lazy_exports",
     f"{BUILDER}.spec": "spec",
     f"{BUILDER}.cloud": "cloud",
     f"{BUILDER}.wheels": "wheels",
@@ -50,16 +51,17 @@ LAYER_OF = {
     f"{BUILDER}.pipeline": "pipeline",
     COMPONENTS: "components",
 }
-_BELOW_THE_CLI = {"pipeline_builder", "errors", "spec", "cloud", "wheels", "local", "emulator", "pipeline", "components"}
+_BELOW_THE_CLI = {"pipeline_builder", "errors", "lazy_exports", "spec", "cloud", "wheels", "local", "emulator", "pipeline", "components"}
 # layer -> the other layers it may import; nothing imports the command line
 MAY_IMPORT: Dict[str, Set[str]] = {
     "components": set(),
     "errors": set(),
+    "lazy_exports": set(),
     "spec": {"errors", "components"},
     "cloud": {"spec", "errors", "components"},
     "wheels": {"spec", "cloud", "errors", "components"},
-    "local": {"spec", "wheels", "errors", "components"},
-    "emulator": {"local", "cloud", "spec", "errors", "components"},
+    "local": {"spec", "wheels", "errors", "lazy_exports", "components"},
+    "emulator": {"local", "cloud", "spec", "errors", "lazy_exports", "components"},
     "pipeline": {"spec", "errors", "components"},
     "pipeline_builder": _BELOW_THE_CLI - {"pipeline_builder"},
     "cli": _BELOW_THE_CLI,

@@ -6,10 +6,11 @@ Its names load their module when first used: the launcher helper preloads
 server's imports.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any, Dict, List
+from typing import TYPE_CHECKING, Dict
 
-if TYPE_CHECKING:  # the names as type checkers see them; at run time, __getattr__ below
+from ..lazy_exports import lazy_exports
+
+if TYPE_CHECKING:  # the names as type checkers see them; at run time, lazy_exports' __getattr__ below
     from .custom_jobs import JobService as JobService
     from .job_store import JobStore as JobStore
     from .metadata import MetadataService as MetadataService
@@ -34,14 +35,4 @@ _EXPORTS: Dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # the next use is a plain attribute
-    return value
-
-
-def __dir__() -> List[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -7,10 +7,11 @@ the reaper start as `python -c "from ...local.fork_server import serve; ..."` (o
 the runner's imports.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any, Dict, List
+from typing import TYPE_CHECKING, Dict
 
-if TYPE_CHECKING:  # the names as type checkers see them; at run time, __getattr__ below
+from ..lazy_exports import lazy_exports
+
+if TYPE_CHECKING:  # the names as type checkers see them; at run time, lazy_exports' __getattr__ below
     from .fork_server import ForkServer as ForkServer
     from .gcpc_check import CustomJobChecker as CustomJobChecker
     from .gcpc_check import CustomJobRejected as CustomJobRejected
@@ -67,14 +68,4 @@ _EXPORTS: Dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # the next use is a plain attribute
-    return value
-
-
-def __dir__() -> List[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
