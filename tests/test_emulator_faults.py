@@ -36,10 +36,13 @@ STUBBORN = """
 import os, signal, sys, time
 from pathlib import Path
 out = Path(sys.argv[1]); out.mkdir(parents=True, exist_ok=True)
-(out / "pid").write_text(str(os.getpid()))
-signal.signal(signal.SIGTERM, lambda *a: (out / "term").write_text(repr(time.time())))
+def put(name, text):  # whole or not at all: a SIGKILL may land mid-write
+    (out / (name + ".tmp")).write_text(text)
+    os.replace(out / (name + ".tmp"), out / name)
+put("pid", str(os.getpid()))
+signal.signal(signal.SIGTERM, lambda *a: put("term", repr(time.time())))
 while True:
-    (out / "alive").write_text(repr(time.time()))
+    put("alive", repr(time.time()))
     time.sleep(0.05)
 """
 

@@ -27,7 +27,8 @@ def main(cfg):
     pids = Path(os.environ["PID_DIR"])
     parent = os.getppid()  # the trial's init (local mode's subreaper), whose parent started it
     starter = Path(f"/proc/{parent}/stat").read_text().rsplit(")", 1)[1].split()[1]
-    (pids / f"trial-{os.getpid()}").write_text(f"{parent} {starter}")
+    (pids / f".trial-{os.getpid()}").write_text(f"{parent} {starter}")  # whole, then named: read whole
+    os.replace(pids / f".trial-{os.getpid()}", pids / f"trial-{os.getpid()}")
     if cfg.x == "stubborn":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # its child inherits this
     if cfg.x in ("hang", "stubborn", "leave"):
@@ -80,7 +81,7 @@ def start(app: Path, tmp_path: Path, *args: str, **env: str) -> subprocess.Popen
 
 
 def recorded(tmp_path: Path) -> Dict[str, List[int]]:
-    names = [p.name for p in (tmp_path / "pids").iterdir()]
+    names = [p.name for p in (tmp_path / "pids").iterdir() if not p.name.startswith(".")]
     pids = {"trial": [], "child": [], "init": [], "server": [], "sigterm": []}
     for name in names:
         kind, pid = name.split("-")
