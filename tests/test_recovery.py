@@ -9,8 +9,6 @@ import pytest
 from conftest import APPS, read_json, run_app
 from test_emulator_process import Emulator
 
-pytestmark = pytest.mark.slow  # starts the emulator's command line and sweeps in subprocesses
-
 FAULTS = APPS / "faults"
 
 
@@ -48,6 +46,7 @@ def sweep(emulator: Emulator, sweep_dir, strategy: str, values: str, check: bool
     )
 
 
+@pytest.mark.slow  # the emulator's command line, a sweep in a subprocess
 def test_preempted_spot_trials_run_again_and_complete_in_a_second_pipeline_job(emulator, tmp_path):
     proc = sweep(emulator, tmp_path, "SPOT", "1,2,3", check=False)
     assert proc.returncode == 0, proc.stdout[-3000:]
@@ -68,6 +67,7 @@ def test_preempted_spot_trials_run_again_and_complete_in_a_second_pipeline_job(e
     assert (tmp_path / "recovery" / "attempt-2" / "pipeline.yaml").exists()
 
 
+@pytest.mark.slow
 def test_an_app_error_never_runs_again(emulator, tmp_path):
     proc = sweep(emulator, tmp_path, "STANDARD", "raise,5", check=False)
     assert proc.returncode == 1, proc.stdout[-3000:]
@@ -77,3 +77,39 @@ def test_an_app_error_never_runs_again(emulator, tmp_path):
     assert [len(t["attempts"]) for t in summary["trials"]] == [1, 1]
     assert summary["trials"][0]["failure"]["kind"] == "app"
     assert len(read_json(tmp_path / "manifest.json")["vertex"]["jobs"]) == 1
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            ["hydra.launcher.recovery.kinds=[preempted,app]"],
+            "hydra.launcher.recovery.kinds='app' is not accepted: .*app is never recovered",
+        ),
+        (
+            ["hydra.launcher.recovery.kinds=[stockout]"],
+            "hydra.launcher.recovery.kinds='stockout' is not accepted: failure kinds among preempted",
+        ),
+        (["hydra.launcher.recovery.max_attempts=0"], "hydra.launcher.recovery.max_attempts=0 is not accepted: an integer >= 1"),
+        (
+            ["hydra.launcher.recovery.quota_backoff=-1"],
+            "hydra.launcher.recovery.quota_backoff=-1.0 is not accepted: a number of seconds >= 0",
+        ),
+        (
+            ["hydra.launcher.recovery.max_attempts=2", "hydra.launcher.mode=compile"],
+            "max_attempts=2 is not accepted: 1 unless mode=submit and wait=true",
+        ),
+    ],
+)
+def test_bad_recovery_settings_are_refused_naming_the_field(tmp_path, overrides, message):
+    from conftest import launch_in_process
+    from hydra_plugins.vertex_pipelines_launcher._errors import LauncherConfigError
+
+    base = [
+        f"hydra.sweep.dir={tmp_path}",
+        "hydra.launcher.mode=compile",
+        "hydra.launcher.pipeline_root=gs://bkt/root",
+        "hydra.launcher.trial.image_uri=img",
+    ]
+    with pytest.raises(LauncherConfigError, match=message):
+        launch_in_process(FAULTS / "conf", [*base, *overrides], [["x=1"]])
