@@ -113,3 +113,35 @@ def test_bad_recovery_settings_are_refused_naming_the_field(tmp_path, overrides,
     ]
     with pytest.raises(LauncherConfigError, match=message):
         launch_in_process(FAULTS / "conf", [*base, *overrides], [["x=1"]])
+
+
+def test_an_attempt_holds_the_completed_trials_and_the_recovered_ones_labelled_and_no_other():
+    from pathlib import Path
+
+    from hydra_plugins.vertex_pipelines_launcher._choices import Mode
+    from hydra_plugins.vertex_pipelines_launcher._planning import Batch
+    from hydra_plugins.vertex_pipelines_launcher._recovery import attempt_batch, to_recover
+    from hydra_plugins.vertex_pipelines_launcher._resume import RERUN_LABEL
+    from hydra_plugins.vertex_pipelines_launcher._settings import RecoverySettings
+    from hydra_vertex_pipelines.components.failures import Failure, FailureKind, Source
+    from hydra_vertex_pipelines.pipeline_builder.spec.sweep import SweepSpec
+    from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec
+
+    failures = {
+        1: Failure(FailureKind.PREEMPTED, Source.CUSTOM_JOB),
+        2: Failure(FailureKind.APP, Source.RECORD),
+        3: Failure(FailureKind.QUOTA, Source.LAUNCHER),
+        4: Failure(FailureKind.TIMEOUT, Source.CUSTOM_JOB),
+    }
+    settings = RecoverySettings(3, frozenset({FailureKind.PREEMPTED, FailureKind.QUOTA}), 0.0)
+    assert set(to_recover(failures, {0: 1, 1: 2, 2: 1, 3: 3, 4: 1}, settings)) == {1}  # trial 3 has no attempt left
+    assert set(to_recover(failures, {0: 1, 1: 1, 2: 1, 3: 1, 4: 1}, settings)) == {1, 3}  # never app, nor a kind not asked
+
+    trials = tuple(TrialSpec(n, f"run_{n}", (f"x={n}",), f"t-{n}", f"gs://b/r/{n}", f"/gcs/b/r/{n}", ()) for n in range(5))
+    sweep = SweepSpec("app", "run-1", "gs://b", "gs://b/r", trials, "img")
+    batch = Batch(Mode.SUBMIT, sweep, Path("/tmp/sweep"), 0, "/tmp", None, False, (), job_id="run-1")
+    second = attempt_batch(batch, recovered=[1, 3], completed=[0], attempt=2)
+    assert [t.number for t in second.sweep.trials] == [0, 1, 3]  # 2 (app) and 4 (timeout) are left out
+    assert [t.labels.get(RERUN_LABEL) for t in second.sweep.trials] == [None, "attempt-2", "attempt-2"]
+    assert second.sweep.run_id == "run-1" and second.job_id == "run-1-attempt-2"  # the same folders, a new PipelineJob
+    assert second.sweep_dir == Path("/tmp/sweep/recovery/attempt-2")
