@@ -3,10 +3,11 @@ PipelineJobs of the same sweep, against the emulator started from its command li
 fault plan; an app's own error never runs again."""
 
 import signal
+import subprocess
 
 import pytest
 
-from conftest import APPS, read_json, run_app
+from conftest import APPS, CLI, read_json, run_app
 from test_emulator_process import Emulator
 
 FAULTS = APPS / "faults"
@@ -65,6 +66,9 @@ def test_preempted_spot_trials_run_again_and_complete_in_a_second_pipeline_job(e
     jobs = read_json(tmp_path / "manifest.json")["vertex"]["jobs"]
     assert len(jobs) == 2 and len(set(jobs)) == 2
     assert (tmp_path / "recovery" / "attempt-2" / "pipeline.yaml").exists()
+    assert read_json(tmp_path / "recovery" / "attempt-2" / "summary.json")["counts"] == {"COMPLETED": 3}
+    status = subprocess.run([CLI, "status", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0 and status.stdout.startswith(f"{jobs[1]}: PIPELINE_STATE_SUCCEEDED"), status
 
 
 @pytest.mark.slow

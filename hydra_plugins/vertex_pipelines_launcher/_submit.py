@@ -338,10 +338,15 @@ def run(context: LaunchContext, batch: Batch) -> List[JobReturn]:
     return returns
 
 
-def _attempt(context: LaunchContext, settings: SubmitSettings, batch: Batch) -> Round:
-    """One recovery attempt: its batch written, submitted, followed and read."""
+def _attempt(context: LaunchContext, settings: SubmitSettings, sweep_manifest: Path, batch: Batch) -> Round:
+    """One recovery attempt: its batch written, submitted (and added to the sweep's manifest
+    at once, so `status` and `cancel` find it if the launcher stops), followed and read."""
     written = write_batch(batch)
     job = submit(written, settings)
+    data = strict_json.loads(sweep_manifest.read_text(encoding="utf-8"))
+    vertex_data = data.get("vertex") or {}
+    vertex_data["jobs"] = [*vertex_data.get("jobs", [vertex_data.get("resource_name")]), job.resource_name]
+    write_manifest(sweep_manifest, {**data, "vertex": vertex_data})
     follow(job, written, settings)
     returns, summary, failures = trial_returns(context, written, settings.target, job)
     return Round([t.number for t in written.batch.sweep.trials], returns, summary, failures, job.resource_name)
@@ -353,13 +358,10 @@ def recover(
     """Runs again the trials that failed for a recoverable kind (README, "Recovery"); every
     trial's JobReturn, and the summary over every attempt, written in the sweep dir and the bucket."""
     recovery = Recovery(written.batch, settings.recovery, first)
-    returns = recovery.run(functools.partial(_attempt, context, settings))
-    if len(recovery.jobs) == 1:
-        return returns, first.summary
-    batch = written.batch
-    write_manifest(written.manifest_path, {**written.manifest, "vertex": {**_manifest_vertex(written), "jobs": recovery.jobs}})
-    summary = recovery.final_summary()
-    if summary is not None:
+    returns = recovery.run(functools.partial(_attempt, context, settings, written.manifest_path))
+    summary = recovery.final_summary() if len(recovery.jobs) > 1 else first.summary
+    if len(recovery.jobs) > 1 and summary is not None:
+        batch = written.batch
         files = SweepFiles(batch.sweep_dir, batch.sweep.tag)
         rewrite(summary, files.summary, files.report, os.path.dirname(batch.sweep.report_path))
         target = settings.target
@@ -368,8 +370,3 @@ def recover(
         gcs.write_bytes(storage, batch.sweep.files.report, files.report.read_bytes())
         log.info(f"Summary over {len(recovery.jobs)} PipelineJobs: {files.summary}")
     return returns, summary
-
-
-def _manifest_vertex(written: Written) -> Dict[str, Any]:
-    """The `vertex` part of the manifest as `submit` wrote it."""
-    return dict(strict_json.loads(written.manifest_path.read_text(encoding="utf-8")).get("vertex") or {})
