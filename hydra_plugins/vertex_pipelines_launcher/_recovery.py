@@ -62,11 +62,14 @@ def attempt_batch(batch: Batch, recovered: Sequence[int], completed: Sequence[in
     )
 
 
-def _attempt_entry(attempt: int, status: JobStatus, failure: Optional[Failure]) -> Dict[str, Any]:
+def _attempt_entry(attempt: int, status: JobStatus, row: Optional[Dict[str, Any]], failure: Optional[Failure]) -> Dict[str, Any]:
+    """One attempt as `attempts` lists it: its status as the collector read it (COMPLETED,
+    FAILED or MISSING), else as its JobReturn says."""
     completed = status is JobStatus.COMPLETED
+    read = (row or {}).get("status")
     return {
         "attempt": attempt,
-        "status": "COMPLETED" if completed else "FAILED",
+        "status": read or ("COMPLETED" if completed else "FAILED"),
         "failure": None if completed or failure is None else failure.to_json(),
     }
 
@@ -135,7 +138,7 @@ class Recovery:
             earlier = self.rows.get(number, {}).get("attempts") or []
             row = new_rows.get(number) or self.rows.get(number)
             if row is not None:
-                row = {**row, "attempts": [*earlier, _attempt_entry(attempt, returned.status, failure)]}
+                row = {**row, "attempts": [*earlier, _attempt_entry(attempt, returned.status, new_rows.get(number), failure)]}
                 self.rows[number] = row
         self.summary = result.summary or self.summary
         self.jobs.append(result.resource_name)
