@@ -74,6 +74,7 @@ class SweepFiles(Generic[Folder]):
     LAUNCHER_BUCKETS = ".gcs"  # local mode: cloud paths outside the trial folders
     RUN_LOCAL_BUCKETS = "gcs"  # `run-local`: cloud paths, by default beside the pipeline file
     PACKAGES = "packages"  # wheels the trials install, one folder per content digest
+    RECOVERY = "recovery"  # submit mode: each recovery attempt's pipeline, manifest and summary, in attempt-N/
 
     def __init__(self, folder: Folder, tag: str = "") -> None:
         self.folder: Folder = folder

@@ -159,9 +159,9 @@ def _runs(target: str, api_endpoint: Optional[str]) -> List[Run]:
             data = strict_json.loads(m.read_text(encoding="utf-8"))
             info = data.get("vertex")
             if info:
-                out.append(
-                    (VertexTarget(info["project"], info["location"], info.get("api_endpoint")), info["resource_name"], data)
-                )
+                # The sweep's latest PipelineJob: a recovered sweep lists every one in `jobs`.
+                latest = (info.get("jobs") or [info["resource_name"]])[-1]
+                out.append((VertexTarget(info["project"], info["location"], info.get("api_endpoint")), latest, data))
         if not out:
             raise SystemExit(f"error: {target} holds no manifest of a submitted run")
         return out

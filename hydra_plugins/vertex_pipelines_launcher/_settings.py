@@ -10,11 +10,11 @@ import re
 import secrets
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Dict, Optional, Sequence, Tuple, Type, TypeVar
+from typing import Any, Dict, FrozenSet, Optional, Sequence, Tuple, Type, TypeVar
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from hydra_vertex_pipelines.components.failures import Rule, rule_from_json, rules_from_json
+from hydra_vertex_pipelines.components.failures import FailureKind, Rule, rule_from_json, rules_from_json
 from hydra_vertex_pipelines.components.sweep_files import SweepFiles
 from hydra_vertex_pipelines.pipeline_builder.cloud.vertex import VertexTarget, check_target, default_project
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
@@ -45,6 +45,40 @@ def choose(value: Any, field: str, kind: Type[Choice]) -> Choice:
 
 
 @dataclass(frozen=True)
+class RecoverySettings:
+    """How many attempts a trial gets, for which failures, and the wait after a quota error."""
+
+    max_attempts: int = 1  # 1: no recovery
+    kinds: FrozenSet[FailureKind] = frozenset()
+    quota_backoff: float = 60.0  # seconds
+
+
+def check_recovery(value: Any, field: str, mode: Mode, wait: bool) -> RecoverySettings:
+    """The `recovery` settings, checked: an attempt count >= 1 (above 1 only in submit mode
+    with wait=true, where the launcher follows the run), kinds of failure other than `app`,
+    a backoff >= 0."""
+    max_attempts = value.max_attempts
+    if not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1:
+        raise ConfigError(f"{field}.max_attempts", max_attempts, "an integer >= 1 (1: no recovery)")
+    if max_attempts > 1 and (mode is not Mode.SUBMIT or not wait):
+        raise ConfigError(
+            f"{field}.max_attempts", max_attempts, "1 unless mode=submit and wait=true: the launcher recovers a run it follows"
+        )
+    accepted = [k.value for k in FailureKind if k is not FailureKind.APP]
+    kinds = list(value.kinds) if isinstance(value.kinds, (ListConfig, list, tuple)) else None
+    if kinds is None:
+        raise ConfigError(f"{field}.kinds", value.kinds, f"a list of failure kinds among {', '.join(accepted)}")
+    for kind in kinds:
+        if kind not in accepted:
+            why = "app is never recovered: the app's own error would fail again" if kind == FailureKind.APP.value else ""
+            raise ConfigError(f"{field}.kinds", kind, f"failure kinds among {', '.join(accepted)}", why)
+    backoff = value.quota_backoff
+    if not isinstance(backoff, (int, float)) or isinstance(backoff, bool) or not math.isfinite(backoff) or backoff < 0:
+        raise ConfigError(f"{field}.quota_backoff", backoff, "a number of seconds >= 0")
+    return RecoverySettings(max_attempts, frozenset(FailureKind(k) for k in kinds), float(backoff))
+
+
+@dataclass(frozen=True)
 class SubmitSettings:
     """Where the PipelineJob goes, how it runs, and how the launcher follows it."""
 
@@ -60,6 +94,7 @@ class SubmitSettings:
     wait: bool
     poll_interval: float  # seconds between two polls of a followed run
     reconnect_timeout: float  # seconds to keep trying while Vertex is out of reach
+    recovery: RecoverySettings = RecoverySettings()
 
 
 @dataclass(frozen=True)
@@ -175,6 +210,7 @@ def _submit_settings(lconf: DictConfig, failure_policy: FailurePolicy, target: V
         wait=bool(lconf.wait),
         poll_interval=poll_interval,
         reconnect_timeout=float(lconf.reconnect_timeout),
+        recovery=check_recovery(lconf.recovery, f"{FIELD}.recovery", Mode.SUBMIT, bool(lconf.wait)),
     )
 
 
@@ -213,6 +249,7 @@ def check_settings(context: LaunchContext, job_overrides: Sequence[Sequence[str]
     if lconf.encryption_spec_key_name is not None:
         check_kms_key(lconf.encryption_spec_key_name, str(lconf.location), f"{FIELD}.encryption_spec_key_name")
     submit = _check_submit(lconf) if mode is Mode.SUBMIT else None
+    check_recovery(lconf.recovery, f"{FIELD}.recovery", mode, bool(lconf.wait))
     fan_out = _fan_out(lconf, len(job_overrides))
     name, run_id, job_id = _run_names(context, mode, pipeline_root, job_overrides, initial_job_idx)
     return LaunchSettings(

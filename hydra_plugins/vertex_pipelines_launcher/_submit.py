@@ -25,6 +25,7 @@ from ._context import LaunchContext
 from ._errors import FollowingLost, LauncherConfigError
 from ._failures import failure_counts, rewrite_with_failures
 from ._planning import Batch
+from ._recovery import Recovery, Round
 from ._resume import RERUN_LABEL, rerun_lost_results
 from ._returns import Evidence, job_return, returns_without_values, trial_failure
 from ._settings import SubmitSettings
@@ -92,6 +93,7 @@ def submit(written: Written, settings: SubmitSettings) -> Any:
         "project": target.project,
         "location": target.location,
         "api_endpoint": target.api_endpoint,
+        "jobs": [job.resource_name],  # every PipelineJob of the sweep: recovery adds its attempts'
     }
     write_manifest(written.manifest_path, {**written.manifest, "vertex": where})
     log.info(f"Submitted {job.resource_name}")
@@ -216,10 +218,10 @@ def _download_summary(storage: Any, batch: Batch) -> Optional[Dict[str, Any]]:
 
 def trial_returns(
     context: LaunchContext, written: Written, target: vertex.VertexTarget, job: Any
-) -> Tuple[List[JobReturn], Optional[Dict[str, Any]]]:
+) -> Tuple[List[JobReturn], Optional[Dict[str, Any]], Dict[int, Failure]]:
     """Each trial's JobReturn: one read of the collector's summary, else each .vertex/result.json;
     a result of another run or attempt is none, and a trial without one carries Vertex's
-    error for its task. Also the summary, if the collector wrote one."""
+    error for its task. Also the summary, if the collector wrote one, and the failed trials' failures."""
     batch = written.batch
     storage = gcs.client(target.project, None if target.emulated else vertex.credentials(target))
     summary = _download_summary(storage, batch)
@@ -270,7 +272,7 @@ def trial_returns(
     if failures:
         log.info(f"Failed trials by kind: {failure_counts(failures)}")
         _save_failures(storage, batch, failures)
-    return returns, summary
+    return returns, summary, failures
 
 
 def _save_failures(storage: Any, batch: Batch, failures: Dict[int, Failure]) -> None:
@@ -327,7 +329,44 @@ def run(context: LaunchContext, batch: Batch) -> List[JobReturn]:
     if not settings.wait:
         return returns_without_values(context, written.batch.sweep.trials, written.pipeline_path, "wait=false")
     follow(job, written, settings)
-    returns, summary = trial_returns(context, written, settings.target, job)
+    returns, summary, failures = trial_returns(context, written, settings.target, job)
+    if settings.recovery.max_attempts > 1:
+        first = Round([t.number for t in written.batch.sweep.trials], returns, summary, failures, job.resource_name)
+        returns, summary = recover(context, written, settings, first)
     completed = sum(r.status == JobStatus.COMPLETED for r in returns)
     log.info(f"Run {written.batch.sweep.run_id}: {completed} of {len(returns)} trials completed{summary_usage_text(summary)}")
     return returns
+
+
+def _attempt(context: LaunchContext, settings: SubmitSettings, sweep_manifest: Path, batch: Batch) -> Round:
+    """One recovery attempt: its batch written, submitted (and added to the sweep's manifest
+    at once, so `status` and `cancel` find it if the launcher stops), followed and read."""
+    written = write_batch(batch)
+    job = submit(written, settings)
+    data = strict_json.loads(sweep_manifest.read_text(encoding="utf-8"))
+    vertex_data = data.get("vertex") or {}
+    vertex_data["jobs"] = [*vertex_data.get("jobs", [vertex_data.get("resource_name")]), job.resource_name]
+    write_manifest(sweep_manifest, {**data, "vertex": vertex_data})
+    follow(job, written, settings)
+    returns, summary, failures = trial_returns(context, written, settings.target, job)
+    return Round([t.number for t in written.batch.sweep.trials], returns, summary, failures, job.resource_name)
+
+
+def recover(
+    context: LaunchContext, written: Written, settings: SubmitSettings, first: Round
+) -> Tuple[List[JobReturn], Optional[Dict[str, Any]]]:
+    """Runs again the trials that failed for a recoverable kind (README, "Recovery"); every
+    trial's JobReturn, and the summary over every attempt, written in the sweep dir and the bucket."""
+    recovery = Recovery(written.batch, settings.recovery, first)
+    returns = recovery.run(functools.partial(_attempt, context, settings, written.manifest_path))
+    summary = recovery.final_summary() if len(recovery.jobs) > 1 else first.summary
+    if len(recovery.jobs) > 1 and summary is not None:
+        batch = written.batch
+        files = SweepFiles(batch.sweep_dir, batch.sweep.tag)
+        rewrite(summary, files.summary, files.report, os.path.dirname(batch.sweep.report_path))
+        target = settings.target
+        storage = gcs.client(target.project, None if target.emulated else vertex.credentials(target))
+        gcs.write_bytes(storage, batch.sweep.files.summary, files.summary.read_bytes())
+        gcs.write_bytes(storage, batch.sweep.files.report, files.report.read_bytes())
+        log.info(f"Summary over {len(recovery.jobs)} PipelineJobs: {files.summary}")
+    return returns, summary

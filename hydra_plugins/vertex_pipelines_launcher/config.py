@@ -44,6 +44,23 @@ class CostConf:
     rates: CostRatesConf = field(default_factory=CostRatesConf)
 
 
+def _recoverable_kinds() -> List[str]:
+    return ["preempted", "capacity", "quota", "internal", "unknown"]
+
+
+@dataclass
+class RecoveryConf:
+    """Submit mode with wait=true: trials that failed for one of `kinds` run again as a new
+    PipelineJob of the same sweep (README, "Recovery")."""
+
+    # Attempts per trial, the first included; 1: no recovery.
+    max_attempts: int = 1
+    # Failure kinds worth another attempt: any kind but app (the app's own error would fail again).
+    kinds: List[str] = field(default_factory=_recoverable_kinds)
+    # Seconds to wait before a new attempt when a trial's failure was a quota error.
+    quota_backoff: float = 60.0
+
+
 @dataclass
 class VertexPipelinesLauncherConf:
     """One sweep batch -> one Vertex AI PipelineJob: a CustomJob per trial and a collector.
@@ -118,6 +135,8 @@ class VertexPipelinesLauncherConf:
     objective: ObjectiveConf = field(default_factory=ObjectiveConf)
     # An estimated cost from your hourly rates, beside the machine-hours.
     cost: CostConf = field(default_factory=CostConf)
+    # Runs again the trials that failed for a cloud's reason (preemption, stockout, quota...).
+    recovery: RecoveryConf = field(default_factory=RecoveryConf)
     trial: TrialSettings = field(default_factory=TrialSettings)
 
 
