@@ -8,10 +8,9 @@ import logging
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from hydra_vertex_pipelines.components import strict_json
-from hydra_vertex_pipelines.components.atomic_write import write_atomic
 from hydra_vertex_pipelines.components.failures import Failure, with_failures
-from hydra_vertex_pipelines.components.report import render_html
+
+from ._usage import read_summary, rewrite
 
 log = logging.getLogger(__name__)
 
@@ -22,15 +21,10 @@ def rewrite_with_failures(
     """Sets the failures in the summary at `summary_path` and renders the report at
     `report_path` again (its links relative to `report_dir`, as the collector made them);
     the new summary, or None when there is none or nothing changed."""
-    try:
-        summary = strict_json.loads(summary_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    summary = read_summary(summary_path)
     if not isinstance(summary, dict) or not with_failures(summary, failures):
         return None
-    write_atomic(str(summary_path), strict_json.dumps(summary, indent=2))
-    if report_path.exists():
-        write_atomic(str(report_path), render_html(summary, report_dir))
+    rewrite(summary, summary_path, report_path if report_path.exists() else None, report_dir)
     return summary
 
 

@@ -207,12 +207,10 @@ def _download_summary(storage: Any, batch: Batch) -> Optional[Dict[str, Any]]:
             log.warning(f"Listing the run's CustomJobs failed ({type(e).__name__}: {e}): machine-hours from the trial records")
         else:
             summary = with_job_usage(summary, job_usages(jobs, batch.sweep.trials), batch.sweep.cost_rates)
-        local = SweepFiles(batch.sweep_dir, batch.sweep.tag).summary
-        local.write_text(strict_json.dumps(summary, indent=2), encoding="utf-8")
-        log.info(f"Summary: {local}")
-        report = SweepFiles(batch.sweep_dir, batch.sweep.tag).report
-        rewrite(summary, local, report, os.path.dirname(batch.sweep.report_path))
-        log.info(f"Report: {report}")
+        local = SweepFiles(batch.sweep_dir, batch.sweep.tag)
+        rewrite(summary, local.summary, local.report, os.path.dirname(batch.sweep.report_path))
+        log.info(f"Summary: {local.summary}")
+        log.info(f"Report: {local.report}")
     return summary
 
 

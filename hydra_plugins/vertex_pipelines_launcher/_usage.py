@@ -62,9 +62,11 @@ def with_job_usage(summary: Dict[str, Any], per_trial: Mapping[int, Dict[str, An
     return summary
 
 
-def rewrite(summary: Mapping[str, Any], summary_path: Path, report_path: Path, report_dir: str) -> None:
-    """The sweep dir's summary.json and report, with what `with_job_usage` added."""
+def rewrite(summary: Mapping[str, Any], summary_path: Path, report_path: Optional[Path], report_dir: str) -> None:
+    """The sweep dir's summary.json, and its report rendered again from it (None: no report),
+    after the launcher added what the collector could not know."""
     from hydra_vertex_pipelines.components.report import render_html
 
     write_atomic(str(summary_path), strict_json.dumps(summary, indent=2))
-    write_atomic(str(report_path), render_html(summary, report_dir))
+    if report_path is not None:
+        write_atomic(str(report_path), render_html(summary, report_dir))
