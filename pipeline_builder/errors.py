@@ -1,5 +1,16 @@
 """The one error type raised for settings that Vertex would reject."""
 
+from typing import Any
+
+
+def shown(value: Any) -> str:
+    """A value as the user wrote it in YAML or an override: `null`, `true`, `false`; else its repr."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
 
 class ConfigError(ValueError):
     """A setting that cannot work; the message names the field, the value and what is accepted.
@@ -13,7 +24,7 @@ class ConfigError(ValueError):
         self.accepted = accepted
         self.hint = hint
         self.where = where
-        message = f"{field}={value!r}" + (f" ({where})" if where else "") + f" is not accepted: {accepted}"
+        message = f"{field}={shown(value)}" + (f" ({where})" if where else "") + f" is not accepted: {accepted}"
         if hint:
             message += f". {hint}"
         super().__init__(message)

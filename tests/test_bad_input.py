@@ -18,15 +18,15 @@ CASES = {
     ),
     "root-missing": (
         [f"{L}.pipeline_root=null"],
-        ["hydra.launcher.pipeline_root=None", "a gs:// URI", "required in compile mode"],
+        ["hydra.launcher.pipeline_root=null", "a gs:// URI", "required in compile mode"],
     ),
     "image-missing": (
         [f"{L}.trial.image_uri=null"],
-        ["hydra.launcher.trial.image_uri=None", "only local mode runs without one"],
+        ["hydra.launcher.trial.image_uri=null", "only local mode runs without one"],
     ),
     "accelerator-count-without-type": (
         [f"{L}.trial.accelerator_count=2"],
-        ["hydra.launcher.trial.accelerator_type=None", "an accelerator type when accelerator_count=2"],
+        ["hydra.launcher.trial.accelerator_type=null", "an accelerator type when accelerator_count=2"],
     ),
     "accelerator-unknown": (
         [f"{L}.trial.accelerator_type=NVIDIA_GTX_1080", f"{L}.trial.accelerator_count=1"],
@@ -114,7 +114,7 @@ CASES = {
     ),
     "package-without-image": (
         [f"{L}.trial.code=package"],
-        ["hydra.launcher.trial.package.executor_image_uri=None", "a Vertex prebuilt training image"],
+        ["hydra.launcher.trial.package.executor_image_uri=null", "a Vertex prebuilt training image"],
     ),
     "cmek-in-another-region": (
         [f"{L}.trial.encryption_spec_key_name=projects/p/locations/europe-west4/keyRings/r/cryptoKeys/k"],

@@ -264,7 +264,7 @@ def test_a_wheel_that_wants_another_launcher_version_is_refused(tmp_path):
 
 def test_package_mode_needs_a_collector_image(tmp_path):
     message = _compile_refusal(tmp_path, make_project(tmp_path / "project"), "hydra.launcher.collector_image=null")
-    assert "hydra.launcher.collector_image=None is not accepted" in message
+    assert "hydra.launcher.collector_image=null is not accepted" in message
 
 
 @pytest.mark.slow

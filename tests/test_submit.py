@@ -120,7 +120,7 @@ def test_missing_project_is_a_clear_error(tmp_path):
         GOOGLE_APPLICATION_CREDENTIALS="",
     )
     assert proc.returncode == 1
-    assert "hydra.launcher.project=None is not accepted: a Google Cloud project id" in proc.stderr
+    assert "hydra.launcher.project=null is not accepted: a Google Cloud project id" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "pipeline.yaml").exists()
 
@@ -147,7 +147,26 @@ def test_missing_credentials_say_how_to_set_them_up(tmp_path):
     assert proc.returncode == 1
     assert "No Google Cloud credentials" in proc.stderr
     assert "gcloud auth application-default login" in proc.stderr
+    assert ".." not in proc.stderr.replace("...", "")
     assert "Traceback" not in proc.stderr
+
+
+def test_missing_project_and_credentials_are_said_at_once(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT")}
+    env.update(HOME=str(tmp_path), CLOUDSDK_CONFIG=str(tmp_path / "gcloud"), NO_GCE_CHECK="True", HYDRA_FULL_ERROR="0")
+    proc = subprocess.run(
+        [sys.executable, str(QUICKSTART), "-m", "hydra.launcher.mode=submit", f"hydra.sweep.dir={tmp_path / 's'}", "lr=0.1"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert "hydra.launcher.project=null is not accepted: a Google Cloud project id" in proc.stderr
+    assert "Also: No Google Cloud credentials" in proc.stderr and "gcloud auth application-default login" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "s" / "pipeline.yaml").exists()
     assert not (tmp_path / "s" / "pipeline.yaml").exists()
 
 
@@ -327,7 +346,7 @@ def test_pickled_jobs_travel_through_the_bucket(emulators, tmp_path):
 @pytest.mark.parametrize(
     "override,message",
     [
-        ("hydra.launcher.pipeline_root=null", "hydra.launcher.pipeline_root=None is not accepted: a gs:// URI"),
+        ("hydra.launcher.pipeline_root=null", "hydra.launcher.pipeline_root=null is not accepted: a gs:// URI"),
         ("hydra.launcher.location=''", "hydra.launcher.location='' is not accepted: a Vertex AI region"),
         ("hydra.launcher.failure_policy=never", "hydra.launcher.failure_policy='never' is not accepted: one of fast, slow"),
         ("hydra.launcher.poll_interval=0", "hydra.launcher.poll_interval=0.0 is not accepted: null or a number of seconds > 0"),

@@ -25,7 +25,7 @@ def test_defaults_with_an_image_are_valid():
 
 def test_image_is_optional_only_when_not_required():
     check_trial_settings(TrialSettings(), "trial", require_image=False)
-    with pytest.raises(ConfigError, match="trial.image_uri=None"):
+    with pytest.raises(ConfigError, match="trial.image_uri=null"):
         check_trial_settings(TrialSettings(), "trial")
 
 
@@ -231,7 +231,7 @@ def test_error_says_where_the_setting_came_from():
 W = WorkerPoolSettings
 BAD_SETTINGS = [
     (dict(code="docker"), "trial.code='docker' is not accepted: one of image, package"),
-    (dict(code="package"), "trial.package.executor_image_uri=None is not accepted: a Vertex prebuilt training image"),
+    (dict(code="package"), "trial.package.executor_image_uri=null is not accepted: a Vertex prebuilt training image"),
     (
         dict(code="package", package=PackageSettings(executor_image_uri="img", python_module="trainer/task.py")),
         "trial.package.python_module='trainer/task.py' is not accepted: a dotted module name",
@@ -290,7 +290,7 @@ BAD_SETTINGS = [
     (dict(reserved_ip_ranges=["Range 1"]), "trial.reserved_ip_ranges='Range 1' is not accepted: names of reserved IP ranges"),
     (
         dict(reserved_ip_ranges=["vertex-range"]),
-        "trial.network=None is not accepted: a network when trial.reserved_ip_ranges is set",
+        "trial.network=null is not accepted: a network when trial.reserved_ip_ranges is set",
     ),
     (
         dict(psc_interface_config={"attachment": "na"}),
@@ -319,7 +319,7 @@ BAD_SETTINGS = [
     ),
     (
         dict(tensorboard="projects/p/locations/us-central1/tensorboards/1"),
-        "trial.service_account=None is not accepted: a service account when trial.tensorboard is set",
+        "trial.service_account=null is not accepted: a service account when trial.tensorboard is set",
     ),
 ]
 
@@ -363,7 +363,7 @@ BAD_LAUNCHER = [
     ),
     (
         {"reserved_ip_ranges": ["vertex-range"]},
-        "hydra.launcher.network=None is not accepted: a network when hydra.launcher.reserved_ip_ranges is set",
+        "hydra.launcher.network=null is not accepted: a network when hydra.launcher.reserved_ip_ranges is set",
     ),
     (
         {"collector_image": "my image"},
@@ -376,7 +376,7 @@ BAD_LAUNCHER = [
         "hydra.launcher.max_parallel=1000000000000 is not accepted: null or a whole number from 1 to 2147483647",
     ),
     ({"max_parallel": 0}, "hydra.launcher.max_parallel=0 is not accepted"),
-    ({"max_parallel": True}, "hydra.launcher.max_parallel=True is not accepted"),
+    ({"max_parallel": True}, "hydra.launcher.max_parallel=true is not accepted"),
     ({"experiment": "My Experiment"}, "hydra.launcher.experiment='My Experiment' is not accepted: an experiment name"),
 ]
 

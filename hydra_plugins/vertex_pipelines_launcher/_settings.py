@@ -16,7 +16,12 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from hydra_vertex_pipelines.components.failures import FailureKind, Rule, rule_from_json, rules_from_json
 from hydra_vertex_pipelines.components.sweep_files import SweepFiles
-from hydra_vertex_pipelines.pipeline_builder.cloud.vertex import VertexTarget, check_target, default_project
+from hydra_vertex_pipelines.pipeline_builder.cloud.vertex import (
+    VertexTarget,
+    check_target,
+    credentials_problem,
+    default_project,
+)
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
 from hydra_vertex_pipelines.pipeline_builder.spec import names, vertex_enums
 from hydra_vertex_pipelines.pipeline_builder.spec.validation import (
@@ -185,9 +190,13 @@ def _check_submit(lconf: DictConfig) -> Tuple[FailurePolicy, VertexTarget]:
         raise ConfigError(f"{FIELD}.poll_interval", lconf.poll_interval, "null or a number of seconds > 0")
     if not isinstance(lconf.reconnect_timeout, (int, float)) or lconf.reconnect_timeout < 0:
         raise ConfigError(f"{FIELD}.reconnect_timeout", lconf.reconnect_timeout, "a number of seconds >= 0")
-    target = check_target(lconf.project or default_project(), lconf.location, FIELD)
-    if lconf.api_endpoint:
-        target = VertexTarget(target.project, target.location, str(lconf.api_endpoint))
+    project = lconf.project or default_project()
+    endpoint = str(lconf.api_endpoint) if lconf.api_endpoint else None
+    # Without a project, say a missing credential in the same error, not on the next try.
+    also = "" if project else credentials_problem(VertexTarget("", "", endpoint))
+    target = check_target(project, lconf.location, FIELD, also)
+    if endpoint:
+        target = VertexTarget(target.project, target.location, endpoint)
     return failure_policy, target
 
 

@@ -60,8 +60,18 @@ def credentials(target: VertexTarget) -> Any:
     try:
         creds, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
     except DefaultCredentialsError as e:
-        raise CredentialsError(f"No Google Cloud credentials: {e}. {ADC_HELP}.") from None
+        raise CredentialsError(f"No Google Cloud credentials: {str(e).rstrip('. ')}. {ADC_HELP}.") from None
     return creds
+
+
+def credentials_problem(target: VertexTarget) -> str:
+    """Why `credentials` would fail ("": it would not), so that one error can say every
+    missing setting at once."""
+    try:
+        credentials(target)
+    except CredentialsError as e:
+        return str(e)
+    return ""
 
 
 def init(target: VertexTarget, creds: Any = None) -> None:
@@ -306,14 +316,15 @@ def follow(
         time.sleep(poll_interval)
 
 
-def check_target(project: Optional[str], location: Optional[str], field: str) -> VertexTarget:
-    """Validates where the job would go, before any request."""
+def check_target(project: Optional[str], location: Optional[str], field: str, also: str = "") -> VertexTarget:
+    """Validates where the job would go, before any request; `also` is another problem of
+    the same launch (missing credentials), said in the same error."""
     if not project:
         raise ConfigError(
             f"{field}.project",
             project,
             "a Google Cloud project id (none was set, and Application Default Credentials name none)",
-            f"e.g. {field}.project=my-project",
+            f"e.g. {field}.project=my-project" + (f". Also: {also.rstrip('.')}" if also else ""),
         )
     if not location:
         raise ConfigError(f"{field}.location", location, "a Vertex AI region such as us-central1")
