@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tu
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig
 
-from hydra_vertex_pipelines.components.failures import RULES, Failure, Rule, TrialEvidence, failure_of
+from hydra_vertex_pipelines.components.failures import RULES, Failure, Rule, Source, TrialEvidence, failure_of
 from hydra_vertex_pipelines.components.trial_result import COMPLETED, record_problem
 from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec
 
@@ -92,7 +92,10 @@ def _failure(trial: TrialSpec, headline: str, evidence: Evidence, failure: Optio
     where = f"Trial {trial.number} ({' '.join(trial.overrides) or 'no overrides'})"
     kind = f" [{failure.kind}]" if failure is not None else ""
     lines = [f"{where} failed{kind}: {headline}"]
-    if evidence.log_tail.strip():
+    # An error the app recorded itself was printed with its traceback as the trial ran (the
+    # trial's lines reach the console): its log's tail would say it all again.
+    recorded = failure is not None and failure.source is Source.RECORD
+    if evidence.log_tail.strip() and not recorded:
         lines.append(f"Last lines of its log:\n{evidence.log_tail.rstrip()}")
     if evidence.log_path:
         lines.append(f"Its log: {evidence.log_path}")
