@@ -151,3 +151,19 @@ def test_storage_emulator_refuses_other_hosts_and_pages(tmp_path, monkeypatch):
         assert not (tmp_path / "storage" / "b").exists()  # its own files stay in its folder
     finally:
         server.stop()
+
+
+def test_storage_emulator_reads_of_absent_objects_log_no_error(tmp_path, monkeypatch, caplog):
+    from hydra_vertex_pipelines.pipeline_builder.cloud import gcs
+    from hydra_vertex_pipelines.pipeline_builder.emulator.storage import StorageServer
+
+    server = StorageServer(tmp_path / "storage")
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", server.start())
+    try:
+        storage = gcs.client("local")
+        gcs.ensure_bucket(storage, "gs://b")
+        with caplog.at_level("INFO"):
+            assert gcs.read_json(storage, "gs://b/run/summary.json") is None  # an ordinary 404
+    finally:
+        server.stop()
+    assert [r.getMessage() for r in caplog.records if r.levelname in ("WARNING", "ERROR")] == []

@@ -7,6 +7,7 @@ of that view is uploaded back as a bucket, so a bookkeeping folder inside it wou
 taken for a bucket named `.cloudstorage`.
 """
 
+import logging
 import shutil
 import threading
 from dataclasses import dataclass
@@ -70,6 +71,12 @@ class DataDir:
         return self
 
 
+def _not_a_missing_object(record: logging.LogRecord) -> bool:
+    """gcp-storage-emulator logs an error for every read of an absent object; for the
+    emulator that is an ordinary 404 (the launcher asks whether a summary is there yet)."""
+    return not (record.msg == "Resource not found:" or isinstance(record.msg, (FileNotFoundError, IsADirectoryError)))
+
+
 class StorageServer:
     """gcp-storage-emulator on disk, answering only requests that name its own address."""
 
@@ -95,6 +102,9 @@ class StorageServer:
                 f"error: the Cloud Storage emulator's index {index} is unreadable ({e}); move it away to start with no buckets"
             ) from None
         _replace_whole_files(storage)
+        missing = logging.getLogger("gcp_storage_emulator.storage")
+        if _not_a_missing_object not in missing.filters:
+            missing.addFilter(_not_a_missing_object)
         # One request at a time, as gcp-storage-emulator serves: its store is not thread-safe.
         self._httpd = HTTPServer((host, port), partial(Guarded, storage))
         self.url = f"http://{host}:{self._httpd.server_address[1]}"
