@@ -80,7 +80,13 @@ def test_an_attempt_on_a_fallback_swaps_only_precomputed_machines_and_scheduling
     assert second.job_settings["strategy"] == "STANDARD"  # cumulative: fallback 1 on top of fallback 0
     assert ran_on(second) == {"index": 1, "settings": {"strategy": "STANDARD", **T4}}
     for attempt in (first, second):
-        assert (attempt.number, attempt.display_name, attempt.output_uri, attempt.output_dir, attempt.worker_pool_specs[0]["container_spec"]) == (
+        assert (
+            attempt.number,
+            attempt.display_name,
+            attempt.output_uri,
+            attempt.output_dir,
+            attempt.worker_pool_specs[0]["container_spec"],
+        ) == (
             trial.number,
             trial.display_name,
             trial.output_uri,
@@ -104,7 +110,9 @@ def test_a_recovery_attempt_runs_each_recovered_trial_on_its_fallback_and_lists_
 
     capacity = Failure(FailureKind.CAPACITY, Source.CUSTOM_JOB, 8, "Resources are insufficient in region")
     trials = tuple(l4_trial([T4]).__class__(**{**vars(l4_trial([T4])), "number": n}) for n in range(2))
-    batch = Batch(Mode.SUBMIT, SweepSpec("app", "run", "gs://b", "gs://b/run", trials, "img"), Path("/s"), 0, "/", None, False, ())
+    batch = Batch(
+        Mode.SUBMIT, SweepSpec("app", "run", "gs://b", "gs://b/run", trials, "img"), Path("/s"), 0, "/", None, False, ()
+    )
 
     def row(n: int, status: str, failure) -> dict:
         attempt = {"attempt": 1, "status": status, "failure": failure and failure.to_json()}
@@ -134,8 +142,15 @@ def test_the_report_says_which_settings_each_trial_finally_ran_on():
     from hydra_vertex_pipelines.components.report import md_cell, render_html, render_markdown
 
     def row(n: int, fallback) -> dict:
-        return {"number": n, "status": "COMPLETED", "overrides": [f"x={n}"], "objective": float(n), "return_value": float(n),
-                "output_dir": f"/tmp/{n}", "fallback": fallback}
+        return {
+            "number": n,
+            "status": "COMPLETED",
+            "overrides": [f"x={n}"],
+            "objective": float(n),
+            "return_value": float(n),
+            "output_dir": f"/tmp/{n}",
+            "fallback": fallback,
+        }
 
     summary = {
         "trials": [row(0, None), row(1, {"index": 0, "settings": T4})],
@@ -174,7 +189,11 @@ def test_fault_rules_match_the_chiefs_machine_or_accelerator():
 
 
 COMPILE = ["hydra.launcher.mode=compile", "hydra.launcher.pipeline_root=gs://bkt/root", "hydra.launcher.trial.image_uri=img"]
-L4 = ["hydra.launcher.trial.machine_type=g2-standard-8", "hydra.launcher.trial.accelerator_type=NVIDIA_L4", "hydra.launcher.trial.accelerator_count=1"]
+L4 = [
+    "hydra.launcher.trial.machine_type=g2-standard-8",
+    "hydra.launcher.trial.accelerator_type=NVIDIA_L4",
+    "hydra.launcher.trial.accelerator_count=1",
+]
 
 
 @pytest.mark.parametrize(
@@ -195,7 +214,10 @@ L4 = ["hydra.launcher.trial.machine_type=g2-standard-8", "hydra.launcher.trial.a
             r"the GPUs built into hydra.launcher.trial.fallbacks\[0\].machine_type=g2-standard-8",
         ),
         ("[{strategy:CHEAP}]", r"fallbacks\[0\].strategy='CHEAP' .*is not accepted: one of FLEX_START, SPOT, STANDARD"),
-        ("[{workers:{env:{A:1}}}]", r"fallbacks\[0\].workers.env=.*is not accepted: a setting a fallback may change: machine_type"),
+        (
+            "[{workers:{env:{A:1}}}]",
+            r"fallbacks\[0\].workers.env=.*is not accepted: a setting a fallback may change: machine_type",
+        ),
         ("[{}]", r"fallbacks\[0\]=\{\} .*is not accepted: a mapping of settings to change"),
     ],
 )
@@ -213,10 +235,16 @@ def test_each_trial_checks_its_fallbacks_on_its_own_settings(tmp_path):
     model's CPU trial has no accelerator count for them, and the error names that trial."""
     from hydra_plugins.vertex_pipelines_launcher._errors import LauncherConfigError
 
-    overrides = [f"hydra.sweep.dir={tmp_path}", "hydra.launcher.mode=compile", "hydra.launcher.trial.fallbacks=[{machine_type:n1-standard-8,accelerator_type:NVIDIA_TESLA_T4}]"]
+    overrides = [
+        f"hydra.sweep.dir={tmp_path}",
+        "hydra.launcher.mode=compile",
+        "hydra.launcher.trial.fallbacks=[{machine_type:n1-standard-8,accelerator_type:NVIDIA_TESLA_T4}]",
+    ]
     launch_in_process(PER_TRIAL / "conf", overrides, [["model=large"]])
     with pytest.raises(LauncherConfigError, match=r"fallbacks\[0\].accelerator_count=0 \(trial 1: model=small\) is not accepted"):
-        launch_in_process(PER_TRIAL / "conf", [f"hydra.sweep.dir={tmp_path}/2", *overrides[1:]], [["model=large"], ["model=small"]])
+        launch_in_process(
+            PER_TRIAL / "conf", [f"hydra.sweep.dir={tmp_path}/2", *overrides[1:]], [["model=large"], ["model=small"]]
+        )
 
 
 # ---- end to end: the emulator's L4s are always out of capacity ----------------------------
@@ -230,7 +258,8 @@ def emulator(tmp_path_factory):
 
 
 @pytest.mark.slow  # the emulator's command line, a sweep in a subprocess, two PipelineJobs
-def test_a_trial_whose_accelerator_is_always_out_of_capacity_completes_on_its_fallback(emulator, tmp_path):
+@pytest.mark.parametrize("fan_out", ["tasks", "parallel_for"])
+def test_a_trial_whose_accelerator_is_always_out_of_capacity_completes_on_its_fallback(emulator, tmp_path, fan_out):
     proc = run_app(
         FAULTS / "app.py",
         [
@@ -247,6 +276,7 @@ def test_a_trial_whose_accelerator_is_always_out_of_capacity_completes_on_its_fa
             "hydra.launcher.trial.fallbacks=[{machine_type:n1-standard-8,accelerator_type:NVIDIA_TESLA_T4}]",
             "hydra.launcher.recovery.max_attempts=2",
             f"hydra.sweep.dir={tmp_path}",
+            f"hydra.launcher.fan_out={fan_out}",
             "x=1,2",
         ],
         check=False,
