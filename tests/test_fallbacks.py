@@ -301,3 +301,12 @@ def test_a_trial_whose_accelerator_is_always_out_of_capacity_completes_on_its_fa
     assert len(read_json(tmp_path / "manifest.json")["vertex"]["jobs"]) == 2
     report = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "ran on" in report and report.count(shown) == 2
+
+
+def test_fallbacks_that_no_attempt_can_run_on_are_named_in_a_warning(tmp_path, caplog):
+    overrides = [f"hydra.sweep.dir={tmp_path}", *COMPILE, "hydra.launcher.trial.fallbacks=[{strategy:STANDARD}]"]
+    launch_in_process(FAULTS / "conf", overrides, [["x=1"]])
+    assert "hydra.launcher.trial.fallbacks are set, but no attempt of this sweep can run on them" in caplog.text
+    caplog.clear()
+    launch_in_process(FAULTS / "conf", [f"hydra.sweep.dir={tmp_path}/2", *COMPILE], [["x=1"]])
+    assert "fallbacks" not in caplog.text
