@@ -18,6 +18,7 @@ T4 = {"machine_type": "n1-standard-8", "accelerator_type": "NVIDIA_TESLA_T4"}
 def l4_trial(fallbacks, strategy: str = "SPOT"):
     from hydra_vertex_pipelines.pipeline_builder.spec.settings import TrialSettings
     from hydra_vertex_pipelines.pipeline_builder.spec.trials import build_trial
+    from hydra_vertex_pipelines.pipeline_builder.spec.validation import check_trial_settings
 
     settings = TrialSettings(
         image_uri="img",
@@ -27,6 +28,7 @@ def l4_trial(fallbacks, strategy: str = "SPOT"):
         strategy=strategy,
         fallbacks=fallbacks,
     )
+    check_trial_settings(settings, "hydra.launcher.trial")  # the README's example is valid
     return build_trial(
         number=3,
         job_id="run_3",
