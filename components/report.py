@@ -105,6 +105,25 @@ def machine_hours_cell(row: Mapping[str, Any]) -> str:
     return text + (f" ≈ {fmt_money(cost['total'])} {cost['currency']}".rstrip() if cost else "")
 
 
+def fallback_text(fallback: Optional[Mapping[str, Any]]) -> str:
+    """The settings a trial's attempt ran on, as `trial.fallbacks` changed them:
+    `fallbacks[1]: machine_type=n1-standard-8, accelerator_type=NVIDIA_TESLA_T4`; "" for its own."""
+    if not fallback:
+        return ""
+    changed = ", ".join(f"{k}={compact(v) if isinstance(v, (dict, list)) else v}" for k, v in fallback["settings"].items())
+    return f"fallbacks[{fallback['index']}]: {changed}"
+
+
+def ran_on_cell(row: Mapping[str, Any]) -> str:
+    """Which settings the trial finally ran on: a fallback's, or its own."""
+    return fallback_text(row.get("fallback")) or "its own settings"
+
+
+def shows_fallbacks(summary: Mapping[str, Any]) -> bool:
+    """Whether any trial ran on a fallback: only then has the table a `ran on` column."""
+    return any(r.get("fallback") for r in summary["trials"])
+
+
 def usage_line(summary: Mapping[str, Any]) -> str:
     """The sweep's machine-hours (and estimated cost), and which times they were counted from."""
     usage = summary.get("usage")
@@ -157,8 +176,10 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
     settings = list(summary["swept"])
     show_return = show_return_column(summary)
     linked = any(r.get("log_url") or r.get("console_url") for r in summary["trials"])
+    fallbacks = shows_fallbacks(summary)
     header = ["", "trial", "status", *settings, objective_label(summary)]
-    header += ["return value"] * show_return + ["duration", "machine-hours", "error"] + ["links"] * linked
+    header += ["return value"] * show_return + ["duration", "machine-hours"] + ["ran on"] * fallbacks
+    header += ["error"] + ["links"] * linked
     best = best_number(summary)
     lines = [
         "## Sweep results",
@@ -176,11 +197,8 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
         if show_return:
             cells.append(cut(compact(r["return_value"]), MAX_CELL_CHARS) if completed else "—")
         kind = failure_kind(r)
-        cells += [
-            fmt_duration(r.get("duration_s")),
-            machine_hours_cell(r),
-            (f"[{kind}] " if kind else "") + error_headline(shown_error(r)),
-        ]
+        cells += [fmt_duration(r.get("duration_s")), machine_hours_cell(r)] + [ran_on_cell(r)] * fallbacks
+        cells.append((f"[{kind}] " if kind else "") + error_headline(shown_error(r)))
         row = [md_cell(c) for c in cells]
         if linked:
             urls = [(name, r.get(key)) for name, key in (("log", "log_url"), ("job", "console_url")) if r.get(key)]
@@ -284,7 +302,8 @@ def table(summary: Mapping[str, Any], report_dir: Optional[str]) -> str:
     show_return = show_return_column(summary)
     best = best_number(summary)
     head = ["", "trial", "status", *(f"<code>{escape(s)}</code>" for s in settings), escape(objective_label(summary))]
-    head += ["return value"] * show_return + ["duration", "machine-hours", "error", "links"]
+    fallbacks = shows_fallbacks(summary)
+    head += ["return value"] * show_return + ["duration", "machine-hours"] + ["ran on"] * fallbacks + ["error", "links"]
     rows = []
     for r in summary["trials"]:
         classes = [STATUS_CLASSES.get(r["status"], "other")] + ["best"] * (r["number"] == best)
@@ -302,6 +321,8 @@ def table(summary: Mapping[str, Any], report_dir: Optional[str]) -> str:
             cells.append(return_cell(r))
         cells.append(f'<td class="num">{fmt_duration(r.get("duration_s"))}</td>')
         cells.append(f'<td class="num machine-hours">{escape(machine_hours_cell(r))}</td>')
+        if fallbacks:
+            cells.append(f'<td class="ran-on">{escape(ran_on_cell(r))}</td>')
         cells.append(f'<td class="error">{kind_badge(r)}{error_cell(shown_error(r))}</td>')
         cells.append(f'<td class="links">{row_links(r, report_dir)}</td>')
         rows.append(

@@ -12,13 +12,15 @@ what its earlier attempt saved.
 import dataclasses
 import logging
 import time
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence
 
 from hydra.core.utils import JobReturn, JobStatus
 
 from hydra_vertex_pipelines.components.collector import sweep_usage
 from hydra_vertex_pipelines.components.failures import Failure, FailureKind, with_failures
+from hydra_vertex_pipelines.components.report import fallback_text
 from hydra_vertex_pipelines.components.sweep_files import SweepFiles
+from hydra_vertex_pipelines.pipeline_builder.spec.fallbacks import for_attempt, ran_on
 from hydra_vertex_pipelines.pipeline_builder.spec.names import label_value
 
 from ._planning import Batch
@@ -44,13 +46,22 @@ def to_recover(failures: Dict[int, Failure], attempts: Dict[int, int], settings:
     return {n: f for n, f in failures.items() if f.kind in settings.kinds and attempts[n] < settings.max_attempts}
 
 
-def attempt_batch(batch: Batch, recovered: Sequence[int], completed: Sequence[int], attempt: int) -> Batch:
+def attempt_batch(
+    batch: Batch,
+    recovered: Sequence[int],
+    completed: Sequence[int],
+    attempt: int,
+    kinds: Optional[Mapping[int, Sequence[Optional[str]]]] = None,
+) -> Batch:
     """The sweep's batch for attempt N: the completed trials (cache hits) and the recovered
-    ones, labelled so that the cache cannot skip them, as a new PipelineJob whose files go to
-    the sweep dir's recovery/attempt-N."""
+    ones, labelled so that the cache cannot skip them and on the fallback that the kinds of
+    their earlier failures (`kinds`, oldest first) choose, as a new PipelineJob whose files
+    go to the sweep dir's recovery/attempt-N."""
     stamp = label_value(f"attempt-{attempt}")
     trials = tuple(
-        dataclasses.replace(t, labels={**t.labels, RERUN_LABEL: stamp}) if t.number in recovered else t
+        dataclasses.replace(for_attempt(t, (kinds or {}).get(t.number, ())), labels={**t.labels, RERUN_LABEL: stamp})
+        if t.number in recovered
+        else t
         for t in batch.sweep.trials
         if t.number in recovered or t.number in completed
     )
@@ -62,15 +73,23 @@ def attempt_batch(batch: Batch, recovered: Sequence[int], completed: Sequence[in
     )
 
 
-def _attempt_entry(attempt: int, status: JobStatus, row: Optional[Dict[str, Any]], failure: Optional[Failure]) -> Dict[str, Any]:
+def _attempt_entry(
+    attempt: int,
+    status: JobStatus,
+    row: Optional[Dict[str, Any]],
+    failure: Optional[Failure],
+    fallback: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
     """One attempt as `attempts` lists it: its status as the collector read it (COMPLETED,
-    FAILED or MISSING), else as its JobReturn says."""
+    FAILED or MISSING), else as its JobReturn says, and the fallback it ran on (None: the
+    trial's own settings)."""
     completed = status is JobStatus.COMPLETED
     read = (row or {}).get("status")
     return {
         "attempt": attempt,
         "status": read or ("COMPLETED" if completed else "FAILED"),
         "failure": None if completed or failure is None else failure.to_json(),
+        "fallback": fallback,
     }
 
 
@@ -96,6 +115,8 @@ class Recovery:
         self.rows = {int(r["number"]): r for r in (first.summary or {}).get("trials", [])}
         self.attempts = {n: 1 for n in first.numbers}
         self.failures = dict(first.failures)
+        # Each trial's attempts' failure kinds, oldest first (None: completed): they choose its fallback.
+        self.kinds: Dict[int, List[Optional[str]]] = {n: [f.kind.value] for n, f in first.failures.items()}
         self.summary = first.summary
         self.jobs = [first.resource_name]
 
@@ -108,7 +129,11 @@ class Recovery:
             attempt = max(self.attempts[n] for n in recovered) + 1
             self._announce(recovered, attempt)
             completed = [n for n, r in self.returns.items() if r.status is JobStatus.COMPLETED]
-            self._add(submit_round(attempt_batch(self.batch, sorted(recovered), completed, attempt)), recovered, attempt)
+            batch = attempt_batch(self.batch, sorted(recovered), completed, attempt, self.kinds)
+            ran = {t.number: ran_on(t) for t in batch.sweep.trials if t.number in recovered}
+            for number, fallback in sorted((n, f) for n, f in ran.items() if f):
+                log.warning(f"Recovery: trial {number} runs on {fallback_text(fallback)}")
+            self._add(submit_round(batch), recovered, attempt, ran)
 
     def _announce(self, recovered: Dict[int, Failure], attempt: int) -> None:
         why = ", ".join(f"{n} ({f.kind.value})" for n, f in sorted(recovered.items()))
@@ -120,7 +145,9 @@ class Recovery:
             log.warning(f"Recovery: waiting {self.settings.quota_backoff:.0f} s (quota_backoff) after a quota error")
             time.sleep(self.settings.quota_backoff)
 
-    def _add(self, result: Round, recovered: Dict[int, Failure], attempt: int) -> None:
+    def _add(
+        self, result: Round, recovered: Dict[int, Failure], attempt: int, ran: Optional[Dict[int, Any]] = None
+    ) -> None:
         """Takes the recovered trials' results from the attempt; the other trials keep theirs."""
         new_rows = {int(r["number"]): r for r in (result.summary or {}).get("trials", [])}
         if result.summary is not None:
@@ -135,10 +162,13 @@ class Recovery:
                 self.failures.pop(number, None)
             else:
                 self.failures[number] = failure
+            self.kinds.setdefault(number, []).append(None if failure is None else failure.kind.value)
+            fallback = (ran or {}).get(number)
             earlier = self.rows.get(number, {}).get("attempts") or []
             row = new_rows.get(number) or self.rows.get(number)
             if row is not None:
-                row = {**row, "attempts": [*earlier, _attempt_entry(attempt, returned.status, new_rows.get(number), failure)]}
+                entry = _attempt_entry(attempt, returned.status, new_rows.get(number), failure, fallback)
+                row = {**row, "attempts": [*earlier, entry], "fallback": fallback}
                 self.rows[number] = row
         self.summary = result.summary or self.summary
         self.jobs.append(result.resource_name)

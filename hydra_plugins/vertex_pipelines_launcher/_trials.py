@@ -5,12 +5,14 @@ checked on its own, and an error names the trial and its overrides.
 """
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from hydra_vertex_pipelines.components.sweep_files import TrialFiles, gcs_to_fuse
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
 from hydra_vertex_pipelines.pipeline_builder.spec import names
+from hydra_vertex_pipelines.pipeline_builder.spec.fallbacks import FALLBACK_KINDS
 from hydra_vertex_pipelines.pipeline_builder.spec.settings import Code, Entry, TrialSettings
 from hydra_vertex_pipelines.pipeline_builder.spec.trials import retry_policy
 from hydra_vertex_pipelines.pipeline_builder.spec.validation import (
@@ -27,6 +29,8 @@ from ._context import LaunchContext
 from ._settings import LaunchSettings, choose
 
 TRIAL = f"{FIELD}.trial"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,20 @@ def _check_loop_retries(trials: List[Dict[str, Any]]) -> None:
         )
 
 
+def _warn_of_unused_fallbacks(settings: LaunchSettings, trials: List[Dict[str, Any]]) -> None:
+    """Fallbacks take effect only when recovery runs a trial again after a failure that moves it on."""
+    if not any(p["settings"].fallbacks for p in trials):
+        return
+    recovery = settings.submit.recovery if settings.submit else None
+    if recovery is None or recovery.max_attempts < 2 or not recovery.kinds & FALLBACK_KINDS:
+        kinds = ", ".join(sorted(k.value for k in FALLBACK_KINDS))
+        log.warning(
+            f"{TRIAL}.fallbacks are set, but no attempt of this sweep can run on them: a trial runs on a fallback when "
+            f"recovery (mode=submit, wait=true, {FIELD}.recovery.max_attempts > 1) runs it again after a failure "
+            f"of a kind among {kinds} that is in {FIELD}.recovery.kinds"
+        )
+
+
 def plan_trials(
     context: LaunchContext, settings: LaunchSettings, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
 ) -> PlannedTrials:
@@ -173,6 +191,7 @@ def plan_trials(
     trials = [p.arguments for p in planned]
     if settings.fan_out is FanOut.PARALLEL_FOR:
         _check_loop_retries(trials)
+    _warn_of_unused_fallbacks(settings, trials)
     return PlannedTrials(
         base_settings=base_settings,
         code=Code(base_settings.code) if planned else Code.IMAGE,  # each trial's was checked, and is the sweep's

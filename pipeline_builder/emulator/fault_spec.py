@@ -106,7 +106,17 @@ def rule(data: Any, where: str) -> FaultRule:
     if "after" in data and kind != FaultKind.PREEMPT:
         raise FaultSpecError(f"{where}: after applies to kind preempt only, not {kind.value}")
     after = _seconds(data.get("after", PREEMPT_AFTER_S), f"{where}: after")
-    return FaultRule(kind, rate, None if pattern is None else str(pattern), _attempts(data.get("attempt"), where), after)
+    machine = {key: _name(data.get(key), f"{where}: {key}") for key in ("machine_type", "accelerator_type")}
+    return FaultRule(kind, rate, None if pattern is None else str(pattern), _attempts(data.get("attempt"), where), after, **machine)
+
+
+def _name(value: Any, what: str) -> Optional[str]:
+    """A machine or accelerator type as the CustomJob names it (`g2-standard-8`, `NVIDIA_L4`)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", value):
+        raise FaultSpecError(f"{what} {value!r} must be a machine or accelerator type name, e.g. g2-standard-8 or NVIDIA_L4")
+    return value
 
 
 def _attempts(value: Any, where: str) -> Tuple[int, ...]:

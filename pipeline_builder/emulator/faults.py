@@ -3,7 +3,8 @@
 A fault plan (`hydra-vertex-pipelines emulator --faults FILE`, `--fault KIND,key=value,...`)
 lists rules; each CreateCustomJob meets the first rule that matches its display name,
 the attempt number of that display name (its 1st, 2nd... CreateCustomJob since the
-emulator started) and its scheduling strategy, and whose `rate` draw hits. The draw is
+emulator started), its scheduling strategy and its chief's machine type and accelerator
+type, and whose `rate` draw hits. The draw is
 seeded by the plan's seed, the rule's place, the display name and the attempt, so the
 same seed gives the same faults whatever order parallel tasks create their jobs in.
 
@@ -95,7 +96,7 @@ FAULT_ERRORS: Dict[str, FaultError] = {
 
 # Vertex preempts only Spot VMs, and only a Flex-start job waits for resources.
 _ONLY_FOR = {FaultKind.PREEMPT: "SPOT", FaultKind.FLEX_START_EXPIRED: "FLEX_START"}
-RULE_FIELDS = ("kind", "rate", "display_name", "attempt", "after")
+RULE_FIELDS = ("kind", "rate", "display_name", "attempt", "after", "machine_type", "accelerator_type")
 PLAN_FIELDS = ("seed", "preemption_grace", "job_creation_quota", "faults")
 QUOTA_TEXT = re.compile(r"^\s*(\d+)\s*(?:per|/)\s*minute\s*$")
 
@@ -111,12 +112,17 @@ class FaultRule:
     display_name: Optional[str] = None  # a regular expression searched in the display name
     attempts: Tuple[int, ...] = ()  # which CreateCustomJob of that display name (1: the first); () every one
     after: float = PREEMPT_AFTER_S  # preempt: seconds after the job starts running
+    machine_type: Optional[str] = None  # the chief's machineSpec.machineType, exactly; None: any
+    accelerator_type: Optional[str] = None  # the chief's machineSpec.acceleratorType, exactly; None: any
 
-    def matches(self, display_name: str, attempt: int, strategy: str) -> bool:
+    def matches(self, display_name: str, attempt: int, strategy: str, machine: Optional[Mapping[str, Any]] = None) -> bool:
+        machine = machine or {}
         return (
             (self.display_name is None or re.search(self.display_name, display_name) is not None)
             and (not self.attempts or attempt in self.attempts)
             and _ONLY_FOR.get(self.kind, strategy) == strategy
+            and self.machine_type in (None, machine.get("machineType"))
+            and self.accelerator_type in (None, machine.get("acceleratorType"))
         )
 
 
@@ -155,6 +161,8 @@ class Faults:
         message) or None, and the fault the created job meets or None."""
         name = str(job.get("displayName", ""))
         scheduling = job.get("jobSpec", {}).get("scheduling", {})
+        pools = job.get("jobSpec", {}).get("workerPoolSpecs", [{}])
+        machine = (pools[0] if pools else {}).get("machineSpec", {})
         with self._lock:
             self._attempts[name] += 1
             attempt = self._attempts[name]
@@ -162,7 +170,7 @@ class Faults:
                 (
                     r
                     for i, r in enumerate(self.plan.rules)
-                    if r.matches(name, attempt, scheduling.get("strategy", "")) and self._hit(i, name, attempt, r)
+                    if r.matches(name, attempt, scheduling.get("strategy", ""), machine) and self._hit(i, name, attempt, r)
                 ),
                 None,
             )
@@ -172,11 +180,10 @@ class Faults:
                     return refused, None
         if rule is None:
             return None, None
-        pools = job.get("jobSpec", {}).get("workerPoolSpecs", [{}])
         values = {
             "region": region,
             "replica": "workerpool0-0",
-            "metric": _metric(pools[0].get("machineSpec", {}) if pools else {}),
+            "metric": _metric(machine),
             "max_wait": scheduling.get("maxWaitDuration", "86400s"),
         }
         error = FAULT_ERRORS[rule.kind.value]

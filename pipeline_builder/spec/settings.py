@@ -4,9 +4,10 @@ The same dataclass is the Hydra structured config of ``hydra.launcher.trial`` an
 input of the pipeline builder, so a setting has exactly one definition.
 """
 
+import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 # Vertex's Reduction Server image (the pool that speeds up all-reduce across GPU workers).
 REDUCTION_SERVER_IMAGE = "us-docker.pkg.dev/vertex-ai-restricted/training/reductionserver:latest"
@@ -145,6 +146,57 @@ class TrialSettings:
     display_name: Optional[str] = None
     # gs:// folder holding one sub-folder per trial; None: <pipeline_root>/<run id>.
     base_output_dir: Optional[str] = None
+    # Partial settings (FALLBACK_KEYS) an attempt that follows a preemption or a stockout
+    # runs on, each on top of the ones before it, e.g. [{strategy: STANDARD}] (README, "Recovery").
+    fallbacks: List[Dict[str, Any]] = field(default_factory=list)
+
+
+# What a fallback may change: where and on what the trial runs, never what it runs (its
+# image, command, environment) nor how many replicas it has (the app's world size).
+FALLBACK_POOL_KEYS = ("machine_type", "accelerator_type", "accelerator_count", "boot_disk_type", "boot_disk_size_gb")
+FALLBACK_KEYS = (
+    *FALLBACK_POOL_KEYS,
+    "strategy",
+    "max_wait_duration",
+    "timeout",
+    "persistent_resource_id",
+    "workers",
+    "parameter_servers",
+)
+_FALLBACK_POOLS = ("workers", "parameter_servers")
+
+
+def fallback_variants(settings: TrialSettings) -> List[Tuple[Dict[str, Any], TrialSettings]]:
+    """Each fallback's settings: fallback i on top of the trial's own and fallbacks 0..i-1,
+    as (what changed from the trial's own, the whole settings). Unknown keys are refused by
+    `validation.check_fallbacks` first; here they raise KeyError."""
+    variants: List[Tuple[Dict[str, Any], TrialSettings]] = []
+    changed: Dict[str, Any] = {}
+    for partial in settings.fallbacks:
+        changed = merge_fallback(changed, partial)
+        variants.append((changed, apply_fallback(settings, changed)))
+    return variants
+
+
+def merge_fallback(base: Mapping[str, Any], partial: Mapping[str, Any]) -> Dict[str, Any]:
+    """`partial` on top of `base`, pools merged key by key."""
+    merged = {**base, **partial}
+    for pool in _FALLBACK_POOLS:
+        if isinstance(base.get(pool), Mapping) and isinstance(partial.get(pool), Mapping):
+            merged[pool] = {**base[pool], **partial[pool]}
+    return merged
+
+
+def apply_fallback(settings: TrialSettings, changed: Mapping[str, Any]) -> TrialSettings:
+    """The trial's settings with `changed` applied (and no fallbacks of their own)."""
+    unknown = sorted(set(changed) - set(FALLBACK_KEYS))
+    if unknown:
+        raise KeyError(f"not fallback settings: {unknown}")
+    values: Dict[str, Any] = {k: v for k, v in changed.items() if k not in _FALLBACK_POOLS}
+    for pool in _FALLBACK_POOLS:
+        if pool in changed:
+            values[pool] = dataclasses.replace(getattr(settings, pool), **dict(changed[pool]))
+    return dataclasses.replace(settings, **values, fallbacks=[])
 
 
 _NESTED = {

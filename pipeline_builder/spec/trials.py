@@ -9,7 +9,13 @@ from hydra_vertex_pipelines.components.sweep_files import TrialFiles, gcs_to_fus
 
 from ..errors import ConfigError
 from .names import display_name
-from .settings import REDUCTION_SERVER_IMAGE, REDUCTION_SERVER_MACHINE, TrialSettings, WorkerPoolSettings
+from .settings import (
+    REDUCTION_SERVER_IMAGE,
+    REDUCTION_SERVER_MACHINE,
+    TrialSettings,
+    WorkerPoolSettings,
+    fallback_variants,
+)
 from .validation import check_arguments
 from .values import duration
 
@@ -33,6 +39,12 @@ class TrialSpec:
     job_settings: Dict[str, Any] = field(default_factory=dict)
     # kfp's set_retry arguments for the trial's task ({}: no pipeline-level retries).
     retry: Dict[str, Any] = field(default_factory=dict)
+    # `trial.fallbacks`, precomputed: each {settings: what it changes from the trial's own
+    # settings (fallbacks 0..i merged), worker_pool_specs, job_settings}, plain JSON data,
+    # so an attempt on a fallback only swaps values (spec/fallbacks.py).
+    fallbacks: Tuple[Dict[str, Any], ...] = ()
+    # Which fallback worker_pool_specs and job_settings hold: None for the trial's own settings.
+    fallback: Optional[int] = None
 
     @property
     def result_path(self) -> str:
@@ -52,6 +64,7 @@ class TrialSpec:
         data = asdict(self)
         data["overrides"] = list(self.overrides)
         data["worker_pool_specs"] = [dict(p) for p in self.worker_pool_specs]
+        data["fallbacks"] = [dict(f) for f in self.fallbacks]
         data["result_path"] = self.result_path
         return data
 
@@ -228,6 +241,14 @@ def build_trial(
         labels=dict(labels or {}),
         job_settings=job_settings(settings),
         retry=retry_policy(settings),
+        fallbacks=tuple(
+            {
+                "settings": changed,
+                "worker_pool_specs": list(worker_pool_specs(merged, command, args, package_uris)),
+                "job_settings": job_settings(merged),
+            }
+            for changed, merged in fallback_variants(settings)
+        ),
     )
     payload = json.dumps(trial.custom_job_inputs(), ensure_ascii=False).encode("utf-8", "surrogatepass")
     try:

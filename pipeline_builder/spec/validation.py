@@ -1,12 +1,15 @@
 """Checks of trial and pipeline settings, run before anything is written or sent."""
 
+import difflib
 import re
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+from hydra_vertex_pipelines.components.machine_hours import SHAPES, machine_shape
 
 from ..errors import ConfigError
 from . import vertex_enums
 from .names import MAX_DISPLAY_NAME, check_labels, is_display_name
-from .settings import Code, Entry, TrialSettings
+from .settings import FALLBACK_KEYS, FALLBACK_POOL_KEYS, Code, Entry, TrialSettings, fallback_variants
 from .values import check_count, check_env, check_gcs_uri, check_one_of, duration
 from .worker_pools import check_worker_pools
 
@@ -55,6 +58,7 @@ def check_trial_settings(s: TrialSettings, field: str, require_image: bool = Tru
     if not isinstance(s.python, str) or not s.python.strip():
         raise ConfigError(f"{field}.python", s.python, "the interpreter's name or path in the image, e.g. python")
     check_worker_pools(s, field)
+    _check_built_in_accelerators(s, field)
     upper = str(s.strategy).upper().replace("-", "_")
     check_one_of(s.strategy, f"{field}.strategy", vertex_enums.STRATEGIES, upper if upper in vertex_enums.STRATEGIES else None)
     if s.timeout is not None:
@@ -73,6 +77,69 @@ def check_trial_settings(s: TrialSettings, field: str, require_image: bool = Tru
     if s.base_output_dir is not None:
         check_gcs_uri(s.base_output_dir, f"{field}.base_output_dir")
     check_labels(s.labels, f"{field}.labels")
+    check_fallbacks(s, field, require_image)
+
+
+# Accelerators that come built into their machines (a2, a3, g2): machine_hours' one table.
+BUILT_IN_ACCELERATORS = {shape.accelerator_type for shape in SHAPES.values() if shape.accelerator_type}
+
+
+def _check_built_in_accelerators(s: TrialSettings, field: str) -> None:
+    """A machine with built-in GPUs takes exactly those (Vertex's machine_spec names them),
+    and those GPUs come on no other machine of the table: a fallback from L4s to T4s must
+    change the machine too. A machine type the table does not know is left to Vertex."""
+    machines = [(field, s.machine_type, s.accelerator_type, s.accelerator_count)]
+    for name in ("workers", "parameter_servers"):
+        pool = getattr(s, name)
+        if pool.replica_count and pool.machine_type is not None:
+            machines.append((f"{field}.{name}", pool.machine_type, pool.accelerator_type, pool.accelerator_count))
+    for where, machine, accelerator, count in machines:
+        shape = machine_shape(machine)
+        if shape is None:
+            continue
+        if shape.accelerator_type and (accelerator, count) != (shape.accelerator_type, shape.accelerator_count):
+            raise ConfigError(
+                f"{where}.accelerator_type",
+                accelerator,
+                f"{shape.accelerator_type} with accelerator_count={shape.accelerator_count}: "
+                f"the GPUs built into {where}.machine_type={machine}",
+            )
+        if not shape.accelerator_type and accelerator in BUILT_IN_ACCELERATORS:
+            hosts = sorted(m for m, sh in SHAPES.items() if sh.accelerator_type == accelerator)
+            raise ConfigError(
+                f"{where}.machine_type",
+                machine,
+                f"a machine that comes with {accelerator}: {', '.join(hosts)}",
+                f"{accelerator} is built into those machines; {machine} takes none",
+            )
+
+
+def check_fallbacks(s: TrialSettings, field: str, require_image: bool = True) -> None:
+    """Each fallback names only settings a fallback may change, and the settings it makes
+    (on top of the trial's own and the fallbacks before it) pass every check the trial's own do."""
+    fallbacks = s.fallbacks
+    where = f"{field}.fallbacks"
+    if not isinstance(fallbacks, (list, tuple)):
+        raise ConfigError(where, fallbacks, "a list of partial trial settings, e.g. [{strategy: STANDARD}]")
+    for i, partial in enumerate(fallbacks):
+        _check_fallback_keys(partial, f"{where}[{i}]", FALLBACK_KEYS)
+        for pool in ("workers", "parameter_servers"):
+            if pool in partial:
+                _check_fallback_keys(partial[pool], f"{where}[{i}].{pool}", FALLBACK_POOL_KEYS)
+    for i, (_, merged) in enumerate(fallback_variants(s)):
+        check_trial_settings(merged, f"{where}[{i}]", require_image)
+
+
+def _check_fallback_keys(partial: Any, where: str, accepted: Sequence[str]) -> None:
+    if not isinstance(partial, Mapping) or not partial:
+        raise ConfigError(where, partial, f"a mapping of settings to change, among {', '.join(accepted)}")
+    for key, value in partial.items():
+        if key not in accepted:
+            close = difflib.get_close_matches(str(key), accepted, n=1)
+            why: Optional[str] = f"Did you mean {close[0]}?" if close else None
+            if why is None and key in TrialSettings.__dataclass_fields__:
+                why = "A fallback changes where and on what the trial runs, not what it runs or its replica count"
+            raise ConfigError(f"{where}.{key}", value, f"a setting a fallback may change: {', '.join(accepted)}", why or "")
 
 
 def _check_retries(s: TrialSettings, field: str) -> None:
