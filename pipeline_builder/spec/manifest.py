@@ -50,7 +50,7 @@ class JobSettings:
         return cls(**{**data, "reserved_ip_ranges": tuple(data.get("reserved_ip_ranges") or ())})
 
 
-def manifest_data(sweep: SweepSpec, pipeline_yaml: Path, **extra: Any) -> Dict[str, Any]:
+def manifest_data(sweep: SweepSpec, pipeline_yaml: Path, /, **extra: Any) -> Dict[str, Any]:
     return {
         "format_version": FORMAT_VERSION,
         "created": iso_utc(),
