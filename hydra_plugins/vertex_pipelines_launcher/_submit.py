@@ -131,6 +131,8 @@ def reattach_hint(job: Any, sweep_dir: Path) -> str:
         f"The run goes on in Vertex AI: {vertex.console_url(job.resource_name)}\n"
         f"  follow it again:  hydra-vertex-pipelines status {sweep_dir} --wait\n"
         f"  its results:      hydra-vertex-pipelines results {sweep_dir}\n"
+        f"  recover it:       hydra-vertex-pipelines recover {sweep_dir}   (runs again the trials that failed for "
+        "the cloud's reasons, once it ends)\n"
         f"  cancel it:        hydra-vertex-pipelines cancel {sweep_dir}"
     )
 
@@ -305,12 +307,9 @@ def run(context: LaunchContext, batch: Batch) -> List[JobReturn]:
     written = write_batch(batch)
     job = submit(written, settings)
     if not settings.wait:
+        log.info(reattach_hint(job, written.batch.sweep_dir))
         if settings.recovery.max_attempts > 1:
-            log.info(
-                f"Recovery (max_attempts={settings.recovery.max_attempts}) is recorded in {written.manifest_path}: "
-                f"once the run ends, `hydra-vertex-pipelines recover {written.batch.sweep_dir}` runs its failed "
-                "trials again"
-            )
+            log.info(f"recover uses the sweep's recovery settings (max_attempts={settings.recovery.max_attempts})")
         return returns_without_values(context, written.batch.sweep.trials, written.pipeline_path, "wait=false")
     follow(job, written, settings)
     returns, summary, failures = trial_returns(context, written, settings.target, job)
