@@ -17,21 +17,24 @@ FAULTS = APPS / "faults"
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory):
-    """Preempts every Spot CustomJob's first attempt 1 s after it starts; 1 s of grace."""
-    started = Emulator(
-        tmp_path_factory.mktemp("recover") / "data", args=["--fault", "preempt,attempt=1,after=1", "--preemption-grace", "1"]
-    )
+    """Preempts every Spot CustomJob's first attempt 1 s after it starts, and the trial
+    x=77's first two; 1 s of grace."""
+    faults = ["--fault", "preempt,attempt=1,after=1", "--fault", "preempt,display_name=x.77,attempt=1|2,after=1"]
+    started = Emulator(tmp_path_factory.mktemp("recover") / "data", args=[*faults, "--preemption-grace", "1"])
     yield started
     started.stop(signal.SIGTERM)
 
 
-def submit_without_waiting(emulator: Emulator, sweep_dir, strategy: str, values: str) -> subprocess.CompletedProcess:
+def submit_without_waiting(
+    emulator: Emulator, sweep_dir, strategy: str, values: str, wait: bool = False
+) -> subprocess.CompletedProcess:
     return run_app(
         FAULTS / "app.py",
         [
             "-m",
             "hydra.launcher.mode=submit",
-            "hydra.launcher.wait=false",
+            f"hydra.launcher.wait={str(wait).lower()}",
+            "hydra.launcher.poll_interval=0.5",
             f"hydra.launcher.api_endpoint={emulator.api}",
             "hydra.launcher.project=local",
             "hydra.launcher.pipeline_root=gs://recover/runs",
@@ -44,6 +47,7 @@ def submit_without_waiting(emulator: Emulator, sweep_dir, strategy: str, values:
             "+sleep=4",
             f"x={values}",
         ],
+        check=False,
         STORAGE_EMULATOR_HOST=emulator.gcs_url,
     )
 
@@ -69,6 +73,7 @@ def spot_sweep(emulator, tmp_path_factory):
 @pytest.mark.slow  # the emulator's command line, a sweep and the command in subprocesses
 def test_recover_finishes_a_sweep_submitted_with_wait_false(spot_sweep):
     sweep_dir, submitted, proc = spot_sweep
+    assert submitted.returncode == 0, submitted.stdout[-3000:]
     assert f"hydra-vertex-pipelines recover {sweep_dir}" in submitted.stdout + submitted.stderr
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Recovery: attempt 2 of 2 for 3 trials" in proc.stderr
@@ -117,6 +122,22 @@ def test_recover_never_runs_an_app_error_again(emulator, tmp_path):
     assert summary["counts"] == {"COMPLETED": 1, "FAILED": 1}
     assert summary["trials"][0]["failure"]["kind"] == "app"
     assert len(read_json(tmp_path / "manifest.json")["vertex"]["jobs"]) == 1
+
+
+@pytest.mark.slow
+def test_recover_goes_on_from_the_attempts_the_launcher_made(emulator, tmp_path):
+    """The launcher (wait=true, 2 attempts) gives up on x=77, preempted twice; recover with
+    a third attempt counts the two made from the sweep dir and completes it."""
+    launched = submit_without_waiting(emulator, tmp_path, "SPOT", "5,77", wait=True)
+    assert launched.returncode == 1, launched.stdout[-3000:]
+    proc = recover(emulator, tmp_path, "--max-attempts", "3")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Recovery: attempt 3 of 3 for 1 trials" in proc.stderr and "trial 1 (preempted)" in proc.stderr
+    summary = read_json(tmp_path / "summary.json")
+    assert [t["return_value"] for t in summary["trials"]] == [5.0, 77.0]
+    assert [[a["attempt"] for a in t["attempts"]] for t in summary["trials"]] == [[1, 2], [1, 2, 3]]
+    jobs = read_json(tmp_path / "manifest.json")["vertex"]["jobs"]
+    assert [j.rsplit("-", 2)[-2:] for j in jobs[1:]] == [["attempt", "2"], ["attempt", "3"]]
 
 
 def test_an_older_manifest_is_refused_saying_what_it_lacks(tmp_path):
