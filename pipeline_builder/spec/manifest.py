@@ -117,10 +117,12 @@ def claim_files(batch_files: SweepFiles[Path]) -> SweepFiles[Path]:
 
 def add_job(path: Path, resource_name: str) -> Dict[str, Any]:
     """Adds a PipelineJob of the sweep to the manifest's `vertex.jobs` (oldest first), at
-    once: `status` and `cancel` then find it even if whoever submitted it stops."""
+    once: `status` and `cancel` then find it even if whoever submitted it stops. A job
+    listed already (a launcher and `recover` adopted the same attempt) is listed once."""
     data = read_manifest(path)
     where = data.get("vertex") or {}
-    where["jobs"] = [*(where.get("jobs") or [where.get("resource_name")]), resource_name]
+    jobs = where.get("jobs") or [where.get("resource_name")]
+    where["jobs"] = jobs if resource_name in jobs else [*jobs, resource_name]
     data["vertex"] = where
     write_manifest(path, data)
     return data
