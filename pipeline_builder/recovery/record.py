@@ -53,17 +53,20 @@ def read_record(path: Path) -> SweepRecord:
             "launcher, which did not record the sweep's trials and submit settings. Run the sweep again with "
             f"hydra.launcher.resume={path.parent} instead: Vertex's cache skips the trials that succeeded"
         )
-    return SweepRecord(
-        manifest_path=Path(path),
-        manifest=data,
-        sweep=SweepSpec.from_dict(data["sweep"]),
-        job=JobSettings.from_json(data["job_settings"]),
-        job_id=str(data["job_id"]),
-        recovery=RecoverySettings.from_json(data["recovery"]),
-        rules=rules_from_json(data.get("failure_rules") or []),
-        target=VertexTarget(where["project"], where["location"], where.get("api_endpoint")),
-        jobs=tuple(where.get("jobs") or [where["resource_name"]]),
-    )
+    try:
+        return SweepRecord(
+            manifest_path=Path(path),
+            manifest=data,
+            sweep=SweepSpec.from_dict(data["sweep"]),
+            job=JobSettings.from_json(data["job_settings"]),
+            job_id=str(data["job_id"]),
+            recovery=RecoverySettings.from_json(data["recovery"]),
+            rules=rules_from_json(data.get("failure_rules") or []),
+            target=VertexTarget(where["project"], where["location"], where.get("api_endpoint")),
+            jobs=tuple(where.get("jobs") or [where["resource_name"]]),
+        )
+    except (KeyError, TypeError, ValueError) as e:  # edited by hand, or by another version
+        raise RecoverError(f"{path}: what it records for recovery cannot be read ({type(e).__name__}: {e})") from None
 
 
 def sweep_records(target: Path) -> List[SweepRecord]:

@@ -10,6 +10,7 @@ also knows how each trial's task and CustomJob ended, and rewrites the summary w
 """
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
@@ -18,6 +19,7 @@ from hydra_vertex_pipelines.components.atomic_write import write_atomic
 from hydra_vertex_pipelines.components.collector import sweep_usage
 from hydra_vertex_pipelines.components.failures import Failure, with_failures
 from hydra_vertex_pipelines.components.machine_hours import hours_between, pool_machines, total, usage, usage_text
+from hydra_vertex_pipelines.components.sweep_files import SweepFiles
 
 from ..spec.sweep import SweepSpec
 from ..spec.trials import TrialSpec
@@ -126,10 +128,6 @@ def merged_summary(base: Dict[str, Any], rows: Dict[int, Dict[str, Any]], cost_r
 def publish(summary: Mapping[str, Any], sweep: SweepSpec, sweep_dir: Path, storage: Any) -> Path:
     """The sweep's summary and report, in the sweep dir and the bucket (where the collector
     wrote them); the local summary's path."""
-    import os
-
-    from hydra_vertex_pipelines.components.sweep_files import SweepFiles
-
     from ..cloud import gcs
 
     files = SweepFiles(Path(sweep_dir), sweep.tag)
