@@ -50,7 +50,9 @@ def _positive(text: str) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hydra-vertex-pipelines", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="hydra-vertex-pipelines", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="command", required=True)
     _add_run_local(sub)
     _add_emulator(sub)
