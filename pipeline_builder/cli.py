@@ -285,28 +285,25 @@ def _recover(args: argparse.Namespace) -> int:
                 worst = 1
     except RecoverError as e:
         raise SystemExit(f"error: {e}") from None
+    except vertex.ConnectionLost as e:
+        raise SystemExit(f"error: stopped following: {e}. The same command goes on from where it stopped.") from None
+    except KeyboardInterrupt:
+        print("stopped: the sweep's PipelineJobs go on in Vertex AI; the same command goes on from here", file=sys.stderr)
+        return 130
     return worst
 
 
 def _with_vertex_failures(target: VertexTarget, name: str, manifest: Dict[str, Any], summary: Dict[str, Any]) -> None:
     """Says why the failed trials that left no record failed, from their tasks and CustomJobs
     (one GET of the run, one per failed CustomJob), when the launcher did not already."""
-    unexplained = [
-        r
-        for r in summary["trials"]
-        if r.get("status") != "COMPLETED" and (r.get("failure") or {}).get("source") in (None, "none")
-    ]
-    if not unexplained:
-        return
-    from .cloud.failures import trial_failures
+    from .recovery.summary import unexplained, vertex_failures
 
+    rows = unexplained(summary)
+    if not rows:
+        return
     vertex.init(target)
     tasks = vertex.task_details(vertex.attach(name))
-    trials = manifest.get("trials", [])
-    task_names = {int(t["number"]): t.get("task_name") or "" for t in trials}
-    display_names = {int(t["number"]): t["display_name"] for t in trials}
-    rules = rules_from_json(manifest.get("failure_rules") or [])
-    with_failures(summary, trial_failures(unexplained, tasks, task_names, display_names, rules))
+    with_failures(summary, vertex_failures(rows, tasks, manifest, rules_from_json(manifest.get("failure_rules") or [])))
 
 
 def _cancel(args: argparse.Namespace) -> int:

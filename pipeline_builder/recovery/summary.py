@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 from hydra_vertex_pipelines.components import strict_json
 from hydra_vertex_pipelines.components.atomic_write import write_atomic
 from hydra_vertex_pipelines.components.collector import sweep_usage
-from hydra_vertex_pipelines.components.failures import Failure, with_failures
+from hydra_vertex_pipelines.components.failures import Failure, Rule, with_failures
 from hydra_vertex_pipelines.components.machine_hours import hours_between, pool_machines, total, usage, usage_text
 from hydra_vertex_pipelines.components.sweep_files import SweepFiles
 
@@ -104,6 +104,28 @@ def rewrite_with_failures(
         return None
     rewrite(summary, summary_path, report_path if report_path.exists() else None, report_dir)
     return summary
+
+
+def unexplained(summary: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    """The failed rows whose failure the collector could not say (no record of their own)."""
+    return [
+        r
+        for r in summary.get("trials", [])
+        if r.get("status") != "COMPLETED" and (r.get("failure") or {}).get("source") in (None, "none")
+    ]
+
+
+def vertex_failures(
+    rows: List[Dict[str, Any]], tasks: Dict[str, Dict[str, Any]], manifest: Mapping[str, Any], rules: Sequence[Rule]
+) -> Dict[int, Failure]:
+    """Why the failed `rows` of the run a manifest was written with failed, from its tasks
+    (`vertex.task_details`) and their CustomJobs (one GET per failed CustomJob)."""
+    from ..cloud.failures import trial_failures
+
+    trials = manifest.get("trials", [])
+    task_names = {int(t["number"]): t.get("task_name") or "" for t in trials}
+    display_names = {int(t["number"]): t["display_name"] for t in trials}
+    return trial_failures(rows, tasks, task_names, display_names, rules)
 
 
 def failure_counts(failures: Dict[int, Failure]) -> str:

@@ -20,14 +20,13 @@ from hydra_vertex_pipelines.components.failures import Failure, FailureKind, Sou
 from hydra_vertex_pipelines.components.sweep_files import SweepFiles, fuse_to_gcs
 
 from ..cloud import gcs, vertex
-from ..cloud.failures import trial_failures
 from ..spec.manifest import add_job, claim_files, manifest_data, write_manifest
 from ..spec.sweep import SweepSpec
 from ..spec.trials import trial_rows
 from .attempts import Recovery, Round, attempt_job_id, attempts_made
 from .record import RecoverError, SweepRecord, attempt_of, job_manifest, with_max_attempts
 from .submission import submit_job
-from .summary import publish, read_summary, rewrite, with_run_usage
+from .summary import publish, read_summary, rewrite, unexplained, vertex_failures, with_run_usage
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +77,9 @@ class Follower:
             )
         summary = with_run_usage(summary, self.record.sweep)
         failures = _recorded_failures(summary)
-        unexplained = [
-            r for r in summary["trials"] if r.get("status") != "COMPLETED" and failures[int(r["number"])].source is Source.NONE
-        ]
-        if unexplained:
-            trials = manifest.get("trials", [])
-            task_names = {int(t["number"]): t.get("task_name") or "" for t in trials}
-            display_names = {int(t["number"]): t["display_name"] for t in trials}
-            failures.update(trial_failures(unexplained, vertex.task_details(job), task_names, display_names, self.record.rules))
+        rows = unexplained(summary)
+        if rows:
+            failures.update(vertex_failures(rows, vertex.task_details(job), manifest, self.record.rules))
         files = SweepFiles.of_pipeline(Path(manifest["pipeline_yaml"]))
         if files is not None and not files.summary.exists():  # the job's own copy, as the launcher keeps one
             rewrite(summary, files.summary, None, os.path.dirname(self.record.sweep.report_path))
