@@ -5,6 +5,10 @@
   status SWEEP_DIR_OR_JOB          state of a submitted run (--wait: follow it to its end)
   results SWEEP_DIR_OR_JOB         the trials' results of a submitted run
   cancel SWEEP_DIR_OR_JOB          cancel a submitted run
+  recover SWEEP_DIR                run again the trials that failed for the cloud's reasons
+                                   (preempted, out of capacity, ...), as the launcher's
+                                   recovery does, for a sweep submitted with wait=false or
+                                   whose launcher stopped; exit 0 if every trial completed
 
 SWEEP_DIR_OR_JOB is a sweep dir (its manifests say which runs it submitted), a manifest,
 or a PipelineJob resource name (projects/P/locations/L/pipelineJobs/ID).
@@ -21,6 +25,7 @@ from hydra_vertex_pipelines.components.report import error_headline, failure_kin
 from hydra_vertex_pipelines.components.sweep_files import GCS, SweepFiles, fuse_to_gcs
 
 from .cloud import PipelineState, VertexTarget, gcs, vertex
+from .recovery.attempts import DEFAULT_MAX_ATTEMPTS
 from .spec import PathMap, manifest_beside, read_manifest, stage_files
 
 # A submitted run: where it went, its resource name, and its manifest (None if named directly).
@@ -45,11 +50,14 @@ def _positive(text: str) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hydra-vertex-pipelines", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="hydra-vertex-pipelines", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="command", required=True)
     _add_run_local(sub)
     _add_emulator(sub)
     _add_run_commands(sub)
+    _add_recover(sub)
     return p
 
 
@@ -149,6 +157,25 @@ def _add_run_commands(sub: Any) -> None:
             cmd.add_argument("--poll-interval", type=float, default=15.0)
 
 
+def _add_recover(sub: Any) -> None:
+    cmd = sub.add_parser(
+        "recover",
+        help="run again a submitted sweep's trials that failed for the cloud's reasons",
+        description="Follows the sweep's latest PipelineJob to its end, then submits new PipelineJobs of the "
+        "sweep for its trials that failed for a recoverable kind (README, Recovery), as the launcher does. "
+        "Exit 0 if every trial completed, else 1.",
+    )
+    cmd.add_argument("target", type=Path, help="the sweep dir (or one batch's manifest.json) of a submitted sweep")
+    cmd.add_argument(
+        "--max-attempts",
+        type=_positive,
+        help="attempts per trial, the first included (default: the sweep's recovery.max_attempts, "
+        f"or {DEFAULT_MAX_ATTEMPTS} if it is 1)",
+    )
+    cmd.add_argument("--poll-interval", type=_positive_seconds, default=15.0, help="seconds between two polls (default 15)")
+    cmd.add_argument("--api-endpoint", help="the API endpoint (e.g. the emulator's), instead of the one the manifest records")
+
+
 def _runs(target: str, api_endpoint: Optional[str]) -> List[Run]:
     """Each submitted run `target` names."""
     path = Path(target)
@@ -208,33 +235,75 @@ def _results(args: argparse.Namespace) -> int:
         local = Path(manifest["pipeline_yaml"]).parent / Path(uri).name
         local.write_text(strict_json.dumps(summary, indent=2), encoding="utf-8")
         print(f"{name}: {summary['counts']}  (saved {local})")
-        for row in summary["trials"]:
-            kind = failure_kind(row)
-            error = shown_error(row)
-            shown = f"[{kind}] {error_headline(error)}" if kind else strict_json.dumps(row.get("return_value"))
-            print(f"  #{row['number']:<4} {row['status']:<9} {' '.join(row['overrides']):<40} {shown}")
+        _print_trials(summary)
     return 0
+
+
+def _print_trials(summary: Dict[str, Any]) -> None:
+    """One line per trial: its status, overrides, and its value or why it failed."""
+    for row in summary["trials"]:
+        kind = failure_kind(row)
+        error = shown_error(row)
+        shown = f"[{kind}] {error_headline(error)}" if kind else strict_json.dumps(row.get("return_value"))
+        attempts = len(row.get("attempts") or [])
+        tries = f"  ({attempts} attempts)" if attempts > 1 else ""
+        print(f"  #{row['number']:<4} {row['status']:<9} {' '.join(row['overrides']):<40} {shown}{tries}")
+
+
+def _recover(args: argparse.Namespace) -> int:
+    import dataclasses
+    import logging
+
+    from .recovery import RecoverError, recover_sweep, sweep_records
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    last: Dict[str, str] = {}
+
+    def show(name: str, state: str, tasks: Dict[str, Dict[str, Any]]) -> None:
+        line = f"{name}: {state}"
+        if last.get(name) != line:
+            print(line, flush=True)
+        last[name] = line
+
+    worst = 0
+    try:
+        for record in sweep_records(args.target):
+            if args.api_endpoint:
+                record = dataclasses.replace(
+                    record, target=VertexTarget(record.target.project, record.target.location, args.api_endpoint)
+                )
+            done = recover_sweep(record, args.max_attempts, args.poll_interval, show)
+            if done.summary is None:
+                print(f"{record.sweep.run_id}: no summary: nothing to recover from")
+                worst = 1
+                continue
+            if not done.submitted:
+                print(f"{record.sweep.run_id}: nothing to recover (no failed trial of a recoverable kind with an attempt left)")
+            print(f"{record.sweep.run_id}: {done.summary['counts']} over {len(record.jobs) + len(done.submitted)} PipelineJobs")
+            _print_trials(done.summary)
+            if set(done.summary["counts"]) != {"COMPLETED"} or len(done.summary["trials"]) != len(record.sweep.trials):
+                worst = 1
+    except RecoverError as e:
+        raise SystemExit(f"error: {e}") from None
+    except vertex.ConnectionLost as e:
+        raise SystemExit(f"error: stopped following: {e}. The same command goes on from where it stopped.") from None
+    except KeyboardInterrupt:
+        print("stopped: the sweep's PipelineJobs go on in Vertex AI; the same command goes on from here", file=sys.stderr)
+        return 130
+    return worst
 
 
 def _with_vertex_failures(target: VertexTarget, name: str, manifest: Dict[str, Any], summary: Dict[str, Any]) -> None:
     """Says why the failed trials that left no record failed, from their tasks and CustomJobs
     (one GET of the run, one per failed CustomJob), when the launcher did not already."""
-    unexplained = [
-        r
-        for r in summary["trials"]
-        if r.get("status") != "COMPLETED" and (r.get("failure") or {}).get("source") in (None, "none")
-    ]
-    if not unexplained:
-        return
-    from .cloud.failures import trial_failures
+    from .recovery.summary import unexplained, vertex_failures
 
+    rows = unexplained(summary)
+    if not rows:
+        return
     vertex.init(target)
     tasks = vertex.task_details(vertex.attach(name))
-    trials = manifest.get("trials", [])
-    task_names = {int(t["number"]): t.get("task_name") or "" for t in trials}
-    display_names = {int(t["number"]): t["display_name"] for t in trials}
-    rules = rules_from_json(manifest.get("failure_rules") or [])
-    with_failures(summary, trial_failures(unexplained, tasks, task_names, display_names, rules))
+    with_failures(summary, vertex_failures(rows, tasks, manifest, rules_from_json(manifest.get("failure_rules") or [])))
 
 
 def _cancel(args: argparse.Namespace) -> int:
@@ -265,8 +334,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             **({} if args.body_timeout is None else {"body_timeout": args.body_timeout}),
         )
         return 0
-    if args.command in ("status", "results", "cancel"):
-        return {"status": _status, "results": _results, "cancel": _cancel}[args.command](args)
+    if args.command in ("status", "results", "cancel", "recover"):
+        return {"status": _status, "results": _results, "cancel": _cancel, "recover": _recover}[args.command](args)
     return _run_local(args)
 
 

@@ -3,7 +3,6 @@ stockout, checked when the sweep is planned, chosen by recovery, and shown in th
 and the report; end to end against the emulator started from its command line."""
 
 import signal
-from pathlib import Path
 
 import pytest
 
@@ -101,38 +100,30 @@ def test_an_attempt_on_a_fallback_swaps_only_precomputed_machines_and_scheduling
 
 def test_a_recovery_attempt_runs_each_recovered_trial_on_its_fallback_and_lists_it():
     """Trial 0 completes; trial 1's L4s are out of capacity; its second attempt runs on T4s and completes."""
-    from hydra.core.utils import JobReturn, JobStatus
-
-    from hydra_plugins.vertex_pipelines_launcher._choices import Mode
-    from hydra_plugins.vertex_pipelines_launcher._planning import Batch
-    from hydra_plugins.vertex_pipelines_launcher._recovery import Recovery, Round
-    from hydra_plugins.vertex_pipelines_launcher._settings import RecoverySettings
     from hydra_vertex_pipelines.components.failures import Failure, FailureKind, Source
+    from hydra_vertex_pipelines.pipeline_builder.recovery import Recovery, RecoverySettings, Round
     from hydra_vertex_pipelines.pipeline_builder.spec.sweep import SweepSpec
 
     capacity = Failure(FailureKind.CAPACITY, Source.CUSTOM_JOB, 8, "Resources are insufficient in region")
     trials = tuple(l4_trial([T4]).__class__(**{**vars(l4_trial([T4])), "number": n}) for n in range(2))
-    batch = Batch(
-        Mode.SUBMIT, SweepSpec("app", "run", "gs://b", "gs://b/run", trials, "img"), Path("/s"), 0, "/", None, False, ()
-    )
+    sweep = SweepSpec("app", "run", "gs://b", "gs://b/run", trials, "img")
 
     def row(n: int, status: str, failure) -> dict:
         attempt = {"attempt": 1, "status": status, "failure": failure and failure.to_json()}
         return {"number": n, "status": status, "failure": failure and failure.to_json(), "attempts": [attempt]}
 
-    done = JobReturn(status=JobStatus.COMPLETED, _return_value=1.0)
-    failed = JobReturn(status=JobStatus.FAILED, _return_value=RuntimeError("capacity"))
     rows = [row(0, "COMPLETED", None), row(1, "MISSING", capacity)]
-    first = Round([0, 1], [done, failed], {"trials": rows, "counts": {}}, {1: capacity}, "jobs/1")
+    first = Round({0: "done", 1: "failed"}, frozenset({0}), {"trials": rows, "counts": {}}, {1: capacity}, "jobs/1")
     sent = []
 
-    def attempt(attempt_batch: Batch) -> Round:
-        sent.append({t.number: machine(t)["accelerator_type"] for t in attempt_batch.sweep.trials})
+    def attempt(number: int, attempt_sweep: SweepSpec) -> Round:
+        sent.append({t.number: machine(t)["accelerator_type"] for t in attempt_sweep.trials})
         rows = [row(0, "COMPLETED", None), row(1, "COMPLETED", None)]
-        return Round([0, 1], [done, done], {"trials": rows, "counts": {}}, {}, "jobs/2")
+        return Round({0: "done", 1: "done"}, frozenset({0, 1}), {"trials": rows, "counts": {}}, {}, "jobs/2")
 
-    recovery = Recovery(batch, RecoverySettings(3, frozenset({FailureKind.CAPACITY}), 0.0), first)
-    assert [r.status for r in recovery.run(attempt)] == [JobStatus.COMPLETED, JobStatus.COMPLETED]
+    recovery = Recovery(sweep, RecoverySettings(3, frozenset({FailureKind.CAPACITY}), 0.0), first)
+    recovery.run(attempt)
+    assert recovery.ordered() == ["done", "done"]
     assert sent == [{0: "NVIDIA_L4", 1: "NVIDIA_TESLA_T4"}]  # trial 0 is a cache hit: unchanged
     final = {t["number"]: t for t in recovery.final_summary()["trials"]}
     fallback = {"index": 0, "settings": T4}

@@ -8,8 +8,8 @@ project's own `components` package would be found instead).
 
 Inside pipeline_builder, one subpackage per job, each importing only subpackages below it
 (MAY_IMPORT): spec only errors; cloud spec; wheels spec and cloud; local spec and wheels;
-emulator local, cloud and spec; `pipeline` (the KFP compile) spec; the command line sits on
-top and nothing imports it. The import graph is read from the source: every import
+emulator local, cloud and spec; `pipeline` (the KFP compile) spec; recovery spec, cloud and
+`pipeline`; the command line sits on top and nothing imports it. The import graph is read from the source: every import
 statement counts, lazy ones and those under `if TYPE_CHECKING` too, since a cycle hidden
 from the interpreter is still a cycle for the reader.
 """
@@ -49,9 +49,22 @@ LAYER_OF = {
     f"{BUILDER}.local": "local",
     f"{BUILDER}.emulator": "emulator",
     f"{BUILDER}.pipeline": "pipeline",
+    f"{BUILDER}.recovery": "recovery",
     COMPONENTS: "components",
 }
-_BELOW_THE_CLI = {"pipeline_builder", "errors", "lazy_exports", "spec", "cloud", "wheels", "local", "emulator", "pipeline", "components"}
+_BELOW_THE_CLI = {
+    "pipeline_builder",
+    "errors",
+    "lazy_exports",
+    "spec",
+    "cloud",
+    "wheels",
+    "local",
+    "emulator",
+    "pipeline",
+    "recovery",
+    "components",
+}
 # layer -> the other layers it may import; nothing imports the command line
 MAY_IMPORT: Dict[str, Set[str]] = {
     "components": set(),
@@ -63,6 +76,7 @@ MAY_IMPORT: Dict[str, Set[str]] = {
     "local": {"spec", "wheels", "errors", "lazy_exports", "components"},
     "emulator": {"local", "cloud", "spec", "errors", "lazy_exports", "components"},
     "pipeline": {"spec", "errors", "components"},
+    "recovery": {"spec", "cloud", "pipeline", "errors", "components"},
     "pipeline_builder": _BELOW_THE_CLI - {"pipeline_builder"},
     "cli": _BELOW_THE_CLI,
     "hydra_plugins": _BELOW_THE_CLI,

@@ -101,7 +101,8 @@ def test_an_app_error_never_runs_again(emulator, tmp_path):
         ),
         (
             ["hydra.launcher.recovery.max_attempts=2", "hydra.launcher.mode=compile"],
-            "max_attempts=2 is not accepted: 1 unless mode=submit and wait=true",
+            "max_attempts=2 is not accepted: 1 unless mode=submit: the launcher .wait=true. or "
+            "`hydra-vertex-pipelines recover` .wait=false.",
         ),
     ],
 )
@@ -124,10 +125,9 @@ def test_an_attempt_holds_the_completed_trials_and_the_recovered_ones_labelled_a
 
     from hydra_plugins.vertex_pipelines_launcher._choices import Mode
     from hydra_plugins.vertex_pipelines_launcher._planning import Batch
-    from hydra_plugins.vertex_pipelines_launcher._recovery import attempt_batch, to_recover
-    from hydra_plugins.vertex_pipelines_launcher._resume import RERUN_LABEL
-    from hydra_plugins.vertex_pipelines_launcher._settings import RecoverySettings
+    from hydra_plugins.vertex_pipelines_launcher._recovery import attempt_batch
     from hydra_vertex_pipelines.components.failures import Failure, FailureKind, Source
+    from hydra_vertex_pipelines.pipeline_builder.recovery import RERUN_LABEL, RecoverySettings, attempt_sweep, to_recover
     from hydra_vertex_pipelines.pipeline_builder.spec.sweep import SweepSpec
     from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec
 
@@ -143,10 +143,12 @@ def test_an_attempt_holds_the_completed_trials_and_the_recovered_ones_labelled_a
 
     trials = tuple(TrialSpec(n, f"run_{n}", (f"x={n}",), f"t-{n}", f"gs://b/r/{n}", f"/gcs/b/r/{n}", ()) for n in range(5))
     sweep = SweepSpec("app", "run-1", "gs://b", "gs://b/r", trials, "img")
+    kinds = {1: [FailureKind.PREEMPTED], 3: [FailureKind.QUOTA]}
+    second_sweep = attempt_sweep(sweep, kinds, completed=[0], attempt=2)
+    assert [t.number for t in second_sweep.trials] == [0, 1, 3]  # 2 (app) and 4 (timeout) are left out
+    assert [t.labels.get(RERUN_LABEL) for t in second_sweep.trials] == [None, "attempt-2", "attempt-2"]
     batch = Batch(Mode.SUBMIT, sweep, Path("/tmp/sweep"), 0, "/tmp", None, False, (), job_id="run-1")
-    second = attempt_batch(batch, recovered=[1, 3], completed=[0], attempt=2)
-    assert [t.number for t in second.sweep.trials] == [0, 1, 3]  # 2 (app) and 4 (timeout) are left out
-    assert [t.labels.get(RERUN_LABEL) for t in second.sweep.trials] == [None, "attempt-2", "attempt-2"]
+    second = attempt_batch(batch, 2, second_sweep)
     assert second.sweep.run_id == "run-1" and second.job_id == "run-1-attempt-2"  # the same folders, a new PipelineJob
     assert second.sweep_dir == Path("/tmp/sweep/recovery/attempt-2")
 
@@ -154,20 +156,10 @@ def test_an_attempt_holds_the_completed_trials_and_the_recovered_ones_labelled_a
 def test_a_trial_that_keeps_failing_ends_failed_with_every_attempt_listed_and_the_others_keep_theirs():
     """The attempts loop, each PipelineJob's outcome given as Vertex would leave it: trial 0
     completes, trial 1 is out of capacity every time, trial 2 raises (never run again)."""
-    from pathlib import Path
-
-    from hydra.core.utils import JobReturn, JobStatus
-
-    from hydra_plugins.vertex_pipelines_launcher._choices import Mode
-    from hydra_plugins.vertex_pipelines_launcher._planning import Batch
-    from hydra_plugins.vertex_pipelines_launcher._recovery import Recovery, Round
-    from hydra_plugins.vertex_pipelines_launcher._settings import RecoverySettings
     from hydra_vertex_pipelines.components.failures import Failure, FailureKind, Source
+    from hydra_vertex_pipelines.pipeline_builder.recovery import Recovery, RecoverySettings, Round
     from hydra_vertex_pipelines.pipeline_builder.spec.sweep import SweepSpec
     from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec
-
-    def returned(status: JobStatus) -> JobReturn:
-        return JobReturn(status=status, _return_value=1.0 if status is JobStatus.COMPLETED else ValueError("x"))
 
     capacity = Failure(FailureKind.CAPACITY, Source.CUSTOM_JOB, 8, "Resources are insufficient in region")
     app = Failure(FailureKind.APP, Source.RECORD, None, "ValueError: bad x")
@@ -177,30 +169,26 @@ def test_a_trial_that_keeps_failing_ends_failed_with_every_attempt_listed_and_th
         return {"number": n, "status": status, "failure": failure and failure.to_json(), "attempts": [attempt]}
 
     trials = tuple(TrialSpec(n, f"run_{n}", (f"x={n}",), f"t-{n}", f"gs://b/r/{n}", f"/gcs/b/r/{n}", ()) for n in range(3))
-    batch = Batch(
-        Mode.SUBMIT, SweepSpec("app", "run-1", "gs://b", "gs://b/r", trials, "img"), Path("/s"), 0, "/", None, False, ()
-    )
+    sweep = SweepSpec("app", "run-1", "gs://b", "gs://b/r", trials, "img")
     first_rows = [row(0, "COMPLETED", None), row(1, "MISSING", capacity), row(2, "FAILED", app)]
     first = Round(
-        [0, 1, 2],
-        [returned(JobStatus.COMPLETED), returned(JobStatus.FAILED), returned(JobStatus.FAILED)],
-        {"trials": first_rows, "counts": {}},
-        {1: capacity, 2: app},
-        "jobs/1",
+        {0: "done", 1: "lost", 2: "raised"}, frozenset({0}), {"trials": first_rows, "counts": {}}, {1: capacity, 2: app}, "jobs/1"
     )
     sent = []
 
-    def attempt(attempt_batch: Batch) -> Round:
-        numbers = [t.number for t in attempt_batch.sweep.trials]
-        sent.append(numbers)
+    def attempt(number: int, attempt_sweep: SweepSpec) -> Round:
+        numbers = [t.number for t in attempt_sweep.trials]
+        sent.append((number, numbers))
         rows = [row(0, "COMPLETED", None), row(1, "MISSING", capacity)]
-        status = [returned(JobStatus.COMPLETED), returned(JobStatus.FAILED)]
-        return Round(numbers, status, {"trials": rows, "counts": {}}, {1: capacity}, f"jobs/{len(sent) + 1}")
+        return Round(
+            {0: "done", 1: f"lost {number}"}, frozenset({0}), {"trials": rows, "counts": {}}, {1: capacity}, f"jobs/{number}"
+        )
 
-    recovery = Recovery(batch, RecoverySettings(3, frozenset({FailureKind.CAPACITY}), 0.0), first)
-    returns = recovery.run(attempt)
-    assert sent == [[0, 1], [0, 1]]  # two more attempts; trial 2 (app) in none
-    assert [r.status for r in returns] == [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.FAILED]
+    recovery = Recovery(sweep, RecoverySettings(3, frozenset({FailureKind.CAPACITY}), 0.0), first)
+    recovery.run(attempt)
+    assert sent == [(2, [0, 1]), (3, [0, 1])]  # two more attempts; trial 2 (app) in none
+    assert recovery.ordered() == ["done", "lost 3", "raised"]  # each trial's latest result, whatever it is
+    assert recovery.kinds[1] == [FailureKind.CAPACITY] * 3  # what a fallback would be chosen by
     summary = recovery.final_summary()
     assert summary["counts"] == {"COMPLETED": 1, "MISSING": 1, "FAILED": 1}
     attempts = {t["number"]: [(a["attempt"], (a["failure"] or {}).get("kind")) for a in t["attempts"]] for t in summary["trials"]}

@@ -14,6 +14,7 @@ from typing import AbstractSet, List, NamedTuple, Sequence, Tuple
 
 from hydra_vertex_pipelines.components.sweep_files import SweepFiles, TrialFiles
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
+from hydra_vertex_pipelines.pipeline_builder.recovery.attempts import RERUN_LABEL
 from hydra_vertex_pipelines.pipeline_builder.spec.names import label_value
 from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec
 
@@ -77,7 +78,7 @@ def resumed_run(
     return Resumed(run_id, f"{run_id}-resume-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
-RERUN_LABEL = "hydra-rerun"  # on a resumed trial that runs again because its result is gone
+# RERUN_LABEL: on a resumed trial that runs again because its result is gone (recovery's label too)
 
 
 def rerun_lost_results(

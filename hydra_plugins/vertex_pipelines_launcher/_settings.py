@@ -10,7 +10,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Dict, FrozenSet, Optional, Sequence, Tuple, Type, TypeVar
+from typing import Any, Dict, Optional, Sequence, Tuple, Type, TypeVar
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -23,6 +23,7 @@ from hydra_vertex_pipelines.pipeline_builder.cloud.vertex import (
     default_project,
 )
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
+from hydra_vertex_pipelines.pipeline_builder.recovery.attempts import RecoverySettings
 from hydra_vertex_pipelines.pipeline_builder.spec import names, vertex_enums
 from hydra_vertex_pipelines.pipeline_builder.spec.validation import (
     LAUNCHER_SETTINGS,
@@ -49,25 +50,20 @@ def choose(value: Any, field: str, kind: Type[Choice]) -> Choice:
     return kind(check_one_of(value, field, choices(kind)))
 
 
-@dataclass(frozen=True)
-class RecoverySettings:
-    """How many attempts a trial gets, for which failures, and the wait after a quota error."""
-
-    max_attempts: int = 1  # 1: no recovery
-    kinds: FrozenSet[FailureKind] = frozenset()
-    quota_backoff: float = 60.0  # seconds
-
-
-def check_recovery(value: Any, field: str, mode: Mode, wait: bool) -> RecoverySettings:
-    """The `recovery` settings, checked: an attempt count >= 1 (above 1 only in submit mode
-    with wait=true, where the launcher follows the run), kinds of failure other than `app`,
-    a backoff >= 0."""
+def check_recovery(value: Any, field: str, mode: Mode) -> RecoverySettings:
+    """The `recovery` settings, checked: an attempt count >= 1 (above 1 only in submit mode:
+    the launcher recovers a run it follows, and with wait=false the manifest records the
+    settings for `hydra-vertex-pipelines recover`), kinds of failure other than `app`, a
+    backoff >= 0."""
     max_attempts = value.max_attempts
     if not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1:
         raise ConfigError(f"{field}.max_attempts", max_attempts, "an integer >= 1 (1: no recovery)")
-    if max_attempts > 1 and (mode is not Mode.SUBMIT or not wait):
+    if max_attempts > 1 and mode is not Mode.SUBMIT:
         raise ConfigError(
-            f"{field}.max_attempts", max_attempts, "1 unless mode=submit and wait=true: the launcher recovers a run it follows"
+            f"{field}.max_attempts",
+            max_attempts,
+            "1 unless mode=submit: the launcher (wait=true) or `hydra-vertex-pipelines recover` (wait=false) "
+            "recovers a submitted run",
         )
     accepted = [k.value for k in FailureKind if k is not FailureKind.APP]
     kinds = list(value.kinds) if isinstance(value.kinds, (ListConfig, list, tuple)) else None
@@ -219,7 +215,7 @@ def _submit_settings(lconf: DictConfig, failure_policy: FailurePolicy, target: V
         wait=bool(lconf.wait),
         poll_interval=poll_interval,
         reconnect_timeout=float(lconf.reconnect_timeout),
-        recovery=check_recovery(lconf.recovery, f"{FIELD}.recovery", Mode.SUBMIT, bool(lconf.wait)),
+        recovery=check_recovery(lconf.recovery, f"{FIELD}.recovery", Mode.SUBMIT),
     )
 
 
@@ -258,7 +254,7 @@ def check_settings(context: LaunchContext, job_overrides: Sequence[Sequence[str]
     if lconf.encryption_spec_key_name is not None:
         check_kms_key(lconf.encryption_spec_key_name, str(lconf.location), f"{FIELD}.encryption_spec_key_name")
     submit = _check_submit(lconf) if mode is Mode.SUBMIT else None
-    check_recovery(lconf.recovery, f"{FIELD}.recovery", mode, bool(lconf.wait))
+    check_recovery(lconf.recovery, f"{FIELD}.recovery", mode)
     fan_out = _fan_out(lconf, len(job_overrides))
     name, run_id, job_id = _run_names(context, mode, pipeline_root, job_overrides, initial_job_idx)
     return LaunchSettings(

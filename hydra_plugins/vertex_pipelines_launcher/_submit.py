@@ -11,13 +11,14 @@ from typing import Any, Dict, List, Optional, Tuple
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf
 
-from hydra_vertex_pipelines.components import strict_json
 from hydra_vertex_pipelines.components.failures import Failure
 from hydra_vertex_pipelines.components.sweep_files import SweepFiles, TrialFiles
 from hydra_vertex_pipelines.components.trial_result import ENDINGS, parse_record, record_problem
 from hydra_vertex_pipelines.pipeline_builder.cloud import TaskDetailState, gcs, vertex
 from hydra_vertex_pipelines.pipeline_builder.cloud.failures import CustomJobErrors, task_failure
-from hydra_vertex_pipelines.pipeline_builder.spec.manifest import write_manifest
+from hydra_vertex_pipelines.pipeline_builder.recovery import Recovery, Round, publish, submit_job, with_run_usage
+from hydra_vertex_pipelines.pipeline_builder.spec.manifest import add_job
+from hydra_vertex_pipelines.pipeline_builder.spec.sweep import SweepSpec
 from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec
 
 from ._compose import compose_job
@@ -25,12 +26,12 @@ from ._context import LaunchContext
 from ._errors import FollowingLost, LauncherConfigError
 from ._failures import failure_counts, rewrite_with_failures
 from ._planning import Batch
-from ._recovery import Recovery, Round
+from ._recovery import attempt_batch, to_round
 from ._resume import RERUN_LABEL, rerun_lost_results
 from ._returns import Evidence, job_return, returns_without_values, trial_failure
 from ._settings import SubmitSettings
-from ._usage import job_usages, rewrite, summary_usage_text, with_job_usage
-from ._writing import Written, announce, write_batch
+from ._usage import rewrite, summary_usage_text
+from ._writing import Written, announce, job_settings, write_batch
 
 log = logging.getLogger(__name__)
 
@@ -70,34 +71,18 @@ def submit(written: Written, settings: SubmitSettings) -> Any:
     storage = gcs.client(target.project, None if target.emulated else creds)
     upload_files(batch, target, storage)
     vertex.init(target, creds)
-    job = vertex.submit(
+    job = submit_job(
         target,
-        template_path=str(written.pipeline_path),
-        job_id=batch.job_id or batch.sweep.run_id,
-        display_name=settings.display_name,
-        pipeline_root=batch.sweep.pipeline_root,
-        labels=batch.pipeline_labels,
-        enable_caching=settings.enable_caching,
-        failure_policy=settings.failure_policy.value,
-        service_account=settings.service_account,
-        network=settings.network,
-        reserved_ip_ranges=list(settings.reserved_ip_ranges),
-        experiment=settings.experiment,
-        encryption_spec_key_name=settings.encryption_spec_key_name,
+        written.pipeline_path,
+        batch.job_id or batch.sweep.run_id,
+        batch.sweep.pipeline_root,
+        job_settings(batch),
+        written.manifest_path,
+        written.manifest,
         on_retry=lambda e: log.warning(f"Creating the PipelineJob failed ({type(e).__name__}: {e}); retrying"),
     )
-    url = vertex.console_url(job.resource_name)
-    where = {
-        "resource_name": job.resource_name,
-        "console_url": url,
-        "project": target.project,
-        "location": target.location,
-        "api_endpoint": target.api_endpoint,
-        "jobs": [job.resource_name],  # every PipelineJob of the sweep: recovery adds its attempts'
-    }
-    write_manifest(written.manifest_path, {**written.manifest, "vertex": where})
     log.info(f"Submitted {job.resource_name}")
-    log.info(f"View it in the Vertex AI console: {url}")
+    log.info(f"View it in the Vertex AI console: {vertex.console_url(job.resource_name)}")
     return job
 
 
@@ -146,6 +131,8 @@ def reattach_hint(job: Any, sweep_dir: Path) -> str:
         f"The run goes on in Vertex AI: {vertex.console_url(job.resource_name)}\n"
         f"  follow it again:  hydra-vertex-pipelines status {sweep_dir} --wait\n"
         f"  its results:      hydra-vertex-pipelines results {sweep_dir}\n"
+        f"  recover it:       hydra-vertex-pipelines recover {sweep_dir}   (runs again the trials that failed for "
+        "the cloud's reasons, once it ends)\n"
         f"  cancel it:        hydra-vertex-pipelines cancel {sweep_dir}"
     )
 
@@ -200,13 +187,8 @@ def _download_summary(storage: Any, batch: Batch) -> Optional[Dict[str, Any]]:
     """The collector's summary (and report), copied into the sweep dir, if it wrote one,
     with the machine-hours of the run's CustomJobs (one list of them)."""
     summary = gcs.read_json(storage, batch.sweep.files.summary)
-    if summary is not None:
-        try:  # every PipelineJob of this run, a resumed one's earlier ones included
-            jobs = vertex.run_custom_jobs("hydra-run", batch.sweep.run_id)
-        except Exception as e:  # noqa: BLE001 - the results matter more than the hours
-            log.warning(f"Listing the run's CustomJobs failed ({type(e).__name__}: {e}): machine-hours from the trial records")
-        else:
-            summary = with_job_usage(summary, job_usages(jobs, batch.sweep.trials), batch.sweep.cost_rates)
+    if summary is not None:  # every PipelineJob of this run, a resumed one's earlier ones included
+        summary = with_run_usage(summary, batch.sweep)
         local = SweepFiles(batch.sweep_dir, batch.sweep.tag)
         rewrite(summary, local.summary, local.report, os.path.dirname(batch.sweep.report_path))
         log.info(f"Summary: {local.summary}")
@@ -325,29 +307,28 @@ def run(context: LaunchContext, batch: Batch) -> List[JobReturn]:
     written = write_batch(batch)
     job = submit(written, settings)
     if not settings.wait:
+        log.info(reattach_hint(job, written.batch.sweep_dir))
+        if settings.recovery.max_attempts > 1:
+            log.info(f"recover uses the sweep's recovery settings (max_attempts={settings.recovery.max_attempts})")
         return returns_without_values(context, written.batch.sweep.trials, written.pipeline_path, "wait=false")
     follow(job, written, settings)
     returns, summary, failures = trial_returns(context, written, settings.target, job)
     if settings.recovery.max_attempts > 1:
-        first = Round([t.number for t in written.batch.sweep.trials], returns, summary, failures, job.resource_name)
-        returns, summary = recover(context, written, settings, first)
+        returns, summary = recover(context, written, settings, to_round(written.batch, returns, summary, failures, job))
     completed = sum(r.status == JobStatus.COMPLETED for r in returns)
     log.info(f"Run {written.batch.sweep.run_id}: {completed} of {len(returns)} trials completed{summary_usage_text(summary)}")
     return returns
 
 
-def _attempt(context: LaunchContext, settings: SubmitSettings, sweep_manifest: Path, batch: Batch) -> Round:
+def _attempt(context: LaunchContext, settings: SubmitSettings, first: Written, attempt: int, sweep: SweepSpec) -> Round:
     """One recovery attempt: its batch written, submitted (and added to the sweep's manifest
     at once, so `status` and `cancel` find it if the launcher stops), followed and read."""
-    written = write_batch(batch)
+    written = write_batch(attempt_batch(first.batch, attempt, sweep))
     job = submit(written, settings)
-    data = strict_json.loads(sweep_manifest.read_text(encoding="utf-8"))
-    vertex_data = data.get("vertex") or {}
-    vertex_data["jobs"] = [*vertex_data.get("jobs", [vertex_data.get("resource_name")]), job.resource_name]
-    write_manifest(sweep_manifest, {**data, "vertex": vertex_data})
+    add_job(first.manifest_path, job.resource_name)
     follow(job, written, settings)
     returns, summary, failures = trial_returns(context, written, settings.target, job)
-    return Round([t.number for t in written.batch.sweep.trials], returns, summary, failures, job.resource_name)
+    return to_round(written.batch, returns, summary, failures, job)
 
 
 def recover(
@@ -355,16 +336,14 @@ def recover(
 ) -> Tuple[List[JobReturn], Optional[Dict[str, Any]]]:
     """Runs again the trials that failed for a recoverable kind (README, "Recovery"); every
     trial's JobReturn, and the summary over every attempt, written in the sweep dir and the bucket."""
-    recovery = Recovery(written.batch, settings.recovery, first)
-    returns = recovery.run(functools.partial(_attempt, context, settings, written.manifest_path))
-    summary = recovery.final_summary() if len(recovery.jobs) > 1 else first.summary
-    if len(recovery.jobs) > 1 and summary is not None:
-        batch = written.batch
-        files = SweepFiles(batch.sweep_dir, batch.sweep.tag)
-        rewrite(summary, files.summary, files.report, os.path.dirname(batch.sweep.report_path))
+    recovery: Recovery[JobReturn] = Recovery(written.batch.sweep, settings.recovery, first)
+    recovery.run(functools.partial(_attempt, context, settings, written))
+    if len(recovery.jobs) == 1:
+        return recovery.ordered(), first.summary
+    summary = recovery.final_summary()
+    if summary is not None:
         target = settings.target
         storage = gcs.client(target.project, None if target.emulated else vertex.credentials(target))
-        gcs.write_bytes(storage, batch.sweep.files.summary, files.summary.read_bytes())
-        gcs.write_bytes(storage, batch.sweep.files.report, files.report.read_bytes())
-        log.info(f"Summary over {len(recovery.jobs)} PipelineJobs: {files.summary}")
-    return returns, summary
+        path = publish(summary, written.batch.sweep, written.batch.sweep_dir, storage)
+        log.info(f"Summary over {len(recovery.jobs)} PipelineJobs: {path}")
+    return recovery.ordered(), summary

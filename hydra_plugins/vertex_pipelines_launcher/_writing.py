@@ -17,6 +17,7 @@ from hydra.core.utils import filter_overrides
 from hydra_vertex_pipelines.components.atomic_write import FileSet, WriteFailed
 from hydra_vertex_pipelines.components.failures import RULES, rule_to_json
 from hydra_vertex_pipelines.components.sweep_files import SweepFiles
+from hydra_vertex_pipelines.pipeline_builder.spec.manifest import JobSettings, claim_files
 
 from ._choices import Mode
 from ._errors import LauncherWriteError
@@ -45,21 +46,6 @@ def announce(batch: Batch) -> None:
         log.info(f"\t#{t.number} : {' '.join(filter_overrides(t.overrides))}")
 
 
-def _claim_files(batch_files: SweepFiles[Path]) -> SweepFiles[Path]:
-    """Creates the batch's pipeline file, or the first free numbered variant's, atomically:
-    two launches never get the same files, and earlier files are never overwritten."""
-    n = 1
-    while True:
-        files = batch_files.claimed(n)
-        try:
-            with open(files.pipeline, "x"):
-                return files
-        except FileExistsError:
-            n += 1
-        except OSError as e:
-            raise WriteFailed(files.pipeline, e) from None
-
-
 def _local_files(batch: Batch, out: FileSet) -> Dict[str, str]:
     """Stages the files the run reads from its bucket into the sweep dir (and, for a local
     run, where it reads them); returns each one's gs:// URI -> local path."""
@@ -74,6 +60,36 @@ def _local_files(batch: Batch, out: FileSet) -> Dict[str, str]:
         if batch.mode is Mode.LOCAL:  # where the local run's trials find it
             out.copy(package.local_path, paths.local(package.uri))
     return files
+
+
+def job_settings(batch: Batch) -> JobSettings:
+    """How every PipelineJob of this batch's sweep is created."""
+    settings = batch.submit
+    assert settings is not None  # submit mode
+    return JobSettings(
+        display_name=settings.display_name,
+        labels=dict(batch.pipeline_labels),
+        enable_caching=settings.enable_caching,
+        failure_policy=settings.failure_policy.value,
+        service_account=settings.service_account,
+        network=settings.network,
+        reserved_ip_ranges=tuple(settings.reserved_ip_ranges),
+        experiment=settings.experiment,
+        encryption_spec_key_name=settings.encryption_spec_key_name,
+    )
+
+
+def resubmission(batch: Batch) -> Dict[str, Any]:
+    """What `hydra-vertex-pipelines recover` needs to submit a new PipelineJob of a
+    submitted batch's sweep without the app (README, "Recovery"); nothing in other modes."""
+    if batch.submit is None:
+        return {}
+    return {
+        "sweep": batch.sweep.to_dict(),
+        "job_settings": job_settings(batch).to_json(),
+        "job_id": batch.job_id or batch.sweep.run_id,
+        "recovery": batch.submit.recovery.to_json(),
+    }
 
 
 def _stage_batch(batch: Batch, claimed: SweepFiles[Path], out: FileSet) -> Written:
@@ -95,6 +111,7 @@ def _stage_batch(batch: Batch, claimed: SweepFiles[Path], out: FileSet) -> Writt
         initial_job_idx=batch.initial_job_idx,
         files=files,
         failure_rules=own_rules,
+        **resubmission(batch),
     )
     by_folder = trial_task_names(spec)
     for trial in data["trials"]:
@@ -111,7 +128,7 @@ def write_batch(batch: Batch) -> Written:
     try:
         with FileSet() as out:
             batch.sweep_dir.mkdir(parents=True, exist_ok=True)
-            claimed = _claim_files(SweepFiles(batch.sweep_dir, batch.tag))
+            claimed = claim_files(SweepFiles(batch.sweep_dir, batch.tag))
             out.own(claimed.pipeline)
             written = _stage_batch(batch, claimed, out)
     except WriteFailed as e:

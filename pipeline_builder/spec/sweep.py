@@ -1,9 +1,10 @@
 """What one sweep batch is: the pipeline's identity, its trials and its collector, as plain data."""
 
+import dataclasses
 import functools
 import json
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from hydra_vertex_pipelines.components.sweep_files import SweepFiles, gcs_to_fuse
 
@@ -41,6 +42,21 @@ class SweepSpec:
     # The user's hourly rates (JSON: machine_types and accelerator_types, each name ->
     # {spot, standard}) for the report's estimated cost; "": no estimate.
     cost_rates: str = ""
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain JSON data: the manifest keeps it, so `recover` can build the sweep's next
+        attempt without the app (every trial in full, env values included: they were
+        checked for secrets before)."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["trials"] = [t.to_dict() for t in self.trials]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "SweepSpec":
+        """The sweep `to_dict` gave."""
+        fields = dict(data)
+        fields["trials"] = tuple(TrialSpec.from_dict(t) for t in data["trials"])
+        return cls(**fields)
 
     @property
     def files(self) -> SweepFiles[str]:

@@ -68,6 +68,15 @@ class TrialSpec:
         data["result_path"] = self.result_path
         return data
 
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "TrialSpec":
+        """The trial `to_dict` gave: what `recover` re-submits from the manifest."""
+        fields = {k: v for k, v in data.items() if k != "result_path"}
+        fields["overrides"] = tuple(fields["overrides"])
+        fields["worker_pool_specs"] = tuple(dict(p) for p in fields["worker_pool_specs"])
+        fields["fallbacks"] = tuple(dict(f) for f in fields.get("fallbacks") or ())
+        return cls(**fields)
+
 
 def _machine(machine_type: str, accelerator_type: Optional[str], accelerator_count: int) -> Dict[str, Any]:
     machine: Dict[str, Any] = {"machine_type": machine_type}
