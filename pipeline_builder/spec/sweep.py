@@ -41,6 +41,9 @@ class SweepSpec:
     # The user's hourly rates (JSON: machine_types and accelerator_types, each name ->
     # {spot, standard}) for the report's estimated cost; "": no estimate.
     cost_rates: str = ""
+    # The Vertex AI Experiment the collector logs each trial to as a run (components.
+    # experiments.ExperimentTarget as JSON); "": none.
+    experiment: str = ""
 
     @property
     def files(self) -> SweepFiles[str]:
