@@ -114,6 +114,34 @@ def test_the_emulator_lists_contexts_by_schema_and_parent_and_refuses_filters_it
     assert (code, reply) == (200, {"executions": []})
 
 
+def test_a_runs_parameters_metrics_and_state_survive_a_restart(tmp_path):
+    first = MetadataService(tmp_path / "metadata.json")
+    first.create(STORE, "exp-r1", {"schemaTitle": "system.ExperimentRun", "metadata": {"_state": "RUNNING"}})
+    logged = {"metadata": {"_params": {"x": 1}, "_metrics": {"value": 2.0}, "_state": "COMPLETE"}}
+    assert first.handle("PATCH", f"/v1/{STORE}/contexts/exp-r1", {}, logged)[0] == 200
+    again = MetadataService(tmp_path / "metadata.json")
+    assert again.contexts[f"{STORE}/contexts/exp-r1"]["metadata"] == logged["metadata"]
+
+
+def test_compile_mode_gives_the_collector_no_experiment(tmp_path):
+    """Only a submitted run logs experiment runs: a compiled pipeline's collector has none."""
+    import yaml
+
+    from conftest import launch_in_process
+
+    overrides = [
+        f"hydra.sweep.dir={tmp_path}",
+        "hydra.launcher.mode=compile",
+        "hydra.launcher.pipeline_root=gs://bkt/root",
+        "hydra.launcher.trial.image_uri=img",
+        "hydra.launcher.experiment=sweep-exp",
+    ]
+    launch_in_process(FAULTS / "conf", overrides, [["x=1"]])
+    spec = yaml.safe_load((tmp_path / "pipeline.yaml").read_text())
+    collector = next(t for name, t in spec["root"]["dag"]["tasks"].items() if "collect" in name)
+    assert collector["inputs"]["parameters"]["experiment"] == {"runtimeValue": {"constant": ""}}
+
+
 # ---- a sweep against the emulator's command line, read back with aiplatform -------------
 
 
