@@ -115,7 +115,7 @@ class MetadataService:
         """The resources the request's `filter` matches, in one page (a filter it does not
         understand is refused: see metadata_filter)."""
         try:
-            wanted = parse((query.get("filter") or [""])[0], lambda resource: [])
+            wanted = parse((query.get("filter") or [""])[0])
         except FilterError as e:
             return error_reply(400, "INVALID_ARGUMENT", str(e))
         return 200, {collection: [r for r in found if wanted(r)]}

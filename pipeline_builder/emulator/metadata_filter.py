@@ -7,7 +7,7 @@ artifacts by `in_context("...")`, all AND-ed. A filter with anything else is ref
 """
 
 import re
-from typing import Any, Callable, List, Mapping
+from typing import Any, Callable, Mapping
 
 _TERM = re.compile(r'^(?:(\w+)\s*(=|:)\s*("[^"]*"(?:\s*,\s*"[^"]*")*)|in_context\(\s*"([^"]*)"\s*\))$')
 _KEYS = {"schema_title": "schemaTitle", "display_name": "displayName", "parent_contexts": "parentContexts"}
@@ -19,28 +19,28 @@ class FilterError(ValueError):
     """A filter this emulator does not understand."""
 
 
-def parse(text: str, contexts_of: Callable[[Mapping[str, Any]], List[str]]) -> Predicate:
-    """A predicate on a stored resource; `contexts_of` gives the contexts a resource is in
-    (for `in_context`). "" matches everything."""
+def parse(text: str) -> Predicate:
+    """A predicate on a stored resource; "" matches everything. `in_context` matches
+    nothing: only executions and artifacts are in contexts, and the emulator keeps none."""
     clauses = [c.strip() for c in re.split(r"\s+AND\s+", text.strip()) if c.strip()]
-    tests = [_clause(c, contexts_of) for c in clauses]
+    tests = [_clause(c) for c in clauses]
     return lambda resource: all(test(resource) for test in tests)
 
 
-def _clause(clause: str, contexts_of: Callable[[Mapping[str, Any]], List[str]]) -> Predicate:
+def _clause(clause: str) -> Predicate:
     if clause.startswith("(") and clause.endswith(")"):
         clause = clause[1:-1]
-    terms = [_term(t.strip(), contexts_of) for t in re.split(r"\s+OR\s+", clause)]
+    terms = [_term(t.strip()) for t in re.split(r"\s+OR\s+", clause)]
     return lambda resource: any(term(resource) for term in terms)
 
 
-def _term(term: str, contexts_of: Callable[[Mapping[str, Any]], List[str]]) -> Predicate:
+def _term(term: str) -> Predicate:
     match = _TERM.match(term)
     if match is None or (match.group(1) is not None and match.group(1) not in _KEYS):
         raise FilterError(f"unsupported filter term {term!r}: this emulator filters by {', '.join(_KEYS)} and in_context")
-    key, op, quoted, context = match.groups()
-    if context is not None:
-        return lambda resource: context in contexts_of(resource)
+    key, op, quoted, _ = match.groups()
+    if key is None:  # in_context("..."): nothing kept is in a context
+        return lambda resource: False
     values = re.findall(r'"([^"]*)"', quoted)
     field = _KEYS[key]
     if op == ":":  # `has`: a list field holds any of the values
