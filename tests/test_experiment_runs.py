@@ -21,6 +21,7 @@ from hydra_vertex_pipelines.pipeline_builder.emulator.metadata import MetadataSe
 from test_emulator_process import Emulator
 
 FAULTS = APPS / "faults"
+ENDED = ("PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED", "PIPELINE_STATE_CANCELLED")
 STORE = "projects/p/locations/l/metadataStores/default"
 
 
@@ -152,7 +153,7 @@ def emulator(tmp_path_factory):
     started.stop(signal.SIGTERM)
 
 
-def _sweep(emulator: Emulator, sweep_dir, *extra: str):
+def _sweep(emulator: Emulator, sweep_dir, *extra: str, values: str = "1,2,raise", experiment: str = "sweep-exp"):
     return run_app(
         FAULTS / "app.py",
         [
@@ -165,10 +166,10 @@ def _sweep(emulator: Emulator, sweep_dir, *extra: str):
             "hydra.launcher.poll_interval=0.5",
             "hydra.launcher.trial.entry=command",
             f"hydra.launcher.trial.command=[python,{FAULTS / 'app.py'}]",
-            "hydra.launcher.experiment=sweep-exp",
+            f"hydra.launcher.experiment={experiment}",
             f"hydra.sweep.dir={sweep_dir}",
             *extra,
-            "x=1,2,raise",
+            f"x={values}",
         ],
         check=False,
         STORAGE_EMULATOR_HOST=emulator.gcs_url,
@@ -183,8 +184,8 @@ def swept(emulator, tmp_path_factory):
     return first, second, runs
 
 
-def _runs(emulator: Emulator):
-    """The experiment's rows as aiplatform reads them, by run name."""
+def _runs(emulator: Emulator, experiment: str = "sweep-exp"):
+    """The experiment's rows as aiplatform reads them, by run name, and its runs."""
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import aiplatform
 
@@ -195,8 +196,8 @@ def _runs(emulator: Emulator):
         api_transport="rest",
         credentials=AnonymousCredentials(),
     )
-    frame = aiplatform.get_experiment_df("sweep-exp")
-    return {row["run_name"]: row for row in frame.to_dict("records")}, aiplatform.ExperimentRun.list(experiment="sweep-exp")
+    frame = aiplatform.get_experiment_df(experiment)
+    return {row["run_name"]: row for row in frame.to_dict("records")}, aiplatform.ExperimentRun.list(experiment=experiment)
 
 
 @pytest.mark.slow  # the emulator's command line, two sweeps in subprocesses
@@ -228,3 +229,21 @@ def test_a_resumed_sweep_updates_its_runs_instead_of_failing_on_them(emulator, s
     names = sorted(name for name, row in rows.items() if row["run_type"] == "system.ExperimentRun")
     assert names == [f"{run_id}-t0", f"{run_id}-t1", f"{run_id}-t2"]
     assert sorted(run.name for run in listed) == names
+
+
+@pytest.mark.slow
+def test_a_run_not_followed_logs_its_trials_too(emulator, tmp_path):
+    """wait=false: the launcher returns at submission, and the collector still logs the runs."""
+    from conftest import wait_for
+
+    proc = _sweep(emulator, tmp_path, "hydra.launcher.wait=false", values="1,2", experiment="nowait-exp")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    manifest = read_json(tmp_path / "manifest.json")
+    job = "/v1/" + manifest["vertex"]["resource_name"]
+    wait_for(lambda: emulator.request(job)["state"] in ENDED, timeout=180, what=f"{job} to end")
+    _, listed = _runs(emulator, "nowait-exp")
+    run_id = manifest["run_id"]
+    assert sorted((r.name, r.get_state(), r.get_metrics()["value"]) for r in listed) == [
+        (f"{run_id}-t0", "COMPLETE", 1.0),
+        (f"{run_id}-t1", "COMPLETE", 2.0),
+    ]
