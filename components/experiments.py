@@ -20,6 +20,7 @@ from hydra_vertex_pipelines.components.collector import numeric_setting, objecti
 # aiplatform keeps a run's TensorBoard link as the artifact `<experiment>-<run>-tb-run`,
 # an id of at most 128 characters: its ExperimentRun refuses longer `<experiment>-<run>`.
 MAX_RUN_ID = 128 - len("-tb-run")
+_DIGEST = 8  # hex digits of a cut run id's hash
 COMPLETED = "COMPLETED"  # the trial status (trial_result) whose run state is COMPLETE
 
 Param = Union[str, int, float]
@@ -53,11 +54,17 @@ def run_name(run_id: str, number: int, experiment: str) -> str:
     room = MAX_RUN_ID - len(experiment) - 1 - len(suffix)
     if len(run_id) <= room:
         return run_id + suffix
-    digest = hashlib.sha256(run_id.encode()).hexdigest()[:8]
+    digest = hashlib.sha256(run_id.encode()).hexdigest()[:_DIGEST]
     keep = room - len(digest) - 1
     if keep < 1:
         raise ValueError(f"experiment name {experiment!r} leaves no room for run names ({MAX_RUN_ID} characters in all)")
     return f"{run_id[:keep].rstrip('-')}-{digest}{suffix}"
+
+
+def longest_experiment(last_number: int) -> int:
+    """The longest experiment name whose runs all have names, up to trial `last_number`:
+    a name cut to one character of the run id, its hash and `-t<number>` still fits."""
+    return MAX_RUN_ID - 1 - (1 + 1 + _DIGEST) - len(f"-t{int(last_number)}")
 
 
 def params_of(overrides: Sequence[str]) -> Dict[str, Param]:

@@ -12,6 +12,7 @@ from hydra_vertex_pipelines.components.experiments import (
     MAX_RUN_ID,
     ExperimentTarget,
     log_trials,
+    longest_experiment,
     metrics_of,
     params_of,
     run_name,
@@ -45,6 +46,33 @@ def test_an_experiment_name_that_leaves_no_room_is_an_error_in_the_summary_not_a
     report = log_trials(rows, "run-1", ExperimentTarget("e" * 128))
     assert report["name"] == "e" * 128 and report["runs"] == 0
     assert report["error"].startswith("ValueError: experiment name")
+
+
+def test_the_longest_experiment_name_leaves_room_for_every_runs_name():
+    long_run_id = "r" * 63  # the longest run id
+    for last in (0, 9, 10, 12345):
+        longest = longest_experiment(last)
+        assert len(f"{'e' * longest}-{run_name(long_run_id, last, 'e' * longest)}") <= MAX_RUN_ID
+        with pytest.raises(ValueError):
+            run_name(long_run_id, last, "e" * (longest + 1))
+
+
+def test_a_submission_whose_experiment_name_is_too_long_is_refused_before_anything_is_sent(tmp_path):
+    from conftest import launch_in_process
+    from hydra_plugins.vertex_pipelines_launcher._errors import LauncherConfigError
+
+    overrides = [
+        f"hydra.sweep.dir={tmp_path}",
+        "hydra.launcher.mode=submit",
+        "hydra.launcher.project=p",
+        "hydra.launcher.api_endpoint=http://127.0.0.1:9",  # nothing listens: a request would fail
+        "hydra.launcher.pipeline_root=gs://bkt/root",
+        "hydra.launcher.trial.image_uri=img",
+        f"hydra.launcher.experiment={'e' * 108}",
+    ]
+    with pytest.raises(LauncherConfigError, match="hydra.launcher.experiment='e+' is not accepted: a name of at most 107"):
+        launch_in_process(FAULTS / "conf", overrides, [["x=1"]])
+    assert not (tmp_path / "pipeline.yaml").exists()
 
 
 def test_overrides_are_parameters_with_flat_keys_and_numbers_as_numbers():
