@@ -296,5 +296,10 @@ def collect(
         "fixed": fixed,
         "usage": sweep_usage(rows, cost_rates),
     }
-    write_atomic(summary_path, strict_json.dumps(summary, indent=2, default=repr))
+    write_summary(summary, summary_path)
     return summary
+
+
+def write_summary(summary: Mapping[str, Any], summary_path: str) -> None:
+    """Writes the summary whole or not at all (also once more, with its experiment runs)."""
+    write_atomic(summary_path, strict_json.dumps(summary, indent=2, default=repr))

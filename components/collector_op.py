@@ -24,11 +24,14 @@ def collect_trials(
     location: str = "",
     run_id: str = "",
     cost_rates: str = "",
+    experiment: str = "",
 ):
     """Reads every trial's .vertex/result.json, writes summary.json, logs numeric results and
     renders the trial table and plots (Markdown and HTML artifacts, HTML also at
     `report_path` unless it is ""). A result of another run than `run_id` is no result.
     `cost_rates` (JSON, "" for none) are the user's hourly rates for an estimated cost.
+    With `experiment` (an ExperimentTarget's JSON), each trial is then logged as a run of
+    that Vertex AI Experiment, and the summary rewritten to say so.
 
     Large sweeps list their trials in a file (`trials_path`): the executor input is one
     command-line argument, which Linux caps at 128 KiB.
@@ -58,6 +61,12 @@ def collect_trials(
     write_text(html.path, page)
     if report_path:
         write_text(report_path, page)
+    if experiment:  # last: the results are all written before any request to Vertex AI
+        from hydra_vertex_pipelines.components.collector import write_summary
+        from hydra_vertex_pipelines.components.experiments import ExperimentTarget, log_trials
+
+        summary["experiment"] = log_trials(summary["trials"], run_id, ExperimentTarget.from_json(experiment))
+        write_summary(summary, summary_path)
 
 
 def collector_op(image: str) -> Any:

@@ -106,6 +106,7 @@ def build_pipeline(sweep: SweepSpec) -> Any:
             location=sweep.location,
             run_id=sweep.run_id,
             cost_rates=sweep.cost_rates,
+            experiment=sweep.experiment,
         )
         collector.set_display_name(COLLECTOR_TASK_NAME)
         # Always re-run: a resumed sweep's summary must see the trials that ran again.

@@ -380,4 +380,6 @@ def test_run_is_associated_with_its_experiment(emulators, tmp_path):
     experiment = emulators["vertex"].metadata.contexts[f"{store}/contexts/lr-study"]
     assert experiment["schemaTitle"] == "system.Experiment"
     run_context = f"{store}/contexts/{resource.rsplit('/', 1)[1]}"
-    assert emulators["vertex"].metadata.children[f"{store}/contexts/lr-study"] == [run_context]
+    run_id = read_json(tmp_path / "manifest.json")["run_id"]
+    trials = [f"{store}/contexts/lr-study-{run_id}-t{n}" for n in (0, 1)]  # each trial, as an experiment run
+    assert sorted(emulators["vertex"].metadata.children[f"{store}/contexts/lr-study"]) == sorted([run_context, *trials])

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from omegaconf import DictConfig
 
 from hydra_vertex_pipelines.components.atomic_write import os_reason
+from hydra_vertex_pipelines.components.experiments import ExperimentTarget, longest_experiment
 from hydra_vertex_pipelines.components.failures import RULES, Rule
 from hydra_vertex_pipelines.components.sweep_files import SweepFiles
 from hydra_vertex_pipelines.pipeline_builder.errors import ConfigError
@@ -140,6 +141,23 @@ def _collector_image(settings: LaunchSettings, base_settings: TrialSettings) -> 
     return str(image or "local")
 
 
+def _experiment(submit: Optional[SubmitSettings], last_number: int) -> str:
+    """The collector's experiment (JSON), "" for none: only a submitted run logs its trials
+    as experiment runs, to the project, region and endpoint the PipelineJob goes to."""
+    if submit is None or not submit.experiment:
+        return ""
+    longest = longest_experiment(last_number)
+    if len(submit.experiment) > longest:
+        raise ConfigError(
+            f"{FIELD}.experiment",
+            submit.experiment,
+            f"a name of at most {longest} characters for this sweep: each trial is the run "
+            "`<run id>-t<number>` of it, and Vertex takes at most 121 characters for `<experiment>-<run>`",
+        )
+    target = submit.target
+    return ExperimentTarget(submit.experiment, target.project, target.location, target.api_endpoint or "").to_json()
+
+
 def _sweep(
     context: LaunchContext,
     settings: LaunchSettings,
@@ -167,6 +185,7 @@ def _sweep(
         project=target.project if target else "",
         location=target.location if target else "",
         cost_rates=settings.cost_rates,
+        experiment=_experiment(settings.submit, max(t.number for t in trials)),
     )
 
 

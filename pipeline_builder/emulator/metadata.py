@@ -1,10 +1,13 @@
-"""The part of Vertex ML Metadata that associates a PipelineJob with an Experiment.
+"""The part of Vertex ML Metadata that Vertex AI Experiments use.
 
 `PipelineJob.submit(experiment=...)` makes google-cloud-aiplatform find or create the
 default metadata store, the experiment's context and the run's context, and add the run
-as the experiment's child. The emulator serves these calls so a submission with an
-experiment can be rehearsed, and tests can see the association. Given a file, the contexts
-are kept in it, so a restarted emulator still knows its experiments and their runs.
+as the experiment's child. An experiment run (`aiplatform.start_run`) is a context too,
+its parameters, metrics and state in its metadata, which `log_params`, `log_metrics` and
+`end_run` update; `ExperimentRun.list` and `get_experiment_df` list the experiment's
+child contexts, and its executions and artifacts (older runs' and pipelines' records),
+of which the emulator keeps none. Given a file, the contexts are kept in it, so a
+restarted emulator still knows its experiments and their runs.
 """
 
 import json
@@ -18,10 +21,12 @@ from hydra_vertex_pipelines.components import strict_json
 from hydra_vertex_pipelines.components.atomic_write import write_atomic
 from hydra_vertex_pipelines.components.clock import rfc3339
 
+from .metadata_filter import FilterError, parse
 from .replies import Reply, error_reply
 
 _STORE = re.compile(
-    r"^/v1(?:beta1)?/(projects/[^/]+/locations/[^/]+)/metadataStores(?:/([^/:]+))?(?:/contexts(?:/([^/:]+))?(:\w+)?)?$"
+    r"^/v1(?:beta1)?/(projects/[^/]+/locations/[^/]+)/metadataStores(?:/([^/:]+))?"
+    r"(?:/(contexts|executions|artifacts)(?:/([^/:]+))?(:\w+)?)?$"
 )
 
 
@@ -46,9 +51,13 @@ class MetadataService:
     def handle(self, method: str, path: str, query: Mapping[str, List[str]], body: Any) -> Reply:
         match = _STORE.match(path)
         assert match is not None
-        parent, store, context_id, verb = match.groups()
+        parent, store, collection, context_id, verb = match.groups()
         store_name = f"{parent}/metadataStores/{store or (query.get('metadataStoreId') or ['default'])[0]}"
-        if context_id is None and "/contexts" not in path:
+        if collection in ("executions", "artifacts"):  # none are kept: only an (empty) list is served
+            if context_id is None and method == "GET":
+                return self._listed(collection, [], query)
+            return error_reply(404, "NOT_FOUND", f"no such resource: {method} {path}")
+        if collection is None:
             if method == "POST":  # create: a long-running operation that is done at once
                 resource = {"name": store_name, "createTime": rfc3339()}
                 return 200, {
@@ -60,7 +69,9 @@ class MetadataService:
         if context_id is None:
             if method == "POST":
                 return self._create(store_name, next(iter(query.get("contextId") or []), None), body or {})
-            return 200, {"contexts": self._list(store_name, (query.get("filter") or [""])[0])}
+            with self._lock:
+                found = [dict(c) for n, c in self.contexts.items() if n.startswith(store_name + "/")]
+            return self._listed("contexts", found, query)
         name = f"{store_name}/contexts/{context_id}"
         with self._lock:
             context = self.contexts.get(name)
@@ -99,17 +110,12 @@ class MetadataService:
             self._save()
             return dict(self.contexts[name])
 
-    def _list(self, store: str, filter_text: str) -> List[Dict[str, Any]]:
-        with self._lock:
-            found = [c for n, c in self.contexts.items() if n.startswith(store + "/")]
-        wanted = re.findall(r'(\w+)\s*=\s*"([^"]*)"', filter_text)
-        return [
-            c
-            for c in found
-            if all(str(c.get(_camel(k), "")) == v for k, v in wanted if _camel(k) in ("schemaTitle", "displayName"))
-        ]
-
-
-def _camel(key: str) -> str:
-    head, *rest = key.split("_")
-    return head + "".join(p.title() for p in rest)
+    @staticmethod
+    def _listed(collection: str, found: List[Dict[str, Any]], query: Mapping[str, List[str]]) -> Reply:
+        """The resources the request's `filter` matches, in one page (a filter it does not
+        understand is refused: see metadata_filter)."""
+        try:
+            wanted = parse((query.get("filter") or [""])[0])
+        except FilterError as e:
+            return error_reply(400, "INVALID_ARGUMENT", str(e))
+        return 200, {collection: [r for r in found if wanted(r)]}

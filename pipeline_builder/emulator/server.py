@@ -4,7 +4,7 @@
 google-cloud-aiplatform makes for PipelineJobs (pipeline_jobs: create, get, list, cancel,
 with per-task states and errors), for CustomJobs (custom_jobs: the JobService, which the
 pipelines' CustomJob tasks call through gcpc's real launcher) and for the ML Metadata
-contexts that associate a run with an experiment (metadata). Each submitted spec runs
+contexts of experiments and their runs (metadata). Each submitted spec runs
 with the local runner; gs:// data lives in a GCS emulator (gcp-storage-emulator), copied
 to and from a local view of the buckets around each task (sync). Jobs survive restarts
 (job_store), only the SDK's requests are answered (guard), and what a request may carry

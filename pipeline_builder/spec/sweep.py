@@ -42,6 +42,9 @@ class SweepSpec:
     # The user's hourly rates (JSON: machine_types and accelerator_types, each name ->
     # {spot, standard}) for the report's estimated cost; "": no estimate.
     cost_rates: str = ""
+    # The Vertex AI Experiment the collector logs each trial to as a run (components.
+    # experiments.ExperimentTarget as JSON); "": none.
+    experiment: str = ""
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain JSON data: the manifest keeps it, so `recover` can build the sweep's next
