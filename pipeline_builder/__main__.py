@@ -1,4 +1,4 @@
-"""`python -m hydra_vertex_pipelines.pipeline_builder`: the command line (cli.py)."""
+"""`python -m hydra_vertex_pipelines.pipeline_builder`: the command line (cli/)."""
 
 import sys
 

@@ -1,0 +1,36 @@
+"""The `hydra-vertex-pipelines` command (`arguments.HELP` lists its subcommands), usable
+without Hydra: one module per group of subcommands."""
+
+from typing import List, Optional
+
+from . import runs
+from .arguments import parser
+from .recover import recover
+from .run_local import run_local
+
+__all__ = ["main", "parser"]
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "emulator":
+        from ..emulator import serve
+        from ..emulator.fault_spec import FaultSpecError, load_plan
+
+        try:
+            faults = load_plan(args.faults, args.fault, args.fault_seed, args.preemption_grace, args.job_creation_quota)
+        except FaultSpecError as e:
+            raise SystemExit(f"error: {e}") from None
+        serve(
+            args.data_dir,
+            faults=faults,
+            port=args.port,
+            gcs_port=args.gcs_port,
+            max_parallel=args.max_parallel,
+            workdir=args.workdir,
+            **({} if args.body_timeout is None else {"body_timeout": args.body_timeout}),
+        )
+        return 0
+    if args.command in ("status", "results", "cancel", "recover"):
+        return {"status": runs.status, "results": runs.results, "cancel": runs.cancel, "recover": recover}[args.command](args)
+    return run_local(args)
