@@ -83,6 +83,6 @@ def test_an_outage_shorter_than_reconnect_timeout_is_followed_through(tmp_path):
             if emulator is not None:
                 emulator.stop(signal.SIGKILL)
     assert "Stopped following" not in out, out  # a GET's own retries (up to 30 s) rode out the gap
-    assert re.search(r"Run \S+ ended: PIPELINE_STATE_(FAILED|CANCELLED)", out), out
+    assert re.search(r"PipelineJob \S+ of run \S+ ended: PIPELINE_STATE_(FAILED|CANCELLED)", out), out
     assert proc.returncode == 1 and "Trial 0 (x=hang) failed" in out, out
     assert "Traceback" not in out

@@ -195,4 +195,4 @@ def test_submitted_sweep_shows_the_hours_its_custom_jobs_recorded(emulators, tmp
     assert _machine_hours(summary) >= sum(summary["usage"]["from_trial_records"]["machine_hours"].values())
     assert html.escape("from the CustomJobs' startTime and endTime") in (tmp_path / "report.html").read_text()
     final = [r.getMessage() for r in caplog.records if "trials completed" in r.getMessage()][-1]
-    assert final == f"Run {run_id}: 1 of 2 trials completed; " + usage_text(summary["usage"]["totals"])
+    assert final == f"Run {run_id} (PipelineJob {run_id}): 1 of 2 trials completed; " + usage_text(summary["usage"]["totals"])

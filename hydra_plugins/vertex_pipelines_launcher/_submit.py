@@ -16,6 +16,7 @@ from hydra_vertex_pipelines.components.sweep_files import SweepFiles, TrialFiles
 from hydra_vertex_pipelines.components.trial_result import ENDINGS, parse_record, record_problem
 from hydra_vertex_pipelines.pipeline_builder.cloud import TaskDetailState, gcs, vertex
 from hydra_vertex_pipelines.pipeline_builder.cloud.failures import CustomJobErrors, task_failure
+from hydra_vertex_pipelines.pipeline_builder.cloud.progress import counts_line, trial_counts
 from hydra_vertex_pipelines.pipeline_builder.recovery import Recovery, Round, publish, submit_job, with_run_usage
 from hydra_vertex_pipelines.pipeline_builder.spec.manifest import add_job
 from hydra_vertex_pipelines.pipeline_builder.spec.sweep import SweepSpec
@@ -34,14 +35,6 @@ from ._usage import rewrite, summary_usage_text
 from ._writing import Written, announce, job_settings, write_batch
 
 log = logging.getLogger(__name__)
-
-# How the progress line counts a trial task's state: a cache hit is a success, a task that
-# was cancelled or never triggered a failure.
-FAILED_LIKE = {
-    TaskDetailState.CANCELLED: TaskDetailState.FAILED,
-    TaskDetailState.NOT_TRIGGERED: TaskDetailState.FAILED,
-    TaskDetailState.SKIPPED: TaskDetailState.SUCCEEDED,
-}
 
 
 def upload_files(batch: Batch, target: vertex.VertexTarget, storage: Any) -> None:
@@ -82,7 +75,7 @@ def submit(written: Written, settings: SubmitSettings) -> Any:
         on_retry=lambda e: log.warning(f"Creating the PipelineJob failed ({type(e).__name__}: {e}); retrying"),
     )
     log.info(f"Submitted {job.resource_name}")
-    log.info(f"View it in the Vertex AI console: {vertex.console_url(job.resource_name)}")
+    log.info(f"View it in the Vertex AI console: {vertex.console_url(job.resource_name, target.api_endpoint)}")
     return job
 
 
@@ -96,22 +89,10 @@ class Progress:
         self.tty = sys.stderr.isatty()
 
     def __call__(self, state: str, tasks: Dict[str, Dict[str, Any]]) -> None:
-        counts = {TaskDetailState.SUCCEEDED: 0, TaskDetailState.FAILED: 0, TaskDetailState.RUNNING: 0}
-        # Trials looped over by one task have no task names of their own: count the iterations.
-        names = self.trial_tasks or [n for n in tasks if "collect" not in n and "for-loop" not in n]
-        for name in names:
-            s = tasks.get(name, {}).get("state", TaskDetailState.PENDING)
-            # SKIPPED is Vertex's word for a cache hit: a trial that succeeded in a resumed run.
-            key = FAILED_LIKE.get(s, s)
-            if key in counts:
-                counts[key] += 1
+        counts = trial_counts(tasks, self.trial_tasks)
         total = self.total
-        succeeded, failed = counts[TaskDetailState.SUCCEEDED], counts[TaskDetailState.FAILED]
-        done = succeeded + failed
-        line = (
-            f"{state.replace('PIPELINE_STATE_', '').lower()}: {succeeded} succeeded, "
-            f"{failed} failed, {counts[TaskDetailState.RUNNING]} running of {total} trials"
-        )
+        done = counts[TaskDetailState.SUCCEEDED] + counts[TaskDetailState.FAILED]
+        line = f"{state.replace('PIPELINE_STATE_', '').lower()}: {counts_line(counts, total)}"
         if self.tty:
             width = 30
             bar = "#" * (width * done // max(total, 1))
@@ -158,7 +139,7 @@ def follow(job: Any, written: Written, settings: SubmitSettings) -> str:
         progress.close()
         raise FollowingLost(f"Stopped following: {e}\n{reattach_hint(job, batch.sweep_dir)}") from None
     progress.close()
-    log.info(f"Run {batch.sweep.run_id} ended: {state}")
+    log.info(f"PipelineJob {job.resource_name.rsplit('/', 1)[-1]} of run {batch.sweep.run_id} ended: {state}")
     return state
 
 
@@ -316,7 +297,9 @@ def run(context: LaunchContext, batch: Batch) -> List[JobReturn]:
     if settings.recovery.max_attempts > 1:
         returns, summary = recover(context, written, settings, to_round(written.batch, returns, summary, failures, job))
     completed = sum(r.status == JobStatus.COMPLETED for r in returns)
-    log.info(f"Run {written.batch.sweep.run_id}: {completed} of {len(returns)} trials completed{summary_usage_text(summary)}")
+    # A resumed run's PipelineJob is a new one: the line names it, not just the run.
+    where = f"Run {written.batch.sweep.run_id} (PipelineJob {job.resource_name.rsplit('/', 1)[-1]})"
+    log.info(f"{where}: {completed} of {len(returns)} trials completed{summary_usage_text(summary)}")
     return returns
 
 

@@ -1,7 +1,8 @@
 """The `hydra-vertex-pipelines` command (`arguments.HELP` lists its subcommands), usable
 without Hydra: one module per group of subcommands."""
 
-from typing import List, Optional
+import argparse
+from typing import Callable, List, Optional
 
 from . import runs
 from .arguments import parser
@@ -32,5 +33,23 @@ def main(argv: Optional[List[str]] = None) -> int:
         )
         return 0
     if args.command in ("status", "results", "cancel", "recover"):
-        return {"status": runs.status, "results": runs.results, "cancel": runs.cancel, "recover": recover}[args.command](args)
+        command = {"status": runs.status, "results": runs.results, "cancel": runs.cancel, "recover": recover}[args.command]
+        return _with_credentials(command, args)
     return run_local(args)
+
+
+def _with_credentials(command: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Runs a command that talks to Google Cloud; missing credentials are one line that says
+    what to set, not a traceback."""
+    from google.auth.exceptions import DefaultCredentialsError
+
+    from ..cloud.gcs import EMULATOR_HOST
+    from ..cloud.vertex import ADC_HELP
+
+    try:
+        return command(args)
+    except DefaultCredentialsError as e:
+        raise SystemExit(
+            f"error: no Google Cloud credentials ({str(e).rstrip('. ')}). {ADC_HELP}. For a run submitted to the "
+            f"emulator, set {EMULATOR_HOST} to its Cloud Storage address (the emulator prints it as it starts)."
+        ) from None

@@ -4,6 +4,8 @@ import argparse
 import sys
 from typing import Any, Dict
 
+from hydra_vertex_pipelines.components.report import counts_text
+
 from ..cloud import VertexTarget, vertex
 from .runs import print_trials
 
@@ -37,7 +39,7 @@ def recover(args: argparse.Namespace) -> int:
                 continue
             if not done.submitted:
                 print(f"{record.sweep.run_id}: nothing to recover (no failed trial of a recoverable kind with an attempt left)")
-            print(f"{record.sweep.run_id}: {done.summary['counts']} over {len(record.jobs) + len(done.submitted)} PipelineJobs")
+            print(f"{record.sweep.run_id}: {counts_text(done.summary['counts'])} over {len(record.jobs) + len(done.submitted)} PipelineJobs")
             print_trials(done.summary)
             if set(done.summary["counts"]) != {"COMPLETED"} or len(done.summary["trials"]) != len(record.sweep.trials):
                 worst = 1

@@ -6,10 +6,13 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from hydra_vertex_pipelines.components import strict_json
 from hydra_vertex_pipelines.components.failures import rules_from_json, with_failures
-from hydra_vertex_pipelines.components.report import error_headline, failure_kind, shown_error
-from hydra_vertex_pipelines.components.sweep_files import SweepFiles, fuse_to_gcs
+from hydra_vertex_pipelines.components.report import counts_text, error_headline, failure_kind, shown_error
+from hydra_vertex_pipelines.components.sweep_files import SweepFiles, TrialFiles, fuse_to_gcs
+from hydra_vertex_pipelines.components.trial_result import COMPLETED, parse_record, record_problem
 
 from ..cloud import PipelineState, VertexTarget, gcs, vertex
+from ..cloud.progress import counts_line, trial_counts
+from ..cloud.states import PIPELINE_ENDED
 
 # A submitted run: where it went, its resource name, and its manifest (None if named directly).
 Run = Tuple[VertexTarget, str, Optional[Dict[str, Any]]]
@@ -25,6 +28,7 @@ def runs(target: str, api_endpoint: Optional[str]) -> List[Run]:
             data = strict_json.loads(m.read_text(encoding="utf-8"))
             info = data.get("vertex")
             if info:
+                gcs.use_recorded_emulator(info.get("storage_emulator_host"))
                 # The sweep's latest PipelineJob: a recovered sweep lists every one in `jobs`.
                 latest = (info.get("jobs") or [info["resource_name"]])[-1]
                 out.append((VertexTarget(info["project"], info["location"], info.get("api_endpoint")), latest, data))
@@ -37,24 +41,37 @@ def runs(target: str, api_endpoint: Optional[str]) -> List[Run]:
     return [(VertexTarget(parts[1], parts[3], api_endpoint), target, None)]
 
 
+def trial_tasks(manifest: Optional[Dict[str, Any]], name: str) -> Tuple[List[str], int]:
+    """The trials' task names in the run's first PipelineJob (a recovery attempt's tasks
+    and a run named by its resource name are told apart from the collector by name), and
+    the trial count (0: unknown)."""
+    if manifest is None:
+        return [], 0
+    trials = manifest.get("trials") or []
+    first = (manifest.get("vertex") or {}).get("resource_name") == name
+    return ([t["task_name"] for t in trials if t.get("task_name")] if first else []), len(trials) if first else 0
+
+
 def status(args: argparse.Namespace) -> int:
     worst = 0
-    for target, name, _ in runs(args.target, args.api_endpoint):
+    for target, name, manifest in runs(args.target, args.api_endpoint):
         vertex.init(target)
         job = vertex.attach(name)
 
-        def show(state: str, tasks: Dict[str, Dict[str, Any]], name: str = name) -> None:
-            counts: Dict[str, int] = {}
-            for t in tasks.values():
-                counts[t["state"]] = counts.get(t["state"], 0) + 1
-            print(f"{name}: {state} ({', '.join(f'{n} {s.lower()}' for s, n in sorted(counts.items())) or 'no tasks yet'})")
+        names, total = trial_tasks(manifest, name)
+
+        def show(
+            state: str, tasks: Dict[str, Dict[str, Any]], name: str = name, names: List[str] = names, total: int = total
+        ) -> None:
+            counts = trial_counts(tasks, names)
+            print(f"{name}: {state} ({counts_line(counts, total or sum(counts.values()))})")
 
         if args.wait:
             state = vertex.follow(job, args.poll_interval, show)
         else:
             state = job.state.name
             show(state, vertex.task_details(job))
-        print(f"  {vertex.console_url(name)}")
+        print(f"  {vertex.console_url(name, target.api_endpoint)}")
         if state in (PipelineState.FAILED, PipelineState.CANCELLED):
             worst = 1
     return worst
@@ -68,14 +85,34 @@ def results(args: argparse.Namespace) -> int:
         uri = fuse_to_gcs(manifest["summary_path"])
         summary = gcs.read_json(storage, uri)
         if summary is None:
-            print(f"{name}: no summary at {uri} yet")
+            _from_records(target, name, manifest, storage, uri)
             continue
         with_vertex_failures(target, name, manifest, summary)
         local = Path(manifest["pipeline_yaml"]).parent / Path(uri).name
         local.write_text(strict_json.dumps(summary, indent=2), encoding="utf-8")
-        print(f"{name}: {summary['counts']}  (saved {local})")
+        print(f"{name}: {counts_text(summary['counts'])}  (saved {local})")
         print_trials(summary)
     return 0
+
+
+def _from_records(target: VertexTarget, name: str, manifest: Dict[str, Any], storage: Any, uri: str) -> None:
+    """No summary: while the run goes on, what has finished; once it ended without its
+    collector (cancelled, failed), every trial from its own record."""
+    vertex.init(target)
+    state = str(vertex.attach(name).state.name)
+    ended = state in PIPELINE_ENDED
+    print(f"{name}: {state}: no summary at {uri}" + ("" if ended else " yet") + "; from the trials' own records:")
+    stored = set(gcs.list_uris(storage, manifest["run_root"]))  # one listing, then only the records that exist
+    for trial in manifest.get("trials") or []:
+        path = TrialFiles(trial["output_uri"]).result
+        record = parse_record(gcs.read_bytes(storage, path)) if path in stored else None
+        if record_problem(record, manifest.get("run_id"), int(trial["number"])) is not None or not isinstance(record, dict):
+            status, shown = "MISSING", "no record" if ended else "not finished"
+        elif record["status"] == COMPLETED:
+            status, shown = COMPLETED, strict_json.dumps(record.get("return_value"))
+        else:
+            status, shown = str(record["status"]), error_headline(record.get("error"))
+        print(f"  #{trial['number']:<4} {status:<9} {' '.join(trial['overrides']):<40} {shown}")
 
 
 def print_trials(summary: Dict[str, Any]) -> None:
@@ -103,8 +140,16 @@ def with_vertex_failures(target: VertexTarget, name: str, manifest: Dict[str, An
 
 
 def cancel(args: argparse.Namespace) -> int:
+    """Cancels each run named; one that has already ended is said so, and the exit code is 1."""
+    worst = 0
     for target, name, _ in runs(args.target, args.api_endpoint):
         vertex.init(target)
-        vertex.attach(name).cancel()
-        print(f"cancel requested: {name}")
-    return 0
+        job = vertex.attach(name)
+        state = str(job.state.name)
+        if state in PIPELINE_ENDED:
+            print(f"{name}: already ended ({state}): nothing to cancel")
+            worst = 1
+            continue
+        job.cancel()
+        print(f"cancel requested: {name} (it was {state})")
+    return worst

@@ -21,11 +21,27 @@ def split_uri(uri: str) -> Tuple[str, str]:
 def client(project: Optional[str] = None, credentials: Any = None) -> Any:
     from google.cloud import storage
 
-    if credentials is None and os.environ.get("STORAGE_EMULATOR_HOST"):
+    if credentials is None and os.environ.get(EMULATOR_HOST):
         from google.auth.credentials import AnonymousCredentials
 
         credentials = AnonymousCredentials()
     return storage.Client(project=project, credentials=credentials)
+
+
+EMULATOR_HOST = "STORAGE_EMULATOR_HOST"
+
+
+def emulator_host() -> Optional[str]:
+    """The Cloud Storage emulator this process talks to, if any: what a run submitted
+    against the emulator records, so that a later command finds its bucket."""
+    return os.environ.get(EMULATOR_HOST) or None
+
+
+def use_recorded_emulator(host: Optional[str]) -> None:
+    """Talks to the storage emulator a run was submitted with (its manifest recorded it),
+    unless STORAGE_EMULATOR_HOST names one: a command run in a new terminal finds its bucket."""
+    if host and not os.environ.get(EMULATOR_HOST):
+        os.environ[EMULATOR_HOST] = host
 
 
 def read_bytes(gcs: Any, uri: str) -> Optional[bytes]:

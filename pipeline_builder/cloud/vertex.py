@@ -85,8 +85,11 @@ def init(target: VertexTarget, creds: Any = None) -> None:
     aiplatform.init(credentials=creds if creds is not None else credentials(target), **options)
 
 
-def console_url(resource_name: str) -> str:
-    """The Vertex AI console page of a PipelineJob (projects/P/locations/L/pipelineJobs/ID)."""
+def console_url(resource_name: str, api_endpoint: Optional[str] = None) -> str:
+    """The Vertex AI console page of a PipelineJob (projects/P/locations/L/pipelineJobs/ID);
+    against an emulator (a plain-http `api_endpoint`), the job as the emulator serves it."""
+    if api_endpoint and api_endpoint.startswith("http://"):
+        return f"{api_endpoint.rstrip('/')}/v1/{resource_name}"
     parts = resource_name.split("/")
     project, location, job_id = parts[1], parts[3], parts[5]
     return f"https://console.cloud.google.com/vertex-ai/locations/{location}/pipelines/runs/{job_id}?project={project}"

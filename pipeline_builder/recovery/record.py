@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from hydra_vertex_pipelines.components.failures import Rule, rules_from_json
 from hydra_vertex_pipelines.components.sweep_files import SweepFiles
 
+from ..cloud import gcs
 from ..cloud.vertex import VertexTarget
 from ..spec.manifest import RESUBMISSION_KEYS, JobSettings, read_manifest
 from ..spec.sweep import SweepSpec
@@ -53,6 +54,7 @@ def read_record(path: Path) -> SweepRecord:
             "launcher, which did not record the sweep's trials and submit settings. Run the sweep again with "
             f"hydra.launcher.resume={path.parent} instead: Vertex's cache skips the trials that succeeded"
         )
+    gcs.use_recorded_emulator(where.get("storage_emulator_host"))
     try:
         return SweepRecord(
             manifest_path=Path(path),

@@ -4,7 +4,7 @@
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
-from ..cloud import vertex
+from ..cloud import gcs, vertex
 from ..spec.manifest import JobSettings, write_manifest
 
 
@@ -38,10 +38,12 @@ def submit_job(
     )
     where = {
         "resource_name": job.resource_name,
-        "console_url": vertex.console_url(job.resource_name),
+        "console_url": vertex.console_url(job.resource_name, target.api_endpoint),
         "project": target.project,
         "location": target.location,
         "api_endpoint": target.api_endpoint,
+        # Against the emulator, its Cloud Storage: `results` in a new terminal finds the bucket.
+        "storage_emulator_host": gcs.emulator_host() if target.emulated else None,
         "jobs": [job.resource_name],  # every PipelineJob of the sweep: recovery adds its attempts'
     }
     write_manifest(manifest_path, {**manifest, "vertex": where})

@@ -1,0 +1,100 @@
+"""What `status`, `results` and `cancel` say of a run submitted to the emulator, run as a
+user runs them in a new terminal (no STORAGE_EMULATOR_HOST exported)."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from conftest import APPS, CLI, run_app
+from test_emulator_process import Emulator
+
+pytestmark = pytest.mark.slow  # the emulator's command line, sweeps in subprocesses
+
+FAULTS = APPS / "faults"
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory):
+    started = Emulator(tmp_path_factory.mktemp("cli") / "data")
+    yield started
+    started.stop(signal.SIGTERM)
+
+
+def submit(emulator: Emulator, sweep_dir, values: str, *extra: str):
+    return run_app(
+        FAULTS / "app.py",
+        [
+            "-m",
+            "hydra.launcher.mode=submit",
+            f"hydra.launcher.api_endpoint={emulator.api}",
+            "hydra.launcher.project=local",
+            "hydra.launcher.pipeline_root=gs://cli/runs",
+            "hydra.launcher.trial.image_uri=local",
+            "hydra.launcher.poll_interval=0.5",
+            "hydra.launcher.trial.entry=command",
+            f"hydra.launcher.trial.command=[python,{FAULTS / 'app.py'}]",
+            f"hydra.sweep.dir={sweep_dir}",
+            *extra,
+            f"x={values}",
+        ],
+        STORAGE_EMULATOR_HOST=emulator.gcs_url,
+    )
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """The command in a new terminal: STORAGE_EMULATOR_HOST is not exported."""
+    env = {k: v for k, v in os.environ.items() if k != "STORAGE_EMULATOR_HOST"}
+    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+@pytest.fixture(scope="module")
+def finished(emulator, tmp_path_factory):
+    sweep_dir = tmp_path_factory.mktemp("finished")
+    submit(emulator, sweep_dir, "1,2")
+    return sweep_dir
+
+
+def test_status_counts_the_trials_not_the_collector_and_links_to_what_exists(finished):
+    proc = cli("status", str(finished))
+    assert proc.returncode == 0, proc
+    first, url = proc.stdout.splitlines()[:2]
+    assert first.endswith(": PIPELINE_STATE_SUCCEEDED (2 succeeded, 0 failed, 0 running of 2 trials)"), first
+    url = url.strip()
+    assert url.startswith("http://127.0.0.1:") and "/v1/projects/local/" in url, url
+    with urllib.request.urlopen(url, timeout=30) as reply:  # the emulator's own job
+        assert json.loads(reply.read())["state"] == "PIPELINE_STATE_SUCCEEDED"
+
+
+def test_results_in_a_new_terminal_find_the_emulators_storage(finished):
+    proc = cli("results", str(finished))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert ": 2 trials: 2 completed  (saved " in proc.stdout and "{" not in proc.stdout.splitlines()[0], proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
+def test_cancel_of_a_run_that_ended_says_so(finished):
+    proc = cli("cancel", str(finished))
+    assert proc.returncode == 1 and "already ended (PIPELINE_STATE_SUCCEEDED): nothing to cancel" in proc.stdout, proc
+
+
+def test_results_of_a_cancelled_run_come_from_the_trials_records(emulator, tmp_path):
+    submit(emulator, tmp_path, "1", "hydra.launcher.wait=false", "hydra.launcher.max_parallel=2", "+sleep=0,60")
+    deadline = time.monotonic() + 60
+    while "1 succeeded" not in cli("status", str(tmp_path)).stdout:
+        assert time.monotonic() < deadline, "trial 0 never finished"
+        time.sleep(0.5)
+    proc = cli("cancel", str(tmp_path))
+    assert proc.returncode == 0 and proc.stdout.startswith("cancel requested: "), proc
+    while "PIPELINE_STATE_CANCELLED" not in cli("status", str(tmp_path)).stdout:
+        assert time.monotonic() < deadline + 60, "never cancelled"
+        time.sleep(0.5)
+    lines = cli("results", str(tmp_path)).stdout.splitlines()
+    assert lines[0].endswith("PIPELINE_STATE_CANCELLED: no summary at " + lines[0].split(" no summary at ")[1])
+    assert "from the trials' own records:" in lines[0]
+    assert lines[1].startswith("  #0    COMPLETED ") and lines[1].endswith("1.0"), lines
+    assert lines[2].startswith("  #1    MISSING ") and "sleep=60" in lines[2] and lines[2].endswith("no record"), lines
