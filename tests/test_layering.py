@@ -42,6 +42,7 @@ LAYER_OF = {
     f"{BUILDER}.__main__": "cli",
     f"{BUILDER}.cli": "cli",
     f"{BUILDER}.errors": "errors",
+    f"{BUILDER}.command_name": "command_name",
     f"{BUILDER}.lazy_exports": "lazy_exports",
     f"{BUILDER}.spec": "spec",
     f"{BUILDER}.cloud": "cloud",
@@ -55,6 +56,7 @@ LAYER_OF = {
 _BELOW_THE_CLI = {
     "pipeline_builder",
     "errors",
+    "command_name",
     "lazy_exports",
     "spec",
     "cloud",
@@ -69,6 +71,7 @@ _BELOW_THE_CLI = {
 MAY_IMPORT: Dict[str, Set[str]] = {
     "components": set(),
     "errors": set(),
+    "command_name": set(),
     "lazy_exports": set(),
     "spec": {"errors", "components"},
     "cloud": {"spec", "errors", "components"},

@@ -7,6 +7,7 @@ from typing import List
 from hydra.core.utils import JobReturn
 
 from hydra_vertex_pipelines.components.sweep_files import SweepFiles
+from hydra_vertex_pipelines.pipeline_builder.command_name import command_name
 
 from ._choices import FIELD, Mode
 from ._commands import app_program
@@ -41,7 +42,7 @@ def run(context: LaunchContext, batch: Batch) -> List[JobReturn]:
     if batch.pickles or batch.sweep.trials_file:
         log.info(
             f"It reads files written under {batch.sweep_dir} (pickled jobs, the trial list) from "
-            f"{batch.sweep.run_root}: mode=submit uploads them, and `hydra-vertex-pipelines run-local` "
+            f"{batch.sweep.run_root}: mode=submit uploads them, and `{command_name()} run-local` "
             "puts them where its run reads them"
         )
     return returns_without_values(context, batch.sweep.trials, written.pipeline_path, "mode=compile")

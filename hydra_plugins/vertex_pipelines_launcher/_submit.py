@@ -17,6 +17,7 @@ from hydra_vertex_pipelines.components.trial_result import ENDINGS, parse_record
 from hydra_vertex_pipelines.pipeline_builder.cloud import TaskDetailState, gcs, vertex
 from hydra_vertex_pipelines.pipeline_builder.cloud.failures import CustomJobErrors, task_failure
 from hydra_vertex_pipelines.pipeline_builder.cloud.progress import counts_line, trial_counts
+from hydra_vertex_pipelines.pipeline_builder.command_name import command_name
 from hydra_vertex_pipelines.pipeline_builder.recovery import Recovery, Round, publish, submit_job, with_run_usage
 from hydra_vertex_pipelines.pipeline_builder.spec.manifest import add_job
 from hydra_vertex_pipelines.pipeline_builder.spec.sweep import SweepSpec
@@ -107,14 +108,15 @@ class Progress:
             sys.stderr.write("\n")
 
 
-def reattach_hint(job: Any, sweep_dir: Path) -> str:
+def reattach_hint(job: Any, sweep_dir: Path, api_endpoint: Optional[str]) -> str:
+    cmd = command_name()  # as this terminal can run it
     return (
-        f"The run goes on in Vertex AI: {vertex.console_url(job.resource_name)}\n"
-        f"  follow it again:  hydra-vertex-pipelines status {sweep_dir} --wait\n"
-        f"  its results:      hydra-vertex-pipelines results {sweep_dir}\n"
-        f"  recover it:       hydra-vertex-pipelines recover {sweep_dir}   (runs again the trials that failed for "
+        f"The run goes on in Vertex AI: {vertex.console_url(job.resource_name, api_endpoint)}\n"
+        f"  follow it again:  {cmd} status {sweep_dir} --wait\n"
+        f"  its results:      {cmd} results {sweep_dir}\n"
+        f"  recover it:       {cmd} recover {sweep_dir}   (runs again the trials that failed for "
         "the cloud's reasons, once it ends)\n"
-        f"  cancel it:        hydra-vertex-pipelines cancel {sweep_dir}"
+        f"  cancel it:        {cmd} cancel {sweep_dir}"
     )
 
 
@@ -133,11 +135,11 @@ def follow(job: Any, written: Written, settings: SubmitSettings) -> str:
         state = vertex.follow(job, settings.poll_interval, progress, settings.reconnect_timeout, outage)
     except KeyboardInterrupt:
         progress.close()
-        log.warning(f"Stopped following. {reattach_hint(job, batch.sweep_dir)}")
+        log.warning(f"Stopped following. {reattach_hint(job, batch.sweep_dir, settings.target.api_endpoint)}")
         sys.exit(130)
     except vertex.ConnectionLost as e:
         progress.close()
-        raise FollowingLost(f"Stopped following: {e}\n{reattach_hint(job, batch.sweep_dir)}") from None
+        raise FollowingLost(f"Stopped following: {e}\n{reattach_hint(job, batch.sweep_dir, settings.target.api_endpoint)}") from None
     progress.close()
     log.info(f"PipelineJob {job.resource_name.rsplit('/', 1)[-1]} of run {batch.sweep.run_id} ended: {state}")
     return state
@@ -288,7 +290,7 @@ def run(context: LaunchContext, batch: Batch) -> List[JobReturn]:
     written = write_batch(batch)
     job = submit(written, settings)
     if not settings.wait:
-        log.info(reattach_hint(job, written.batch.sweep_dir))
+        log.info(reattach_hint(job, written.batch.sweep_dir, settings.target.api_endpoint))
         if settings.recovery.max_attempts > 1:
             log.info(f"recover uses the sweep's recovery settings (max_attempts={settings.recovery.max_attempts})")
         return returns_without_values(context, written.batch.sweep.trials, written.pipeline_path, "wait=false")
