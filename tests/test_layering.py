@@ -493,3 +493,18 @@ def test_an_import_of_no_module_of_the_project_is_reported(tmp_path):
     graph = plant(tmp_path, {"pipeline_builder/local/runner.py": "from ..local_tasks import run_task\n"})
     where = "pipeline_builder/local/runner.py:1"
     assert graph.unresolved == [f"{where} imports {BUILDER}.local_tasks, which is no module of the project"]
+
+
+def test_every_package_folder_is_installed():
+    """A non-editable install (the trial image, a user's `pip install`) holds only the
+    packages pyproject.toml lists: a new folder left out imports in the tests' editable
+    install and fails everywhere else."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"])
+    found = set()
+    for folder, package in ROOTS.items():
+        for init in (REPO / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(REPO / folder).parts
+            found.add(".".join((package, *rel)))
+    assert found - listed == set(), "folders missing from [tool.setuptools] packages"
