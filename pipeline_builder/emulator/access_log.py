@@ -41,6 +41,8 @@ class Sender(str, Enum):
 
 
 class Service(str, Enum):
+    """Which of the emulator's two servers answered."""
+
     VERTEX = "vertex"
     STORAGE = "storage"
 
