@@ -71,21 +71,9 @@ def _sweep(api: str, gcs: str, sweep_dir: Path) -> Tuple[subprocess.CompletedPro
     return proc, time.perf_counter() - start
 
 
-def _call(entry: Dict[str, Any]) -> str:
-    """A request as the call it is: the Vertex call's kind, or a Cloud Storage call."""
-    if entry["service"] == "vertex":
-        return str(entry["kind"])
-    path = entry["path"]
-    if path.startswith("/upload/"):
-        return "gcs write"
-    if path.startswith("/download/") or "/o/" in path:
-        return "gcs read"
-    return "gcs list" if path.endswith("/o") else "gcs bucket"
-
-
 def _counts(entries: List[Dict[str, Any]]) -> Tuple[Counter, Counter]:
     """The launcher's requests by call, and everyone's totals by sender."""
-    launcher = Counter(_call(e) for e in entries if e["sender"] == "client")
+    launcher = Counter(f"{'gcs ' if e['service'] == 'storage' else ''}{e['call']}" for e in entries if e["sender"] == "client")
     senders = Counter(e["sender"] for e in entries)
     return launcher, senders
 

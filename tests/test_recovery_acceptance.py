@@ -205,8 +205,8 @@ def test_the_attempt_after_a_quota_error_waits_the_backoff(emulator, tmp_path):
     assert [(a["attempt"], (a["failure"] or {}).get("kind")) for a in trial["attempts"]] == [(1, "quota"), (2, None)]
     entries = read_access_log(log)[before:]
     refused = [e for e in entries if e["status"] == 429]
-    assert [(e["sender"], e["kind"]) for e in refused] == [(Sender.GCPC_LAUNCHER.value, "custom_job_create")]
-    creates = [e for e in entries if e["sender"] == Sender.CLIENT.value and e["kind"] == "create" and e["method"] == "POST"]
+    assert [(e["sender"], e["call"]) for e in refused] == [(Sender.GCPC_LAUNCHER.value, "custom_job_create")]
+    creates = [e for e in entries if e["sender"] == Sender.CLIENT.value and e["call"] == "create"]
     assert len(creates) == 2
     jobs = read_json(tmp_path / "manifest.json")["vertex"]["jobs"]
     first_end = emulator.request(f"/v1/{jobs[0]}")["endTime"]

@@ -18,25 +18,12 @@ FAULTS = APPS / "faults"
 POLL = ("GET", "get")  # a poll: GetPipelineJob
 
 
-def storage_call(entry: Dict[str, Any]) -> str:
-    """A Cloud Storage request as the call it is: object read, write, list, or a bucket call."""
-    path, method = entry["path"], entry["method"]
-    if path.startswith("/upload/"):
-        return "object_write"
-    if path.startswith("/download/") or (method == "GET" and "/o/" in path):
-        return "object_read"
-    if method == "GET" and path.endswith("/o"):
-        return "object_list"
-    return "bucket"
-
-
 def launcher_requests(entries: List[Dict[str, Any]]) -> Counter:
     """The launcher's requests by (service, method, call), polls included."""
     counts: Counter = Counter()
     for e in entries:
         if e["sender"] == Sender.CLIENT.value:
-            call = e["kind"] if e["service"] == Service.VERTEX.value else storage_call(e)
-            counts[(e["service"], e["method"], call)] += 1
+            counts[(e["service"], e["method"], e["call"])] += 1
     return counts
 
 
@@ -101,13 +88,13 @@ def runs(emulator, tmp_path_factory) -> Dict[str, List[Dict[str, Any]]]:
 
 def test_the_access_log_tells_the_launcher_from_gcpc_and_the_emulator(runs):
     entries = runs["9 trials, 1 failed"]
-    by_sender = Counter((e["sender"], e["service"], e["kind"]) for e in entries)
+    by_sender = Counter((e["sender"], e["service"], e["call"]) for e in entries)
     # gcpc's launcher creates each trial's CustomJob and watches it: its requests grow with trials.
     assert by_sender[(Sender.GCPC_LAUNCHER.value, Service.VERTEX.value, "custom_job_create")] == 9
     assert by_sender[(Sender.GCPC_LAUNCHER.value, Service.VERTEX.value, "custom_job_get")] >= 9
     assert not any(e["sender"] == Sender.GCPC_LAUNCHER.value and e["service"] == Service.STORAGE.value for e in entries)
     # The emulator's own copies around each task are its own, never counted as the launcher's.
-    assert any(e["sender"] == Sender.EMULATOR.value and e["path"].startswith("/upload/") for e in entries)
+    assert any(e["sender"] == Sender.EMULATOR.value and e["call"] == "object_write" for e in entries)
     assert not any(e["sender"] == Sender.EMULATOR.value and e["service"] == Service.VERTEX.value for e in entries)
     launcher = launcher_requests(entries)
     assert launcher[(Service.VERTEX.value, "POST", "create")] == 1 and launcher[(Service.VERTEX.value, *POLL)] >= 1

@@ -1,11 +1,12 @@
 """Every request the emulators serve, one JSON line each, in the data dir's `access.jsonl`.
 
-A line is `{"time", "service", "method", "path", "status", "sender", "kind"}`: `service` is
+A line is `{"time", "service", "method", "path", "status", "sender", "call"}`: `service` is
 `vertex` (the Vertex API) or `storage` (the Cloud Storage emulator); `path` has no query
 string; `status` is the HTTP status answered (0: the connection was dropped unanswered, a
-fault a test asked for); `kind` names the Vertex call (`create`, `get`, `custom_job_get`,
-...; None on storage). It is how tests and benchmarks count what a client asks of Vertex
-and Cloud Storage, e.g. that a launcher's requests grow with polls, not with trials.
+fault a test asked for); `call` names what was asked: the Vertex call (`create`, `get`,
+`custom_job_get`, ...; None for any other path) or the Cloud Storage one
+(`storage_call`). It is how tests and benchmarks count what a client asks of Vertex and
+Cloud Storage, e.g. that a launcher's requests grow with polls, not with trials.
 
 Who sent a request is told from its headers, since every client is on 127.0.0.1:
 - `gcpc_launcher`: gcpc's CustomJob launcher inside an emulated run, which names itself
@@ -60,6 +61,23 @@ def sender_of(headers: Any) -> Sender:
     return Sender.CLIENT
 
 
+def storage_call(method: str, path: str) -> str:
+    """What a Cloud Storage JSON API request does: `object_read` (an object's data or
+    metadata), `object_write` (an upload, copy, rewrite or compose), `object_delete`,
+    `object_list`, `batch`, or `bucket` (a bucket's own calls: get, create, its IAM)."""
+    if path.startswith("/upload/"):
+        return "object_write"
+    if path.startswith("/batch/"):
+        return "batch"
+    if path.startswith("/download/"):
+        return "object_read"
+    if "/o/" in path:
+        if method == "DELETE":
+            return "object_delete"
+        return "object_read" if method == "GET" else "object_write"
+    return "object_list" if path.endswith("/o") and method == "GET" else "bucket"
+
+
 class AccessLog:
     """Appends one line per request, whole lines only (one lock for both servers' threads)."""
 
@@ -68,16 +86,18 @@ class AccessLog:
         self._lock = threading.Lock()
         self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open while the emulator serves
 
-    def record(self, service: Service, method: str, path: str, status: int, headers: Any, kind: Optional[str] = None) -> None:
+    def record(self, service: Service, method: str, path: str, status: int, headers: Any, call: Optional[str] = None) -> None:
+        """Logs a request; `call` is the Vertex call (Cloud Storage's is told from its path)."""
+        path = path.split("?", 1)[0]
         line = json.dumps(
             {
                 "time": rfc3339(),
                 "service": service.value,
                 "method": method,
-                "path": path.split("?", 1)[0],
+                "path": path,
                 "status": status,
                 "sender": sender_of(headers).value,
-                "kind": kind,
+                "call": storage_call(method, path) if service is Service.STORAGE else call,
             }
         )
         with self._lock:

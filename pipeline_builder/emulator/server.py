@@ -164,8 +164,8 @@ def _handler(emulator: VertexEmulator) -> type:
         def _log(self, code: int) -> None:
             if emulator.access_log is not None:  # also for a request refused before it was parsed whole
                 path, headers = urlsplit(getattr(self, "path", "")).path, getattr(self, "headers", None) or {}
-                kind = emulator.kind(self.command or "", path)
-                emulator.access_log.record(Service.VERTEX, self.command or "", path, code, headers, kind)
+                call = emulator.kind(self.command or "", path)
+                emulator.access_log.record(Service.VERTEX, self.command or "", path, code, headers, call)
 
         def parse_request(self) -> bool:
             return super().parse_request() and checked(self, json_only=True)
