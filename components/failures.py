@@ -72,7 +72,7 @@ class Rule:
 RULES: Tuple[Rule, ...] = (
     Rule(
         FailureKind.PREEMPTED,
-        pattern=r"preempt",
+        pattern=r"preempted|preemption",  # not "preemptible", which a path or a log line may say
         known_from="not documented for training CustomJobs: a message naming a preemption",
     ),
     Rule(
@@ -215,13 +215,23 @@ def failure_of(evidence: TrialEvidence, rules: Sequence[Rule] = RULES) -> Failur
     `app`, unless the cloud's error is of a kind in OUTRANK_RECORD), the CustomJob's
     error, the launcher task's, the task's state."""
     cloud = _cloud_failure(evidence, rules)
-    if evidence.record_status == "FAILED" and (cloud is None or cloud.kind not in OUTRANK_RECORD):
+    if evidence.record_status == "FAILED" and not _outranks_record(cloud, rules):
         return Failure(FailureKind.APP, Source.RECORD, None, headline(evidence.record_error))
     if cloud is not None:
         return cloud
     if evidence.task_state:
         return Failure(FailureKind.UNKNOWN, Source.TASK, None, f"its task ended {evidence.task_state}")
     return Failure(FailureKind.UNKNOWN, Source.NONE)
+
+
+def _outranks_record(cloud: Optional[Failure], rules: Sequence[Rule]) -> bool:
+    """Whether a cloud error is of a kind in OUTRANK_RECORD by its first line alone: what
+    follows may be the trial's own log (the emulator's errors end with its last lines),
+    whose words are the app's, not the cloud's."""
+    if cloud is None:
+        return False
+    first_line = (cloud.message.splitlines() or [""])[0]
+    return classify(cloud.code, first_line, rules) in OUTRANK_RECORD
 
 
 def _cloud_failure(evidence: TrialEvidence, rules: Sequence[Rule]) -> Optional[Failure]:

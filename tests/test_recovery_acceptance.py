@@ -44,8 +44,11 @@ def test_a_preemption_outranks_a_failed_record():
         TrialEvidence("FAILED", raised, launcher_error=(None, f"CustomJob j ended JOB_STATE_FAILED: {message}"))
     )
     assert (launcher.kind, launcher.source) == (FailureKind.PREEMPTED, Source.LAUNCHER)
-    # Any other cloud error leaves the app's own failure: it raised for its own reasons.
-    for error in [(3, "The replica workerpool0-0 exited with a non-zero status of 1."), (13, "Internal error occurred.")]:
+    # Any other cloud error leaves the app's own failure: it raised for its own reasons. The
+    # emulator's error ends with the trial's last log lines: words there are the app's.
+    tail = 'Last lines of replica.log:\n  File "examples/preemptible/train.py", line 37\nINFO - preempted at step 3, exiting'
+    exited = f"The replica workerpool0-0 exited with a non-zero status of 1 (exit code 1). {tail}"
+    for error in [(3, exited), (13, "Internal error occurred.")]:
         assert failure_of(TrialEvidence("FAILED", raised, job_error=error)) == Failure(
             FailureKind.APP, Source.RECORD, None, "RuntimeError: stopped by SIGTERM"
         )
