@@ -181,7 +181,7 @@ def test_a_trainer_that_raises_on_sigterm_is_preempted_and_recovered(emulator, t
     command = f"hydra.launcher.trial.command=[python,{FAULTS / 'app.py'}]"
     args = [*options, "hydra.launcher.trial.entry=command", command, f"hydra.sweep.dir={tmp_path}"]
     proc = run_app(
-        FAULTS / "app.py", [*args, "+catch_sigterm=true", "+sleep=6", "x=3"], check=False, STORAGE_EMULATOR_HOST=emulator.gcs_url
+        FAULTS / "app.py", [*args, "+catch_sigterm=true", "+sleep=7", "x=3"], check=False, STORAGE_EMULATOR_HOST=emulator.gcs_url
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "trial 0 (preempted)" in proc.stdout + proc.stderr
