@@ -6,6 +6,7 @@
     python benchmarks/run.py submit-requests [--trials 1000]
     python benchmarks/run.py package-env [--repeat 5]
     python benchmarks/run.py local-memory [--lines 0 2000000 6000000]
+    python benchmarks/run.py recovery [--repeat 1]     (benchmarks/recovery.py)
 
 compile: build+compile time, pipeline.yaml size and peak memory for N trials per fan-out
 strategy, next to plain kfp code that unrolls the same CustomTrainingJobOp tasks. Each
@@ -351,6 +352,7 @@ def main() -> None:
     env.add_argument("--repeat", type=int, default=5)
     memory = sub.add_parser("local-memory")
     memory.add_argument("--lines", type=int, nargs="+", default=[0, 2_000_000, 6_000_000])
+    sub.add_parser("recovery").add_argument("--repeat", type=int, default=1)
     one = sub.add_parser("_compile-one")
     one.add_argument("n", type=int)
     one.add_argument("strategy")
@@ -367,6 +369,10 @@ def main() -> None:
         package_env(args.repeat)
     elif args.benchmark == "local-memory":
         local_memory(args.lines)
+    elif args.benchmark == "recovery":
+        from recovery import recovery_run
+
+        recovery_run(args.repeat)
     else:
         compile_one(args.n, args.strategy)
 

@@ -1,7 +1,7 @@
 """Why a trial failed, in a closed set of kinds, from the evidence its run left.
 
 The evidence, strongest first: the trial's own record (a record saying FAILED means the
-app raised: `app`), its CustomJob's `error` (a google.rpc code and message), the failure
+app raised: `app`, unless its CustomJob's error says it was preempted), its CustomJob's `error` (a google.rpc code and message), the failure
 of gcpc's launcher task that created and watched the CustomJob, and the task's state.
 `RULES` is the one table that turns a code and a message into a kind: the first rule that
 matches wins. Vertex documents few of its failure codes and messages; each rule says
@@ -72,7 +72,7 @@ class Rule:
 RULES: Tuple[Rule, ...] = (
     Rule(
         FailureKind.PREEMPTED,
-        pattern=r"preempt",
+        pattern=r"preempted|preemption",  # not "preemptible", which a path or a log line may say
         known_from="not documented for training CustomJobs: a message naming a preemption",
     ),
     Rule(
@@ -205,17 +205,42 @@ def headline(error: Optional[str]) -> str:
     return lines[-1] if lines else ""
 
 
+# Kinds of a cloud error that outrank a record saying FAILED: a trainer that catches the
+# SIGTERM of a preemption and raises leaves a FAILED record, yet it was stopped from outside.
+OUTRANK_RECORD = frozenset({FailureKind.PREEMPTED})
+
+
 def failure_of(evidence: TrialEvidence, rules: Sequence[Rule] = RULES) -> Failure:
-    """The failure the evidence shows, strongest evidence first."""
-    if evidence.record_status == "FAILED":
+    """The failure the evidence shows, strongest evidence first: the record (FAILED is
+    `app`, unless the cloud's error is of a kind in OUTRANK_RECORD), the CustomJob's
+    error, the launcher task's, the task's state."""
+    cloud = _cloud_failure(evidence, rules)
+    if evidence.record_status == "FAILED" and not _outranks_record(cloud, rules):
         return Failure(FailureKind.APP, Source.RECORD, None, headline(evidence.record_error))
+    if cloud is not None:
+        return cloud
+    if evidence.task_state:
+        return Failure(FailureKind.UNKNOWN, Source.TASK, None, f"its task ended {evidence.task_state}")
+    return Failure(FailureKind.UNKNOWN, Source.NONE)
+
+
+def _outranks_record(cloud: Optional[Failure], rules: Sequence[Rule]) -> bool:
+    """Whether a cloud error is of a kind in OUTRANK_RECORD by its first line alone: what
+    follows may be the trial's own log (the emulator's errors end with its last lines),
+    whose words are the app's, not the cloud's."""
+    if cloud is None:
+        return False
+    first_line = (cloud.message.splitlines() or [""])[0]
+    return classify(cloud.code, first_line, rules) in OUTRANK_RECORD
+
+
+def _cloud_failure(evidence: TrialEvidence, rules: Sequence[Rule]) -> Optional[Failure]:
+    """The failure the CustomJob's error shows, else the launcher task's; None without either."""
     for source, error in ((Source.CUSTOM_JOB, evidence.job_error), (Source.LAUNCHER, evidence.launcher_error)):
         if error is not None and (error[0] or error[1]):
             code, message = error
             return Failure(classify(code, message, rules), source, code, message)
-    if evidence.task_state:
-        return Failure(FailureKind.UNKNOWN, Source.TASK, None, f"its task ended {evidence.task_state}")
-    return Failure(FailureKind.UNKNOWN, Source.NONE)
+    return None
 
 
 def attempts_of(failure: Optional[Failure], status: str) -> List[Dict[str, Any]]:

@@ -69,6 +69,13 @@ class ComposedOnUse(JobReturn):
             self._compose, self._configs = None, (self._configs[0], value)
 
 
+def needs_job_error(record: Any, run_id: str, number: int, not_before: Optional[float] = None) -> bool:
+    """Whether the trial's CustomJob error is worth its request: the trial failed, with no
+    usable record or a record saying FAILED (a preemption outranks it: components/failures.py)."""
+    problem = record_problem(record, run_id, number, not_before)
+    return problem is not None or record.get("status") != COMPLETED
+
+
 def trial_failure(
     trial: TrialSpec,
     record: Any,

@@ -30,7 +30,7 @@ from ._failures import failure_counts, rewrite_with_failures
 from ._planning import Batch
 from ._recovery import attempt_batch, to_round
 from ._resume import RERUN_LABEL, rerun_lost_results
-from ._returns import Evidence, job_return, returns_without_values, trial_failure
+from ._returns import Evidence, job_return, needs_job_error, returns_without_values, trial_failure
 from ._settings import SubmitSettings
 from ._usage import rewrite, summary_usage_text
 from ._writing import Written, announce, job_settings, write_batch
@@ -202,7 +202,8 @@ def trial_returns(
         # In a resumed run, a trial that ran again (not a cache hit) must have a new record.
         not_before = created if created is not None and task_name and task.get("state") != TaskDetailState.SKIPPED else None
         unrecorded = record_problem(record, batch.sweep.run_id, trial.number, not_before) is not None
-        job_error = job_errors.of(trial.display_name, task if task_name else None) if unrecorded else None
+        failed = needs_job_error(record, batch.sweep.run_id, trial.number, not_before)
+        job_error = job_errors.of(trial.display_name, task if task_name else None) if failed else None
         if task.get("state"):
             reason = f"its task ended {task['state']}" + (f": {task['error']}" if task.get("error") else "")
         elif not task_name and unrecorded:

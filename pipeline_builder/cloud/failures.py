@@ -52,19 +52,22 @@ def trial_failures(
     display_names: Dict[int, str],
     rules: Sequence[Rule] = RULES,
 ) -> Dict[int, Failure]:
-    """Trial number -> failure of the summary rows that left no record (the collector could
-    not say why): from their CustomJob's error, else their task's. `task_names` maps
-    trial numbers to their pipeline tasks (looped trials have none); `rules` classify."""
+    """Trial number -> failure of the failed summary rows that left no record (the collector
+    could not say why) or a record saying FAILED (a preemption outranks it): from their
+    CustomJob's error, else their task's. `task_names` maps trial numbers to their pipeline
+    tasks (looped trials have none); `rules` classify."""
     errors = CustomJobErrors(tasks)
     failures = {}
     for row in rows:
         failure = row.get("failure") or {}
-        if row.get("status") == "COMPLETED" or failure.get("source") not in (None, "none"):
+        if row.get("status") == "COMPLETED" or failure.get("source") not in (None, "none", "record"):
             continue
         number = int(row["number"])
         task_name = task_names.get(number, "")
         task = tasks.get(task_name, {})
         job_error = errors.of(display_names.get(number, ""), task if task_name else None)
-        evidence = TrialEvidence(None, None, job_error, task_failure(task), task.get("state"))
+        recorded = failure.get("source") == "record"  # the record's error, as the collector read it
+        status, error = ("FAILED", failure.get("message")) if recorded else (None, None)
+        evidence = TrialEvidence(status, error, job_error, task_failure(task), task.get("state"))
         failures[number] = failure_of(evidence, rules)
     return failures

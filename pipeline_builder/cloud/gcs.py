@@ -84,20 +84,26 @@ def list_uris(gcs: Any, prefix_uri: str) -> Iterator[str]:
 
 
 def download_tree(gcs: Any, prefix_uri: str, local_dir: str) -> int:
-    """Copies every object under `prefix_uri` into `local_dir`; returns how many."""
+    """Copies every object under `prefix_uri` into `local_dir`, each file replaced whole
+    (never truncated and refilled in place, where a reader could find it empty) and dated
+    as its object was; returns how many."""
+    from hydra_vertex_pipelines.components.atomic_write import write_atomic
+
+    bucket, prefix = split_uri(prefix_uri.rstrip("/"))
     count = 0
-    prefix = prefix_uri.rstrip("/")
-    for uri in list_uris(gcs, prefix):
-        target = Path(local_dir, uri[len(prefix) + 1 :])
+    for blob in gcs.list_blobs(bucket, prefix=f"{prefix}/" if prefix else None):
+        target = Path(local_dir, blob.name[len(prefix) + 1 :] if prefix else blob.name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        bucket, name = split_uri(uri)
-        gcs.bucket(bucket).blob(name).download_to_filename(str(target))
+        write_atomic(target, blob.download_as_bytes())
+        if blob.updated is not None:
+            os.utime(target, (blob.updated.timestamp(), blob.updated.timestamp()))
         count += 1
     return count
 
 
 def upload_tree(gcs: Any, local_dir: str, prefix_uri: str, newer_than: float = 0.0) -> int:
-    """Copies files under `local_dir` changed after `newer_than` to `prefix_uri`; returns how many."""
+    """Copies files under `local_dir` changed after `newer_than` to `prefix_uri`; returns how
+    many. A file gone by the time it is read (a writer's temporary file) is not copied."""
     count = 0
     root = Path(local_dir)
     if not root.is_dir():
@@ -105,8 +111,11 @@ def upload_tree(gcs: Any, local_dir: str, prefix_uri: str, newer_than: float = 0
     bucket_name, prefix = split_uri(prefix_uri.rstrip("/"))
     bucket = gcs.bucket(bucket_name)
     for path in sorted(root.rglob("*")):
-        if path.is_file() and path.stat().st_mtime >= newer_than:
-            name = f"{prefix}/{path.relative_to(root).as_posix()}" if prefix else path.relative_to(root).as_posix()
-            bucket.blob(name).upload_from_filename(str(path))
-            count += 1
+        name = f"{prefix}/{path.relative_to(root).as_posix()}" if prefix else path.relative_to(root).as_posix()
+        try:
+            if path.is_file() and path.stat().st_mtime >= newer_than:
+                bucket.blob(name).upload_from_filename(str(path))
+                count += 1
+        except FileNotFoundError:  # replaced or removed since it was listed (a temporary file)
+            continue
     return count

@@ -29,6 +29,7 @@ from .launcher_tasks import LauncherTasks
 from .metadata import MetadataService
 from .replies import Reply, error_reply
 from .states import PIPELINE_END_STATES, TASK_DETAIL_STATES, PipelineState
+from .storage import own_client
 from .sync import Cache, StorageSync
 
 PATH = re.compile(r"^/v1(?:beta1)?/projects/([^/]+)/locations/([^/]+)/pipelineJobs(?:/([^/:]+))?(:cancel)?$")
@@ -235,10 +236,8 @@ class PipelineJobs:
         """The local run of a job's spec, in its folder, one view of the buckets for every
         run (as the FUSE mount is one view of them: a resumed run's collector finds the
         cached trials' results of earlier runs)."""
-        from ..cloud import gcs
-
         hooks = StorageSync(
-            gcs.client(), self.buckets, self.cache, self.custom_jobs, lambda task: self._task_changed(run, task, synced=True)
+            own_client(), self.buckets, self.cache, self.custom_jobs, lambda task: self._task_changed(run, task, synced=True)
         )
         settings = RunnerSettings(
             paths=PathMap(str(self.buckets)),

@@ -24,6 +24,7 @@ from hydra_vertex_pipelines.components import strict_json
 
 from ..local.interpreter import TaskInterpreter
 from ..spec.cloud_paths import PathMap
+from .access_log import AccessLog, Sender, Service, sender_of
 from .bodies import BODY_TIMEOUT_S, BodyRefused, parse_json, read_body
 from .custom_jobs import JobService
 from .faults import FaultPlan, Faults
@@ -51,8 +52,10 @@ class VertexEmulator:
         workdir: Optional[Path] = None,
         body_timeout: float = BODY_TIMEOUT_S,
         faults: Optional[FaultPlan] = None,
+        access_log: Optional[AccessLog] = None,
     ) -> None:
         self.data = DataDir(Path(data_dir).resolve()).prepare()
+        self.access_log = access_log  # where each served request is logged (None: nowhere)
         self.data_dir = self.data.root
         # Stands for the image's working directory: trial commands name the app relative to it.
         self.workdir = str(Path(workdir or ".").resolve())
@@ -120,19 +123,25 @@ class VertexEmulator:
             self._server.server_close()
         self.launchers.close()
 
+    def kind(self, method: str, path: str) -> Optional[str]:
+        """Which call a request is, as `requests` counts it (None: no such resource)."""
+        if self.metadata.matches(path):
+            return "metadata"
+        if self.job_service.matches(path):
+            return self.job_service.kind(method, path)
+        return self.pipelines.kind(method, path)
+
     def handle(self, method: str, path: str, query: Mapping[str, List[str]], body: Any, from_launcher: bool = False) -> Reply:
         if path == "/emulator/requests":
             return 200, {f"{m} {k}": n for (m, k), n in self.requests.items()}
-        if self.metadata.matches(path):
-            self._count(method, "metadata")
-            return self.metadata.handle(method, path, query, body)
-        if self.job_service.matches(path):
-            self._count(method, self.job_service.kind(method, path))
-            return self.job_service.handle(method, path, query, body, from_launcher=from_launcher)
-        kind = self.pipelines.kind(method, path)
+        kind = self.kind(method, path)
         if kind is None:
             return error_reply(404, "NOT_FOUND", f"no such resource: {method} {path}")
         self._count(method, kind)
+        if self.metadata.matches(path):
+            return self.metadata.handle(method, path, query, body)
+        if self.job_service.matches(path):
+            return self.job_service.handle(method, path, query, body, from_launcher=from_launcher)
         return self.pipelines.handle(method, path, query, body)
 
     def _count(self, method: str, kind: str) -> None:
@@ -149,6 +158,15 @@ def _handler(emulator: VertexEmulator) -> type:
         def log_message(self, *args: Any) -> None:
             pass
 
+        def log_request(self, code: Any = "-", size: Any = "-") -> None:
+            self._log(int(code))
+
+        def _log(self, code: int) -> None:
+            if emulator.access_log is not None:  # also for a request refused before it was parsed whole
+                path, headers = urlsplit(getattr(self, "path", "")).path, getattr(self, "headers", None) or {}
+                call = emulator.kind(self.command or "", path)
+                emulator.access_log.record(Service.VERTEX, self.command or "", path, code, headers, call)
+
         def parse_request(self) -> bool:
             return super().parse_request() and checked(self, json_only=True)
 
@@ -160,11 +178,10 @@ def _handler(emulator: VertexEmulator) -> type:
                 send_error(self, e.code, e.status, e.message)
                 return
             url = urlsplit(self.path)
-            # gcpc's launcher names itself in its client_info, sent as x-goog-api-client.
-            agents = f"{self.headers.get('x-goog-api-client') or ''} {self.headers.get('User-Agent') or ''}"
-            launcher = "google-cloud-pipeline-components" in agents
+            launcher = sender_of(self.headers) is Sender.GCPC_LAUNCHER
             code, reply = emulator.handle(self.command, url.path, parse_qs(url.query), body, from_launcher=launcher)
             if code == 0:  # a dropped connection: the request was handled, the answer is lost
+                self._log(0)
                 self.close_connection = True
                 self.connection.close()
                 return

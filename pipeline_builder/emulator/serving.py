@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
 
+from .access_log import AccessLog
 from .bodies import BODY_TIMEOUT_S
 from .faults import FaultPlan
 from .job_store import ENDED
@@ -38,11 +39,18 @@ def serve(
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         data = DataDir(Path(data_dir).resolve()).prepare()
-        storage = _listening(lambda: StorageServer(data.storage, port=gcs_port), gcs_port, "--gcs-port")
+        access_log = AccessLog(data.access_log)  # both services' requests, in one file
+        storage = _listening(lambda: StorageServer(data.storage, port=gcs_port, access_log=access_log), gcs_port, "--gcs-port")
         gcs_url = storage.start()
         os.environ["STORAGE_EMULATOR_HOST"] = gcs_url  # for the emulator's own copies to and from it
         emulator = VertexEmulator(
-            data.root, max_parallel=max_parallel, port=port, workdir=workdir, body_timeout=body_timeout, faults=faults
+            data.root,
+            max_parallel=max_parallel,
+            port=port,
+            workdir=workdir,
+            body_timeout=body_timeout,
+            faults=faults,
+            access_log=access_log,
         )
         try:
             vertex_port = _listening(emulator.start, port, "--port")
@@ -54,6 +62,7 @@ def serve(
         finally:
             emulator.stop()
             storage.stop()
+            access_log.close()
         print("stopped", flush=True)
     finally:
         for sig, handler in previous.items():
@@ -73,7 +82,7 @@ def _greet(vertex_port: int, gcs_url: str, emulator: VertexEmulator, known: int)
     # The first line is read by scripts and tests: keep its shape.
     print(f"Vertex AI emulator on http://127.0.0.1:{vertex_port}, Cloud Storage emulator on {gcs_url}")
     print(f"Trials run in {emulator.workdir}, standing for the image's working directory")
-    print(f"Data in {emulator.data_dir} ({known} job(s) from earlier runs)")
+    print(f"Data in {emulator.data_dir} ({known} job(s) from earlier runs); requests logged in {emulator.data.access_log}")
     if emulator.fault_plan is not None:
         print(emulator.fault_plan.describe())
     print("Use it from the launcher with:")

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from functools import partial
 from http.server import HTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from hydra_vertex_pipelines.components.atomic_write import write_atomic
 
+from .access_log import EMULATOR_AGENT, AccessLog, Service
 from .guard import checked
 
 _STORE = ".cloudstorage"  # gcp-storage-emulator's folder inside the data dir it is given
@@ -50,6 +51,11 @@ class DataDir:
         return self.root / "customJobs"
 
     @property
+    def access_log(self) -> Path:
+        """Every request the emulators served, a JSON line each (access_log)."""
+        return self.root / "access.jsonl"
+
+    @property
     def cache(self) -> Path:
         return self.root / "cache.json"
 
@@ -80,7 +86,7 @@ def _not_a_missing_object(record: logging.LogRecord) -> bool:
 class StorageServer:
     """gcp-storage-emulator on disk, answering only requests that name its own address."""
 
-    def __init__(self, folder: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, folder: Path, host: str = "127.0.0.1", port: int = 0, access_log: Optional[AccessLog] = None) -> None:
         try:
             from gcp_storage_emulator.server import RequestHandler
             from gcp_storage_emulator.storage import Storage
@@ -93,6 +99,11 @@ class StorageServer:
             def parse_request(self) -> bool:
                 # Uploads carry their object's own Content-Type: only Host and Origin are checked.
                 return super().parse_request() and checked(self, json_only=False)
+
+            def log_request(self, code: Any = "-", size: Any = "-") -> None:
+                if access_log is not None:  # also for a request refused before it was parsed whole
+                    path, headers = getattr(self, "path", ""), getattr(self, "headers", None) or {}
+                    access_log.record(Service.STORAGE, self.command or "", path, int(code), headers)
 
         try:
             storage = Storage(use_memory_fs=False, data_dir=str(folder))
@@ -118,6 +129,16 @@ class StorageServer:
         if self._thread.is_alive():
             self._httpd.shutdown()
         self._httpd.server_close()
+
+
+def own_client() -> Any:
+    """The emulator's own Cloud Storage client (its copies around each task): anonymous,
+    its user agent EMULATOR_AGENT, so the access log tells its requests from a client's."""
+    from google.api_core.client_info import ClientInfo
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    return storage.Client(credentials=AnonymousCredentials(), client_info=ClientInfo(user_agent=EMULATOR_AGENT))
 
 
 def _replace_whole_files(storage: Any) -> None:

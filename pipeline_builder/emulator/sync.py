@@ -116,7 +116,9 @@ class StorageSync:
         key = self._keys.get(task.name)
         if task.state == TaskState.SUCCEEDED and key is not None:
             self.cache.add(key)
-        started = (task.start_time or 0) - 1
+        if task.start_time is None:  # it never ran (a cache hit): it wrote nothing to copy
+            return
+        started = task.start_time - 1
         for bucket_dir in sorted(self.root.iterdir()) if self.root.is_dir() else []:
             if bucket_dir.is_dir() and _BUCKET.match(bucket_dir.name):
                 gcs.ensure_bucket(self.storage, f"{GCS}{bucket_dir.name}")

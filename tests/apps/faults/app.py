@@ -1,4 +1,5 @@
-"""Misbehaves on demand: raises, dies, exits, hangs, spoils its result, or fails until fixed, depending on `x`."""
+"""Misbehaves on demand: raises, dies, exits, hangs, spoils its result, or fails until fixed, depending on `x`;
+with `+catch_sigterm=true`, turns a SIGTERM into an exception (a FAILED record), as some trainers do."""
 
 import os
 import signal
@@ -10,9 +11,15 @@ import hydra
 from omegaconf import DictConfig
 
 
+def _raise_on_sigterm(signum: int, frame: object) -> None:
+    raise RuntimeError("stopped by SIGTERM")
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     print(f"trial x={cfg.x} pid={os.getpid()}", flush=True)
+    if cfg.get("catch_sigterm"):
+        signal.signal(signal.SIGTERM, _raise_on_sigterm)
     if cfg.x == "raise":
         raise ValueError("bad x")
     if cfg.x == "sigkill":
