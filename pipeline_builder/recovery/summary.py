@@ -107,11 +107,13 @@ def rewrite_with_failures(
 
 
 def unexplained(summary: Mapping[str, Any]) -> List[Dict[str, Any]]:
-    """The failed rows whose failure the collector could not say (no record of their own)."""
+    """The failed rows whose failure Vertex's evidence may say better than the collector
+    could: those with no record of their own, and those whose record says FAILED (a
+    preemption the trainer turned into an exception outranks it: components/failures.py)."""
     return [
         r
         for r in summary.get("trials", [])
-        if r.get("status") != "COMPLETED" and (r.get("failure") or {}).get("source") in (None, "none")
+        if r.get("status") != "COMPLETED" and (r.get("failure") or {}).get("source") in (None, "none", "record")
     ]
 
 
