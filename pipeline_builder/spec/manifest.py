@@ -8,6 +8,7 @@ they were checked for secrets), the PipelineJob's settings, the recovery setting
 failure rules. It holds no credentials.
 """
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +26,20 @@ FORMAT_VERSION = 1
 # What a submitted batch's manifest records for a new PipelineJob of its sweep: older
 # manifests lack these keys.
 RESUBMISSION_KEYS = ("sweep", "job_settings", "job_id", "recovery")
+# A compiled batch's manifest also records where its PipelineJob was meant to go
+# (`submit`'s flags fill or override it) and its pipeline file's digest.
+TARGET_KEYS = ("project", "location", "api_endpoint")
+
+
+def pipeline_digest(data: bytes) -> str:
+    """The manifest's `pipeline_sha256`: `submit` refuses a pipeline file edited since."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def compiled_target(target: Any) -> Dict[str, Optional[str]]:
+    """The manifest's `target` of a compiled batch: a VertexTarget's fields, "" or None
+    where the launch did not know them."""
+    return {key: getattr(target, key) for key in TARGET_KEYS}
 
 
 @dataclass(frozen=True)
