@@ -1,11 +1,13 @@
 """The manifest: what a sweep batch is, written before anything leaves the machine.
 
 It lists every trial (number, overrides, output paths, job id) so a run can be inspected,
-re-attached or resumed from the sweep dir alone. A submitted batch's manifest also holds
-what a new PipelineJob of the sweep needs (`recover` builds one from it, without the app):
+re-attached or resumed from the sweep dir alone. A submitted or compiled batch's manifest
+also holds what a new PipelineJob of the sweep needs (`recover` and `submit` build one from
+it, without the app):
 the whole sweep (every trial's CustomJob, env values included, as pipeline.yaml holds them:
 they were checked for secrets), the PipelineJob's settings, the recovery settings and the
-failure rules. It holds no credentials.
+failure rules; a compiled one, the target its launch knew and its pipeline file's digest.
+It holds no credentials.
 """
 
 import hashlib
