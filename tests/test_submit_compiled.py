@@ -3,6 +3,7 @@ it is, without the app, against the emulator started from its command line, run 
 runs it (a subprocess, a fresh terminal's environment)."""
 
 import os
+import shutil
 import signal
 import subprocess
 
@@ -157,14 +158,24 @@ def test_a_second_submit_is_refused_and_new_run_submits_another(emulator, submit
 
 
 @pytest.mark.slow
-def test_an_edited_pipeline_file_is_refused_unless_forced(emulator, tmp_path):
-    compile_sweep(tmp_path / "sweep", tmp_path / "sentinel")
-    pipeline = tmp_path / "sweep" / "pipeline.yaml"
+def test_a_moved_sweep_dir_is_submitted_and_an_edited_file_only_with_force(emulator, tmp_path):
+    """Compiled in one place, reviewed, copied elsewhere and submitted from there."""
+    compile_sweep(tmp_path / "compiled", tmp_path / "sentinel", "hydra.launcher.trial.entry=pickle")
+    sweep_dir = tmp_path / "elsewhere"
+    shutil.move(tmp_path / "compiled", sweep_dir)
+    pipeline = sweep_dir / "pipeline.yaml"
     pipeline.write_text(pipeline.read_text() + "# edited after review\n")
     env = fresh_env(tmp_path, STORAGE_EMULATOR_HOST=emulator.gcs_url)
-    proc = submit(tmp_path / "sweep", env, "--project", "local", "--api-endpoint", emulator.api)
-    assert proc.returncode == 1 and "was edited after it was compiled" in proc.stderr and "--force" in proc.stderr
-    assert "vertex" not in read_json(tmp_path / "sweep" / "manifest.json")
+    refused = submit(sweep_dir, env, "--project", "local", "--api-endpoint", emulator.api)
+    assert refused.returncode == 1 and "was edited after it was compiled" in refused.stderr, refused
+    assert "--force" in refused.stderr and "vertex" not in read_json(sweep_dir / "manifest.json")
+    proc = submit(sweep_dir, env, "--project", "local", "--api-endpoint", emulator.api, "--force", "--wait", "--poll-interval", "0.5")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Uploaded 2 files under gs://compiled/runs/" in proc.stdout  # the pickled jobs, from the moved dir
+    assert values(proc.stdout) == [("#0", "COMPLETED", "2.0"), ("#1", "COMPLETED", "4.0")]
+    manifest = read_json(sweep_dir / "manifest.json")
+    assert manifest["pipeline_yaml"] == str(pipeline) and (sweep_dir / "summary.json").exists()
+    assert not (tmp_path / "compiled").exists()
 
 
 @pytest.mark.slow

@@ -46,6 +46,20 @@ def compiled_manifests(target: Path) -> List[Path]:
     return found
 
 
+def _moved_with(path: Path, data: Dict[str, Any]) -> Dict[str, Any]:
+    """The manifest's local paths where the sweep dir is now: compiled in review on one
+    machine, it may be submitted from a copy elsewhere. Its pipeline file is the one beside
+    it; the files under the dir it was written in are under the dir it is in."""
+    written_in = Path(data["pipeline_yaml"]).parent
+    here = path.resolve().parent
+
+    def moved(local: str) -> str:
+        return str(here / Path(local).relative_to(written_in)) if Path(local).is_relative_to(written_in) else local
+
+    files = {uri: moved(local) for uri, local in (data.get("files") or {}).items()}
+    return {**data, "pipeline_yaml": moved(data["pipeline_yaml"]), "files": files}
+
+
 def _checked_manifest(path: Path, args: argparse.Namespace) -> Dict[str, Any]:
     """The manifest, if it can be submitted: written by compile (or submit) mode with what a
     PipelineJob needs, its pipeline file unchanged (unless --force), not submitted yet
@@ -65,6 +79,7 @@ def _checked_manifest(path: Path, args: argparse.Namespace) -> Dict[str, Any]:
             f"{path} was submitted already, as {(where.get('jobs') or [where['resource_name']])[-1]}. "
             f"`status {path.parent}` follows it; --new-run submits the same file again as a new PipelineJob"
         )
+    data = _moved_with(path, data)
     pipeline = Path(data["pipeline_yaml"])
     if not pipeline.is_file():
         raise _fail(f"{pipeline}, the pipeline file {path} was written with, is gone")
