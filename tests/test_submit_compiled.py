@@ -158,6 +158,17 @@ def test_a_second_submit_is_refused_and_new_run_submits_another(emulator, submit
 
 
 @pytest.mark.slow
+def test_recover_and_cancel_work_on_it(submitted):
+    sweep_dir, home, *_ = submitted
+    env = fresh_env(home)
+    proc = subprocess.run([CLI, "recover", str(sweep_dir), "--poll-interval", "0.5"], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "nothing to recover" in proc.stdout
+    cancel = subprocess.run([CLI, "cancel", str(sweep_dir)], capture_output=True, text=True, timeout=60, env=env)
+    assert cancel.returncode == 1 and "already ended (PIPELINE_STATE_SUCCEEDED): nothing to cancel" in cancel.stdout, cancel
+
+
+@pytest.mark.slow
 def test_a_moved_sweep_dir_is_submitted_and_an_edited_file_only_with_force(emulator, tmp_path):
     """Compiled in one place, reviewed, copied elsewhere and submitted from there."""
     compile_sweep(tmp_path / "compiled", tmp_path / "sentinel", "hydra.launcher.trial.entry=pickle")
