@@ -30,7 +30,7 @@ def submit_command(batch: Batch) -> str:
     launch did not know is the one flag it needs (or Application Default Credentials' project)."""
     settings = batch.compiled_for
     needs = [] if settings is None or settings.target.project else ["--project", "PROJECT"]
-    return shlex.join([command_name(), "submit", str(batch.sweep_dir), *needs])
+    return f"{command_name()} {shlex.join(['submit', str(batch.sweep_dir), *needs])}"  # the name may be `python -m ...`
 
 
 def run(context: LaunchContext, batch: Batch) -> List[JobReturn]:
