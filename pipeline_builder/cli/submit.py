@@ -4,6 +4,8 @@ the file run. Every check passes before anything is uploaded or sent."""
 
 import argparse
 import dataclasses
+import logging
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -13,6 +15,7 @@ from typing import Any, Dict, List, Optional
 from hydra_vertex_pipelines.components.sweep_files import SweepFiles
 
 from ..cloud import VertexTarget, gcs, vertex
+from ..command_name import command_name
 from ..errors import ConfigError
 from ..spec import names
 from ..spec.manifest import RESUBMISSION_KEYS, JobSettings, pipeline_digest, read_manifest
@@ -77,7 +80,8 @@ def _checked_manifest(path: Path, args: argparse.Namespace) -> Dict[str, Any]:
     if where and not args.new_run:
         raise _fail(
             f"{path} was submitted already, as {(where.get('jobs') or [where['resource_name']])[-1]}. "
-            f"`status {path.parent}` follows it; --new-run submits the same file again as a new PipelineJob"
+            f"`{command_name()} status {shlex.quote(str(path.parent))}` follows it; --new-run submits the same file "
+            "again as a new PipelineJob"
         )
     data = _moved_with(path, data)
     pipeline = Path(data["pipeline_yaml"])
@@ -116,7 +120,7 @@ def _target(data: Dict[str, Any], args: argparse.Namespace) -> VertexTarget:
     if problem:
         problems.append(problem.rstrip("."))
     if problems:
-        raise _fail("; ".join(problems) + ". Nothing was sent")
+        raise _fail(". Also: ".join(problems) + ". Nothing was sent")
     return target
 
 
@@ -172,6 +176,14 @@ def _existing(target: VertexTarget, job_id: str) -> Optional[str]:
         return None
 
 
+def _quiet_sdk() -> None:
+    """The SDK's own lines about the job name a console URL, which against the emulator does
+    not exist: ours say where the job is. Its loggers set their level as they are imported."""
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("google.cloud.aiplatform"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def send(sub: Submission) -> Any:
     """Uploads what the run reads from its bucket (wheels only if absent), then creates the
     PipelineJob from the compiled file and records it in the manifest (`submit_job`)."""
@@ -180,6 +192,7 @@ def send(sub: Submission) -> Any:
     target = sub.target
     creds = vertex.credentials(target)
     vertex.init(target, creds)
+    _quiet_sdk()
     found = _existing(target, sub.job_id)
     if found:
         raise _fail(f"Vertex AI has {found} already: this sweep was submitted before. --new-run submits it again")
@@ -219,8 +232,6 @@ def follow(sub: Submission, poll_interval: float) -> int:
 
 
 def submit(args: argparse.Namespace) -> int:
-    from ..command_name import command_name
-
     try:
         subs = [plan(path, args) for path in compiled_manifests(args.target)]
     except ConfigError as e:
@@ -228,8 +239,8 @@ def submit(args: argparse.Namespace) -> int:
     for sub in subs:
         send(sub)
     if not args.wait:
-        cmd = command_name()
-        print(f"follow it: {cmd} status {args.target} --wait;  its results: {cmd} results {args.target}")
+        cmd, where = command_name(), shlex.quote(str(args.target))
+        print(f"follow it: {cmd} status {where} --wait;  its results: {cmd} results {where}")
         return 0
     worst = 0
     try:
@@ -237,6 +248,7 @@ def submit(args: argparse.Namespace) -> int:
             poll = args.poll_interval or (vertex.EMULATOR_POLL_INTERVAL if sub.target.emulated else vertex.DEFAULT_POLL_INTERVAL)
             worst = max(worst, follow(sub, poll))
     except KeyboardInterrupt:
-        print(f"stopped following: the run goes on; `{command_name()} status {args.target} --wait` follows it again", file=sys.stderr)
+        again = f"{command_name()} status {shlex.quote(str(args.target))} --wait"
+        print(f"stopped following: the run goes on; `{again}` follows it again", file=sys.stderr)
         return 130
     return worst
