@@ -45,7 +45,8 @@ def compile_sweep(sweep_dir, sentinel, *extra: str) -> subprocess.CompletedProce
 
 def fresh_env(home, **extra: str) -> dict:
     """A new terminal's environment: no app on the path, no credentials, no storage emulator."""
-    return {"PATH": os.environ["PATH"], "HOME": str(home), **extra}
+    # NO_GCE_CHECK: google-auth would otherwise wait for a metadata server this machine lacks.
+    return {"PATH": os.environ["PATH"], "HOME": str(home), "NO_GCE_CHECK": "True", **extra}
 
 
 def submit(sweep_dir, env: dict, *args: str) -> subprocess.CompletedProcess:
@@ -208,3 +209,31 @@ def test_run_files_are_written_and_wheels_uploaded_only_if_absent(emulator, tmp_
     assert (second.run_files, second.wheels, second.wheels_present) == (1, [], [f"{root}/packages/abc/{wheel.name}"])
     assert gcs.read_bytes(storage, f"{root}/packages/abc/{wheel.name}") == b"wheel"
     assert gcs.read_bytes(storage, f"{root}/run-1/jobs/0.pkl") == b"pickled"
+
+
+@pytest.mark.slow  # builds the project's wheel
+def test_a_package_sweeps_wheels_are_uploaded_if_absent(emulator, tmp_path, monkeypatch):
+    from conftest import launch_in_process
+    from hydra_vertex_pipelines.pipeline_builder.cloud import gcs
+    from test_package_mode import make_project, package_overrides
+
+    source = make_project(tmp_path / "project")
+    sweep_dir = tmp_path / "sweep"
+    overrides = [f"hydra.sweep.dir={sweep_dir}", "hydra.launcher.mode=compile", "hydra.launcher.pipeline_root=gs://pkgs/root"]
+    launch_in_process(source / "trainer" / "conf", [*overrides, *package_overrides(source)], [["x=1"]])
+    wheels = sorted(uri for uri in read_json(sweep_dir / "manifest.json")["files"] if uri.endswith(".whl"))
+    assert len(wheels) == 2 and all(uri.startswith("gs://pkgs/root/packages/") for uri in wheels)
+    env = fresh_env(tmp_path, STORAGE_EMULATOR_HOST=emulator.gcs_url)
+
+    def submit_and_cancel(*extra: str) -> str:
+        proc = submit(sweep_dir, env, "--project", "local", "--api-endpoint", emulator.api, *extra)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        subprocess.run([CLI, "cancel", str(sweep_dir)], capture_output=True, timeout=60, env=env)  # its trials need not run
+        return proc.stdout
+
+    first = submit_and_cancel()
+    assert [f"Uploaded {uri} (the trials install it)" in first for uri in wheels] == [True, True]
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.gcs_url)
+    assert sorted(gcs.list_uris(gcs.client("local"), "gs://pkgs/root/packages/")) == wheels
+    again = submit_and_cancel("--new-run")
+    assert [f"Already in the bucket, not uploaded again: {uri}" in again for uri in wheels] == [True, True]
