@@ -237,3 +237,15 @@ def test_a_package_sweeps_wheels_are_uploaded_if_absent(emulator, tmp_path, monk
     assert sorted(gcs.list_uris(gcs.client("local"), "gs://pkgs/root/packages/")) == wheels
     again = submit_and_cancel("--new-run")
     assert [f"Already in the bucket, not uploaded again: {uri}" in again for uri in wheels] == [True, True]
+
+
+def test_a_local_runs_or_an_older_manifest_is_refused_saying_why(tmp_path):
+    (tmp_path / "local").mkdir()
+    (tmp_path / "local" / "manifest.json").write_text('{"format_version": 1, "mode": "local", "trials": []}')
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "manifest.json").write_text('{"format_version": 1, "mode": "compile", "trials": []}')
+    local = submit(tmp_path / "local", fresh_env(tmp_path))
+    assert local.returncode == 1 and "is of a local run: only a compiled (mode=compile) sweep is submitted" in local.stderr
+    old = submit(tmp_path / "old", fresh_env(tmp_path))
+    assert old.returncode == 1 and "lacks sweep, job_settings, job_id, recovery, pipeline_sha256" in old.stderr
+    assert "compile the sweep again" in old.stderr and "Traceback" not in old.stderr + local.stderr

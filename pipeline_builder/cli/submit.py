@@ -67,8 +67,11 @@ def _checked_manifest(path: Path, args: argparse.Namespace) -> Dict[str, Any]:
     """The manifest, if it can be submitted: written by compile (or submit) mode with what a
     PipelineJob needs, its pipeline file unchanged (unless --force), not submitted yet
     (unless --new-run)."""
-    data = read_manifest(path)
-    mode = data.get("mode")
+    try:
+        data = read_manifest(path)
+    except (OSError, ValueError) as e:
+        raise _fail(f"{path} cannot be read as a manifest ({type(e).__name__}: {e})") from None
+    mode = data.get("mode") if isinstance(data, dict) else None
     if mode not in SUBMITTABLE:
         raise _fail(f"{path} is of a {mode} run: only a compiled (mode=compile) sweep is submitted")
     missing = [key for key in (*RESUBMISSION_KEYS, "pipeline_sha256") if key not in data]
