@@ -180,13 +180,19 @@ def _fan_out(lconf: DictConfig, trials: int) -> FanOut:
     return fan_out
 
 
-def _check_submit(lconf: DictConfig) -> Tuple[FailurePolicy, VertexTarget]:
-    """The settings only submit mode reads, checked before anything is written."""
+def _check_job_settings(lconf: DictConfig) -> FailurePolicy:
+    """The PipelineJob's and the following's settings (submit and compile modes)."""
     failure_policy = choose(lconf.failure_policy, f"{FIELD}.failure_policy", FailurePolicy)
     if lconf.poll_interval is not None and (not isinstance(lconf.poll_interval, (int, float)) or lconf.poll_interval <= 0):
         raise ConfigError(f"{FIELD}.poll_interval", lconf.poll_interval, "null or a number of seconds > 0")
     if not isinstance(lconf.reconnect_timeout, (int, float)) or lconf.reconnect_timeout < 0:
         raise ConfigError(f"{FIELD}.reconnect_timeout", lconf.reconnect_timeout, "a number of seconds >= 0")
+    return failure_policy
+
+
+def _check_submit(lconf: DictConfig) -> Tuple[FailurePolicy, VertexTarget]:
+    """The settings only submit mode reads, checked before anything is written."""
+    failure_policy = _check_job_settings(lconf)
     project = lconf.project or default_project()
     endpoint = str(lconf.api_endpoint) if lconf.api_endpoint else None
     # Without a project, say a missing credential in the same error, not on the next try.
@@ -224,7 +230,7 @@ def _compile_settings(lconf: DictConfig, run_id: str) -> SubmitSettings:
     """Compile mode: the submit settings known now, which the manifest records for
     `hydra-vertex-pipelines submit` (its flags fill or override them): the project may be
     unset yet, and no credential is needed."""
-    failure_policy = choose(lconf.failure_policy, f"{FIELD}.failure_policy", FailurePolicy)
+    failure_policy = _check_job_settings(lconf)
     endpoint = str(lconf.api_endpoint) if lconf.api_endpoint else None
     target = VertexTarget(str(lconf.project or ""), str(lconf.location or ""), endpoint)
     return _submit_settings(lconf, failure_policy, target, run_id)
