@@ -25,6 +25,14 @@ def submit_hint(context: LaunchContext) -> str:
     return shlex.join(["python", *app_program(context.cwd), *argv, f"{FIELD}.mode={Mode.SUBMIT.value}"])
 
 
+def submit_command(batch: Batch) -> str:
+    """The command that submits this very pipeline file, without the app; a project the
+    launch did not know is the one flag it needs (or Application Default Credentials' project)."""
+    settings = batch.compiled_for
+    needs = [] if settings is None or settings.target.project else ["--project", "PROJECT"]
+    return f"{command_name()} {shlex.join(['submit', str(batch.sweep_dir), *needs])}"  # the name may be `python -m ...`
+
+
 def run(context: LaunchContext, batch: Batch) -> List[JobReturn]:
     """Compile mode: the files, and how to run them."""
     announce(batch)
@@ -36,13 +44,14 @@ def run(context: LaunchContext, batch: Batch) -> List[JobReturn]:
 
         log.info(
             "The trials run from the wheels under "
-            f"{SweepFiles(batch.sweep_dir).packages()} (this launcher's and the project's); mode=submit uploads each one "
+            f"{SweepFiles(batch.sweep_dir).packages()} (this launcher's and the project's); `submit` uploads each one "
             "the bucket lacks, or upload them yourself: " + " && ".join(upload_command(p) for p in batch.packages)
         )
     if batch.pickles or batch.sweep.trials_file:
         log.info(
             f"It reads files written under {batch.sweep_dir} (pickled jobs, the trial list) from "
-            f"{batch.sweep.run_root}: mode=submit uploads them, and `{command_name()} run-local` "
+            f"{batch.sweep.run_root}: `submit` uploads them, and `{command_name()} run-local` "
             "puts them where its run reads them"
         )
+    log.info(f"To submit this very file, without the app: {submit_command(batch)}")
     return returns_without_values(context, batch.sweep.trials, written.pipeline_path, "mode=compile")

@@ -54,6 +54,7 @@ class Batch:
     packages: Tuple[Any, ...] = ()  # code=package: PackageUploads of this launcher's wheel and the project's
     job_id: str = ""  # the PipelineJob's id: the run id, or a new one when resuming
     failure_rules: Tuple[Rule, ...] = RULES  # what a failed trial is classified by
+    compiled_for: Optional[SubmitSettings] = None  # compile mode: the submit settings known now
 
     def uploads(self, paths: Optional[PathMap] = None) -> Dict[str, bytes]:
         """Files the run reads from its bucket: pickled jobs and a large sweep's trial list
@@ -213,4 +214,5 @@ def plan_batch(context: LaunchContext, job_overrides: Sequence[Sequence[str]], i
         packages=packages,
         job_id=settings.job_id,
         failure_rules=settings.failure_rules,
+        compiled_for=settings.compiled_for,
     )

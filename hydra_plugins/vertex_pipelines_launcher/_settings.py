@@ -17,6 +17,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from hydra_vertex_pipelines.components.failures import FailureKind, Rule, rule_from_json, rules_from_json
 from hydra_vertex_pipelines.components.sweep_files import SweepFiles
 from hydra_vertex_pipelines.pipeline_builder.cloud.vertex import (
+    DEFAULT_POLL_INTERVAL,
+    EMULATOR_POLL_INTERVAL,
     VertexTarget,
     check_target,
     credentials_problem,
@@ -39,8 +41,6 @@ from ._resume import resumed_run
 
 LOCAL_PIPELINE_ROOT = "gs://local-pipeline-root"
 AUTO_TASKS_LIMIT = 50  # above this many trials, `auto` loops (benchmarks/README.md says why)
-DEFAULT_POLL_INTERVAL = 15.0
-EMULATOR_POLL_INTERVAL = 1.0
 
 Choice = TypeVar("Choice", bound=Enum)
 
@@ -120,6 +120,7 @@ class LaunchSettings:
     submit: Optional[SubmitSettings]  # submit mode only
     failure_rules: Tuple[Rule, ...]  # the user's rules, then the built-in ones
     cost_rates: str = ""  # the checked hourly rates as JSON, "" for none
+    compiled_for: Optional[SubmitSettings] = None  # compile mode: what `hydra-vertex-pipelines submit` starts from
 
 
 def check_cost_rates(rates: Any, field: str) -> str:
@@ -179,13 +180,19 @@ def _fan_out(lconf: DictConfig, trials: int) -> FanOut:
     return fan_out
 
 
-def _check_submit(lconf: DictConfig) -> Tuple[FailurePolicy, VertexTarget]:
-    """The settings only submit mode reads, checked before anything is written."""
+def _check_job_settings(lconf: DictConfig) -> FailurePolicy:
+    """The PipelineJob's and the following's settings (submit and compile modes)."""
     failure_policy = choose(lconf.failure_policy, f"{FIELD}.failure_policy", FailurePolicy)
     if lconf.poll_interval is not None and (not isinstance(lconf.poll_interval, (int, float)) or lconf.poll_interval <= 0):
         raise ConfigError(f"{FIELD}.poll_interval", lconf.poll_interval, "null or a number of seconds > 0")
     if not isinstance(lconf.reconnect_timeout, (int, float)) or lconf.reconnect_timeout < 0:
         raise ConfigError(f"{FIELD}.reconnect_timeout", lconf.reconnect_timeout, "a number of seconds >= 0")
+    return failure_policy
+
+
+def _check_submit(lconf: DictConfig) -> Tuple[FailurePolicy, VertexTarget]:
+    """The settings only submit mode reads, checked before anything is written."""
+    failure_policy = _check_job_settings(lconf)
     project = lconf.project or default_project()
     endpoint = str(lconf.api_endpoint) if lconf.api_endpoint else None
     # Without a project, say a missing credential in the same error, not on the next try.
@@ -217,6 +224,16 @@ def _submit_settings(lconf: DictConfig, failure_policy: FailurePolicy, target: V
         reconnect_timeout=float(lconf.reconnect_timeout),
         recovery=check_recovery(lconf.recovery, f"{FIELD}.recovery", Mode.SUBMIT),
     )
+
+
+def _compile_settings(lconf: DictConfig, run_id: str) -> SubmitSettings:
+    """Compile mode: the submit settings known now, which the manifest records for
+    `hydra-vertex-pipelines submit` (its flags fill or override them): the project may be
+    unset yet, and no credential is needed."""
+    failure_policy = _check_job_settings(lconf)
+    endpoint = str(lconf.api_endpoint) if lconf.api_endpoint else None
+    target = VertexTarget(str(lconf.project or ""), str(lconf.location or ""), endpoint)
+    return _submit_settings(lconf, failure_policy, target, run_id)
 
 
 def _run_names(
@@ -276,6 +293,7 @@ def check_settings(context: LaunchContext, job_overrides: Sequence[Sequence[str]
         submit=None if submit is None else _submit_settings(lconf, *submit, run_id),
         failure_rules=_failure_rules(lconf.failure_rules),
         cost_rates=check_cost_rates(lconf.cost.rates, f"{FIELD}.cost.rates"),
+        compiled_for=_compile_settings(lconf, run_id) if mode is Mode.COMPILE else None,
     )
 
 

@@ -18,7 +18,14 @@ from hydra_vertex_pipelines.pipeline_builder.cloud import TaskDetailState, gcs, 
 from hydra_vertex_pipelines.pipeline_builder.cloud.failures import CustomJobErrors, task_failure
 from hydra_vertex_pipelines.pipeline_builder.cloud.progress import counts_line, trial_counts
 from hydra_vertex_pipelines.pipeline_builder.command_name import command_name
-from hydra_vertex_pipelines.pipeline_builder.recovery import Recovery, Round, publish, submit_job, with_run_usage
+from hydra_vertex_pipelines.pipeline_builder.recovery import (
+    Recovery,
+    Round,
+    publish,
+    submit_job,
+    upload_run_files,
+    with_run_usage,
+)
 from hydra_vertex_pipelines.pipeline_builder.spec.manifest import add_job
 from hydra_vertex_pipelines.pipeline_builder.spec.sweep import SweepSpec
 from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec
@@ -38,22 +45,17 @@ from ._writing import Written, announce, job_settings, write_batch
 log = logging.getLogger(__name__)
 
 
-def upload_files(batch: Batch, target: vertex.VertexTarget, storage: Any) -> None:
-    """Puts what the run reads from its bucket there before it starts."""
-    files = batch.uploads()
-    if files or batch.packages:
-        gcs.ensure_bucket(storage, batch.sweep.pipeline_root, target.location)
-    for uri, data in files.items():
-        gcs.write_bytes(storage, uri, data)
-    if files:
-        log.info(f"Uploaded {len(files)} files under {batch.sweep.run_root}")
-    from hydra_vertex_pipelines.pipeline_builder.wheels.project_wheel import upload_if_absent
-
-    for package in batch.packages:
-        if upload_if_absent(storage, package):
-            log.info(f"Uploaded {package.uri} (the trials install it)")
-        else:
-            log.info(f"Already in the bucket, not uploaded again: {package.uri}")
+def upload_files(written: Written, target: vertex.VertexTarget, storage: Any) -> None:
+    """Puts what the run reads from its bucket there before it starts: the files its
+    manifest lists, as `hydra-vertex-pipelines submit` does for a compiled sweep."""
+    batch = written.batch
+    done = upload_run_files(storage, written.manifest.get("files") or {}, batch.sweep.pipeline_root, target.location)
+    if done.run_files:
+        log.info(f"Uploaded {done.run_files} files under {batch.sweep.run_root}")
+    for uri in done.wheels:
+        log.info(f"Uploaded {uri} (the trials install it)")
+    for uri in done.wheels_present:
+        log.info(f"Already in the bucket, not uploaded again: {uri}")
 
 
 def submit(written: Written, settings: SubmitSettings) -> Any:
@@ -63,7 +65,7 @@ def submit(written: Written, settings: SubmitSettings) -> Any:
     target = settings.target
     creds = vertex.credentials(target)
     storage = gcs.client(target.project, None if target.emulated else creds)
-    upload_files(batch, target, storage)
+    upload_files(written, target, storage)
     vertex.init(target, creds)
     job = submit_job(
         target,

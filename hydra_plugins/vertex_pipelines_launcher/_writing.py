@@ -17,7 +17,7 @@ from hydra.core.utils import filter_overrides
 from hydra_vertex_pipelines.components.atomic_write import FileSet, WriteFailed
 from hydra_vertex_pipelines.components.failures import RULES, rule_to_json
 from hydra_vertex_pipelines.components.sweep_files import SweepFiles
-from hydra_vertex_pipelines.pipeline_builder.spec.manifest import JobSettings, claim_files
+from hydra_vertex_pipelines.pipeline_builder.spec.manifest import JobSettings, claim_files, compiled_target, pipeline_digest
 
 from ._choices import Mode
 from ._errors import LauncherWriteError
@@ -63,9 +63,10 @@ def _local_files(batch: Batch, out: FileSet) -> Dict[str, str]:
 
 
 def job_settings(batch: Batch) -> JobSettings:
-    """How every PipelineJob of this batch's sweep is created."""
-    settings = batch.submit
-    assert settings is not None  # submit mode
+    """How every PipelineJob of this batch's sweep is created (in compile mode: as far as
+    the launch knows, for `hydra-vertex-pipelines submit`)."""
+    settings = batch.submit or batch.compiled_for
+    assert settings is not None  # submit and compile modes
     return JobSettings(
         display_name=settings.display_name,
         labels=dict(batch.pipeline_labels),
@@ -80,15 +81,19 @@ def job_settings(batch: Batch) -> JobSettings:
 
 
 def resubmission(batch: Batch) -> Dict[str, Any]:
-    """What `hydra-vertex-pipelines recover` needs to submit a new PipelineJob of a
-    submitted batch's sweep without the app (README, "Recovery"); nothing in other modes."""
-    if batch.submit is None:
+    """What a new PipelineJob of the batch's sweep needs without the app: `recover` of a
+    submitted batch (README, "Recovery"), `submit` of a compiled one, which also starts
+    from the target the launch knew (its flags fill or override it); nothing in local mode."""
+    settings = batch.submit or batch.compiled_for
+    if settings is None:
         return {}
+    compiled = {} if batch.compiled_for is None else {"target": compiled_target(settings.target)}
     return {
         "sweep": batch.sweep.to_dict(),
         "job_settings": job_settings(batch).to_json(),
         "job_id": batch.job_id or batch.sweep.run_id,
-        "recovery": batch.submit.recovery.to_json(),
+        "recovery": settings.recovery.to_json(),
+        **compiled,
     }
 
 
@@ -101,7 +106,7 @@ def _stage_batch(batch: Batch, claimed: SweepFiles[Path], out: FileSet) -> Writt
     # sweep dir writes summary-2.json rather than over the first one's.
     batch = dataclasses.replace(batch, sweep=dataclasses.replace(batch.sweep, tag=claimed.tag))
     spec, document = compiled_pipeline(batch.sweep)
-    out.write(pipeline_path, document)
+    out.write(pipeline_path, document)  # as UTF-8: the bytes pipeline_digest covers
     files = _local_files(batch, out)
     own_rules = [rule_to_json(r) for r in batch.failure_rules[: len(batch.failure_rules) - len(RULES)]]
     data = manifest_data(
@@ -111,6 +116,7 @@ def _stage_batch(batch: Batch, claimed: SweepFiles[Path], out: FileSet) -> Writt
         initial_job_idx=batch.initial_job_idx,
         files=files,
         failure_rules=own_rules,
+        pipeline_sha256=pipeline_digest(document.encode("utf-8")),
         **resubmission(batch),
     )
     by_folder = trial_task_names(spec)

@@ -8,6 +8,7 @@ from . import runs
 from .arguments import parser
 from .recover import recover
 from .run_local import run_local
+from .submit import submit
 
 __all__ = ["main", "parser"]
 
@@ -32,8 +33,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             **({} if args.body_timeout is None else {"body_timeout": args.body_timeout}),
         )
         return 0
-    if args.command in ("status", "results", "cancel", "recover"):
-        command = {"status": runs.status, "results": runs.results, "cancel": runs.cancel, "recover": recover}[args.command]
+    if args.command in ("status", "results", "cancel", "recover", "submit"):
+        commands = {"status": runs.status, "results": runs.results, "cancel": runs.cancel, "recover": recover, "submit": submit}
+        command = commands[args.command]
         return _with_credentials(command, args)
     return run_local(args)
 

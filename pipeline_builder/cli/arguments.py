@@ -15,6 +15,8 @@ HELP = """Command line of the pipeline builder, usable without Hydra.
   status SWEEP_DIR_OR_JOB          state of a submitted run (--wait: follow it to its end)
   results SWEEP_DIR_OR_JOB         the trials' results of a submitted run
   cancel SWEEP_DIR_OR_JOB          cancel a submitted run
+  submit SWEEP_DIR                 submit a compiled sweep's pipeline.yaml as it is, without
+                                   the app, with its manifest's settings (--wait: follow it)
   recover SWEEP_DIR                run again the trials that failed for the cloud's reasons
                                    (preempted, out of capacity, ...), as the launcher's
                                    recovery does, for a sweep submitted with wait=false or
@@ -30,6 +32,13 @@ def _mapping(text: str) -> Tuple[str, str]:
     if not sep or not prefix.startswith(GCS) or not folder:
         raise argparse.ArgumentTypeError(f"--map {text!r}: expected gs://BUCKET/PREFIX=LOCAL_DIR")
     return prefix, folder
+
+
+def _label(text: str) -> Tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--label {text!r}: expected KEY=VALUE")
+    return key, value
 
 
 def _positive(text: str) -> int:
@@ -50,6 +59,7 @@ def parser() -> argparse.ArgumentParser:
     _add_run_local(sub)
     _add_emulator(sub)
     _add_run_commands(sub)
+    _add_submit(sub)
     _add_recover(sub)
     return p
 
@@ -167,3 +177,42 @@ def _add_recover(sub: Any) -> None:
     )
     cmd.add_argument("--poll-interval", type=_positive_seconds, default=15.0, help="seconds between two polls (default 15)")
     cmd.add_argument("--api-endpoint", help="the API endpoint (e.g. the emulator's), instead of the one the manifest records")
+
+
+def _add_submit(sub: Any) -> None:
+    cmd = sub.add_parser(
+        "submit",
+        help="submit a compiled sweep's pipeline.yaml as it is, without the app",
+        description="Submits each compiled batch of the sweep dir (mode=compile wrote its pipeline.yaml and "
+        "manifest.json) as a PipelineJob: the file byte for byte, with the settings its manifest records, "
+        "which the flags fill or override. Uploads the files the run reads from its bucket (its pickled jobs, "
+        "trial list, and the wheels of trial.code=package, each only if the bucket lacks it). The app is not "
+        "imported. A sweep submitted already is refused unless --new-run.",
+    )
+    cmd.add_argument("target", type=Path, help="the compiled sweep dir (or one batch's manifest.json)")
+    cmd.add_argument("--project", help="the Google Cloud project (default: the compiled one, else the ADC project)")
+    cmd.add_argument("--location", help="the Vertex AI region (default: the compiled hydra.launcher.location)")
+    cmd.add_argument("--api-endpoint", help="the API endpoint, e.g. the emulator's (default: the compiled one)")
+    cmd.add_argument("--service-account", help="the PipelineJob's service account")
+    cmd.add_argument("--network", help="the VPC network the PipelineJob peers with")
+    cmd.add_argument("--experiment", help="the Vertex AI experiment to associate the PipelineJob with")
+    cmd.add_argument("--encryption-spec-key-name", help="the Cloud KMS key of the PipelineJob")
+    cmd.add_argument("--display-name", help="the PipelineJob's display name (default: the compiled one)")
+    cmd.add_argument(
+        "--label",
+        type=_label,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a label of the PipelineJob, added to (or replacing one of) the compiled ones (repeatable)",
+    )
+    cmd.add_argument("--no-cache", action="store_true", help="run every task again: enable_caching=false")
+    cmd.add_argument(
+        "--new-run",
+        action="store_true",
+        help="submit a sweep submitted already again, as a new PipelineJob of the same run (its trial folders: "
+        "Vertex's cache skips the trials that succeeded, unless --no-cache)",
+    )
+    cmd.add_argument("--force", action="store_true", help="submit a pipeline.yaml edited since it was compiled")
+    cmd.add_argument("--wait", action="store_true", help="follow the run to its end, then print its results")
+    cmd.add_argument("--poll-interval", type=_positive_seconds, help="seconds between two polls (default 15; 1 for an emulator)")

@@ -65,6 +65,22 @@ def write_bytes(gcs: Any, uri: str, data: bytes) -> None:
     gcs.bucket(bucket).blob(name).upload_from_string(data)
 
 
+def upload_if_absent(gcs: Any, uri: str, local_path: str) -> bool:
+    """Uploads a file unless its object exists (one metadata read); True if it did. For
+    content-addressed objects (a wheel under its source digest): an existing one is this file."""
+    from google.api_core.exceptions import PreconditionFailed
+
+    bucket, name = split_uri(uri)
+    blob = gcs.bucket(bucket).blob(name)
+    if blob.exists():
+        return False
+    try:
+        blob.upload_from_filename(str(local_path), if_generation_match=0)
+    except PreconditionFailed:  # uploaded meanwhile by another launch
+        return False
+    return True
+
+
 def ensure_bucket(gcs: Any, uri: str, location: Optional[str] = None) -> None:
     """Creates the URI's bucket if it is missing, as aiplatform does for a pipeline root."""
     from google.api_core.exceptions import Conflict

@@ -13,6 +13,8 @@ from ..errors import ConfigError
 from .states import PIPELINE_STOPPED
 
 CREATE_ATTEMPTS = 4
+DEFAULT_POLL_INTERVAL = 15.0  # seconds between two polls of a followed run
+EMULATOR_POLL_INTERVAL = 1.0  # against an emulator on this machine (plain http)
 ADC_HELP = (
     "Set up Application Default Credentials: run `gcloud auth application-default login` "
     "(a person), or set GOOGLE_APPLICATION_CREDENTIALS to a service account key file, or run "

@@ -18,7 +18,7 @@ from .attempts import (
     to_recover,
 )
 from .record import RecoverError, SweepRecord, read_record, sweep_records
-from .submission import submit_job
+from .submission import Uploaded, submit_job, upload_run_files
 from .summary import merged_summary, publish, with_run_usage
 from .sweep_dir import Recovered, recover_sweep
 
@@ -31,6 +31,7 @@ __all__ = [
     "RecoverySettings",
     "Round",
     "SweepRecord",
+    "Uploaded",
     "attempt_job_id",
     "attempt_sweep",
     "merged_summary",
@@ -39,6 +40,7 @@ __all__ = [
     "recover_sweep",
     "recovered_trial",
     "submit_job",
+    "upload_run_files",
     "sweep_records",
     "to_recover",
     "with_run_usage",

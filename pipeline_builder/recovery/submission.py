@@ -1,11 +1,52 @@
-"""Creating a PipelineJob of a sweep and recording it: the one way both the launcher and
-`recover` submit, so every PipelineJob of a sweep is created with the same settings."""
+"""Creating a PipelineJob of a sweep and recording it: the one way the launcher, `recover`
+and `submit` submit, so every PipelineJob of a sweep is created with the same settings; and
+the files a run reads from its bucket, uploaded before it starts."""
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
+
+from hydra_vertex_pipelines.components.sweep_files import SweepFiles
 
 from ..cloud import gcs, vertex
 from ..spec.manifest import JobSettings, write_manifest
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    """What `upload_run_files` did: the run's own files written, and the shared wheels
+    uploaded or found in the bucket already."""
+
+    run_files: int = 0
+    wheels: List[str] = field(default_factory=list)
+    wheels_present: List[str] = field(default_factory=list)
+
+
+def is_shared(uri: str, pipeline_root: str) -> bool:
+    """Whether a file the run reads is a wheel under the pipeline root's packages/, shared by
+    every sweep and named by its content's digest (else it is the run's own)."""
+    return uri.startswith(f"{pipeline_root.rstrip('/')}/{SweepFiles.PACKAGES}/")
+
+
+def upload_run_files(storage: Any, files: Mapping[str, str], pipeline_root: str, location: str) -> Uploaded:
+    """Puts what the run reads from its bucket there before it starts: the manifest's
+    `files` (gs:// URI -> the local copy the launch wrote in the sweep dir). The run's own
+    files (pickled jobs, a large sweep's trial list) are written; a wheel only if the
+    bucket lacks it (its name holds its content's digest)."""
+    if files:
+        gcs.ensure_bucket(storage, pipeline_root, location)
+    done = Uploaded()
+    for uri, local in files.items():
+        if not Path(local).is_file():
+            raise FileNotFoundError(f"{local}: the manifest lists it as {uri}, but it is gone")
+        if not is_shared(uri, pipeline_root):
+            gcs.write_bytes(storage, uri, Path(local).read_bytes())
+            done = Uploaded(done.run_files + 1, done.wheels, done.wheels_present)
+        elif gcs.upload_if_absent(storage, uri, local):
+            done.wheels.append(uri)
+        else:
+            done.wheels_present.append(uri)
+    return done
 
 
 def submit_job(

@@ -1,13 +1,16 @@
 """The manifest: what a sweep batch is, written before anything leaves the machine.
 
 It lists every trial (number, overrides, output paths, job id) so a run can be inspected,
-re-attached or resumed from the sweep dir alone. A submitted batch's manifest also holds
-what a new PipelineJob of the sweep needs (`recover` builds one from it, without the app):
+re-attached or resumed from the sweep dir alone. A submitted or compiled batch's manifest
+also holds what a new PipelineJob of the sweep needs (`recover` and `submit` build one from
+it, without the app):
 the whole sweep (every trial's CustomJob, env values included, as pipeline.yaml holds them:
 they were checked for secrets), the PipelineJob's settings, the recovery settings and the
-failure rules. It holds no credentials.
+failure rules; a compiled one, the target its launch knew and its pipeline file's digest.
+It holds no credentials.
 """
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +28,20 @@ FORMAT_VERSION = 1
 # What a submitted batch's manifest records for a new PipelineJob of its sweep: older
 # manifests lack these keys.
 RESUBMISSION_KEYS = ("sweep", "job_settings", "job_id", "recovery")
+# A compiled batch's manifest also records where its PipelineJob was meant to go
+# (`submit`'s flags fill or override it) and its pipeline file's digest.
+TARGET_KEYS = ("project", "location", "api_endpoint")
+
+
+def pipeline_digest(data: bytes) -> str:
+    """The manifest's `pipeline_sha256`: `submit` refuses a pipeline file edited since."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def compiled_target(target: Any) -> Dict[str, Optional[str]]:
+    """The manifest's `target` of a compiled batch: a VertexTarget's fields, "" or None
+    where the launch did not know them."""
+    return {key: getattr(target, key) for key in TARGET_KEYS}
 
 
 @dataclass(frozen=True)

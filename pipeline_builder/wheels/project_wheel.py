@@ -211,17 +211,7 @@ def upload_if_absent(storage_client: Any, package: PackageUpload) -> bool:
 
     The object name holds the source digest, so an existing object is this very code.
     """
-    from google.api_core.exceptions import PreconditionFailed
-
-    bucket, name = gcs.split_uri(package.uri)
-    blob = storage_client.bucket(bucket).blob(name)
-    if blob.exists():
-        return False
-    try:
-        blob.upload_from_filename(str(package.local_path), if_generation_match=0)
-    except PreconditionFailed:
-        return False
-    return True
+    return gcs.upload_if_absent(storage_client, package.uri, str(package.local_path))
 
 
 DISTRIBUTION = "hydra-vertex-pipelines-launcher"
