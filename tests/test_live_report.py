@@ -238,9 +238,12 @@ def test_the_report_read_mid_run_shows_the_finished_trials_values_and_the_best_s
 def test_each_refresh_lists_once_and_reads_only_the_new_records(followed):
     reads = followed["reads"]
     assert len(reads) > 5, reads
+    # What went over HTTP is what the reader counted, but for the storage client's own fetch of
+    # the bucket's metadata (for its tracing), once per client and bucket.
+    extra = [sent - reading.requests for reading, sent, _ in reads]
+    assert min(extra) == 0 and sum(extra) <= 1, extra
     previous = 0
-    for reading, sent, found in reads:
-        assert sent == reading.requests  # what the reader says it sent is what went over HTTP
+    for reading, _, found in reads:
         assert reading.pages == 1  # one listing: 40 trials' records fit one page
         assert reading.downloads == found - previous  # only the records that appeared since
         previous = found

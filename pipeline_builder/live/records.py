@@ -2,8 +2,9 @@
 (its pages) of the run's folder per read, then only the records that are new or changed
 since the last read. The live report and `results` of a running sweep share it.
 
-A record is read again only when its object's generation changes (a re-run trial writes a
-new one); which record tells how this attempt of a trial ended is `record_problem`'s rule,
+A record is read again only when its content changes (its listed CRC32C and MD5, else its
+generation: a re-run trial writes a new one, while the same bytes uploaded again are not
+read again); which record tells how this attempt of a trial ended is `record_problem`'s rule,
 applied by the reader's caller with each trial's `not_before`.
 """
 
@@ -68,12 +69,12 @@ class RecordsSoFar:
         self.roots = listing_roots(run_root, output_uris.values())
         self.by_result = {TrialFiles(uri).result: number for number, uri in output_uris.items()}
         self.by_log = {TrialFiles(uri).log: number for number, uri in output_uris.items()}
-        self.records: Dict[int, Tuple[Any, Any]] = {}  # number -> (generation, record)
+        self.records: Dict[int, Tuple[Any, Any]] = {}  # number -> (its version, record)
         self.logs: Set[int] = set()
         self.last = Reading(0, 0)
 
     def read(self) -> Dict[int, Any]:
-        """Lists the folders once, downloads the records not read at their generation yet;
+        """Lists the folders once, downloads the records not read in this version yet;
         returns every listed trial's record."""
         pages = downloads = 0
         listed: Dict[int, Any] = {}
@@ -91,14 +92,22 @@ class RecordsSoFar:
                         logs.add(self.by_log[uri])
         for number, blob in listed.items():
             known = self.records.get(number)
-            if known is None or known[0] != blob.generation:
-                self.records[number] = (blob.generation, parse_record(_download(blob)))
+            if known is None or known[0] != _version(blob):
+                self.records[number] = (_version(blob), parse_record(_download(blob)))
                 downloads += 1
         for number in set(self.records) - set(listed):  # removed since: no record now
             del self.records[number]
         self.logs = logs
         self.last = Reading(pages, downloads)
         return {number: record for number, (_, record) in self.records.items()}
+
+
+def _version(blob: Any) -> Tuple[Any, ...]:
+    """What tells a listed object's content from another's: its checksums when the listing
+    gives them (the same bytes uploaded again are the same record), else its generation."""
+    if blob.crc32c or blob.md5_hash:
+        return (blob.crc32c, blob.md5_hash, blob.size)
+    return (blob.generation,)
 
 
 def _download(blob: Any) -> Optional[bytes]:
