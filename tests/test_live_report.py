@@ -6,6 +6,7 @@ The slow tests share one 40-trial sweep against the emulator started from its co
 a fixture follows it from the outside while it runs (the report as it is rewritten, what
 `results` prints, and the record reader's requests counted on its HTTP transport)."""
 
+import json
 import os
 import re
 import signal
@@ -308,3 +309,57 @@ def test_the_live_report_in_chromium(followed, tmp_path):
         assert sum(near(p, (217, 119, 6)) for p in pixels) > 30  # the best point and the best-so-far line
     finally:
         browser.close()
+
+
+# ---- refreshes against a storage emulator, the task states given as a poll gives them ---------
+
+
+@pytest.fixture
+def bucket_storage():
+    """An in-memory Cloud Storage emulator and a client counting its requests."""
+    from gcp_storage_emulator.server import create_server
+
+    server = create_server("127.0.0.1", 0, in_memory=True)
+    server.start()
+    try:
+        storage, session = counted_storage(f"http://127.0.0.1:{server._api._httpd.server_address[1]}")
+        storage.create_bucket("b")
+        yield storage, session
+    finally:
+        server.stop()
+
+
+def test_a_refresh_reads_only_when_a_task_changed_and_the_last_one_marks_the_rest_missing(bucket_storage, tmp_path):
+    from hydra_vertex_pipelines.pipeline_builder.live import LiveReport, RunView
+
+    storage, session = bucket_storage
+    uris = {n: f"gs://b/runs/r/{n}" for n in range(3)}
+    rows = tuple({"number": n, "overrides": [f"x={n}"], "output_dir": f"/gcs/b/runs/r/{n}"} for n in range(3))
+    view = RunView("gs://b/runs/r", rows, uris, {n: f"task-{n}" for n in range(3)}, RunFacts("r"))
+    report = LiveReport(view, storage, tmp_path / "report.html", reload_s=5.0)
+
+    def put(n: int) -> None:
+        record = {"status": "COMPLETED", "return_value": 10.0 - n, "error": None, "run_id": "r", "number": n}
+        storage.bucket("b").blob(f"runs/r/{n}/.vertex/result.json").upload_from_string(json.dumps(record))
+
+    running = {"task-0": {"state": "RUNNING"}, "task-1": {"state": "RUNNING"}}
+    summary = report.refresh("PIPELINE_STATE_RUNNING", running)
+    assert [r["status"] for r in summary["trials"]] == ["RUNNING", "RUNNING", "PENDING"]
+    put(0)
+    sent = session.sent
+    assert report.refresh("PIPELINE_STATE_RUNNING", running) is summary and session.sent == sent  # nothing changed: no request
+    ended = {"task-0": {"state": "SUCCEEDED"}, "task-1": {"state": "RUNNING"}}
+    summary = report.refresh("PIPELINE_STATE_RUNNING", ended)
+    assert session.sent == sent + 2  # the listing and trial 0's new record
+    assert [r["status"] for r in summary["trials"]] == ["COMPLETED", "RUNNING", "PENDING"] and summary["best"]["number"] == 0
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert 'content="5"' in page and "running: 1 of 3 trials done" in page
+
+    put(1)
+    cancelled = {"task-0": {"state": "SUCCEEDED"}, "task-1": {"state": "SUCCEEDED"}, "task-2": {"state": "CANCELLED"}}
+    sent = session.sent
+    summary = report.refresh("PIPELINE_STATE_CANCELLED", cancelled)
+    assert session.sent == sent + 2  # the listing and trial 1's record; trial 0's is not read again
+    assert [r["status"] for r in summary["trials"]] == ["COMPLETED", "COMPLETED", "MISSING"] and summary["best"]["number"] == 1
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "http-equiv" not in page and 'id="live">cancelled: 3 of 3 trials done' in page

@@ -16,7 +16,6 @@ from hydra_vertex_pipelines.components.atomic_write import write_atomic
 from hydra_vertex_pipelines.components.live_summary import Progress, RunFacts, TrialNow, live_summary
 from hydra_vertex_pipelines.components.report import render_html
 
-from ..cloud.progress import COUNTED_AS
 from ..cloud.states import PIPELINE_STOPPED, TASK_ENDED, TaskDetailState
 from ..spec.sweep import SweepSpec
 from ..spec.trials import trial_rows
@@ -70,7 +69,7 @@ def progress_of(task_name: Optional[str], tasks: Mapping[str, Mapping[str, Any]]
     state = tasks.get(task_name, {}).get("state") or TaskDetailState.PENDING
     if state in TASK_ENDED:
         return Progress.ENDED
-    return Progress.RUNNING if COUNTED_AS.get(state, state) == TaskDetailState.RUNNING else Progress.PENDING
+    return Progress.RUNNING if state == TaskDetailState.RUNNING else Progress.PENDING
 
 
 def summary_now(
