@@ -159,6 +159,7 @@ def followed(tmp_path_factory):
                 "hydra.launcher.trial.entry=command",
                 f"hydra.launcher.trial.command=[python,{FAULTS / 'app.py'}]",
                 f"hydra.sweep.dir={sweep_dir}",
+                "hydra.verbose=hydra_vertex_pipelines.pipeline_builder.live.report",  # each refresh's reads
                 "+sleep=0.3",
                 f"x=range({TRIALS},0,-1)",
             ],
@@ -250,6 +251,16 @@ def test_each_refresh_lists_once_and_reads_only_the_new_records(followed):
         previous = found
     assert previous == TRIALS and sum(r.downloads for r, _, _ in reads) == TRIALS  # each record read once
     assert sum(1 for r, _, _ in reads if r.downloads == 0) > 0  # a read with nothing new costs the listing alone
+
+    # The launcher's own refreshes (its reader counts as the transport above does).
+    read = r"live report read: (\d+) listing pages, (\d+) records \((\d+) trials done\)"
+    refreshes = [tuple(map(int, m)) for m in re.findall(read, followed["stdout"])]
+    # Only in polls where a task changed: each trial's task at most twice (started, ended), the
+    # collector's twice, and once when the run ended.
+    assert 2 < len(refreshes) <= 2 * (TRIALS + 1) + 1, refreshes
+    assert all(pages == 1 for pages, _, _ in refreshes)
+    assert sum(records for _, records, _ in refreshes) == TRIALS  # each record read once
+    assert refreshes[-1][2] == TRIALS
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ state changed since the last one (or every poll for trials in a loop, whose task
 does not name per trial), and the task states come from the follow's own poll.
 """
 
+import logging
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,6 +21,8 @@ from ..cloud.states import PIPELINE_STOPPED, TASK_ENDED, TaskDetailState
 from ..spec.sweep import SweepSpec
 from ..spec.trials import trial_rows
 from .records import RecordsSoFar, not_before
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,9 @@ class RunView:
 
     @classmethod
     def of_sweep(cls, sweep: SweepSpec, task_names: Mapping[int, str]) -> "RunView":
-        facts = RunFacts(sweep.run_id, sweep.objective_key, sweep.objective_direction, sweep.project, sweep.location, sweep.cost_rates)
+        facts = RunFacts(
+            sweep.run_id, sweep.objective_key, sweep.objective_direction, sweep.project, sweep.location, sweep.cost_rates
+        )
         return cls(
             sweep.run_root,
             tuple(trial_rows(sweep.trials)),
@@ -55,7 +60,9 @@ class RunView:
         if manifest.get("sweep"):
             view = cls.of_sweep(SweepSpec.from_dict(manifest["sweep"]), {n: v for n, v in names.items() if v})
             return replace(view, task_names=names)
-        rows = tuple({"number": int(t["number"]), "overrides": list(t["overrides"]), "output_dir": t["output_dir"]} for t in trials)
+        rows = tuple(
+            {"number": int(t["number"]), "overrides": list(t["overrides"]), "output_dir": t["output_dir"]} for t in trials
+        )
         uris = {int(t["number"]): t["output_uri"] for t in trials}
         return cls(manifest["run_root"], rows, uris, names, RunFacts(str(manifest.get("run_id") or "")))
 
@@ -114,6 +121,10 @@ class LiveReport:
             return self.summary
         self.seen = seen
         summary = summary_now(self.view, self.records, tasks, state in PIPELINE_STOPPED, self.attempt_started)
+        cost = self.records.last
+        log.debug(
+            f"live report read: {cost.pages} listing pages, {cost.downloads} records ({summary['live']['done']} trials done)"
+        )
         stopped = state in PIPELINE_STOPPED
         if self.summary is None or _rows(summary) != _rows(self.summary) or stopped:
             summary["live"]["state"] = state.replace("PIPELINE_STATE_", "").lower()
