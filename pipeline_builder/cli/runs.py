@@ -109,10 +109,10 @@ def _from_records(target: VertexTarget, name: str, manifest: Dict[str, Any], sto
     ended = state in PIPELINE_ENDED
     print(f"{name}: {state}: no summary at {uri}" + ("" if ended else " yet") + "; from the trials' own records:")
     view = RunView.of_manifest(manifest)
-    if (manifest.get("vertex") or {}).get("resource_name") != name:  # a recovery attempt's tasks are not the manifest's
+    first = (manifest.get("vertex") or {}).get("resource_name") == name
+    if not first:  # a recovery attempt's PipelineJob: its tasks are not the ones the manifest names
         view = dataclasses.replace(view, task_names={n: None for n in view.task_names})
     # A PipelineJob that resumes the run or recovers its trials: older records are earlier attempts'.
-    first = (manifest.get("vertex") or {}).get("resource_name") == name
     resumed = not first or manifest.get("job_id") not in (None, "", manifest.get("run_id"))
     started = job.gca_resource.create_time.timestamp() if resumed else None
     records = RecordsSoFar(storage, view.run_root, view.output_uris)
