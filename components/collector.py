@@ -50,20 +50,34 @@ def _read(path: str) -> Any:
 
 
 def read_trial(row: Mapping[str, Any], project: str = "", location: str = "", run_id: str = "") -> Dict[str, Any]:
-    """One trial's summary row; a trial that left no record of how it ended, of run
-    `run_id` and this trial (any run if ""), is MISSING, not dropped."""
+    """One trial's summary row, from its record on the FUSE mount."""
     files = TrialFiles(row["output_dir"])
-    path, log_path = files.result, files.log
+    return trial_row(row, _read(files.result), os.path.isfile(files.log), project, location, run_id)
+
+
+def trial_row(
+    row: Mapping[str, Any],
+    result: Any,
+    has_log: bool,
+    project: str = "",
+    location: str = "",
+    run_id: str = "",
+    not_before: Optional[float] = None,
+) -> Dict[str, Any]:
+    """One trial's summary row from its record (what `parse_record` gave), wherever it was
+    read: the collector's and the launcher's live report's rows are the same. A trial that
+    left no record of how it ended, of run `run_id` and this trial (any run if ""), is
+    MISSING, not dropped; `not_before` as `record_problem` takes it."""
+    files = TrialFiles(row["output_dir"])
     entry: Dict[str, Any] = {
         "number": int(row["number"]),  # pipeline parameters carry numbers as floats
         "overrides": list(row.get("overrides", [])),
         "output_dir": row["output_dir"],
-        "log_path": log_path if os.path.isfile(log_path) else None,
+        "log_path": files.log if has_log else None,
     }
-    result = _read(path)
-    problem = record_problem(result, run_id or None, entry["number"] if run_id else None)
+    problem = record_problem(result, run_id or None, entry["number"] if run_id else None, not_before)
     if problem is not None:
-        error = problem.at(path)
+        error = problem.at(files.result)
         unknown = Failure(FailureKind.UNKNOWN, Source.NONE, None, error)
         return {**entry, "status": MISSING, "return_value": None, "error": error, **failure_fields(unknown, MISSING)}
     entry.update(
@@ -278,6 +292,15 @@ def collect(
     already run, and its results matter more than the ranking.
     """
     rows: List[Dict[str, Any]] = [read_trial(t, project, location, run_id) for t in trials]
+    summary = summarize(rows, objective_key, objective_direction, cost_rates)
+    write_summary(summary, summary_path)
+    return summary
+
+
+def summarize(rows: List[Dict[str, Any]], objective_key: str, objective_direction: str, cost_rates: str = "") -> Dict[str, Any]:
+    """The summary of the trials' rows (each gains its `objective`): counts, metrics, the
+    best trial, the swept settings and the machine-hours. Rows of unfinished trials (a live
+    report's) count under their status and are never ranked."""
     counts: Dict[str, int] = {}
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
@@ -285,7 +308,7 @@ def collect(
     objective = objective_summary(rows, objective_key, objective_direction)
     best = None if "note" in objective else best_trial(rows, objective["direction"])
     swept, fixed = swept_settings(rows)
-    summary = {
+    return {
         "created": iso_utc(),
         "trials": rows,
         "counts": counts,
@@ -296,8 +319,6 @@ def collect(
         "fixed": fixed,
         "usage": sweep_usage(rows, cost_rates),
     }
-    write_summary(summary, summary_path)
-    return summary
 
 
 def write_summary(summary: Mapping[str, Any], summary_path: str) -> None:

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from hydra_vertex_pipelines.components import strict_json
 from hydra_vertex_pipelines.components.collector import CONSOLE
+from hydra_vertex_pipelines.components.live_summary import live_header, live_reload, live_text
 from hydra_vertex_pipelines.components.machine_hours import SPOT, STANDARD, fmt_hours, fmt_money, usage_text
 from hydra_vertex_pipelines.components.report_plots import (
     MAX_TOOLTIP_CHARS,
@@ -30,7 +31,14 @@ from hydra_vertex_pipelines.components.sweep_files import FUSE
 
 MAX_CELL_CHARS = 80  # nested return values beyond this are cut in the table, whole in a tooltip
 MAX_ERROR_CHARS = 4_000  # of each error's end, in the table's expandable cell
-STATUS_CLASSES = {"COMPLETED": "completed", "FAILED": "failed", "MISSING": "missing"}
+STATUS_CLASSES = {
+    "COMPLETED": "completed",
+    "FAILED": "failed",
+    "MISSING": "missing",
+    "RUNNING": "running",  # a live report's unfinished trials (components/live_summary.py)
+    "PENDING": "pending",
+    "UNFINISHED": "pending",
+}
 
 CSS = """
 :root{--fg:#1f2328;--muted:#59636e;--line:#d1d9e0;--soft:#eef1f4;--best:#dafbe1;--fail:#ffebe9;--miss:#fff8c5;
@@ -58,7 +66,8 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.best td{background:var(--best)}tr.best td.mark{color:var(--bestpt);font-weight:700}
 tr.failed td{background:var(--fail)}tr.missing td{background:var(--miss)}
 td.status{font-weight:600}tr.failed td.status{color:#cf222e}tr.missing td.status{color:#9a6700}
-tr.completed td.status{color:#1a7f37}
+tr.completed td.status{color:#1a7f37}tr.running td.status{color:var(--pt)}tr.pending td{color:var(--muted)}
+#live{font-weight:600}
 td.error{white-space:normal;min-width:16em;max-width:40em}
 td.error pre{white-space:pre-wrap;max-height:20em;overflow:auto;margin:4px 0}
 .muted{color:var(--muted)}
@@ -338,6 +347,7 @@ def table(summary: Mapping[str, Any], report_dir: Optional[str]) -> str:
 def render_html(summary: Mapping[str, Any], report_dir: Optional[str] = None) -> str:
     """The whole report as one file; local links are relative to `report_dir` when given."""
     counts, goal, swept = headline(summary)
+    title = f"{counts} ({live_text(summary)})" if summary.get("live") else counts
     figures = plots(summary)
     if figures:
         plot_section = f'<section id="plots">{"".join(figures)}</section>'
@@ -348,10 +358,11 @@ def render_html(summary: Mapping[str, Any], report_dir: Optional[str] = None) ->
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="icon" href="data:,">
-<title>Sweep results: {escape(counts)}</title>
+{live_reload(summary)}<title>Sweep results: {escape(title)}</title>
 <style>{CSS}</style></head>
 <body>
 <header id="overview"><h1>Sweep results</h1>
+{live_header(summary)}
 <p class="meta" id="counts">{escape(counts)}</p>
 <p class="meta" id="objective">{escape(goal)}</p>
 <p class="meta" id="swept">{escape(swept)}</p>

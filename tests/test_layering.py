@@ -9,7 +9,7 @@ project's own `components` package would be found instead).
 Inside pipeline_builder, one subpackage per job, each importing only subpackages below it
 (MAY_IMPORT): spec only errors; cloud spec; wheels spec and cloud; local spec and wheels;
 emulator local, cloud and spec; `pipeline` (the KFP compile) spec; recovery spec, cloud and
-`pipeline`; the command line sits on top and nothing imports it. The import graph is read from the source: every import
+`pipeline`; live spec and cloud; the command line sits on top and nothing imports it. The import graph is read from the source: every import
 statement counts, lazy ones and those under `if TYPE_CHECKING` too, since a cycle hidden
 from the interpreter is still a cycle for the reader.
 """
@@ -51,6 +51,7 @@ LAYER_OF = {
     f"{BUILDER}.emulator": "emulator",
     f"{BUILDER}.pipeline": "pipeline",
     f"{BUILDER}.recovery": "recovery",
+    f"{BUILDER}.live": "live",
     COMPONENTS: "components",
 }
 _BELOW_THE_CLI = {
@@ -65,6 +66,7 @@ _BELOW_THE_CLI = {
     "emulator",
     "pipeline",
     "recovery",
+    "live",
     "components",
 }
 # layer -> the other layers it may import; nothing imports the command line
@@ -80,6 +82,7 @@ MAY_IMPORT: Dict[str, Set[str]] = {
     "emulator": {"local", "cloud", "spec", "errors", "lazy_exports", "components"},
     "pipeline": {"spec", "errors", "components"},
     "recovery": {"spec", "cloud", "pipeline", "errors", "components"},
+    "live": {"spec", "cloud", "errors", "components"},
     "pipeline_builder": _BELOW_THE_CLI - {"pipeline_builder"},
     "cli": _BELOW_THE_CLI,
     "hydra_plugins": _BELOW_THE_CLI,

@@ -12,12 +12,15 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_vertex_pipelines.components.failures import Failure
+from hydra_vertex_pipelines.components.live_summary import best_text
 from hydra_vertex_pipelines.components.sweep_files import SweepFiles, TrialFiles
 from hydra_vertex_pipelines.components.trial_result import ENDINGS, parse_record, record_problem
 from hydra_vertex_pipelines.pipeline_builder.cloud import TaskDetailState, gcs, vertex
 from hydra_vertex_pipelines.pipeline_builder.cloud.failures import CustomJobErrors, task_failure
 from hydra_vertex_pipelines.pipeline_builder.cloud.progress import counts_line, trial_counts
 from hydra_vertex_pipelines.pipeline_builder.command_name import command_name
+from hydra_vertex_pipelines.pipeline_builder.live import LiveReport, RunView
+from hydra_vertex_pipelines.pipeline_builder.live import not_before as record_not_before
 from hydra_vertex_pipelines.pipeline_builder.recovery import (
     Recovery,
     Round,
@@ -43,6 +46,8 @@ from ._usage import rewrite, summary_usage_text
 from ._writing import Written, announce, job_settings, write_batch
 
 log = logging.getLogger(__name__)
+# The live report.html reloads itself in a browser at most this often (or every poll_interval).
+LIVE_RELOAD_S = 5.0
 
 
 def upload_files(written: Written, target: vertex.VertexTarget, storage: Any) -> None:
@@ -83,19 +88,34 @@ def submit(written: Written, settings: SubmitSettings) -> Any:
 
 
 class Progress:
-    """Trials succeeded, failed and running: a bar on a terminal, log lines otherwise."""
+    """Trials succeeded, failed and running, and the best value so far: a bar on a terminal,
+    log lines otherwise. With a live report, each poll refreshes it first."""
 
-    def __init__(self, trial_tasks: Dict[str, int], total: int) -> None:
+    def __init__(self, trial_tasks: Dict[str, int], total: int, live: Optional[LiveReport] = None) -> None:
         self.trial_tasks = trial_tasks
         self.total = total
+        self.live = live
         self.last = ""
         self.tty = sys.stderr.isatty()
+
+    def best(self, state: str, tasks: Dict[str, Dict[str, Any]]) -> str:
+        """The live report refreshed, and its best value so far ("" without one). A storage
+        failure leaves the report as it was: following goes on."""
+        if self.live is None:
+            return ""
+        try:
+            summary = self.live.refresh(state, tasks)
+        except Exception as e:  # noqa: BLE001 - the report must never stop the follow
+            log.warning(f"The live report could not be refreshed ({type(e).__name__}: {str(e)[:200]}); following goes on")
+            summary = self.live.summary
+        return best_text(summary) if summary else ""
 
     def __call__(self, state: str, tasks: Dict[str, Dict[str, Any]]) -> None:
         counts = trial_counts(tasks, self.trial_tasks)
         total = self.total
         done = counts[TaskDetailState.SUCCEEDED] + counts[TaskDetailState.FAILED]
-        line = f"{state.replace('PIPELINE_STATE_', '').lower()}: {counts_line(counts, total)}"
+        best = self.best(state, tasks)
+        line = f"{state.replace('PIPELINE_STATE_', '').lower()}: {counts_line(counts, total)}" + (f"; {best}" if best else "")
         if self.tty:
             width = 30
             bar = "#" * (width * done // max(total, 1))
@@ -108,6 +128,16 @@ class Progress:
     def close(self) -> None:
         if self.tty:
             sys.stderr.write("\n")
+
+
+def live_report(job: Any, written: Written, settings: SubmitSettings) -> LiveReport:
+    """The sweep dir's report.html, kept up to date while the run is followed."""
+    batch = written.batch
+    target = settings.target
+    storage = gcs.client(target.project, None if target.emulated else vertex.credentials(target))
+    path = SweepFiles(batch.sweep_dir, batch.sweep.tag).report
+    view = RunView.of_sweep(batch.sweep, written.task_names)
+    return LiveReport(view, storage, path, attempt_started(job, batch), reload_s=max(settings.poll_interval, LIVE_RELOAD_S))
 
 
 def reattach_hint(job: Any, sweep_dir: Path, api_endpoint: Optional[str]) -> str:
@@ -126,7 +156,8 @@ def follow(job: Any, written: Written, settings: SubmitSettings) -> str:
     """Follows the run. Ctrl-C, or Vertex out of reach for `reconnect_timeout`, leaves it
     going and says how to re-attach or cancel, without a traceback."""
     batch = written.batch
-    progress = Progress({name: number for number, name in written.task_names.items()}, len(batch.sweep.trials))
+    trial_tasks = {name: number for number, name in written.task_names.items()}
+    progress = Progress(trial_tasks, len(batch.sweep.trials), live_report(job, written, settings))
 
     def outage(e: Exception) -> None:
         log.warning(
@@ -192,7 +223,7 @@ def trial_returns(
     summary = _download_summary(storage, batch)
     rows = {int(r["number"]): r for r in summary["trials"]} if summary else {}
     tasks = vertex.task_details(job)
-    created = job.gca_resource.create_time.timestamp() if resumed(batch) else None
+    created = attempt_started(job, batch)
     job_errors = CustomJobErrors(tasks)
     returns, failures = [], {}
     for trial in batch.sweep.trials:
@@ -202,7 +233,7 @@ def trial_returns(
         task_name = written.task_names.get(trial.number, "")
         task = tasks.get(task_name, {})
         # In a resumed run, a trial that ran again (not a cache hit) must have a new record.
-        not_before = created if created is not None and task_name and task.get("state") != TaskDetailState.SKIPPED else None
+        not_before = record_not_before(created, bool(task_name), task.get("state"))
         unrecorded = record_problem(record, batch.sweep.run_id, trial.number, not_before) is not None
         failed = needs_job_error(record, batch.sweep.run_id, trial.number, not_before)
         job_error = job_errors.of(trial.display_name, task if task_name else None) if failed else None
@@ -249,6 +280,12 @@ def _save_failures(storage: Any, batch: Batch, failures: Dict[int, Failure]) -> 
         gcs.write_bytes(storage, batch.sweep.files.summary, files.summary.read_bytes())
         if files.report.exists():
             gcs.write_bytes(storage, batch.sweep.files.report, files.report.read_bytes())
+
+
+def attempt_started(job: Any, batch: Batch) -> Optional[float]:
+    """When this PipelineJob was created, if it resumes an earlier run (epoch seconds): a
+    record older than that is an earlier attempt's."""
+    return job.gca_resource.create_time.timestamp() if resumed(batch) else None
 
 
 def resumed(batch: Batch) -> bool:

@@ -1,18 +1,22 @@
 """`status`, `results` and `cancel`: what a submitted run is doing, what it found, and stopping it."""
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from hydra_vertex_pipelines.components import strict_json
+from hydra_vertex_pipelines.components.collector import MISSING
 from hydra_vertex_pipelines.components.failures import rules_from_json, with_failures
+from hydra_vertex_pipelines.components.live_summary import UNFINISHED_STATUSES, best_text, live_text
 from hydra_vertex_pipelines.components.report import counts_text, error_headline, failure_kind, shown_error
-from hydra_vertex_pipelines.components.sweep_files import SweepFiles, TrialFiles, fuse_to_gcs
-from hydra_vertex_pipelines.components.trial_result import COMPLETED, parse_record, record_problem
+from hydra_vertex_pipelines.components.sweep_files import SweepFiles, fuse_to_gcs
+from hydra_vertex_pipelines.components.trial_result import COMPLETED
 
 from ..cloud import PipelineState, VertexTarget, gcs, vertex
 from ..cloud.progress import counts_line, trial_counts
 from ..cloud.states import PIPELINE_ENDED
+from ..live import RecordsSoFar, RunView, summary_now
 
 # A submitted run: where it went, its resource name, and its manifest (None if named directly).
 Run = Tuple[VertexTarget, str, Optional[Dict[str, Any]]]
@@ -96,23 +100,35 @@ def results(args: argparse.Namespace) -> int:
 
 
 def _from_records(target: VertexTarget, name: str, manifest: Dict[str, Any], storage: Any, uri: str) -> None:
-    """No summary: while the run goes on, what has finished; once it ended without its
-    collector (cancelled, failed), every trial from its own record."""
+    """No summary: while the run goes on, what has finished (the rows the live report shows);
+    once it ended without its collector (cancelled, failed), every trial from its own record.
+    One listing of the run's folder, then only the records that are there."""
     vertex.init(target)
-    state = str(vertex.attach(name).state.name)
+    job = vertex.attach(name)
+    state = str(job.state.name)
     ended = state in PIPELINE_ENDED
     print(f"{name}: {state}: no summary at {uri}" + ("" if ended else " yet") + "; from the trials' own records:")
-    stored = set(gcs.list_uris(storage, manifest["run_root"]))  # one listing, then only the records that exist
-    for trial in manifest.get("trials") or []:
-        path = TrialFiles(trial["output_uri"]).result
-        record = parse_record(gcs.read_bytes(storage, path)) if path in stored else None
-        if record_problem(record, manifest.get("run_id"), int(trial["number"])) is not None or not isinstance(record, dict):
-            status, shown = "MISSING", "no record" if ended else "not finished"
-        elif record["status"] == COMPLETED:
-            status, shown = COMPLETED, strict_json.dumps(record.get("return_value"))
+    view = RunView.of_manifest(manifest)
+    first = (manifest.get("vertex") or {}).get("resource_name") == name
+    if not first:  # a recovery attempt's PipelineJob: its tasks are not the ones the manifest names
+        view = dataclasses.replace(view, task_names={n: None for n in view.task_names})
+    # A PipelineJob that resumes the run or recovers its trials: older records are earlier attempts'.
+    resumed = not first or manifest.get("job_id") not in (None, "", manifest.get("run_id"))
+    started = job.gca_resource.create_time.timestamp() if resumed else None
+    records = RecordsSoFar(storage, view.run_root, view.output_uris)
+    summary = summary_now(view, records, vertex.task_details(job), ended, started)
+    for row in summary["trials"]:
+        if row["status"] == MISSING:
+            shown = "no record"
+        elif row["status"] in UNFINISHED_STATUSES:
+            shown = "not finished"
+        elif row["status"] == COMPLETED:
+            shown = strict_json.dumps(row.get("return_value"))
         else:
-            status, shown = str(record["status"]), error_headline(record.get("error"))
-        print(f"  #{trial['number']:<4} {status:<9} {' '.join(trial['overrides']):<40} {shown}")
+            shown = error_headline(row.get("error"))
+        print(f"  #{row['number']:<4} {row['status']:<9} {' '.join(row['overrides']):<40} {shown}")
+    best = best_text(summary)
+    print(f"  {live_text(summary)}" + (f"; {best}" if best else ""))
 
 
 def print_trials(summary: Dict[str, Any]) -> None:
