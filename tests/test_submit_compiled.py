@@ -128,6 +128,11 @@ def test_submit_runs_the_compiled_file_without_the_app(emulator, compiled, submi
     assert job["pipelineSpec"] == yaml.safe_load(compiled[3])  # the file as compiled, byte for byte read
     assert job["labels"]["team"] == "review"
     assert read_json(sweep_dir / "summary.json")["counts"] == {"COMPLETED": 2}
+    # --wait kept report.html live while it followed ("best: ..." on its lines), then put the
+    # collector's final report in its place.
+    assert "; best: 2 (trial 0)" in proc.stdout, proc.stdout[-2000:]
+    report = (sweep_dir / "report.html").read_text(encoding="utf-8")
+    assert "trials done" not in report and "http-equiv" not in report
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from hydra_vertex_pipelines.components import strict_json
+from hydra_vertex_pipelines.components.atomic_write import write_atomic
 from hydra_vertex_pipelines.components.collector import MISSING
 from hydra_vertex_pipelines.components.failures import rules_from_json, with_failures
 from hydra_vertex_pipelines.components.live_summary import UNFINISHED_STATUSES, best_text, live_text
@@ -56,6 +57,32 @@ def trial_tasks(manifest: Optional[Dict[str, Any]], name: str) -> Tuple[List[str
     return ([t["task_name"] for t in trials if t.get("task_name")] if first else []), len(trials) if first else 0
 
 
+def live_report(manifest: Dict[str, Any], target: VertexTarget, job: Any, poll_interval: float) -> Any:
+    """`status --wait` of a sweep dir keeps its report.html live, as the launcher does while it follows."""
+    from ..live import LiveReport, RunView
+
+    sweep = manifest.get("sweep") or {}
+    path = SweepFiles(Path(manifest["pipeline_yaml"]).parent, str(sweep.get("tag") or "")).report
+    first = job.resource_name.rsplit("/", 1)[-1] == manifest.get("run_id")
+    started = None if first else job.gca_resource.create_time.timestamp()  # a resumed run's older records are not its own
+    return LiveReport(RunView.of_manifest(manifest), gcs.client(target.project), path, started, max(poll_interval, 5.0))
+
+
+def refreshed(live: Any, state: str, tasks: Dict[str, Dict[str, Any]]) -> str:
+    """Refreshes the live report (never stopping the follow) and says the best trial so far."""
+    if live is None:
+        return ""
+    from hydra_vertex_pipelines.components.live_summary import best_text
+
+    try:
+        summary = live.refresh(state, tasks)
+    except Exception as e:  # noqa: BLE001 - the report must never stop the follow
+        print(f"  (the live report could not be refreshed: {type(e).__name__}: {str(e)[:200]})")
+        summary = live.summary
+    text = best_text(summary) if summary else ""
+    return f"; {text}" if text else ""
+
+
 def status(args: argparse.Namespace) -> int:
     worst = 0
     for target, name, manifest in runs(args.target, args.api_endpoint):
@@ -63,12 +90,18 @@ def status(args: argparse.Namespace) -> int:
         job = vertex.attach(name)
 
         names, total = trial_tasks(manifest, name)
+        live = live_report(manifest, target, job, args.poll_interval) if args.wait and manifest else None
 
         def show(
-            state: str, tasks: Dict[str, Dict[str, Any]], name: str = name, names: List[str] = names, total: int = total
+            state: str,
+            tasks: Dict[str, Dict[str, Any]],
+            name: str = name,
+            names: List[str] = names,
+            total: int = total,
+            live: Any = live,
         ) -> None:
             counts = trial_counts(tasks, names)
-            print(f"{name}: {state} ({counts_line(counts, total or sum(counts.values()))})")
+            print(f"{name}: {state} ({counts_line(counts, total or sum(counts.values()))}){refreshed(live, state, tasks)}")
 
         if args.wait:
             state = vertex.follow(job, args.poll_interval, show)
@@ -94,6 +127,7 @@ def results(args: argparse.Namespace) -> int:
         with_vertex_failures(target, name, manifest, summary)
         local = Path(manifest["pipeline_yaml"]).parent / Path(uri).name
         local.write_text(strict_json.dumps(summary, indent=2), encoding="utf-8")
+        _copy_final_report(storage, manifest)
         print(f"{name}: {counts_text(summary['counts'])}  (saved {local})")
         print_trials(summary)
     return 0
@@ -129,6 +163,14 @@ def _from_records(target: VertexTarget, name: str, manifest: Dict[str, Any], sto
         print(f"  #{row['number']:<4} {row['status']:<9} {' '.join(row['overrides']):<40} {shown}")
     best = best_text(summary)
     print(f"  {live_text(summary)}" + (f"; {best}" if best else ""))
+
+
+def _copy_final_report(storage: Any, manifest: Dict[str, Any]) -> None:
+    """The collector's report.html into the sweep dir, where it replaces a live one."""
+    tag = str((manifest.get("sweep") or {}).get("tag") or "")
+    data = gcs.read_bytes(storage, SweepFiles(manifest["run_root"], tag).report)
+    if data is not None:
+        write_atomic(SweepFiles(Path(manifest["pipeline_yaml"]).parent, tag).report, data)
 
 
 def print_trials(summary: Dict[str, Any]) -> None:
