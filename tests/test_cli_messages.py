@@ -98,3 +98,34 @@ def test_results_of_a_cancelled_run_come_from_the_trials_records(emulator, tmp_p
     assert "from the trials' own records:" in lines[0]
     assert lines[1].startswith("  #0    COMPLETED ") and lines[1].endswith("1.0"), lines
     assert lines[2].startswith("  #1    MISSING ") and "sleep=60" in lines[2] and lines[2].endswith("no record"), lines
+
+
+def test_a_failed_trials_log_is_one_that_exists(emulator, tmp_path, monkeypatch):
+    """Against the emulator there is no Cloud Logging: "Its log:" names the trial's own log."""
+    from hydra_vertex_pipelines.pipeline_builder.cloud import gcs
+
+    proc = run_app(
+        FAULTS / "app.py",
+        [
+            "-m",
+            "hydra.launcher.mode=submit",
+            f"hydra.launcher.api_endpoint={emulator.api}",
+            "hydra.launcher.project=local",
+            "hydra.launcher.pipeline_root=gs://cli/runs",
+            "hydra.launcher.trial.image_uri=local",
+            "hydra.launcher.poll_interval=0.5",
+            "hydra.launcher.trial.entry=command",
+            f"hydra.launcher.trial.command=[python,{FAULTS / 'app.py'}]",
+            f"hydra.sweep.dir={tmp_path}",
+            "x=raise,1",
+        ],
+        check=False,
+        STORAGE_EMULATOR_HOST=emulator.gcs_url,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "console.cloud.google.com" not in out, out[-3000:]
+    uri = next(line.split("Its log: ", 1)[1] for line in out.splitlines() if "Its log: " in line)
+    assert uri.startswith("gs://cli/runs/") and uri.endswith("/0/.vertex/trial.log"), uri
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.gcs_url)
+    log = gcs.read_bytes(gcs.client("local"), uri)
+    assert log is not None and b"bad x" in log

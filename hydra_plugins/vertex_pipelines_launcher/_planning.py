@@ -183,8 +183,9 @@ def _sweep(
         parallelism=parallelism,
         objective_key=settings.objective_key,
         objective_direction=settings.direction.value,
-        project=target.project if target else "",
-        location=target.location if target else "",
+        # For the report's console links: the emulator has no console to link to.
+        project=target.project if target and not target.emulated else "",
+        location=target.location if target and not target.emulated else "",
         cost_rates=settings.cost_rates,
         experiment=_experiment(settings.submit, max(t.number for t in trials)),
     )

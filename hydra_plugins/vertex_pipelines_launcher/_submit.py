@@ -244,7 +244,8 @@ def trial_returns(
         else:
             reason = "its task never ran"
         row = rows.get(trial.number) or {}
-        log_path = row.get("log_url") or row.get("console_url")
+        # Against the emulator (no Cloud Logging), the trial's own log in its folder.
+        log_path = row.get("log_url") or row.get("console_url") or (TrialFiles(trial.output_uri).log if target.emulated else None)
         evidence = Evidence(
             reason, log_path, job_error=job_error, launcher_error=task_failure(task), task_state=task.get("state")
         )
