@@ -27,6 +27,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from hydra_vertex_pipelines.components.atomic_write import write_atomic
 
 SWITCH = "HYDRA_VERTEX_CHECK_CACHE"  # "0": no cache
+# A shorter value could also be part of text that gcpc writes itself ("Jobs"), which a
+# placeholder would then stand for too: such values stay in the key as they are.
+MIN_VOLATILE = 8
 _DISTRIBUTIONS = ("google-cloud-pipeline-components", "google-cloud-aiplatform", "protobuf", "kfp")
 _versions: Optional[str] = None
 
@@ -90,7 +93,7 @@ class CheckCache:
         values = {f"\x00volatile:{i}\x00": v for i, v in enumerate(self.volatile)}
         values.update({f"\x00label:{k}\x00": v for k, v in sorted(labels.items()) if v})
         values["\x00job-id\x00"] = job_id
-        return sorted(((v, k) for k, v in values.items() if v), key=lambda p: -len(p[0]))
+        return sorted(((v, k) for k, v in values.items() if len(v) >= MIN_VOLATILE), key=lambda p: -len(p[0]))
 
     def _path(self, argv: Sequence[str], labels: Mapping[str, str], job_id: str) -> Path:
         pairs = self._pairs(labels, job_id)
@@ -115,8 +118,12 @@ class CheckCache:
     def put(self, argv: Sequence[str], labels: Mapping[str, str], job_id: str, reply: Mapping[str, Any]) -> None:
         """Stores the helper's reply; a cache that cannot be written is only slower."""
         kept = {k: reply[k] for k in ("name", "job", "error") if k in reply}
+        pairs = self._pairs(labels, job_id)
+        stored = _replaced(kept, pairs)
+        if _replaced(stored, [(new, old) for old, new in pairs]) != kept:
+            return  # a placeholder's text was in the reply already: it would not come back the same
         try:
-            write_atomic(self._path(argv, labels, job_id), json.dumps(_replaced(kept, self._pairs(labels, job_id))))
+            write_atomic(self._path(argv, labels, job_id), json.dumps(stored))
         except OSError:
             pass
 
@@ -145,5 +152,6 @@ class CheckCache:
 def sweep_signature(trial_inputs: Sequence[Mapping[str, Any]], volatile: Sequence[str]) -> str:
     """What names a sweep across its runs: its trials' CustomJob inputs with the run's own
     values (`volatile`) taken out."""
-    pairs = sorted(((v, f"\x00volatile:{i}\x00") for i, v in enumerate(volatile) if v), key=lambda p: -len(p[0]))
+    found = enumerate(volatile)
+    pairs = sorted(((v, f"\x00volatile:{i}\x00") for i, v in found if len(v) >= MIN_VOLATILE), key=lambda p: -len(p[0]))
     return json.dumps(_replaced([dict(t) for t in trial_inputs], pairs), sort_keys=True, default=str)

@@ -240,7 +240,7 @@ class CustomJobChecker:
             self.wait_s += time.perf_counter() - started
         if reply is None:
             raise RuntimeError(f"the CustomJob check helper ended (exit code {helper.proc.poll()}) before it answered")
-        return reply
+        return {k: v for k, v in reply.items() if k != "id"}
 
     def close(self) -> None:
         with self._lock:
