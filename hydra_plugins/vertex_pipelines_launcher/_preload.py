@@ -9,17 +9,12 @@ discovers plugins itself. The entry modules the trials run with `-m` are dropped
 runpy wants to import them fresh.
 """
 
-import importlib.readers  # noqa: F401
-import importlib.resources.readers  # noqa: F401
-import locale  # noqa: F401
+import importlib
 import sys
-from typing import Optional, Set
+from typing import Any, Set
 
-import antlr4.LL1Analyzer  # noqa: F401
 import hydra  # noqa: F401
 import hydra._internal.hydra  # noqa: F401
-import hydra._internal.logging_config  # noqa: F401
-import omegaconf._impl  # noqa: F401
 from hydra.core.plugins import Plugins
 from hydra.core.singleton import Singleton
 
@@ -31,8 +26,11 @@ def _plugin_folders() -> Set[str]:
     return set(hydra_plugins.__path__)
 
 
+# What a job's first compose imports (the override parser's, logging's, OmegaConf's).
+for _late in ("antlr4.LL1Analyzer", "hydra._internal.logging_config", "omegaconf._impl", "locale", "importlib.readers"):
+    importlib.import_module(_late)
 Plugins.instance()
-_scanned: Optional[Plugins] = Singleton._instances.pop(Plugins, None)
+_scanned: Any = Singleton._instances.pop(Plugins, None)
 _scanned_in = _plugin_folders()
 for _entry in ("trial_entry", "pickle_entry"):
     sys.modules.pop(f"hydra_plugins.vertex_pipelines_launcher.{_entry}", None)
