@@ -63,7 +63,7 @@ class RunWatch:
     def _next(self, name: str) -> None:
         lap(self.clock, self.open)
         children = _children_cpu()
-        if self.open == "trials":
+        if self.open == "trials" and children > self._children:  # none when they were forked
             self.clock.process("trials started here", children - self._children)
         self.open, self._children = name, children
 
