@@ -91,3 +91,37 @@ def local_vs_joblib(repeat: int) -> None:
         cells = " | ".join(f"{w:.2f} s" + (f" ({c:.2f} CPU)" if c == c else "") for _, w, c in found)
         print(f"| {label} | {wall:.2f} s | {cells} | {others} |")
     print("columns: run | whole process | " + " | ".join(name for name, _, _ in phases(*first)[0]) + " | other processes")
+
+
+_TRIAL_CPU = """
+import os, sys
+from hydra_vertex_pipelines.pipeline_builder.local import ForkServer, process_cpu
+sweep, count = sys.argv[1], int(sys.argv[2])
+server = ForkServer(sys.executable, ["hydra_plugins.vertex_pipelines_launcher._preload"], os.getcwd(), dict(os.environ),
+                    custom_jobs=False)
+entry = [sys.executable, "-m", "hydra_plugins.vertex_pipelines_launcher.trial_entry", "--run-id", "r", "--sweep-dir", sweep]
+app = ["--", "benchmarks/apps/sleep.py", "--multirun", "hydra/launcher=vertex_pipelines", "hydra.mode=MULTIRUN", "+sleep=0",
+       f"hydra.sweep.dir={sweep}"]
+for i in range(count + 1):
+    server.spawn([*entry[:3], "--num", str(i), *entry[3:], *app, f"+i={i}"], dict(os.environ), os.getcwd(), f"{sweep}.log").wait()
+    if i == 0:  # the first one warms the disk cache
+        first = process_cpu(server.helper.proc.pid)[1]
+print((process_cpu(server.helper.proc.pid)[1] - first) / count)
+server.close()
+"""
+
+
+def trial_cpu(count: int) -> None:
+    """CPU time of one forked trial (its init included) of the sleep app with `+sleep=0`,
+    started through local mode's fork server one after another, from /proc."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run(
+            [sys.executable, "-c", _TRIAL_CPU, f"{tmp}/sweep", str(count)],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=HERE.parent,
+        ).stdout
+    print(
+        f"| a forked trial of the sleep app, 0 s | {float(out.split()[-1]):.3f} s CPU | `python benchmarks/run.py local-trial-cpu` |"
+    )

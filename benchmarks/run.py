@@ -1,6 +1,7 @@
 """Benchmarks of the launcher, printed as rows of the table in benchmarks/README.md.
 
     python benchmarks/run.py local-vs-joblib [--repeat 5]
+    python benchmarks/run.py local-trial-cpu [--trials 8]
     python benchmarks/run.py compile [--sizes 10 100 1000 10000]
     python benchmarks/run.py compile-mode [--trials 100 --repeat 5]
     python benchmarks/run.py submit-requests [--trials 1000]
@@ -31,7 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Dict, List
 
-from local_vs_joblib import local_vs_joblib
+from local_vs_joblib import local_vs_joblib, trial_cpu
 
 HERE = Path(__file__).resolve().parent
 SLEEP_APP = HERE / "apps" / "sleep.py"
@@ -304,6 +305,8 @@ def main() -> None:
     sub = parser.add_subparsers(dest="benchmark", required=True)
     run = sub.add_parser("local-vs-joblib")
     run.add_argument("--repeat", type=int, default=5)
+    trial = sub.add_parser("local-trial-cpu")
+    trial.add_argument("--trials", type=int, default=8)
     comp = sub.add_parser("compile")
     comp.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000, 10000])
     comp.add_argument("--unrolled-up-to", type=int, default=1000, help="largest sweep to unroll into tasks")
@@ -322,6 +325,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.benchmark == "local-vs-joblib":
         local_vs_joblib(args.repeat)
+    elif args.benchmark == "local-trial-cpu":
+        trial_cpu(args.trials)
     elif args.benchmark == "compile":
         compile_sizes(args.sizes, args.unrolled_up_to)
     elif args.benchmark == "compile-mode":
