@@ -150,8 +150,9 @@ class CheckCache:
 
 
 def sweep_signature(trial_inputs: Sequence[Mapping[str, Any]], volatile: Sequence[str]) -> str:
-    """What names a sweep across its runs: its trials' CustomJob inputs with the run's own
-    values (`volatile`) taken out."""
+    """What names a sweep across its runs: a digest of its trials' CustomJob inputs with
+    the run's own values (`volatile`) taken out."""
     found = enumerate(volatile)
     pairs = sorted(((v, f"\x00volatile:{i}\x00") for i, v in found if len(v) >= MIN_VOLATILE), key=lambda p: -len(p[0]))
-    return json.dumps(_replaced([dict(t) for t in trial_inputs], pairs), sort_keys=True, default=str)
+    text = json.dumps(_replaced([dict(t) for t in trial_inputs], pairs), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
