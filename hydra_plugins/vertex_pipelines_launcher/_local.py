@@ -169,9 +169,14 @@ def start_helpers(batch: Batch) -> Helpers:
     server = None
     if not batch.fresh_interpreters:
         server = ForkServer(sys.executable, [PRELOAD], batch.cwd, dict(os.environ), custom_jobs=False)
-    cache = check_cache(batch)
-    checker = CustomJobChecker(sys.executable, cache=cache, eager=cache is None or not cache.expects_hits())
-    Reaper.shared()
+    try:
+        cache = check_cache(batch)
+        checker = CustomJobChecker(sys.executable, cache=cache, eager=cache is None or not cache.expects_hits())
+        Reaper.shared()
+    except BaseException:
+        if server is not None:
+            server.close()
+        raise
     return Helpers(server, checker)
 
 
