@@ -3,8 +3,8 @@
 Hydra imports every installed Hydra plugin when an app starts. Doing it once here, before
 the server forks a process per trial, spares each trial that work, and so do the modules
 Hydra imports only once it composes a config. The plugin registry is then set aside: a
-trial whose sys.path gives the same `hydra_plugins` folders uses it (`restore_plugins`), as
-hydra-joblib-launcher's workers use the launching process's; a trial with other folders
+trial whose sys.path gives the same `hydra_plugins` folders uses it (`restore_plugins`),
+since Hydra's discovery would find the same plugins there; a trial with other folders
 discovers plugins itself. The entry modules the trials run with `-m` are dropped, since
 runpy wants to import them fresh.
 """
