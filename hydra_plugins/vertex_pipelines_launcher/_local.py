@@ -166,14 +166,16 @@ def start_helpers(batch: Batch) -> Helpers:
     (unless every verdict is expected from its cache) and the reaper."""
     from hydra_vertex_pipelines.pipeline_builder.local import CustomJobChecker, ForkServer, Reaper
 
+    # The checker first: a trial's check comes before its fork, and its imports take longer.
+    cache = check_cache(batch)
+    checker = CustomJobChecker(sys.executable, cache=cache, eager=cache is None or not cache.expects_hits())
     server = None
-    if not batch.fresh_interpreters:
-        server = ForkServer(sys.executable, [PRELOAD], batch.cwd, dict(os.environ), custom_jobs=False)
     try:
-        cache = check_cache(batch)
-        checker = CustomJobChecker(sys.executable, cache=cache, eager=cache is None or not cache.expects_hits())
+        if not batch.fresh_interpreters:
+            server = ForkServer(sys.executable, [PRELOAD], batch.cwd, dict(os.environ), custom_jobs=False)
         Reaper.shared()
     except BaseException:
+        checker.close()
         if server is not None:
             server.close()
         raise
