@@ -1,6 +1,7 @@
 """Benchmarks of the launcher, printed as rows of the table in benchmarks/README.md.
 
     python benchmarks/run.py local-vs-joblib [--repeat 5]
+    python benchmarks/run.py local-trial-cpu [--trials 8]
     python benchmarks/run.py compile [--sizes 10 100 1000 10000]
     python benchmarks/run.py compile-mode [--trials 100 --repeat 5]
     python benchmarks/run.py submit-requests [--trials 1000]
@@ -15,9 +16,9 @@ measurement runs in a fresh process; imports (kfp, ~0.6 s) are reported apart.
 local-memory: the launcher process's peak RSS (VmHWM, read as it exits) for a local sweep
 of two trials that each print N lines as fast as they can, streamed to its console.
 
-local-vs-joblib: whole-process wall time of one Hydra multirun of 16 trials that each sleep
-1 s, 4 at a time, in local mode against hydra-joblib-launcher (pip install
-hydra-joblib-launcher). The runs alternate so both see the same machine load.
+local-vs-joblib (local_vs_joblib.py): whole-process wall time of one Hydra multirun of 16
+trials that each sleep 1 s, 4 at a time, in local mode (first runs and re-runs, forked and
+fresh interpreters) against hydra-joblib-launcher, then the phases of a local run.
 """
 
 import argparse
@@ -32,46 +33,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Dict, List
 
+from local_vs_joblib import local_vs_joblib, trial_cpu
+
 HERE = Path(__file__).resolve().parent
 SLEEP_APP = HERE / "apps" / "sleep.py"
 CHATTY_APP = HERE / "apps" / "chatty.py"
-
-LAUNCHERS = {
-    "vertex_pipelines local": ["hydra/launcher=vertex_pipelines", "hydra.launcher.mode=local", "hydra.launcher.max_parallel=4"],
-    "vertex_pipelines local, fresh interpreters": [
-        "hydra/launcher=vertex_pipelines",
-        "hydra.launcher.mode=local",
-        "hydra.launcher.max_parallel=4",
-        "hydra.launcher.fresh_interpreters=true",
-    ],
-    "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=4"],
-}
-
-
-def wall_time(args: List[str]) -> float:
-    with tempfile.TemporaryDirectory() as sweep:
-        start = time.perf_counter()
-        subprocess.run(
-            [sys.executable, str(SLEEP_APP), "-m", *args, "+i=range(16)", "+sleep=1", f"hydra.sweep.dir={sweep}"],
-            check=True,
-            capture_output=True,
-            cwd=HERE.parent,
-        )
-        return time.perf_counter() - start
-
-
-def local_vs_joblib(repeat: int) -> None:
-    times: Dict[str, List[float]] = {name: [] for name in LAUNCHERS}
-    for _ in range(repeat):
-        for name, args in LAUNCHERS.items():
-            times[name].append(wall_time(args))
-    median = {name: statistics.median(t) for name, t in times.items()}
-    for name, t in times.items():
-        print(f"{name}: median {median[name]:.2f} s over {repeat} runs ({', '.join(f'{x:.2f}' for x in t)})")
-    command = f"`python benchmarks/run.py local-vs-joblib --repeat {repeat}`"
-    for name in LAUNCHERS:
-        ratio = median[name] / median["joblib"]
-        print(f"| 16 trials x 1 s sleep, 4 at a time | {name} | {median[name]:.2f} s | {ratio:.2f}x | {command} |")
 
 
 def compile_one(n: int, strategy: str) -> None:
@@ -340,6 +306,8 @@ def main() -> None:
     sub = parser.add_subparsers(dest="benchmark", required=True)
     run = sub.add_parser("local-vs-joblib")
     run.add_argument("--repeat", type=int, default=5)
+    trial = sub.add_parser("local-trial-cpu")
+    trial.add_argument("--trials", type=int, default=8)
     comp = sub.add_parser("compile")
     comp.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000, 10000])
     comp.add_argument("--unrolled-up-to", type=int, default=1000, help="largest sweep to unroll into tasks")
@@ -359,6 +327,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.benchmark == "local-vs-joblib":
         local_vs_joblib(args.repeat)
+    elif args.benchmark == "local-trial-cpu":
+        trial_cpu(args.trials)
     elif args.benchmark == "compile":
         compile_sizes(args.sizes, args.unrolled_up_to)
     elif args.benchmark == "compile-mode":

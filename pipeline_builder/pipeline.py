@@ -4,7 +4,10 @@ Every trial is one CustomTrainingJobOp task, all in parallel; one collector task
 them and runs however they ended.
 """
 
+import importlib
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
@@ -64,8 +67,37 @@ def _job_op(trials: Tuple[TrialSpec, ...]) -> Any:
     return CustomTrainingJobOp
 
 
+def import_kfp() -> None:
+    """Imports kfp for compiling, without the API client its package's `__init__` imports
+    (`kfp.Client`, which imports the kubernetes package: about 0.3 s of CPU that compiling
+    never uses). kfp's own switch for that, `_KFP_RUNTIME=true`, is on while the package
+    itself imports; kfp.dsl, kfp.components and kfp.compiler then import in full, and
+    `kfp.Client` imports when it is first asked for."""
+    if "kfp" in sys.modules:
+        return
+    before = os.environ.get("_KFP_RUNTIME")
+    os.environ["_KFP_RUNTIME"] = "true"
+    try:
+        import kfp
+    finally:
+        if before is None:
+            del os.environ["_KFP_RUNTIME"]
+        else:
+            os.environ["_KFP_RUNTIME"] = before
+
+    def __getattr__(name: str) -> Any:  # a module's own __getattr__ (PEP 562)
+        if name == "Client":
+            return importlib.import_module("kfp.client").Client
+        raise AttributeError(f"module 'kfp' has no attribute {name!r}")
+
+    kfp.__dict__.setdefault("__getattr__", __getattr__)
+    for name in ("kfp.dsl", "kfp.components", "kfp.compiler"):
+        importlib.import_module(name)
+
+
 def build_pipeline(sweep: SweepSpec) -> Any:
     """The KFP pipeline (a GraphComponent) for `sweep`."""
+    import_kfp()
     from kfp import dsl
 
     from hydra_vertex_pipelines.components.collector_op import collector_op

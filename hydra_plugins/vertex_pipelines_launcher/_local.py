@@ -10,10 +10,9 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional
 
 from hydra.core.utils import JobReturn, JobStatus
-from omegaconf import DictConfig, OmegaConf
 
 from hydra_vertex_pipelines.components.sweep_files import SweepFiles, TrialFiles
 from hydra_vertex_pipelines.components.trial_result import parse_record
@@ -22,13 +21,14 @@ from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec
 from ._context import LaunchContext
 from ._errors import LauncherConfigError
 from ._failures import failure_counts, rewrite_with_failures
+from ._local_watch import Configs, RunWatch, lap, log_phases
 from ._planning import Batch
 from ._returns import Evidence, job_return, trial_failure
 from ._usage import read_summary, summary_usage_text
 from ._writing import announce, write_batch
 
 if TYPE_CHECKING:
-    from hydra_vertex_pipelines.pipeline_builder.local import ForkServer, TaskRun
+    from hydra_vertex_pipelines.pipeline_builder.local import CheckCache, CustomJobChecker, ForkServer, PhaseClock, TaskRun
 
 log = logging.getLogger(__name__)
 
@@ -85,14 +85,6 @@ def set_earlier_runs_aside(batch: Batch) -> None:
             os.replace(path, target / path.name)
 
 
-def _load(path: Path) -> Optional[DictConfig]:
-    try:
-        loaded = OmegaConf.load(path)
-    except (OSError, ValueError):
-        return None
-    return loaded if isinstance(loaded, DictConfig) else None
-
-
 def _evidence(task: Optional["TaskRun"]) -> Evidence:
     """How the runner saw the trial's task end."""
     from hydra_vertex_pipelines.pipeline_builder.local import exit_reason, tail
@@ -123,17 +115,19 @@ def _record(batch: Batch, trial: TrialSpec) -> Any:
         return None
 
 
-def local_return(context: LaunchContext, batch: Batch, trial: TrialSpec, record: Any, evidence: Evidence) -> JobReturn:
-    """A local trial's JobReturn from what this run's trial left in its folder."""
+def local_return(
+    context: LaunchContext, batch: Batch, trial: TrialSpec, record: Any, evidence: Evidence, configs: Configs
+) -> JobReturn:
+    """A local trial's JobReturn from what this run's trial left in its folder (`configs`:
+    its config.yaml and hydra.yaml, read)."""
     local_dir = Path(batch.local_paths().local(trial.output_uri))
-    hydra_dir = local_dir / context.output_subdir
-    hydra_cfg = _load(hydra_dir / "hydra.yaml")
+    cfg, hydra_cfg = configs
     return job_return(
         trial,
         record,
         batch.sweep.run_id,
         evidence,
-        cfg=_load(hydra_dir / "config.yaml"),
+        cfg=cfg,
         hydra_cfg=hydra_cfg,
         working_dir=str(local_dir),
         task_name=str(hydra_cfg.hydra.job.name) if hydra_cfg is not None else context.app_name,
@@ -141,13 +135,51 @@ def local_return(context: LaunchContext, batch: Batch, trial: TrialSpec, record:
     )
 
 
-def start_fork_server(batch: Batch) -> Optional["ForkServer"]:
-    """Starts importing Hydra for the trials now, while the pipeline compiles."""
-    if batch.fresh_interpreters:
-        return None
-    from hydra_vertex_pipelines.pipeline_builder.local import ForkServer
+class Helpers(NamedTuple):
+    """What a local run starts before its pipeline is compiled, and ends after it ran."""
 
-    return ForkServer(sys.executable, [PRELOAD], batch.cwd, dict(os.environ))
+    server: Optional["ForkServer"]  # None: fresh interpreters
+    checker: "CustomJobChecker"
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        self.checker.close()
+
+
+def check_cache(batch: Batch) -> Optional["CheckCache"]:
+    """The stored CustomJob check verdicts, keyed without this run's own values (its run id
+    and sweep dir); None when turned off."""
+    from hydra_vertex_pipelines.pipeline_builder.local import CheckCache, cache_folder, sweep_signature
+
+    folder = cache_folder()
+    if folder is None:
+        return None
+    volatile = [batch.sweep.run_id, str(batch.sweep_dir.resolve()), str(batch.sweep_dir)]
+    sweep = sweep_signature([t.custom_job_inputs() for t in batch.sweep.trials], volatile)
+    return CheckCache(folder, volatile, sweep)
+
+
+def start_helpers(batch: Batch) -> Helpers:
+    """Starts what does not depend on the compiled file, so that it works while the pipeline
+    compiles: the fork server importing Hydra for the trials, the CustomJob checker's helper
+    (unless every verdict is expected from its cache) and the reaper."""
+    from hydra_vertex_pipelines.pipeline_builder.local import CustomJobChecker, ForkServer, Reaper
+
+    # The checker first: a trial's check comes before its fork, and its imports take longer.
+    cache = check_cache(batch)
+    checker = CustomJobChecker(sys.executable, cache=cache, eager=cache is None or not cache.expects_hits())
+    server = None
+    try:
+        if not batch.fresh_interpreters:
+            server = ForkServer(sys.executable, [PRELOAD], batch.cwd, dict(os.environ), custom_jobs=False)
+        Reaper.shared()
+    except BaseException:
+        checker.close()
+        if server is not None:
+            server.close()
+        raise
+    return Helpers(server, checker)
 
 
 def concurrency(asked: Optional[int], limit: int) -> str:
@@ -160,7 +192,9 @@ def concurrency(asked: Optional[int], limit: int) -> str:
     return f"at most {limit} at once (hydra.launcher.max_parallel)"
 
 
-def run_pipeline(context: LaunchContext, batch: Batch, spec: Dict[str, Any], server: Optional["ForkServer"]) -> List[JobReturn]:
+def run_pipeline(
+    context: LaunchContext, batch: Batch, spec: Dict[str, Any], helpers: Helpers, clock: "PhaseClock"
+) -> List[JobReturn]:
     """Runs the compiled pipeline on this machine and reads every trial's result."""
     from hydra_vertex_pipelines.pipeline_builder.local import LocalRunner, RunnerSettings, TaskKind, TaskState
 
@@ -174,11 +208,14 @@ def run_pipeline(context: LaunchContext, batch: Batch, spec: Dict[str, Any], ser
         cwd=batch.cwd,
         extra_env={"PYTHONPATH": python_path},
     )
-    runner = LocalRunner(spec, settings, fork_server=server)
+    watch = RunWatch(clock, context.output_subdir)
+    runner = LocalRunner(spec, settings, fork_server=helpers.server, custom_job_checker=helpers.checker, on_change=watch)
     log.info(f"Running {len(batch.sweep.trials)} trials locally, {concurrency(batch.max_parallel, runner.max_parallel)}")
     try:
         result = runner.run()
+        watch.ended()
     except KeyboardInterrupt:
+        watch.close()
         log.warning(
             f"Interrupted: running trials were stopped. Finished trials keep their outputs and "
             f"{TrialFiles.RECORD} under {batch.sweep_dir}"
@@ -186,7 +223,11 @@ def run_pipeline(context: LaunchContext, batch: Batch, spec: Dict[str, Any], ser
         sys.exit(130)  # as a shell reports Ctrl-C, without a traceback
     by_dir = {t.output_dir: t for t in result.tasks.values() if t.kind == TaskKind.CUSTOM_JOB}
     outcomes = [(t, _record(batch, t), _evidence(by_dir.get(paths.local(t.output_uri)))) for t in batch.sweep.trials]
-    returns = [local_return(context, batch, trial, record, evidence) for trial, record, evidence in outcomes]
+    returns = [
+        local_return(context, batch, t, record, evidence, watch.configs(paths.local(t.output_uri)))
+        for t, record, evidence in outcomes
+    ]
+    watch.close()
     failures = {
         t.number: f
         for t, record, evidence in outcomes
@@ -212,17 +253,23 @@ def run_pipeline(context: LaunchContext, batch: Batch, spec: Dict[str, Any], ser
 
 def run(context: LaunchContext, batch: Batch) -> List[JobReturn]:
     """Local mode: lock the sweep dir, write, run on this machine, read the results."""
+    from hydra_vertex_pipelines.pipeline_builder.local import PhaseClock
+
+    clock = PhaseClock()
     announce(batch)
     lock = SweepDirLock(batch.sweep_dir, batch.sweep.run_id)
     try:
         set_earlier_runs_aside(batch)
-        server = start_fork_server(batch)
+        helpers = start_helpers(batch)
+        lap(clock, "start helpers")
         try:
             written = write_batch(batch)
-        except BaseException:
-            if server is not None:
-                server.close()
-            raise
-        return run_pipeline(context, written.batch, written.spec, server)
+            lap(clock, "compile")
+            returns = run_pipeline(context, written.batch, written.spec, helpers, clock)
+        finally:
+            helpers.close()
+        lap(clock, "results")
+        log_phases(clock, helpers.server, helpers.checker)
+        return returns
     finally:
         lock.release()

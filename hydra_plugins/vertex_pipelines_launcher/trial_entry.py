@@ -101,14 +101,28 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     ) -> Any:
         return run_one_job(self, config_name, task_function, overrides, args.num, args.sweep_dir, args.run_id)
 
+    def get_mode(self: Any, config_name: Optional[str], overrides: List[str]) -> Any:
+        from hydra.types import RunMode
+
+        return RunMode.MULTIRUN
+
     Hydra.multirun = multirun  # type: ignore[method-assign]  # the one job instead of a sweep, on purpose
+    # Hydra composes the whole config once more only to read `hydra.mode`; a trial's command
+    # line has --multirun, which makes every mode a multirun, so it is not composed for that.
+    Hydra.get_mode = get_mode  # type: ignore[method-assign]
+    # Forked by local mode's server: its plugin registry, if this trial would find the same.
+    preload = sys.modules.get("hydra_plugins.vertex_pipelines_launcher._preload")
     if args.program[0] == "-m":
         sys.argv = [args.program[1], *args.app_args]
+        if preload is not None:
+            preload.restore_plugins()
         runpy.run_module(args.program[1], run_name="__main__", alter_sys=True)
     else:
         script = os.path.abspath(args.program[0])  # as `python script.py` gives since 3.9
         sys.argv = [args.program[0], *args.app_args]
         sys.path[0] = os.path.dirname(script)
+        if preload is not None:
+            preload.restore_plugins()
         runpy.run_path(script, run_name="__main__")
 
 

@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Dict
 from ..lazy_exports import lazy_exports
 
 if TYPE_CHECKING:  # the names as type checkers see them; at run time, lazy_exports' __getattr__ below
+    from .check_cache import CheckCache as CheckCache
+    from .check_cache import cache_folder as cache_folder
+    from .check_cache import sweep_signature as sweep_signature
     from .fork_server import ForkServer as ForkServer
     from .gcpc_check import CustomJobChecker as CustomJobChecker
     from .gcpc_check import CustomJobRejected as CustomJobRejected
@@ -22,6 +25,9 @@ if TYPE_CHECKING:  # the names as type checkers see them; at run time, lazy_expo
     from .handlers import TaskHooks as TaskHooks
     from .interpreter import TaskInterpreter as TaskInterpreter
     from .interpreter import write_interpreter_files as write_interpreter_files
+    from .phases import PhaseClock as PhaseClock
+    from .phases import process_cpu as process_cpu
+    from .plan import FINAL_STATES as FINAL_STATES
     from .plan import RunResult as RunResult
     from .plan import TaskFailure as TaskFailure
     from .plan import TaskKind as TaskKind
@@ -31,6 +37,7 @@ if TYPE_CHECKING:  # the names as type checkers see them; at run time, lazy_expo
     from .plan import load_pipeline as load_pipeline
     from .processes import exit_reason as exit_reason
     from .processes import tail as tail
+    from .reaper import Reaper as Reaper
     from .resolver import RunContext as RunContext
     from .runner import LocalRunner as LocalRunner
     from .runner import run_pipeline as run_pipeline
@@ -39,10 +46,14 @@ if TYPE_CHECKING:  # the names as type checkers see them; at run time, lazy_expo
 
 # name -> its module, as imported above
 _EXPORTS: Dict[str, str] = {
+    "CheckCache": "check_cache",
     "CustomJobChecker": "gcpc_check",
     "CustomJobRejected": "gcpc_check",
+    "FINAL_STATES": "plan",
     "ForkServer": "fork_server",
     "LocalRunner": "runner",
+    "PhaseClock": "phases",
+    "Reaper": "reaper",
     "RunContext": "resolver",
     "RunResult": "plan",
     "RunServices": "handlers",
@@ -57,9 +68,12 @@ _EXPORTS: Dict[str, str] = {
     "TaskRun": "plan",
     "TaskState": "plan",
     "UnsupportedPipeline": "plan",
+    "cache_folder": "check_cache",
     "exit_reason": "processes",
     "load_pipeline": "plan",
+    "process_cpu": "phases",
     "run_pipeline": "runner",
+    "sweep_signature": "check_cache",
     "system_labels": "runner",
     "tail": "processes",
     "write_interpreter_files": "interpreter",

@@ -15,6 +15,7 @@ Protocol, one JSON object per line (helper_process): requests on the server's st
 {"id", "exit"} when it ended).
 """
 
+import gc
 import importlib
 import json
 import os
@@ -166,6 +167,10 @@ def serve(preload: Sequence[str], stop_signal: int = signal.SIGTERM) -> None:
     period."""
     for name in preload:
         importlib.import_module(name)
+    # What the preload made is shared with every child until written to: kept out of the
+    # garbage collector's passes, it is not copied into each child by a collection.
+    gc.collect()
+    gc.freeze()
     out = sys.stdout
     children: Dict[int, str] = {}
     stdin = sys.stdin.buffer

@@ -13,17 +13,21 @@ one does with the dict (a `CreateCustomJobRequest`) and then parses it strictly 
 aiplatform's `CustomJob` (json_format, unknown fields refused). A payload that gcpc or the
 proto rejects is rejected here with the same error text.
 
-gcpc and aiplatform take about a second to import, and the launcher's own process must not
-import aiplatform at all: the work happens in one helper process per run, which imports
-them once while the runner starts and answers one request per task.
+gcpc and aiplatform take about half a second to import, and the launcher's own process must
+not import aiplatform at all: the work happens in one helper process per run, which imports
+them once while the runner starts and answers one request per task. A local run keeps the
+verdicts on disk (check_cache): a run whose checks are all stored starts no helper.
 """
 
 import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from typing import Any, Dict, Optional, Sequence
 
+from .check_cache import CheckCache
 from .helper_process import HelperEnded, HelperProcess
 
 # The variable through which Vertex passes a run's system labels to gcpc (gcp_labels_util.py).
@@ -147,7 +151,7 @@ def serve() -> None:
         request = json.loads(line)
         reply: Dict[str, Any] = {"id": request["id"]}
         if gcpc is None:
-            reply["error"] = broken
+            reply.update(error=broken, unchecked=True)  # no verdict: never stored
         else:
             try:
                 reply.update(vertex_custom_job(gcpc, request["argv"], request["labels"], request["job_id"]))
@@ -162,32 +166,87 @@ def serve() -> None:
 
 
 class CustomJobChecker:
-    """The runner's side of the helper; safe to use from several task threads at once."""
+    """The runner's side of the helper; safe to use from several task threads at once.
 
-    def __init__(self, python: str = sys.executable, env: Optional[Dict[str, str]] = None) -> None:
-        code = "from hydra_vertex_pipelines.pipeline_builder.local.gcpc_check import serve; serve()"
-        # In this install's folder, not the project's: a module there could shadow what the helper imports.
-        here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        self.helper = HelperProcess([python, "-c", code], cwd=here, env=env, stderr=subprocess.DEVNULL)
+    With a `cache` (check_cache), a check whose verdict is stored is answered from it, and
+    the helper starts only for a check that misses, unless `eager` (the default; False
+    when the cache expects every check of the run to hit) starts it at once, so that its
+    imports overlap with the caller's work."""
+
+    def __init__(
+        self,
+        python: str = sys.executable,
+        env: Optional[Dict[str, str]] = None,
+        cache: Optional[CheckCache] = None,
+        eager: bool = True,
+    ) -> None:
+        self.python = python
+        self.env = env
+        self.cache = cache
+        self._helper: Optional[HelperProcess] = None
+        self._lock = threading.Lock()
+        self.checked = 0  # checks answered by the helper
+        self.wait_s = 0.0  # time the checks waited for it, its imports included
+        self.cpu_s: Optional[float] = None  # the helper's CPU time, once it is closed
+        if eager:
+            self._start()
+
+    def _start(self) -> HelperProcess:
+        with self._lock:
+            if self._helper is None:
+                code = "from hydra_vertex_pipelines.pipeline_builder.local.gcpc_check import serve; serve()"
+                # In this install's folder, not the project's: a module there could shadow what the helper imports.
+                here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                self._helper = HelperProcess([self.python, "-c", code], cwd=here, env=self.env, stderr=subprocess.DEVNULL)
+            return self._helper
+
+    @property
+    def helper(self) -> HelperProcess:
+        """The helper process, started now if it has not been."""
+        return self._start()
+
+    @property
+    def started(self) -> bool:
+        return self._helper is not None
 
     def check(self, argv: Sequence[str], labels: Dict[str, str], job_id: str) -> Dict[str, Any]:
         """{"name": the job's resource name, "job": the CustomJob as a dict}; raises
         CustomJobRejected with gcpc's or protobuf's error text, RuntimeError if the helper died."""
-        try:
-            ident = self.helper.send({"argv": list(argv), "labels": json.dumps(labels), "job_id": job_id})
-        except OSError:
-            reply = None
-        else:
-            try:
-                reply = self.helper.reply(ident)
-            except HelperEnded:
-                reply = None
-            self.helper.forget(ident)
+        reply = self.cache.get(argv, labels, job_id) if self.cache is not None else None
         if reply is None:
-            raise RuntimeError(f"the CustomJob check helper ended (exit code {self.helper.proc.poll()}) before it answered")
+            reply = self._ask(argv, labels, job_id)
+            if self.cache is not None and not reply.get("unchecked"):
+                self.cache.put(argv, labels, job_id, reply)
         if "error" in reply:
             raise CustomJobRejected(reply["error"])
         return reply
 
+    def _ask(self, argv: Sequence[str], labels: Dict[str, str], job_id: str) -> Dict[str, Any]:
+        """The helper's reply for one check."""
+        started = time.perf_counter()
+        helper = self.helper
+        try:
+            ident = helper.send({"argv": list(argv), "labels": json.dumps(labels), "job_id": job_id})
+        except OSError:
+            reply = None
+        else:
+            try:
+                reply = helper.reply(ident)
+            except HelperEnded:
+                reply = None
+            helper.forget(ident)
+        with self._lock:
+            self.checked += 1
+            self.wait_s += time.perf_counter() - started
+        if reply is None:
+            raise RuntimeError(f"the CustomJob check helper ended (exit code {helper.proc.poll()}) before it answered")
+        return {k: v for k, v in reply.items() if k != "id"}
+
     def close(self) -> None:
-        self.helper.close(timeout=5)
+        with self._lock:
+            helper = self._helper
+        if helper is not None:
+            helper.close(timeout=5)
+            self.cpu_s = helper.cpu_s
+        if self.cache is not None:
+            self.cache.remember_sweep()

@@ -12,6 +12,8 @@ import threading
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from .phases import process_cpu
+
 
 class HelperEnded(Exception):
     """The helper ended before it gave the reply waited for."""
@@ -36,6 +38,9 @@ class HelperProcess:
         self._next = 0
         self._replies: Dict[str, List[Dict[str, Any]]] = {}
         self._ended = False
+        # Its CPU time and that of the children it waited for, read as it is closed.
+        self.cpu_s: Optional[float] = None
+        self.children_cpu_s: Optional[float] = None
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -88,6 +93,9 @@ class HelperProcess:
     def close(self, timeout: float) -> None:
         """Closing stdin asks the helper to finish; one that does not within `timeout`
         seconds is killed."""
+        cpu = process_cpu(self.proc.pid)
+        if cpu is not None:
+            self.cpu_s, self.children_cpu_s = cpu
         try:
             if self.proc.stdin:
                 self.proc.stdin.close()

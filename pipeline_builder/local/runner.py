@@ -27,6 +27,7 @@ from ..spec.cloud_paths import PathMap
 from .container_task import ContainerHandler
 from .custom_job_task import CustomJobHandler
 from .fork_server import ForkServer
+from .gcpc_check import CustomJobChecker
 from .handlers import INTERRUPTED, RunServices, TaskCall, TaskEnd, TaskHandler, TaskHooks
 from .interpreter import TaskInterpreter
 from .plan import FINAL_STATES, SUCCESS_STATES, PipelinePlan, RunResult, TaskFailure, TaskKind, TaskRun, TaskState, load_pipeline
@@ -60,7 +61,9 @@ class LocalRunner:
     called at each state change; `hooks` run around each task; `fork_server` is one
     started earlier, whose imports (and CustomJob checker) the run uses;
     `custom_job_handler` runs CustomJob tasks in place of this machine's own way (the
-    emulator runs gcpc's launcher), and belongs to the caller.
+    emulator runs gcpc's launcher), and belongs to the caller; so does
+    `custom_job_checker`, a CustomJob checker started earlier (with a cache of verdicts,
+    say) that this machine's way uses.
     """
 
     def __init__(
@@ -73,6 +76,7 @@ class LocalRunner:
         hooks: Optional[TaskHooks] = None,
         fork_server: Optional[ForkServer] = None,
         custom_job_handler: Optional[TaskHandler] = None,
+        custom_job_checker: Optional[CustomJobChecker] = None,
     ) -> None:
         self.settings = settings
         self.on_change = on_change
@@ -93,7 +97,7 @@ class LocalRunner:
         self.services = RunServices(settings.paths, self.interpreter, supervisor, system_labels(self.context), self._stopped)
         self._own_handlers: List[TaskHandler] = []
         if custom_job_handler is None:
-            checker = fork_server.custom_jobs if fork_server is not None else None
+            checker = custom_job_checker or (fork_server.custom_jobs if fork_server is not None else None)
             custom_job_handler = CustomJobHandler(settings.python, int(started * 1000) * 1000, checker)
             self._own_handlers.append(custom_job_handler)
         self.handlers: Dict[TaskKind, TaskHandler] = {
