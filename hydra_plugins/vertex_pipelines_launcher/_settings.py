@@ -95,6 +95,7 @@ class SubmitSettings:
     wait: bool
     poll_interval: float  # seconds between two polls of a followed run
     reconnect_timeout: float  # seconds to keep trying while Vertex is out of reach
+    live_report: bool = True  # report.html kept up to date while following
     recovery: RecoverySettings = RecoverySettings()
 
 
@@ -187,6 +188,8 @@ def _check_job_settings(lconf: DictConfig) -> FailurePolicy:
         raise ConfigError(f"{FIELD}.poll_interval", lconf.poll_interval, "null or a number of seconds > 0")
     if not isinstance(lconf.reconnect_timeout, (int, float)) or lconf.reconnect_timeout < 0:
         raise ConfigError(f"{FIELD}.reconnect_timeout", lconf.reconnect_timeout, "a number of seconds >= 0")
+    if not isinstance(lconf.get("live_report", True), bool):
+        raise ConfigError(f"{FIELD}.live_report", lconf.live_report, "true or false")
     return failure_policy
 
 
@@ -222,6 +225,7 @@ def _submit_settings(lconf: DictConfig, failure_policy: FailurePolicy, target: V
         wait=bool(lconf.wait),
         poll_interval=poll_interval,
         reconnect_timeout=float(lconf.reconnect_timeout),
+        live_report=bool(lconf.get("live_report", True)),
         recovery=check_recovery(lconf.recovery, f"{FIELD}.recovery", Mode.SUBMIT),
     )
 

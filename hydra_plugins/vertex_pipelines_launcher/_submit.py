@@ -157,7 +157,8 @@ def follow(job: Any, written: Written, settings: SubmitSettings) -> str:
     going and says how to re-attach or cancel, without a traceback."""
     batch = written.batch
     trial_tasks = {name: number for number, name in written.task_names.items()}
-    progress = Progress(trial_tasks, len(batch.sweep.trials), live_report(job, written, settings))
+    live = live_report(job, written, settings) if settings.live_report else None
+    progress = Progress(trial_tasks, len(batch.sweep.trials), live)
 
     def outage(e: Exception) -> None:
         log.warning(

@@ -82,6 +82,9 @@ class VertexPipelinesLauncherConf:
     # Seconds to keep trying while Vertex cannot be reached during a followed run, before
     # giving up with the commands to re-attach (the run itself goes on).
     reconnect_timeout: float = 1800.0
+    # Keep report.html in the sweep dir up to date while following: one listing of the run's
+    # folder per refresh and one read per finished trial's record (README, "The live report").
+    live_report: bool = True
     # Rules that say why a trial failed, checked before the built-in ones (README, "Why a
     # trial failed"): each {kind, codes, pattern}, e.g. {kind: capacity, pattern: "ZONE_RESOURCE_POOL_EXHAUSTED"}.
     failure_rules: List[Dict[str, Any]] = field(default_factory=list)
