@@ -105,7 +105,12 @@ def start(app: Path, tmp_path: Path):
 
 def daemons(tmp_path: Path, kind: str) -> List[int]:
     folder = tmp_path / "daemons"
-    return [int((folder / name).read_text()) for name in os.listdir(folder) if name.startswith(kind + "-")]
+    # A daemon's pid file is written as NAME.tmp, then renamed: only the renamed ones are whole.
+    return [
+        int((folder / name).read_text())
+        for name in os.listdir(folder)
+        if name.startswith(kind + "-") and not name.endswith(".tmp")
+    ]
 
 
 def gone(pids: List[int], within: float, what: str) -> None:
