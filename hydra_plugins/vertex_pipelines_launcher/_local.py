@@ -16,15 +16,19 @@ from hydra.core.utils import JobReturn, JobStatus
 
 from hydra_vertex_pipelines.components.sweep_files import SweepFiles, TrialFiles
 from hydra_vertex_pipelines.components.trial_result import parse_record
+from hydra_vertex_pipelines.pipeline_builder.recovery.summary import (
+    failure_counts,
+    read_summary,
+    rewrite_with_failures,
+    summary_usage_text,
+)
 from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec
 
 from ._context import LaunchContext
 from ._errors import LauncherConfigError
-from ._failures import failure_counts, rewrite_with_failures
 from ._local_watch import Configs, RunWatch, lap, log_phases
 from ._planning import Batch
 from ._returns import Evidence, job_return, trial_failure
-from ._usage import read_summary, summary_usage_text
 from ._writing import announce, write_batch
 
 if TYPE_CHECKING:

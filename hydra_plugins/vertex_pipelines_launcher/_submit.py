@@ -12,14 +12,13 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_vertex_pipelines.components.failures import Failure
-from hydra_vertex_pipelines.components.live_summary import best_text
 from hydra_vertex_pipelines.components.sweep_files import SweepFiles, TrialFiles
 from hydra_vertex_pipelines.components.trial_result import ENDINGS, parse_record, record_problem
 from hydra_vertex_pipelines.pipeline_builder.cloud import TaskDetailState, gcs, vertex
 from hydra_vertex_pipelines.pipeline_builder.cloud.failures import CustomJobErrors, task_failure
 from hydra_vertex_pipelines.pipeline_builder.cloud.progress import counts_line, trial_counts
 from hydra_vertex_pipelines.pipeline_builder.command_name import command_name
-from hydra_vertex_pipelines.pipeline_builder.live import LiveReport, RunView
+from hydra_vertex_pipelines.pipeline_builder.live import RELOAD_S, LiveReport, RunView
 from hydra_vertex_pipelines.pipeline_builder.live import not_before as record_not_before
 from hydra_vertex_pipelines.pipeline_builder.recovery import (
     Recovery,
@@ -29,6 +28,12 @@ from hydra_vertex_pipelines.pipeline_builder.recovery import (
     upload_run_files,
     with_run_usage,
 )
+from hydra_vertex_pipelines.pipeline_builder.recovery.summary import (
+    failure_counts,
+    rewrite,
+    rewrite_with_failures,
+    summary_usage_text,
+)
 from hydra_vertex_pipelines.pipeline_builder.spec.manifest import add_job
 from hydra_vertex_pipelines.pipeline_builder.spec.sweep import SweepSpec
 from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec
@@ -36,18 +41,14 @@ from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec
 from ._compose import compose_job
 from ._context import LaunchContext
 from ._errors import FollowingLost, LauncherConfigError
-from ._failures import failure_counts, rewrite_with_failures
 from ._planning import Batch
 from ._recovery import attempt_batch, to_round
 from ._resume import RERUN_LABEL, rerun_lost_results
 from ._returns import Evidence, job_return, needs_job_error, returns_without_values, trial_failure
 from ._settings import SubmitSettings
-from ._usage import rewrite, summary_usage_text
 from ._writing import Written, announce, job_settings, write_batch
 
 log = logging.getLogger(__name__)
-# The live report.html reloads itself in a browser at most this often (or every poll_interval).
-LIVE_RELOAD_S = 5.0
 
 
 def upload_files(written: Written, target: vertex.VertexTarget, storage: Any) -> None:
@@ -99,16 +100,8 @@ class Progress:
         self.tty = sys.stderr.isatty()
 
     def best(self, state: str, tasks: Dict[str, Dict[str, Any]]) -> str:
-        """The live report refreshed, and its best value so far ("" without one). A storage
-        failure leaves the report as it was: following goes on."""
-        if self.live is None:
-            return ""
-        try:
-            summary = self.live.refresh(state, tasks)
-        except Exception as e:  # noqa: BLE001 - the report must never stop the follow
-            log.warning(f"The live report could not be refreshed ({type(e).__name__}: {str(e)[:200]}); following goes on")
-            summary = self.live.summary
-        return best_text(summary) if summary else ""
+        """The live report refreshed, and its best value so far ("" without one)."""
+        return self.live.best_after(state, tasks, log.warning) if self.live is not None else ""
 
     def __call__(self, state: str, tasks: Dict[str, Dict[str, Any]]) -> None:
         counts = trial_counts(tasks, self.trial_tasks)
@@ -137,7 +130,7 @@ def live_report(job: Any, written: Written, settings: SubmitSettings) -> LiveRep
     storage = gcs.client(target.project, None if target.emulated else vertex.credentials(target))
     path = SweepFiles(batch.sweep_dir, batch.sweep.tag).report
     view = RunView.of_sweep(batch.sweep, written.task_names)
-    return LiveReport(view, storage, path, attempt_started(job, batch), reload_s=max(settings.poll_interval, LIVE_RELOAD_S))
+    return LiveReport(view, storage, path, attempt_started(job, batch), reload_s=max(settings.poll_interval, RELOAD_S))
 
 
 def reattach_hint(job: Any, sweep_dir: Path, api_endpoint: Optional[str]) -> str:

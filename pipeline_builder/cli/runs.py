@@ -17,7 +17,7 @@ from hydra_vertex_pipelines.components.trial_result import COMPLETED
 from ..cloud import PipelineState, VertexTarget, gcs, vertex
 from ..cloud.progress import counts_line, trial_counts
 from ..cloud.states import PIPELINE_ENDED
-from ..live import RecordsSoFar, RunView, summary_now
+from ..live import RELOAD_S, LiveReport, RecordsSoFar, RunView, summary_now
 
 # A submitted run: where it went, its resource name, and its manifest (None if named directly).
 Run = Tuple[VertexTarget, str, Optional[Dict[str, Any]]]
@@ -57,29 +57,29 @@ def trial_tasks(manifest: Optional[Dict[str, Any]], name: str) -> Tuple[List[str
     return ([t["task_name"] for t in trials if t.get("task_name")] if first else []), len(trials) if first else 0
 
 
-def live_report(manifest: Dict[str, Any], target: VertexTarget, job: Any, poll_interval: float) -> Any:
-    """`status --wait` of a sweep dir keeps its report.html live, as the launcher does while it follows."""
-    from ..live import LiveReport, RunView
+def job_view(manifest: Dict[str, Any], job: Any) -> Tuple[RunView, Optional[float]]:
+    """The run as one of its PipelineJobs sees it, and when that job started if it reuses
+    the run's folders (a record older than that is an earlier attempt's)."""
+    view = RunView.of_manifest(manifest)
+    first = (manifest.get("vertex") or {}).get("resource_name") == job.resource_name
+    if not first:  # a recovery attempt's PipelineJob: its tasks are not the ones the manifest names
+        view = dataclasses.replace(view, task_names={n: None for n in view.task_names})
+    # A PipelineJob that resumes the run or recovers its trials: older records are earlier attempts'.
+    resumed = not first or manifest.get("job_id") not in (None, "", manifest.get("run_id"))
+    return view, job.gca_resource.create_time.timestamp() if resumed else None
 
+
+def live_report(manifest: Dict[str, Any], target: VertexTarget, job: Any, poll_interval: float) -> LiveReport:
+    """`status --wait` of a sweep dir keeps its report.html live, as the launcher does while it follows."""
     sweep = manifest.get("sweep") or {}
     path = SweepFiles(Path(manifest["pipeline_yaml"]).parent, str(sweep.get("tag") or "")).report
-    first = job.resource_name.rsplit("/", 1)[-1] == manifest.get("run_id")
-    started = None if first else job.gca_resource.create_time.timestamp()  # a resumed run's older records are not its own
-    return LiveReport(RunView.of_manifest(manifest), gcs.client(target.project), path, started, max(poll_interval, 5.0))
+    view, started = job_view(manifest, job)
+    return LiveReport(view, gcs.client(target.project), path, started, max(poll_interval, RELOAD_S))
 
 
-def refreshed(live: Any, state: str, tasks: Dict[str, Dict[str, Any]]) -> str:
-    """Refreshes the live report (never stopping the follow) and says the best trial so far."""
-    if live is None:
-        return ""
-    from hydra_vertex_pipelines.components.live_summary import best_text
-
-    try:
-        summary = live.refresh(state, tasks)
-    except Exception as e:  # noqa: BLE001 - the report must never stop the follow
-        print(f"  (the live report could not be refreshed: {type(e).__name__}: {str(e)[:200]})")
-        summary = live.summary
-    text = best_text(summary) if summary else ""
+def refreshed(live: Optional[LiveReport], state: str, tasks: Dict[str, Dict[str, Any]]) -> str:
+    """The live report refreshed, and the best trial so far, for the status line."""
+    text = live.best_after(state, tasks, lambda warning: print(f"  ({warning})")) if live is not None else ""
     return f"; {text}" if text else ""
 
 
@@ -142,13 +142,7 @@ def _from_records(target: VertexTarget, name: str, manifest: Dict[str, Any], sto
     state = str(job.state.name)
     ended = state in PIPELINE_ENDED
     print(f"{name}: {state}: no summary at {uri}" + ("" if ended else " yet") + "; from the trials' own records:")
-    view = RunView.of_manifest(manifest)
-    first = (manifest.get("vertex") or {}).get("resource_name") == name
-    if not first:  # a recovery attempt's PipelineJob: its tasks are not the ones the manifest names
-        view = dataclasses.replace(view, task_names={n: None for n in view.task_names})
-    # A PipelineJob that resumes the run or recovers its trials: older records are earlier attempts'.
-    resumed = not first or manifest.get("job_id") not in (None, "", manifest.get("run_id"))
-    started = job.gca_resource.create_time.timestamp() if resumed else None
+    view, started = job_view(manifest, job)
     records = RecordsSoFar(storage, view.run_root, view.output_uris)
     summary = summary_now(view, records, vertex.task_details(job), ended, started)
     for row in summary["trials"]:

@@ -52,16 +52,15 @@ def trial_failures(
     display_names: Dict[int, str],
     rules: Sequence[Rule] = RULES,
 ) -> Dict[int, Failure]:
-    """Trial number -> failure of the failed summary rows that left no record (the collector
-    could not say why) or a record saying FAILED (a preemption outranks it): from their
-    CustomJob's error, else their task's. `task_names` maps trial numbers to their pipeline
-    tasks (looped trials have none); `rules` classify."""
+    """Trial number -> failure of failed summary rows that left no record (the collector
+    could not say why) or a record saying FAILED (a preemption outranks it), as
+    `recovery.summary.unexplained` picks them: from their CustomJob's error, else their
+    task's. `task_names` maps trial numbers to their pipeline tasks (looped trials have
+    none); `rules` classify."""
     errors = CustomJobErrors(tasks)
     failures = {}
     for row in rows:
         failure = row.get("failure") or {}
-        if row.get("status") == "COMPLETED" or failure.get("source") not in (None, "none", "record"):
-            continue
         number = int(row["number"])
         task_name = task_names.get(number, "")
         task = tasks.get(task_name, {})

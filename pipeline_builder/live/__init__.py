@@ -2,6 +2,6 @@
 and the live report.html the launcher keeps in the sweep dir while it follows (report)."""
 
 from .records import Reading, RecordsSoFar, not_before
-from .report import LiveReport, RunView, summary_now
+from .report import RELOAD_S, LiveReport, RunView, summary_now
 
-__all__ = ["LiveReport", "Reading", "RecordsSoFar", "RunView", "not_before", "summary_now"]
+__all__ = ["RELOAD_S", "LiveReport", "Reading", "RecordsSoFar", "RunView", "not_before", "summary_now"]

@@ -11,10 +11,10 @@ import logging
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from hydra_vertex_pipelines.components.atomic_write import write_atomic
-from hydra_vertex_pipelines.components.live_summary import Progress, RunFacts, TrialNow, live_summary
+from hydra_vertex_pipelines.components.live_summary import Progress, RunFacts, TrialNow, best_text, live_summary
 from hydra_vertex_pipelines.components.report import render_html
 
 from ..cloud.states import PIPELINE_STOPPED, TASK_ENDED, TaskDetailState
@@ -97,6 +97,10 @@ def summary_now(
     return live_summary(list(view.rows), trials, view.facts)
 
 
+# A live report.html reloads itself in a browser at most this often (or every poll interval).
+RELOAD_S = 5.0
+
+
 class LiveReport:
     """Keeps `path` (the sweep dir's report.html) up to date with the run; `refresh` is
     called with each poll's state and tasks, and returns the summary it last wrote."""
@@ -133,6 +137,17 @@ class LiveReport:
             write_atomic(self.path, render_html(summary, self.view.report_dir))
             self.summary = summary
         return self.summary
+
+
+    def best_after(self, state: str, tasks: Mapping[str, Mapping[str, Any]], warn: Callable[[str], None]) -> str:
+        """Refreshes, never stopping the follow (a failure is passed to `warn` and leaves the
+        report as it was); the best trial so far ("" while none has a value)."""
+        try:
+            summary = self.refresh(state, tasks)
+        except Exception as e:  # noqa: BLE001 - the report must never stop the follow
+            warn(f"The live report could not be refreshed ({type(e).__name__}: {str(e)[:200]}); following goes on")
+            summary = self.summary
+        return best_text(summary) if summary else ""
 
 
 def _rows(summary: Mapping[str, Any]) -> Any:
