@@ -25,7 +25,7 @@ def emulator(tmp_path_factory):
     started.stop(signal.SIGTERM)
 
 
-def submit(emulator: Emulator, sweep_dir, values: str, *extra: str):
+def submit(emulator: Emulator, sweep_dir, values: str, *extra: str, check: bool = True):
     return run_app(
         FAULTS / "app.py",
         [
@@ -42,6 +42,7 @@ def submit(emulator: Emulator, sweep_dir, values: str, *extra: str):
             *extra,
             f"x={values}",
         ],
+        check=check,
         STORAGE_EMULATOR_HOST=emulator.gcs_url,
     )
 
@@ -104,24 +105,7 @@ def test_a_failed_trials_log_is_one_that_exists(emulator, tmp_path, monkeypatch)
     """Against the emulator there is no Cloud Logging: "Its log:" names the trial's own log."""
     from hydra_vertex_pipelines.pipeline_builder.cloud import gcs
 
-    proc = run_app(
-        FAULTS / "app.py",
-        [
-            "-m",
-            "hydra.launcher.mode=submit",
-            f"hydra.launcher.api_endpoint={emulator.api}",
-            "hydra.launcher.project=local",
-            "hydra.launcher.pipeline_root=gs://cli/runs",
-            "hydra.launcher.trial.image_uri=local",
-            "hydra.launcher.poll_interval=0.5",
-            "hydra.launcher.trial.entry=command",
-            f"hydra.launcher.trial.command=[python,{FAULTS / 'app.py'}]",
-            f"hydra.sweep.dir={tmp_path}",
-            "x=raise,1",
-        ],
-        check=False,
-        STORAGE_EMULATOR_HOST=emulator.gcs_url,
-    )
+    proc = submit(emulator, tmp_path, "raise,1", check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1 and "console.cloud.google.com" not in out, out[-3000:]
     uri = next(line.split("Its log: ", 1)[1] for line in out.splitlines() if "Its log: " in line)
