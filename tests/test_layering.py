@@ -8,8 +8,10 @@ project's own `components` package would be found instead).
 
 Inside pipeline_builder, one subpackage per job, each importing only subpackages below it
 (MAY_IMPORT): spec only errors; cloud spec; wheels spec and cloud; local spec and wheels;
-emulator local, cloud and spec; `pipeline` (the KFP compile) spec; recovery spec, cloud and
-`pipeline`; live spec and cloud; the command line sits on top and nothing imports it. The import graph is read from the source: every import
+emulator local, cloud and spec; `pipeline` (the KFP compile, and `compile_cache` beside it)
+spec; recovery spec, cloud and `pipeline`; live spec and cloud; `user_cache` (the machine's
+cache folder, for wheels, check verdicts and compiled pipelines) nothing; the command line
+sits on top and nothing imports it. The import graph is read from the source: every import
 statement counts, lazy ones and those under `if TYPE_CHECKING` too, since a cycle hidden
 from the interpreter is still a cycle for the reader.
 """
@@ -50,6 +52,8 @@ LAYER_OF = {
     f"{BUILDER}.local": "local",
     f"{BUILDER}.emulator": "emulator",
     f"{BUILDER}.pipeline": "pipeline",
+    f"{BUILDER}.compile_cache": "pipeline",
+    f"{BUILDER}.user_cache": "user_cache",
     f"{BUILDER}.recovery": "recovery",
     f"{BUILDER}.live": "live",
     COMPONENTS: "components",
@@ -59,6 +63,7 @@ _BELOW_THE_CLI = {
     "errors",
     "command_name",
     "lazy_exports",
+    "user_cache",
     "spec",
     "cloud",
     "wheels",
@@ -75,12 +80,13 @@ MAY_IMPORT: Dict[str, Set[str]] = {
     "errors": set(),
     "command_name": set(),
     "lazy_exports": set(),
+    "user_cache": set(),
     "spec": {"errors", "components"},
     "cloud": {"spec", "errors", "components"},
-    "wheels": {"spec", "cloud", "errors", "components"},
-    "local": {"spec", "wheels", "errors", "lazy_exports", "components"},
+    "wheels": {"spec", "cloud", "errors", "user_cache", "components"},
+    "local": {"spec", "wheels", "errors", "lazy_exports", "user_cache", "components"},
     "emulator": {"local", "cloud", "spec", "errors", "lazy_exports", "components"},
-    "pipeline": {"spec", "errors", "components"},
+    "pipeline": {"spec", "errors", "user_cache", "components"},
     "recovery": {"spec", "cloud", "pipeline", "errors", "components"},
     "live": {"spec", "cloud", "errors", "components"},
     "pipeline_builder": _BELOW_THE_CLI - {"pipeline_builder"},

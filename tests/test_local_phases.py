@@ -1,6 +1,7 @@
-"""A local run's phases at DEBUG, and the CustomJob check's cache across runs of one sweep:
-the same command again starts no helper, and a run with one trial changed checks that
-trial again, and only it (test_check_cache: a refused payload stays refused)."""
+"""A local run's phases at DEBUG, and the caches across runs of one sweep: the same command
+again compiles nothing and starts no CustomJob check helper, and a run with one trial
+changed compiles again and checks that trial again, and only it (test_check_cache: a
+refused payload stays refused; test_compile_cache: a kept pipeline is the compiled one)."""
 
 import re
 
@@ -39,12 +40,15 @@ def test_phases_are_logged_and_an_unchanged_sweep_starts_no_helper(tmp_path):
     assert [re.search(rf"{p} ([0-9.]+) s \(([0-9.]+) s CPU\)", phases) is not None for p in PHASES] == [True] * len(PHASES)
     assert "forked trials" in first and "fork server" in first
     assert checks(first) == (0, 2)
+    assert "from the compile cache" not in first
 
     again = sweep(tmp_path / "sweep", tmp_path / "cache", "+i=0,1")
     assert checks(again) == (2, None)
     assert "the helper not started" in again
+    assert "pipeline-2.yaml from the compile cache" in again  # test_compile_cache: the same bytes
     assert read_json(tmp_path / "sweep" / "summary-2.json")["counts"] == {"COMPLETED": 2}
 
     changed = sweep(tmp_path / "other", tmp_path / "cache", "+i=0,7")  # trial 1's payload differs
     assert checks(changed) == (1, 1)
+    assert "from the compile cache" not in changed
     assert read_json(tmp_path / "other" / "summary.json")["counts"] == {"COMPLETED": 2}

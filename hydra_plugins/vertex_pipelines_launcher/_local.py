@@ -4,6 +4,7 @@ A local run locks its sweep dir (a second local run into it is refused while it 
 sets an earlier run's results in its trial folders aside, unread, before it writes.
 """
 
+import functools
 import json
 import logging
 import os
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional
 
 from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import DictConfig, OmegaConf
 
 from hydra_vertex_pipelines.components.sweep_files import SweepFiles, TrialFiles
 from hydra_vertex_pipelines.components.trial_result import parse_record
@@ -24,11 +26,12 @@ from hydra_vertex_pipelines.pipeline_builder.recovery.summary import (
 )
 from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec
 
+from ._choices import Mode
 from ._context import LaunchContext
 from ._errors import LauncherConfigError
-from ._local_watch import Configs, RunWatch, lap, log_phases
+from ._local_watch import RunWatch, lap, log_phases
 from ._planning import Batch
-from ._returns import Evidence, job_return, trial_failure
+from ._returns import Evidence, job_return, saved_configs, trial_failure
 from ._writing import announce, write_batch
 
 if TYPE_CHECKING:
@@ -119,22 +122,21 @@ def _record(batch: Batch, trial: TrialSpec) -> Any:
         return None
 
 
-def local_return(
-    context: LaunchContext, batch: Batch, trial: TrialSpec, record: Any, evidence: Evidence, configs: Configs
-) -> JobReturn:
-    """A local trial's JobReturn from what this run's trial left in its folder (`configs`:
-    its config.yaml and hydra.yaml, read)."""
+def local_return(context: LaunchContext, batch: Batch, trial: TrialSpec, record: Any, evidence: Evidence) -> JobReturn:
+    """A local trial's JobReturn from what this run's trial left in its folder: its
+    config.yaml and hydra.yaml are read when first asked for."""
     local_dir = Path(batch.local_paths().local(trial.output_uri))
-    cfg, hydra_cfg = configs
     return job_return(
         trial,
         record,
         batch.sweep.run_id,
         evidence,
-        cfg=cfg,
-        hydra_cfg=hydra_cfg,
+        cfg=None,
+        hydra_cfg=None,
         working_dir=str(local_dir),
-        task_name=str(hydra_cfg.hydra.job.name) if hydra_cfg is not None else context.app_name,
+        task_name=context.app_name,
+        compose=functools.partial(saved_configs, local_dir / context.output_subdir),
+        named_by_config=True,
         rules=batch.failure_rules,
     )
 
@@ -164,22 +166,54 @@ def check_cache(batch: Batch) -> Optional["CheckCache"]:
     return CheckCache(folder, volatile, sweep)
 
 
-def start_helpers(batch: Batch) -> Helpers:
+class WarmStart(NamedTuple):
+    """The fork server of a local run with forked trials, started when Hydra sets the
+    launcher up: its imports then run while Hydra composes and checks every job of the
+    sweep, before the first launch. Used by that launch if it runs in the same folder and
+    environment."""
+
+    server: "ForkServer"
+    cwd: str
+    env: Dict[str, str]
+
+
+def warm_start(config: DictConfig) -> Optional[WarmStart]:
+    """The fork server, started now, when the sweep's settings ask for forked local trials
+    (a setting that is wrong is reported by the launch, as always)."""
+    from hydra_vertex_pipelines.pipeline_builder.local import ForkServer
+
+    settings = OmegaConf.select(config, "hydra.launcher")
+    if not isinstance(settings, DictConfig) or settings.get("mode") != Mode.LOCAL.value:
+        return None
+    if settings.get("fresh_interpreters") is not False:
+        return None
+    cwd, env = str(config.hydra.runtime.cwd), dict(os.environ)
+    return WarmStart(ForkServer(sys.executable, [PRELOAD], cwd, env, custom_jobs=False), cwd, env)
+
+
+def start_helpers(batch: Batch, warm: Optional[WarmStart] = None) -> Helpers:
     """Starts what does not depend on the compiled file, so that it works while the pipeline
-    compiles: the fork server importing Hydra for the trials, the CustomJob checker's helper
-    (unless every verdict is expected from its cache) and the reaper."""
+    compiles: the fork server importing Hydra for the trials (`warm`'s, if it fits), the
+    CustomJob checker's helper (unless every verdict is expected from its cache) and the
+    reaper. `warm` is used or closed."""
     from hydra_vertex_pipelines.pipeline_builder.local import CustomJobChecker, ForkServer, Reaper
 
-    # The checker first: a trial's check comes before its fork, and its imports take longer.
-    cache = check_cache(batch)
-    checker = CustomJobChecker(sys.executable, cache=cache, eager=cache is None or not cache.expects_hits())
     server = None
+    if warm is not None and not batch.fresh_interpreters and (warm.cwd, warm.env) == (batch.cwd, dict(os.environ)):
+        server, warm = warm.server, None
+    if warm is not None:
+        warm.server.close()
+    checker = None
     try:
-        if not batch.fresh_interpreters:
+        # The checker first: a trial's check comes before its fork, and its imports take longer.
+        cache = check_cache(batch)
+        checker = CustomJobChecker(sys.executable, cache=cache, eager=cache is None or not cache.expects_hits())
+        if server is None and not batch.fresh_interpreters:
             server = ForkServer(sys.executable, [PRELOAD], batch.cwd, dict(os.environ), custom_jobs=False)
         Reaper.shared()
     except BaseException:
-        checker.close()
+        if checker is not None:
+            checker.close()
         if server is not None:
             server.close()
         raise
@@ -212,14 +246,13 @@ def run_pipeline(
         cwd=batch.cwd,
         extra_env={"PYTHONPATH": python_path},
     )
-    watch = RunWatch(clock, context.output_subdir)
+    watch = RunWatch(clock)
     runner = LocalRunner(spec, settings, fork_server=helpers.server, custom_job_checker=helpers.checker, on_change=watch)
     log.info(f"Running {len(batch.sweep.trials)} trials locally, {concurrency(batch.max_parallel, runner.max_parallel)}")
     try:
         result = runner.run()
         watch.ended()
     except KeyboardInterrupt:
-        watch.close()
         log.warning(
             f"Interrupted: running trials were stopped. Finished trials keep their outputs and "
             f"{TrialFiles.RECORD} under {batch.sweep_dir}"
@@ -227,11 +260,7 @@ def run_pipeline(
         sys.exit(130)  # as a shell reports Ctrl-C, without a traceback
     by_dir = {t.output_dir: t for t in result.tasks.values() if t.kind == TaskKind.CUSTOM_JOB}
     outcomes = [(t, _record(batch, t), _evidence(by_dir.get(paths.local(t.output_uri)))) for t in batch.sweep.trials]
-    returns = [
-        local_return(context, batch, t, record, evidence, watch.configs(paths.local(t.output_uri)))
-        for t, record, evidence in outcomes
-    ]
-    watch.close()
+    returns = [local_return(context, batch, t, record, evidence) for t, record, evidence in outcomes]
     failures = {
         t.number: f
         for t, record, evidence in outcomes
@@ -255,20 +284,27 @@ def run_pipeline(
     return returns
 
 
-def run(context: LaunchContext, batch: Batch) -> List[JobReturn]:
+def run(context: LaunchContext, batch: Batch, warm: Optional[WarmStart] = None) -> List[JobReturn]:
     """Local mode: lock the sweep dir, write, run on this machine, read the results."""
     from hydra_vertex_pipelines.pipeline_builder.local import PhaseClock
 
     clock = PhaseClock()
-    announce(batch)
-    lock = SweepDirLock(batch.sweep_dir, batch.sweep.run_id)
+    try:
+        announce(batch)
+        lock = SweepDirLock(batch.sweep_dir, batch.sweep.run_id)
+    except BaseException:
+        if warm is not None:
+            warm.server.close()
+        raise
     try:
         set_earlier_runs_aside(batch)
-        helpers = start_helpers(batch)
+        helpers = start_helpers(batch, warm)
         lap(clock, "start helpers")
         try:
             written = write_batch(batch)
             lap(clock, "compile")
+            if written.from_cache:
+                log.debug(f"Local run: {written.pipeline_path.name} from the compile cache, as compiling gave it before")
             returns = run_pipeline(context, written.batch, written.spec, helpers, clock)
         finally:
             helpers.close()

@@ -1,42 +1,21 @@
 """What the launcher does while a local run's tasks change state: it laps the run's phase
-clock (logged at DEBUG: `hydra.verbose=hydra_plugins.vertex_pipelines_launcher`), and reads
-each ended trial's Hydra configs for its JobReturn while the other trials still run, rather
-than all of them after the last one (about 20 ms of CPU a trial).
+clock (logged at DEBUG: `hydra.verbose=hydra_plugins.vertex_pipelines_launcher`).
 """
 
 import logging
 import resource
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Optional, Tuple
-
-from omegaconf import DictConfig, OmegaConf
+from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:
     from hydra_vertex_pipelines.pipeline_builder.local import CustomJobChecker, ForkServer, PhaseClock, TaskRun
 
 log = logging.getLogger(__name__)
 
-Configs = Tuple[Optional[DictConfig], Optional[DictConfig]]  # (config.yaml, hydra.yaml) of a trial
-
 
 def lap(clock: "PhaseClock", name: str) -> None:
     """Ends the run's phase `name`, in a DEBUG line."""
     log.debug(f"Local run phase: {clock.lap(name).text()}")
-
-
-def _load(path: Path) -> Optional[DictConfig]:
-    try:
-        loaded = OmegaConf.load(path)
-    except (OSError, ValueError):
-        return None
-    return loaded if isinstance(loaded, DictConfig) else None
-
-
-def load_configs(hydra_dir: Path) -> Configs:
-    """A trial's composed config and Hydra config, as Hydra saved them in its folder."""
-    return _load(hydra_dir / "config.yaml"), _load(hydra_dir / "hydra.yaml")
 
 
 def _children_cpu() -> float:
@@ -48,17 +27,13 @@ class RunWatch:
     """Called at each task state change (LocalRunner's `on_change`). Laps the clock as
     tasks start: the runner's start (until the first trial starts), the trials (until the
     collector starts), the collector (until `ended()`), with the CPU of the processes this
-    one waited for (trials started afresh, the collector). Reads an ended trial's configs
-    (from `<its folder>/<output_subdir>`) in a thread of its own."""
+    one waited for (trials started afresh, the collector)."""
 
-    def __init__(self, clock: "PhaseClock", output_subdir: str) -> None:
+    def __init__(self, clock: "PhaseClock") -> None:
         self.clock = clock
-        self.output_subdir = output_subdir
         self.open = "runner start"
         self._children = _children_cpu()
         self._lock = threading.Lock()
-        self._reader = ThreadPoolExecutor(max_workers=1)
-        self._configs: Dict[str, "Future[Configs]"] = {}
 
     def _next(self, name: str) -> None:
         lap(self.clock, self.open)
@@ -74,27 +49,15 @@ class RunWatch:
             if task.kind == TaskKind.CUSTOM_JOB:
                 if task.state == TaskState.RUNNING and self.open == "runner start":
                     self._next("trials")
-                elif task.state in FINAL_STATES and task.output_dir and task.output_dir not in self._configs:
-                    hydra_dir = Path(task.output_dir) / self.output_subdir
-                    self._configs[task.output_dir] = self._reader.submit(load_configs, hydra_dir)
             elif task.state == TaskState.RUNNING and self.open != "collector":
                 self._next("collector")
             elif task.state in FINAL_STATES and self.open == "collector":
                 self.clock.process("collector", _children_cpu() - self._children)
 
-    def configs(self, trial_dir: str) -> Configs:
-        """The trial's configs, read already if its task ended in this run."""
-        with self._lock:
-            read = self._configs.get(trial_dir)
-        return read.result() if read is not None else load_configs(Path(trial_dir) / self.output_subdir)
-
     def ended(self) -> None:
         """The run's tasks have all ended."""
         with self._lock:
             self._next("results")
-
-    def close(self) -> None:
-        self._reader.shutdown(wait=True)
 
 
 def log_phases(clock: "PhaseClock", server: Optional["ForkServer"], checker: "CustomJobChecker") -> None:

@@ -29,6 +29,30 @@ def _plugin_folders() -> Set[str]:
 # What a job's first compose imports (the override parser's, logging's, OmegaConf's).
 for _late in ("antlr4.LL1Analyzer", "hydra._internal.logging_config", "omegaconf._impl", "locale", "importlib.readers"):
     importlib.import_module(_late)
+
+
+def _warm_parsers() -> None:
+    """Hydra's override parser and OmegaConf's interpolation grammar (both ANTLR) build
+    their lookup tables as they parse, and keep them for the process: parsed once here,
+    the usual shapes of overrides and interpolations cost each trial nothing to learn.
+    Parsing only; nothing is composed, resolved or registered."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf.grammar_parser import parse
+
+    OverridesParser.create().parse_overrides(
+        ["a=1", "+b.c=x", "~d", "++e=[1,2]", "f={a:1,b:[x]}", "g=range(3)", "h=choice(1,2)", "hydra/launcher=basic",
+         "i=${j}", "k='s'", "l=1.5", "m=null", "n=true", "o=-3", "p=a_b-c.d", 'q="x y"', "r=interval(0,1)",
+         "s=tag(a,choice(1,2))", "t=sort([3,1])", "w=/a/b:c", "x=1e-3", "y=${now:%Y}"]
+    )  # fmt: skip
+    for value in ("${a}", "x_${a}_y", "${oc.env:HOME,x}", "${now:%Y-%m-%d}/${now:%H-%M-%S}", "${.a}", "${a.b[0]}",
+                  "${hydra:runtime.cwd}", "${oc.decode:'[1]'}", "${x:1,2.5,[a],{b:c}}", "plain text"):  # fmt: skip
+        parse(value)
+
+
+try:
+    _warm_parsers()
+except Exception:  # only a head start: a parser that changed must not stop the trials
+    pass
 Plugins.instance()
 _scanned: Any = Singleton._instances.pop(Plugins, None)
 _scanned_in = _plugin_folders()

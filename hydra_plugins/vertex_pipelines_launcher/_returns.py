@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from hydra.core.utils import JobReturn, JobStatus
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from hydra_vertex_pipelines.components.failures import RULES, Failure, Rule, Source, TrialEvidence, failure_of
 from hydra_vertex_pipelines.components.trial_result import COMPLETED, record_problem
@@ -34,15 +34,33 @@ class Evidence(NamedTuple):
     task_state: Optional[str] = None  # how its task ended
 
 
-class ComposedOnUse(JobReturn):
-    """A JobReturn whose `cfg` and `hydra_cfg` are composed on first use, as the basic
-    launcher composes them: a trial that ran on Vertex left them in the bucket, and
-    composing costs tens of milliseconds a job, for values most sweepers never read."""
+Configs = Tuple[Optional[DictConfig], Optional[DictConfig]]  # a job's config and its Hydra config
 
-    def __init__(self, compose: Callable[[], Tuple[Optional[DictConfig], Optional[DictConfig]]], **fields: Any) -> None:
-        self._compose: Optional[Callable[[], Tuple[Optional[DictConfig], Optional[DictConfig]]]] = compose
-        self._configs: Tuple[Optional[DictConfig], Optional[DictConfig]] = (None, None)
+
+class ComposedOnUse(JobReturn):
+    """A JobReturn whose `cfg` and `hydra_cfg` are made on first use: composed as the
+    basic launcher composes them (a trial that ran on Vertex left them in the bucket), or
+    read from the files Hydra saved in a local trial's folder. Either costs tens of
+    milliseconds of CPU a job, for values most sweepers never read; a local run would
+    spend them while its next trials start.
+
+    `named_by_config`: `task_name` is the Hydra config's `hydra.job.name` once that is
+    read (the given name if it cannot be), as Hydra names the job it ran."""
+
+    def __init__(self, compose: Callable[[], Configs], named_by_config: bool = False, **fields: Any) -> None:
+        self._compose: Optional[Callable[[], Configs]] = compose
+        self._configs: Configs = (None, None)
+        self._named_by_config = named_by_config
         super().__init__(**fields)
+
+    @property  # JobReturn's dataclass field, computed here
+    def task_name(self) -> Optional[str]:
+        hydra_cfg = self.hydra_cfg if self._named_by_config else None
+        return str(hydra_cfg.hydra.job.name) if hydra_cfg is not None else self._task_name
+
+    @task_name.setter
+    def task_name(self, value: Optional[str]) -> None:
+        self._task_name = value
 
     def _composed(self) -> Tuple[Optional[DictConfig], Optional[DictConfig]]:
         if self._compose is not None:
@@ -67,6 +85,19 @@ class ComposedOnUse(JobReturn):
     def hydra_cfg(self, value: Optional[DictConfig]) -> None:
         if value is not None:
             self._compose, self._configs = None, (self._configs[0], value)
+
+
+def saved_configs(hydra_dir: Path) -> Configs:
+    """A local trial's config and Hydra config, as Hydra saved them in its folder."""
+
+    def load(path: Path) -> Optional[DictConfig]:
+        try:
+            loaded = OmegaConf.load(path)
+        except (OSError, ValueError):
+            return None
+        return loaded if isinstance(loaded, DictConfig) else None
+
+    return load(hydra_dir / "config.yaml"), load(hydra_dir / "hydra.yaml")
 
 
 def needs_job_error(record: Any, run_id: str, number: int, not_before: Optional[float] = None) -> bool:
@@ -126,15 +157,17 @@ def job_return(
     working_dir: str,
     task_name: str,
     not_before: Optional[float] = None,
-    compose: Optional[Callable[[], Tuple[Optional[DictConfig], Optional[DictConfig]]]] = None,
+    compose: Optional[Callable[[], Configs]] = None,
+    named_by_config: bool = False,
     rules: Sequence[Rule] = RULES,
 ) -> JobReturn:
     """The trial's JobReturn, with its value only from a record this run's trial wrote;
-    its configs are `cfg` and `hydra_cfg`, or what `compose` gives when first read."""
+    its configs are `cfg` and `hydra_cfg`, or what `compose` gives when first read
+    (`named_by_config`: and its `task_name` the name in that Hydra config)."""
     fields: Dict[str, Any] = dict(
         overrides=list(trial.overrides), cfg=cfg, hydra_cfg=hydra_cfg, working_dir=working_dir, task_name=task_name
     )
-    ret = ComposedOnUse(compose, **fields) if compose is not None else JobReturn(**fields)
+    ret = ComposedOnUse(compose, named_by_config, **fields) if compose is not None else JobReturn(**fields)
     problem = record_problem(record, run_id, trial.number, not_before)
     failure = trial_failure(trial, record, run_id, evidence, not_before, rules)
     if problem is not None:

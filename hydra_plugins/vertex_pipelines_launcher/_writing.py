@@ -36,6 +36,7 @@ class Written:
     spec: Dict[str, Any]  # the compiled pipeline
     manifest: Dict[str, Any]  # the manifest's data, as written
     task_names: Dict[int, str]  # trial number -> its pipeline task (trials in a loop have none)
+    from_cache: bool = False  # pipeline.yaml came from the compile cache (local mode)
 
 
 def announce(batch: Batch) -> None:
@@ -98,14 +99,16 @@ def resubmission(batch: Batch) -> Dict[str, Any]:
 
 
 def _stage_batch(batch: Batch, claimed: SweepFiles[Path], out: FileSet) -> Written:
-    from hydra_vertex_pipelines.pipeline_builder.pipeline import compiled_pipeline, trial_task_names
+    from hydra_vertex_pipelines.pipeline_builder.compile_cache import cache_folder, compile_with_cache
+    from hydra_vertex_pipelines.pipeline_builder.pipeline import trial_task_names
     from hydra_vertex_pipelines.pipeline_builder.spec.manifest import manifest_data, manifest_text
 
     pipeline_path, manifest_path = claimed.pipeline, claimed.manifest
     # The summary and report follow the pipeline file's name: a second launch into this
     # sweep dir writes summary-2.json rather than over the first one's.
     batch = dataclasses.replace(batch, sweep=dataclasses.replace(batch.sweep, tag=claimed.tag))
-    spec, document = compiled_pipeline(batch.sweep)
+    # Local mode's debug loop runs the same sweep again and again: its compiled file is kept.
+    spec, document, from_cache = compile_with_cache(batch.sweep, cache_folder() if batch.mode is Mode.LOCAL else None)
     out.write(pipeline_path, document)  # as UTF-8: the bytes pipeline_digest covers
     files = _local_files(batch, out)
     own_rules = [rule_to_json(r) for r in batch.failure_rules[: len(batch.failure_rules) - len(RULES)]]
@@ -124,7 +127,7 @@ def _stage_batch(batch: Batch, claimed: SweepFiles[Path], out: FileSet) -> Writt
         trial["task_name"] = by_folder.get(trial["output_uri"])
     out.write(manifest_path, manifest_text(data))
     task_names = {trial.number: by_folder[trial.output_uri] for trial in batch.sweep.trials if by_folder.get(trial.output_uri)}
-    return Written(batch, pipeline_path, manifest_path, spec, data, task_names)
+    return Written(batch, pipeline_path, manifest_path, spec, data, task_names, from_cache)
 
 
 def write_batch(batch: Batch) -> Written:

@@ -1,11 +1,14 @@
-"""The Launcher Hydra instantiates; the work happens in `_core`, imported on first launch."""
+"""The Launcher Hydra instantiates; the work happens in `_core`."""
 
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
+
+if TYPE_CHECKING:
+    from ._local import WarmStart
 
 
 class VertexPipelinesLauncher(Launcher):
@@ -15,6 +18,7 @@ class VertexPipelinesLauncher(Launcher):
         self.config: Optional[DictConfig] = None
         self.task_function: Optional[TaskFunction] = None
         self.hydra_context: Optional[HydraContext] = None
+        self.warm: Optional["WarmStart"] = None  # started at setup, handed to the first launch
 
     def setup(
         self,
@@ -23,18 +27,24 @@ class VertexPipelinesLauncher(Launcher):
         task_function: TaskFunction,
         config: DictConfig,
     ) -> None:
+        from . import _core
+
         self.config = config
         self.task_function = task_function
         self.hydra_context = hydra_context
+        if self.warm is None:
+            self.warm = _core.prepare(config)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from . import _core
 
         assert self.config is not None and self.hydra_context is not None and self.task_function is not None
+        warm, self.warm = self.warm, None
         return _core.launch(
             config=self.config,
             hydra_context=self.hydra_context,
             task_function=self.task_function,
             job_overrides=job_overrides,
             initial_job_idx=initial_job_idx,
+            warm=warm,
         )

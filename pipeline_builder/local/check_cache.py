@@ -19,12 +19,12 @@ The cache lives in `$XDG_CACHE_HOME/hydra-vertex-pipelines-launcher/custom-job-c
 
 import hashlib
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from hydra_vertex_pipelines.components.atomic_write import write_atomic
+
+from ..user_cache import cache_path, installed, turned_off
 
 SWITCH = "HYDRA_VERTEX_CHECK_CACHE"  # "0": no cache
 # A shorter value could also be part of text that gcpc writes itself ("Jobs"), which a
@@ -36,10 +36,7 @@ _versions: Optional[str] = None
 
 def cache_folder() -> Optional[Path]:
     """Where verdicts are kept, or None when the cache is turned off."""
-    if os.environ.get(SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
-        return None
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root, "hydra-vertex-pipelines-launcher", "custom-job-checks")
+    return None if turned_off(SWITCH) else cache_path("custom-job-checks")
 
 
 def installed_versions() -> str:
@@ -47,17 +44,9 @@ def installed_versions() -> str:
     makes it, the check's own code, and the Python version."""
     global _versions
     if _versions is None:
-        from importlib import metadata
-
-        found: Dict[str, Optional[str]] = {}
-        for name in _DISTRIBUTIONS:
-            try:
-                found[name] = metadata.version(name)
-            except metadata.PackageNotFoundError:
-                found[name] = None
+        found = installed(_DISTRIBUTIONS)
         check_code = Path(__file__).with_name("gcpc_check.py").read_bytes()
         found["gcpc_check"] = hashlib.sha256(check_code).hexdigest()
-        found["python"] = "%d.%d" % sys.version_info[:2]
         _versions = json.dumps(found, sort_keys=True)
     return _versions
 

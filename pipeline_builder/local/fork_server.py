@@ -33,6 +33,8 @@ from .sessions import GRACE_S, signal_session
 from .subreaper import available as subreaper_available
 from .subreaper import end_as, run_as_init
 
+_SAFETY_S = 1.0  # the server loop looks for ended children at least this often
+
 
 def python_invocation(argv: Sequence[str]) -> Optional[List[str]]:
     """The part after `python` if the server can run it (script, -m, -c), else None."""
@@ -131,7 +133,26 @@ def _stop_children(children: Dict[int, str], first: int) -> None:
         signal_session(pid, signal.SIGKILL)
 
 
-def _fork(request: Dict[str, Any]) -> int:
+def _wake_on_child_end() -> int:
+    """A pipe's read end that gets a byte whenever a child ends, so the server loop sleeps
+    until a request or an end comes rather than polling for ends."""
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    os.set_blocking(write, False)
+    signal.set_wakeup_fd(write)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    return read
+
+
+def _as_before_wake_up() -> None:
+    """In a forked child: SIGCHLD and the wake-up pipe as a new interpreter has them."""
+    wake = signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    if wake != -1:
+        os.close(wake)
+
+
+def _fork(request: Dict[str, Any], wake: int) -> int:
     """Starts the child for `request`; returns its pid once its session exists."""
     started, ready = os.pipe()
     pid = os.fork()
@@ -139,6 +160,8 @@ def _fork(request: Dict[str, Any]) -> int:
         code = 1
         try:
             os.close(started)
+            os.close(wake)
+            _as_before_wake_up()
             os.setsid()
             os.close(ready)  # its session exists before anyone learns its pid
             _redirect(request)
@@ -174,11 +197,14 @@ def serve(preload: Sequence[str], stop_signal: int = signal.SIGTERM) -> None:
     out = sys.stdout
     children: Dict[int, str] = {}
     stdin = sys.stdin.buffer
+    wake = _wake_on_child_end()
     buffer = b""
     open_ = True
     while open_ or children:
-        ready, _, _ = select.select([stdin] if open_ else [], [], [], 0.02)
-        if ready:
+        ready, _, _ = select.select([stdin, wake] if open_ else [wake], [], [], _SAFETY_S)
+        if wake in ready:
+            os.read(wake, 4096)
+        if stdin in ready:
             chunk = os.read(stdin.fileno(), 65536)
             if not chunk:
                 open_ = False
@@ -189,7 +215,7 @@ def serve(preload: Sequence[str], stop_signal: int = signal.SIGTERM) -> None:
                 line, buffer = buffer.split(b"\n", 1)
                 request = json.loads(line)
                 out.flush()
-                pid = _fork(request)
+                pid = _fork(request, wake)
                 children[pid] = request["id"]
                 _reply(out, {"id": request["id"], "pid": pid})
         while children:

@@ -12,6 +12,7 @@ without stopping them, the reaper (reaper.py) stops them.
 import errno
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -31,6 +32,9 @@ TAIL_BLOCK = 8192  # a tail reads the log backwards in blocks of this many bytes
 TAIL_MAX_BYTES = 65536  # and never more than this of it
 FOLLOW_CHUNK = 65536  # a follower reads at most this much of a log at a time
 _POLL_S = 0.02
+# A process's end wakes its waiter (see _await_end); these bound a wait where nothing does.
+_IDLE_S = 0.5
+_FOLLOW_S = (0.05, 0.25)  # a follower's pause between reads of a quiet log: from, doubling up to
 
 
 class Console(Protocol):
@@ -216,7 +220,12 @@ class Supervisor:
                 self._signal_all(procs, signal.SIGTERM)
             elif stopped_at is not None and (now - stopped_at > GRACE_S or self._hurry.is_set()):
                 self._signal_all(procs, signal.SIGKILL)
-            time.sleep(_POLL_S)
+            running = [p for p, c in zip(procs, codes, strict=True) if c is None]
+            # One process: its end wakes this at once; several, or a stop under way: a poll.
+            pause = _POLL_S
+            if len(running) == 1 and stopped_at is None:
+                pause = _IDLE_S if timeout is None else min(_IDLE_S, max(started + timeout - now, 0.0) + 0.001)
+            _await_end(running[0], pause)
 
     @staticmethod
     def _signal_all(procs: Sequence[Any], sig: int) -> None:
@@ -262,6 +271,7 @@ class Supervisor:
         """Streams new lines of a process's log to the console until the process ends, a
         chunk at a time: however much the process prints, at most FOLLOW_CHUNK of it (and of
         an unfinished line) is held here; a longer line is shown in pieces."""
+        pause = _FOLLOW_S[0]
         with open(log_path, encoding="utf-8", errors="replace") as f:
             partial = ""
             while True:
@@ -274,10 +284,12 @@ class Supervisor:
                         lines.append(partial)
                         partial = ""
                     self._show(prefix, lines)
+                    pause = _FOLLOW_S[0]
                 elif ended:
                     break
                 else:
-                    time.sleep(0.05)
+                    _await_end(proc, pause)  # a quiet log is read less often; the end at once
+                    pause = min(pause * 2, _FOLLOW_S[1])
             if partial:
                 self._show(prefix, [partial])
 
@@ -286,6 +298,30 @@ class Supervisor:
             for line in lines:
                 self.console.write(f"{prefix} {line}\n")
             self.console.flush()
+
+
+def _await_end(proc: Any, timeout: float) -> None:
+    """Returns once `proc` has ended or `timeout` seconds have passed, woken by the end
+    itself rather than polling: a forked process's end comes as its server's reply, a
+    child's as its pidfd turning readable (Linux); elsewhere this is a short sleep."""
+    if not isinstance(proc, subprocess.Popen):
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        return
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if pidfd_open is None:
+        time.sleep(min(timeout, _POLL_S))
+        return
+    try:
+        fd = pidfd_open(proc.pid)
+    except OSError:
+        return  # already waited for
+    try:
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
 
 
 def python_command(command: Sequence[str], python: str) -> List[str]:

@@ -21,6 +21,7 @@ from hydra_vertex_pipelines.components.sweep_files import SweepFiles
 
 from ..cloud import gcs
 from ..errors import ConfigError
+from ..user_cache import cache_path
 
 SOURCE_DIR_FIELD = "hydra.launcher.trial.package.source_dir"
 ACCEPTED_SOURCE = "a folder with a pyproject.toml or setup.py that pip can build into a wheel"
@@ -192,8 +193,7 @@ def write_beside(pipeline_dir: Path, source_dir: Path, pipeline_root: str) -> Pa
 
 def _cache_folder(digest: str) -> Path:
     """Where this machine keeps the wheel built from sources with this digest."""
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root, "hydra-vertex-pipelines-launcher", "packages", digest)
+    return cache_path("packages", digest)
 
 
 def is_pure(wheel_name: str) -> bool:
