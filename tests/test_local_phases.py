@@ -41,6 +41,7 @@ def test_phases_are_logged_and_an_unchanged_sweep_starts_no_helper(tmp_path):
     assert "forked trials" in first and "fork server" in first
     assert checks(first) == (0, 2)
     assert "from the compile cache" not in first
+    assert "the fork server started when Hydra set the launcher up" in first  # test_warm_start
 
     again = sweep(tmp_path / "sweep", tmp_path / "cache", "+i=0,1")
     assert checks(again) == (2, None)

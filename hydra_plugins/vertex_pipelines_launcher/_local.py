@@ -201,6 +201,7 @@ def start_helpers(batch: Batch, warm: Optional[WarmStart] = None) -> Helpers:
     server = None
     if warm is not None and not batch.fresh_interpreters and (warm.cwd, warm.env) == (batch.cwd, dict(os.environ)):
         server, warm = warm.server, None
+        log.debug("Local run: the fork server started when Hydra set the launcher up")
     if warm is not None:
         warm.server.close()
     checker = None

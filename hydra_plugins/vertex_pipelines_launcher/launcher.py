@@ -1,6 +1,7 @@
 """The Launcher Hydra instantiates; the work happens in `_core`."""
 
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+import weakref
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence
 
 from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
@@ -18,7 +19,10 @@ class VertexPipelinesLauncher(Launcher):
         self.config: Optional[DictConfig] = None
         self.task_function: Optional[TaskFunction] = None
         self.hydra_context: Optional[HydraContext] = None
-        self.warm: Optional["WarmStart"] = None  # started at setup, handed to the first launch
+        # Started at setup and handed to the first launch; closed with this launcher if no
+        # launch comes (the sweep failed its checks, say), so that no fork server lingers.
+        self.warm: List["WarmStart"] = []
+        weakref.finalize(self, _close_unused, self.warm)
 
     def setup(
         self,
@@ -32,14 +36,15 @@ class VertexPipelinesLauncher(Launcher):
         self.config = config
         self.task_function = task_function
         self.hydra_context = hydra_context
-        if self.warm is None:
-            self.warm = _core.prepare(config)
+        if not self.warm:
+            warm = _core.prepare(config)
+            self.warm.extend([warm] if warm is not None else [])
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from . import _core
 
         assert self.config is not None and self.hydra_context is not None and self.task_function is not None
-        warm, self.warm = self.warm, None
+        warm = self.warm.pop() if self.warm else None
         return _core.launch(
             config=self.config,
             hydra_context=self.hydra_context,
@@ -48,3 +53,8 @@ class VertexPipelinesLauncher(Launcher):
             initial_job_idx=initial_job_idx,
             warm=warm,
         )
+
+
+def _close_unused(warm: List["WarmStart"]) -> None:
+    for started in warm:
+        started.server.close()
