@@ -154,4 +154,3 @@ def compile_with_cache(sweep: SweepSpec, folder: Optional[Path]) -> Tuple[Dict[s
     if cache is not None:
         cache.put(sweep, (spec, document))
     return spec, document, False
-

@@ -77,7 +77,9 @@ def test_a_changed_sweep_is_compiled_again(tmp_path):
     spec, document, hit = compile_with_cache(changed, tmp_path)
     assert hit is False
     assert document == compiled_pipeline(changed)[1]
-    other_machine = _sweep(_run_id(3), settings=TrialSettings(image_uri="us-docker.pkg.dev/p/r/train:1", machine_type="n1-standard-8"))
+    other_machine = _sweep(
+        _run_id(3), settings=TrialSettings(image_uri="us-docker.pkg.dev/p/r/train:1", machine_type="n1-standard-8")
+    )
     assert compile_with_cache(other_machine, tmp_path)[2] is False
 
 

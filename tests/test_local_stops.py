@@ -157,7 +157,7 @@ def test_leftover_children_temporary_files_and_script_path(app, tmp_path, fresh)
 
 
 def test_the_fork_server_stops_its_children_when_the_runner_goes_away(tmp_path):
-    from hydra_vertex_pipelines.pipeline_builder.local.fork_server import ForkServer
+    from hydra_vertex_pipelines.pipeline_builder.local.forked import ForkServer
 
     server = ForkServer(sys.executable, [], str(tmp_path), dict(os.environ), custom_jobs=False)
     child = server.spawn(

@@ -25,7 +25,9 @@ def test_no_server_but_for_forked_local_trials(tmp_path, settings):
 
 def test_a_launcher_that_never_launches_closes_its_server(tmp_path):
     launcher = VertexPipelinesLauncher()
-    launcher.setup(hydra_context=None, task_function=lambda cfg: None, config=_config(tmp_path, mode="local", fresh_interpreters=False))
+    launcher.setup(
+        hydra_context=None, task_function=lambda cfg: None, config=_config(tmp_path, mode="local", fresh_interpreters=False)
+    )
     (warm,) = launcher.warm
     assert (warm.cwd, warm.env) == (str(tmp_path), dict(os.environ))
     proc = warm.server.helper.proc

@@ -27,12 +27,14 @@ from hydra_vertex_pipelines.pipeline_builder.recovery.summary import (
 from hydra_vertex_pipelines.pipeline_builder.spec.trials import TrialSpec
 
 from ._choices import Mode
+from ._commands import PICKLE_ENTRY
 from ._context import LaunchContext
 from ._errors import LauncherConfigError
 from ._local_watch import RunWatch, lap, log_phases
 from ._planning import Batch
 from ._returns import Evidence, job_return, saved_configs, trial_failure
 from ._writing import announce, write_batch
+from .trial_entry import ENTRY_MODULE
 
 if TYPE_CHECKING:
     from hydra_vertex_pipelines.pipeline_builder.local import CheckCache, CustomJobChecker, ForkServer, PhaseClock, TaskRun
@@ -40,6 +42,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PRELOAD = "hydra_plugins.vertex_pipelines_launcher._preload"
+# The trial entries, which tell the fork server when Hydra has composed their job's config.
+ENTRIES = (ENTRY_MODULE, PICKLE_ENTRY)
 
 
 class SweepDirLock:
@@ -188,7 +192,7 @@ def warm_start(config: DictConfig) -> Optional[WarmStart]:
     if settings.get("fresh_interpreters") is not False:
         return None
     cwd, env = str(config.hydra.runtime.cwd), dict(os.environ)
-    return WarmStart(ForkServer(sys.executable, [PRELOAD], cwd, env, custom_jobs=False), cwd, env)
+    return WarmStart(ForkServer(sys.executable, [PRELOAD], cwd, env, custom_jobs=False, tells_start=ENTRIES), cwd, env)
 
 
 def start_helpers(batch: Batch, warm: Optional[WarmStart] = None) -> Helpers:
@@ -210,7 +214,7 @@ def start_helpers(batch: Batch, warm: Optional[WarmStart] = None) -> Helpers:
         cache = check_cache(batch)
         checker = CustomJobChecker(sys.executable, cache=cache, eager=cache is None or not cache.expects_hits())
         if server is None and not batch.fresh_interpreters:
-            server = ForkServer(sys.executable, [PRELOAD], batch.cwd, dict(os.environ), custom_jobs=False)
+            server = ForkServer(sys.executable, [PRELOAD], batch.cwd, dict(os.environ), custom_jobs=False, tells_start=ENTRIES)
         Reaper.shared()
     except BaseException:
         if checker is not None:

@@ -30,7 +30,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from hydra.core.utils import JobStatus, run_job, setup_globals
     from omegaconf import open_dict, read_write
 
-    from .trial_record import write_result
+    from .trial_record import job_starts, write_result
 
     with open(args.job, "rb") as f:
         job = cloudpickle.load(f)
@@ -41,6 +41,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         config.hydra.sweep.dir = args.sweep_dir
         config.hydra.job.id = args.num
         config.hydra.job.num = args.num
+    job_starts()
     start = time.time()
     ret = run_job(
         hydra_context=job["hydra_context"],

@@ -61,7 +61,7 @@ def run_one_job(
     from hydra.types import HydraContext, RunMode
     from omegaconf import OmegaConf, open_dict
 
-    from .trial_record import write_result
+    from .trial_record import job_starts, write_result
 
     cfg = hydra.compose_config(
         config_name=config_name, overrides=overrides, with_log_configuration=True, run_mode=RunMode.MULTIRUN
@@ -75,6 +75,7 @@ def run_one_job(
         sweep_config.hydra.job.id = num
         sweep_config.hydra.job.num = num
         sweep_config.hydra.sweep.dir = sweep_dir
+    job_starts()
     start = time.time()
     ret = run_job(
         hydra_context=HydraContext(config_loader=hydra.config_loader, callbacks=callbacks),

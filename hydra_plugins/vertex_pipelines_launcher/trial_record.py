@@ -8,6 +8,7 @@ holds JSON only, so nothing is ever unpickled from a bucket.
 import dataclasses
 import json
 import os
+import sys
 import time
 import traceback
 from typing import Any, Optional, Tuple
@@ -72,6 +73,18 @@ def trial_result(job_return: JobReturn, start: Optional[float], end: float, *, r
         duration_s=None if start is None else round(end - start, 3),
         vertex_job_id=os.environ.get("CLOUD_ML_JOB_ID"),  # set by Vertex in a CustomJob: for console links
     )
+
+
+FORK_SERVER = "hydra_vertex_pipelines.pipeline_builder.local.fork_server"
+
+
+def job_starts() -> None:
+    """Hydra has composed the job's config and the job starts. A trial forked by local
+    mode's server says so, and the server may start the next one (fork_server); anywhere
+    else (on Vertex, a fresh interpreter) this does nothing."""
+    server = sys.modules.get(FORK_SERVER)
+    if server is not None:
+        server.tell_started()
 
 
 def is_chief() -> bool:

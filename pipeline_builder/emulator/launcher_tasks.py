@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Callable, List, Optional
 
-from ..local.fork_server import ForkedProcess, ForkServer
+from ..local.forked import ForkedProcess, ForkServer
 from ..local.handlers import INTERRUPTED, RunServices, TaskCall, TaskEnd, TaskHandler
 from ..local.plan import CUSTOM_JOB_LAUNCHER, TaskFailure, TaskState, UnsupportedPipeline
 from ..local.processes import exit_reason, tail

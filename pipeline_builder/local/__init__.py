@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # the names as type checkers see them; at run time, lazy_expo
     from .check_cache import CheckCache as CheckCache
     from .check_cache import cache_folder as cache_folder
     from .check_cache import sweep_signature as sweep_signature
-    from .fork_server import ForkServer as ForkServer
+    from .forked import ForkServer as ForkServer
     from .gcpc_check import CustomJobChecker as CustomJobChecker
     from .gcpc_check import CustomJobRejected as CustomJobRejected
     from .handlers import RunServices as RunServices
@@ -50,7 +50,7 @@ _EXPORTS: Dict[str, str] = {
     "CustomJobChecker": "gcpc_check",
     "CustomJobRejected": "gcpc_check",
     "FINAL_STATES": "plan",
-    "ForkServer": "fork_server",
+    "ForkServer": "forked",
     "LocalRunner": "runner",
     "PhaseClock": "phases",
     "Reaper": "reaper",

@@ -10,9 +10,16 @@ the trial's log file, its own session for signals, and /gcs/ paths routed as in 
 trial (fuse). If the runner goes away (stdin closes) while children still run,
 the server stops them rather than leave them behind.
 
+A child can say when its start-up is over (`tell_started`; the launcher's trial entries
+say it once Hydra has composed the job's config), and the runner's side (forked.py) lets
+at most one such child per CPU be in its start-up at a time: several trials composing
+their configs at once only share the CPUs, so each takes longer to reach its work; one
+after another, the first ones start working sooner.
+
 Protocol, one JSON object per line (helper_process): requests on the server's stdin
 ({"id", "argv", "env", "cwd", "log"}), replies on its stdout ({"id", "pid"} when started,
-{"id", "exit"} when it ended).
+{"id", "started"} when its start-up is over, or it ended first, {"id", "exit"} when it
+ended).
 """
 
 import gc
@@ -21,19 +28,33 @@ import json
 import os
 import select
 import signal
-import subprocess
 import sys
 import tempfile
 import time
-from typing import IO, Any, Dict, List, Optional, Sequence
+from typing import IO, Any, Dict, List, Optional, Sequence, Tuple
 
 from .fuse import install_from_environment
-from .helper_process import HelperEnded, HelperProcess
 from .sessions import GRACE_S, signal_session
 from .subreaper import available as subreaper_available
 from .subreaper import end_as, run_as_init
 
 _SAFETY_S = 1.0  # the server loop looks for ended children at least this often
+# In a forked child: where it says that its start-up is over (tell_started), once.
+STARTED_FD: Optional[int] = None
+
+
+def tell_started() -> None:
+    """In a forked child: its start-up is over, and the next trial may start. The
+    launcher's trial entries call this once Hydra has composed the job's config."""
+    global STARTED_FD
+    fd, STARTED_FD = STARTED_FD, None
+    if fd is not None:
+        try:
+            os.write(fd, b"s")
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 def python_invocation(argv: Sequence[str]) -> Optional[List[str]]:
@@ -152,15 +173,19 @@ def _as_before_wake_up() -> None:
         os.close(wake)
 
 
-def _fork(request: Dict[str, Any], wake: int) -> int:
-    """Starts the child for `request`; returns its pid once its session exists."""
+def _fork(request: Dict[str, Any], wake: int) -> Tuple[int, int]:
+    """Starts the child for `request`; returns its pid once its session exists, and the
+    pipe it says the end of its start-up through (see tell_started)."""
+    global STARTED_FD
     started, ready = os.pipe()
+    told, tell = os.pipe()
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
-            os.close(started)
-            os.close(wake)
+            for fd in (started, told, wake):
+                os.close(fd)
+            STARTED_FD = tell
             _as_before_wake_up()
             os.setsid()
             os.close(ready)  # its session exists before anyone learns its pid
@@ -171,9 +196,10 @@ def _fork(request: Dict[str, Any], wake: int) -> int:
         finally:
             os._exit(code & 0xFF)
     os.close(ready)
+    os.close(tell)
     os.read(started, 1)
     os.close(started)
-    return pid
+    return pid, told
 
 
 def _reply(out: IO[str], message: Dict[str, Any]) -> None:
@@ -194,107 +220,66 @@ def serve(preload: Sequence[str], stop_signal: int = signal.SIGTERM) -> None:
     # garbage collector's passes, it is not copied into each child by a collection.
     gc.collect()
     gc.freeze()
-    out = sys.stdout
-    children: Dict[int, str] = {}
-    stdin = sys.stdin.buffer
-    wake = _wake_on_child_end()
-    buffer = b""
-    open_ = True
-    while open_ or children:
-        ready, _, _ = select.select([stdin, wake] if open_ else [wake], [], [], _SAFETY_S)
-        if wake in ready:
-            os.read(wake, 4096)
-        if stdin in ready:
-            chunk = os.read(stdin.fileno(), 65536)
-            if not chunk:
-                open_ = False
-                if children:
-                    _stop_children(children, stop_signal)
-            buffer += chunk
-            while b"\n" in buffer:
-                line, buffer = buffer.split(b"\n", 1)
-                request = json.loads(line)
-                out.flush()
-                pid = _fork(request, wake)
-                children[pid] = request["id"]
-                _reply(out, {"id": request["id"], "pid": pid})
-        while children:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-            if pid == 0:
-                break
-            ident = children.pop(pid, None)
-            if ident is not None:
-                _reply(out, {"id": ident, "exit": os.waitstatus_to_exitcode(status)})
+    _Loop(stop_signal).run()
     os._exit(0)  # nothing to tear down: the interpreter's own exit, with Hydra loaded, is slow
 
 
-class ForkServer:
-    """The runner's side: start commands through the server and wait for their ends.
+class _Loop:
+    """The server's loop: it sleeps until a request, a child's word on its start-up, or a
+    child's end comes."""
 
-    With `custom_jobs`, the CustomJob checker (gcpc_check) starts too: a local run needs
-    both, and started early (while the pipeline compiles) their imports are done by the
-    time the first trial starts. `stop_signal` is what the server's children get first if
-    the runner goes away (see `serve`)."""
+    def __init__(self, stop_signal: int) -> None:
+        self.stop_signal = stop_signal
+        self.out = sys.stdout
+        self.stdin = sys.stdin.buffer
+        self.wake = _wake_on_child_end()
+        self.children: Dict[int, str] = {}  # pid -> request id
+        self.telling: Dict[int, str] = {}  # a child's start-up pipe -> its request id
+        self.buffer = b""
+        self.open = True
 
-    def __init__(
-        self,
-        python: str,
-        preload: Sequence[str],
-        cwd: str,
-        env: Dict[str, str],
-        custom_jobs: bool = True,
-        stop_signal: int = signal.SIGTERM,
-    ) -> None:
-        from .gcpc_check import CustomJobChecker
+    def run(self) -> None:
+        while self.open or self.children:
+            watched = [self.wake, *self.telling, *([self.stdin] if self.open else [])]
+            ready, _, _ = select.select(watched, [], [], _SAFETY_S)
+            if self.wake in ready:
+                os.read(self.wake, 4096)
+            for fd in [r for r in ready if r in self.telling]:
+                self._told(fd)
+            if self.stdin in ready:
+                self._requests()
+            self._reap()
 
-        self.preload = list(preload)
-        code = (
-            "import sys; from hydra_vertex_pipelines.pipeline_builder.local.fork_server import serve; "
-            f"serve({list(preload)!r}, stop_signal={int(stop_signal)})"
-        )
-        self.helper = HelperProcess([python, "-c", code], cwd=cwd, env=env)
-        self.custom_jobs: Optional[CustomJobChecker] = CustomJobChecker(python) if custom_jobs else None
+    def _requests(self) -> None:
+        chunk = os.read(self.stdin.fileno(), 65536)
+        if not chunk:
+            self.open = False
+            if self.children:
+                _stop_children(self.children, self.stop_signal)
+        self.buffer += chunk
+        while b"\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            request = json.loads(line)
+            self.out.flush()
+            pid, told = _fork(request, self.wake)
+            self.children[pid] = request["id"]
+            self.telling[told] = request["id"]
+            _reply(self.out, {"id": request["id"], "pid": pid})
 
-    def spawn(self, argv: Sequence[str], env: Dict[str, str], cwd: str, log: str) -> "ForkedProcess":
-        ident = self.helper.send({"argv": list(argv), "env": env, "cwd": cwd, "log": log})
-        try:
-            started = self.helper.reply(ident, "pid")
-        except HelperEnded:
-            raise OSError("the fork server stopped") from None
-        assert started is not None
-        return ForkedProcess(self.helper, ident, started["pid"])
+    def _told(self, fd: int) -> None:
+        """A child said its start-up is over, or every holder of its pipe closed it."""
+        ident = self.telling.pop(fd)
+        os.close(fd)
+        _reply(self.out, {"id": ident, "started": True})
 
-    def close(self) -> None:
-        if self.custom_jobs is not None:
-            self.custom_jobs.close()
-        self.helper.close(timeout=10)
-
-
-class ForkedProcess:
-    """The part of subprocess.Popen's interface the runner uses."""
-
-    def __init__(self, helper: HelperProcess, ident: str, pid: int) -> None:
-        self.helper = helper
-        self.ident = ident
-        self.pid = pid
-        self.returncode: Optional[int] = None
-
-    def _exit(self, timeout: Optional[float]) -> Optional[int]:
-        if self.returncode is None:
-            try:
-                ended = self.helper.reply(self.ident, "exit", timeout)
-            except HelperEnded:
-                self.returncode = -9  # the server died, and its children with it
-            else:
-                if ended is not None:
-                    self.returncode = ended["exit"]
-        return self.returncode
-
-    def poll(self) -> Optional[int]:
-        return self._exit(timeout=0)
-
-    def wait(self, timeout: Optional[float] = None) -> int:
-        code = self._exit(timeout)
-        if code is None:
-            raise subprocess.TimeoutExpired(str(self.pid), timeout or 0)
-        return code
+    def _reap(self) -> None:
+        while self.children:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                break
+            ident = self.children.pop(pid, None)
+            if ident is None:
+                continue
+            for fd in [fd for fd, i in self.telling.items() if i == ident]:
+                self._told(fd)  # it ended without a word: its place is free all the same
+            _reply(self.out, {"id": ident, "exit": os.waitstatus_to_exitcode(status)})

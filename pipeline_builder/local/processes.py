@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from . import subreaper
-from .fork_server import ForkServer, python_invocation
+from .fork_server import python_invocation
+from .forked import ForkServer, StartCancelled
 from .reaper import Reaper
 from .sessions import GRACE_S, signal_session
 
@@ -130,7 +131,7 @@ class Supervisor:
             with self._lock:
                 if self.server is None:
                     self.server = ForkServer(self.python, self.preload, self.cwd, self.server_env, custom_jobs=False)
-            return self.server.spawn(command, launch.env, launch.cwd or self.cwd, launch.log_path)
+            return self.server.spawn(command, launch.env, launch.cwd or self.cwd, launch.log_path, self.stopping)
         if subreaper.available():
             env_path = launch.env.get("PATH", os.defpath)
             if os.sep not in command[0] and shutil.which(command[0], path=env_path) is None:
@@ -156,7 +157,10 @@ class Supervisor:
             for launch in launches:
                 if self.stopping.is_set():
                     break
-                self._started(launch, procs, followers)
+                try:
+                    self._started(launch, procs, followers)
+                except StartCancelled:  # it waited for its place while the run began to stop
+                    break
             first_failure, timed_out = self._wait(procs, timeout)
         except BaseException:
             self._signal_all(procs, signal.SIGKILL)  # what started must not outlive the failure

@@ -26,7 +26,7 @@ from hydra_vertex_pipelines.components.sweep_files import SweepFiles
 from ..spec.cloud_paths import PathMap
 from .container_task import ContainerHandler
 from .custom_job_task import CustomJobHandler
-from .fork_server import ForkServer
+from .forked import ForkServer
 from .gcpc_check import CustomJobChecker
 from .handlers import INTERRUPTED, RunServices, TaskCall, TaskEnd, TaskHandler, TaskHooks
 from .interpreter import TaskInterpreter
