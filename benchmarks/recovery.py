@@ -2,8 +2,8 @@
 
 `python benchmarks/run.py recovery`: the emulator started from its command line in
 examples/preemptible with tests/apps/faults/acceptance.yaml's faults (30% of first attempts
-preempted 4 s in, a 429 for a quarter of the first CustomJob creations) and 10 tasks at
-once; the example's trainer swept over 20 learning rates on Spot, 80 steps of 0.1 s, with
+preempted 6 s in, a 429 for a quarter of the first CustomJob creations) and 10 tasks at
+once; the example's trainer swept over 20 learning rates on Spot, 100 steps of 0.1 s, with
 `recovery.max_attempts=3` and a 3 s `quota_backoff`, followed with a poll every 0.5 s.
 Prints a row of the table in benchmarks/README.md: the sweep's whole-process wall time,
 its PipelineJobs, and the requests of the launcher (the access log's `client` sender) by
@@ -61,7 +61,7 @@ def _sweep(api: str, gcs: str, sweep_dir: Path) -> Tuple[subprocess.CompletedPro
         "hydra.launcher.trial.strategy=SPOT",
         "hydra.launcher.recovery.max_attempts=3",
         "hydra.launcher.recovery.quota_backoff=3",
-        "steps=80",
+        "steps=100",
         f"hydra.sweep.dir={sweep_dir}",
         f"lr={lrs}",
     ]

@@ -23,10 +23,11 @@ from test_emulator_process import Emulator
 EXAMPLE = REPO / "examples" / "preemptible"
 FAULTS = APPS / "faults"
 TRIALS = 20
-STEPS = 80  # 8 s of the trainer's 0.1 s steps: it is still training when preempted 4 s in
+STEPS = 100  # 10 s of the trainer's 0.1 s steps: it is still training when preempted 6 s in, though
+# ten trials starting at once on two CPUs can take 4 s to reach it
 LRS = [round(0.01 * (i + 1), 2) for i in range(TRIALS)]
 BACKOFF_S = 3.0
-# The fault plan: 30% of the first attempts preempted 4 s in, a 429 for a quarter of the
+# The fault plan: 30% of the first attempts preempted 6 s in, a 429 for a quarter of the
 # first creations, and two rules for the faults app's trials below (see the file).
 FAULT_OPTIONS = ["--faults", str(FAULTS / "acceptance.yaml"), "--max-parallel", "10"]
 
