@@ -26,12 +26,11 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from hydra_vertex_pipelines import components
-from hydra_vertex_pipelines.components.atomic_write import write_atomic
 from hydra_vertex_pipelines.components.sweep_files import gcs_to_fuse
 
 from .pipeline import compiled_pipeline
 from .spec.sweep import SweepSpec
-from .user_cache import cache_path, installed, turned_off
+from .user_cache import cache_path, installed, read_entry, turned_off, write_entry
 
 SWITCH = "HYDRA_VERTEX_COMPILE_CACHE"  # "0": no cache
 _DISTRIBUTIONS = ("kfp", "kfp-pipeline-spec", "google-cloud-pipeline-components", "protobuf", "PyYAML")
@@ -119,9 +118,9 @@ class CompileCache:
         """The sweep's compiled pipeline as this run's names make it, if one is kept."""
         back = [(placeholder, name) for name, placeholder in _placeholders(sweep)]
         try:
-            stored = json.loads(self._path(sweep).read_text(encoding="utf-8"))
+            stored = json.loads(read_entry(self._path(sweep)) or "null")
             spec, document = json.loads(_swap(stored["spec"], back)), stored["document"]
-        except (OSError, ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError):
             return None
         if not isinstance(spec, dict) or not isinstance(document, str):
             return None
@@ -136,11 +135,7 @@ class CompileCache:
         probe = _probe(sweep)
         if _template(compiled_pipeline(probe), probe) != template:
             return False
-        try:
-            write_atomic(self._path(sweep), json.dumps({"spec": template[0], "document": template[1]}))
-        except OSError:
-            return False
-        return True
+        return write_entry(self.folder, self._path(sweep), json.dumps({"spec": template[0], "document": template[1]}))
 
 
 def compile_with_cache(sweep: SweepSpec, folder: Optional[Path]) -> Tuple[Dict[str, Any], str, bool]:

@@ -7,6 +7,8 @@ changed sweep, other versions or a file that holds a run name in another form ar
 """
 
 import dataclasses
+import os
+import time
 from datetime import datetime, timezone
 from typing import Any, List
 
@@ -122,3 +124,27 @@ def test_the_switch_and_the_folder(tmp_path, monkeypatch):
     assert cache_folder() is None
     sweep = _sweep(_run_id(1))
     assert compile_with_cache(sweep, None)[2] is False
+
+
+def test_entries_no_run_used_for_30_days_are_removed_once_a_day(tmp_path):
+    from hydra_vertex_pipelines.pipeline_builder.user_cache import KEEP_DAYS, prune
+
+    compile_with_cache(_sweep(_run_id(1)), tmp_path)
+    (kept,) = tmp_path.glob("*.json")
+    day = 86400
+    now = time.time()
+    old = now - (KEEP_DAYS + 5) * day
+    stale = tmp_path / "stale.json"
+    stale.write_text("{}", encoding="utf-8")
+    for path in (kept, stale):
+        os.utime(path, (old, old))
+    assert compile_with_cache(_sweep(_run_id(2)), tmp_path)[2] is True  # a hit marks the entry as used now
+    (tmp_path / ".pruned").unlink(missing_ok=True)
+    prune(tmp_path, now=now)
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == [kept.name]  # the unused one is gone
+    stale.write_text("{}", encoding="utf-8")
+    os.utime(stale, (old, old))
+    prune(tmp_path, now=now + 3600)  # looked for less than a day ago: not again
+    assert stale.exists()
+    prune(tmp_path, now=now + day + 1)
+    assert not stale.exists() and kept.exists()

@@ -10,7 +10,7 @@ Inside pipeline_builder, one subpackage per job, each importing only subpackages
 (MAY_IMPORT): spec only errors; cloud spec; wheels spec and cloud; local spec and wheels;
 emulator local, cloud and spec; `pipeline` (the KFP compile, and `compile_cache` beside it)
 spec; recovery spec, cloud and `pipeline`; live spec and cloud; `user_cache` (the machine's
-cache folder, for wheels, check verdicts and compiled pipelines) nothing; the command line
+cache folder, for wheels, check verdicts and compiled pipelines) components; the command line
 sits on top and nothing imports it. The import graph is read from the source: every import
 statement counts, lazy ones and those under `if TYPE_CHECKING` too, since a cycle hidden
 from the interpreter is still a cycle for the reader.
@@ -80,7 +80,7 @@ MAY_IMPORT: Dict[str, Set[str]] = {
     "errors": set(),
     "command_name": set(),
     "lazy_exports": set(),
-    "user_cache": set(),
+    "user_cache": {"components"},
     "spec": {"errors", "components"},
     "cloud": {"spec", "errors", "components"},
     "wheels": {"spec", "cloud", "errors", "user_cache", "components"},

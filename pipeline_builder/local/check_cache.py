@@ -22,9 +22,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from hydra_vertex_pipelines.components.atomic_write import write_atomic
-
-from ..user_cache import cache_path, installed, turned_off
+from ..user_cache import cache_path, installed, read_entry, turned_off, write_entry
 
 SWITCH = "HYDRA_VERTEX_CHECK_CACHE"  # "0": no cache
 # A shorter value could also be part of text that gcpc writes itself ("Jobs"), which a
@@ -94,8 +92,8 @@ class CheckCache:
         """The stored reply for this check ({"name", "job"} or {"error"}), as this run's
         values make it; None if none is stored (or it cannot be read)."""
         try:
-            stored = json.loads(self._path(argv, labels, job_id).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            stored = json.loads(read_entry(self._path(argv, labels, job_id)) or "null")
+        except ValueError:
             stored = None
         if not isinstance(stored, dict) or not ({"error"} <= stored.keys() or {"name", "job"} <= stored.keys()):
             self.misses += 1
@@ -111,10 +109,7 @@ class CheckCache:
         stored = _replaced(kept, pairs)
         if _replaced(stored, [(new, old) for old, new in pairs]) != kept:
             return  # a placeholder's text was in the reply already: it would not come back the same
-        try:
-            write_atomic(self._path(argv, labels, job_id), json.dumps(stored))
-        except OSError:
-            pass
+        write_entry(self.folder, self._path(argv, labels, job_id), json.dumps(stored))
 
     def _sweep_marker(self) -> Optional[Path]:
         if not self.sweep:
@@ -126,16 +121,13 @@ class CheckCache:
         """Whether this sweep's checks were all stored by an earlier run (then the helper is
         started only if a check misses after all)."""
         marker = self._sweep_marker()
-        return marker is not None and marker.exists()
+        return marker is not None and read_entry(marker) is not None
 
     def remember_sweep(self) -> None:
         """Notes that every check of this sweep is stored."""
         marker = self._sweep_marker()
         if marker is not None and (self.hits or self.misses):
-            try:
-                write_atomic(marker, "")
-            except OSError:
-                pass
+            write_entry(self.folder, marker, "")
 
 
 def sweep_signature(trial_inputs: Sequence[Mapping[str, Any]], volatile: Sequence[str]) -> str:
