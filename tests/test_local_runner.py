@@ -155,3 +155,16 @@ def test_max_parallel_is_used_as_given_and_defaults_to_one_per_cpu(tmp_path, mon
     assert settings.parallel_limit() == expected
     spec = compile_sweep(tmp_path, [trial(0, TrialSettings(), ["python", "-c", "pass"], [])], collector=False)
     assert LocalRunner(spec, settings, console=io.StringIO()).max_parallel == expected
+
+
+def test_tasks_start_in_the_order_of_their_shown_names_numbers_as_numbers(tmp_path):
+    """The spec's task map has no order worth keeping (kfp writes it sorted, by task name:
+    trial 10 before trial 2); the runner plans trial 0 first and trial 10 after trial 9."""
+    settings = TrialSettings(image_uri="img")
+    spec = compile_sweep(tmp_path, [trial(n, settings, ["python", "-c", "pass"], []) for n in range(12)])
+    tasks = spec["root"]["dag"]["tasks"]
+    spec["root"]["dag"]["tasks"] = dict(reversed(list(tasks.items())))  # any order in, the same order out
+    runner = LocalRunner(spec, RunnerSettings(PathMap(str(tmp_path)), tmp_path / "work"))
+    shown = [t.display_name for t in runner.tasks.values()]
+    assert shown[0] == "collect trials"
+    assert [int(name.split()[0].rsplit("-", 1)[1]) for name in shown[1:]] == list(range(12))

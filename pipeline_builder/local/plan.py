@@ -8,6 +8,7 @@ upstream failure, and each loop's parallelism limit.
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -156,7 +157,7 @@ class PipelinePlan:
         self.limits: Dict[str, int] = {}  # loop -> at most this many iterations at once
         scope = root_scope(spec, parameters)
         groups: Dict[str, List[str]] = {}
-        for name, task in spec["root"]["dag"]["tasks"].items():
+        for name, task in sorted(spec["root"]["dag"]["tasks"].items(), key=_shown_order):
             component = self._component(task)
             if "dag" in component:
                 groups[name] = self._loop(name, task, component, scope)
@@ -222,6 +223,15 @@ class PipelinePlan:
         """The task's parameter values, resolved as Vertex's driver resolves them."""
         planned = self.planned[name]
         return resolve_inputs(planned.component, planned.spec, planned.scope, self.context, name)
+
+
+def _shown_order(item: Tuple[str, Mapping[str, Any]]) -> List[Any]:
+    """Tasks are planned, and so start, in the order of the names the Vertex UI shows,
+    numbers compared as numbers: a sweep's trial 0 first, trial 10 after trial 9 (the
+    spec's own order is a map's, which says nothing)."""
+    name, task = item
+    shown = str(task.get("taskInfo", {}).get("name", name))
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", shown)]
 
 
 def _kind(name: str, container: Mapping[str, Any]) -> TaskKind:
