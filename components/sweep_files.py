@@ -13,7 +13,7 @@ and every trial read it.
 import os
 import posixpath
 from pathlib import Path, PurePosixPath
-from typing import Generic, Optional, Tuple, TypeVar
+from typing import Generic, List, Optional, Tuple, TypeVar
 
 GCS = "gs://"
 FUSE = "/gcs/"  # where Vertex's Cloud Storage FUSE mount shows gs://BUCKET/...
@@ -93,6 +93,12 @@ class SweepFiles(Generic[Folder]):
         if not name.startswith(cls.PIPELINE):
             return None
         return cls(folder, PurePosixPath(name).stem[len(cls.PIPELINE) :])
+
+    @classmethod
+    def manifests_in(cls, target: Path) -> List[Path]:
+        """The manifests `target` names: a folder's every batch (sorted by file name), or
+        the one manifest it is."""
+        return sorted(target.glob(cls.MANIFESTS)) if target.is_dir() else [target]
 
     def claimed(self, n: int) -> "SweepFiles[Folder]":
         """The files of the n-th launch of this batch into the same folder (1: these)."""

@@ -27,7 +27,7 @@ def runs(target: str, api_endpoint: Optional[str]) -> List[Run]:
     """Each submitted run `target` names."""
     path = Path(target)
     if path.exists():
-        manifests = sorted(path.glob(SweepFiles.MANIFESTS)) if path.is_dir() else [path]
+        manifests = SweepFiles.manifests_in(path)
         out: List[Run] = []
         for m in manifests:
             data = strict_json.loads(m.read_text(encoding="utf-8"))

@@ -43,7 +43,7 @@ def compiled_manifests(target: Path) -> List[Path]:
     """The manifests `target` names: a sweep dir's every batch, or one manifest."""
     if not target.exists():
         raise _fail(f"{target} does not exist: expected a compiled sweep dir or one of its manifest*.json")
-    found = sorted(target.glob(SweepFiles.MANIFESTS)) if target.is_dir() else [target]
+    found = SweepFiles.manifests_in(target)
     if not found:
         raise _fail(f"{target} holds no manifest.json: compile the sweep first (hydra.launcher.mode=compile)")
     return found

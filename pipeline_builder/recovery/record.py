@@ -75,7 +75,7 @@ def sweep_records(target: Path) -> List[SweepRecord]:
     """Every submitted batch of a sweep dir (or the one of a manifest), in file order."""
     if not target.exists():
         raise RecoverError(f"{target} does not exist: expected a sweep dir or its manifest.json")
-    manifests = sorted(target.glob(SweepFiles.MANIFESTS)) if target.is_dir() else [target]
+    manifests = SweepFiles.manifests_in(target)
     submitted = [m for m in manifests if read_manifest(m).get("vertex")]
     if not submitted:
         raise RecoverError(f"{target} holds no manifest of a submitted run")
@@ -102,7 +102,7 @@ def job_manifest(record: SweepRecord, resource_name: str) -> Optional[Tuple[Path
     if (record.manifest.get("vertex") or {}).get("resource_name") == resource_name:
         return record.manifest_path, record.manifest
     folder = record.sweep_dir / SweepFiles.RECOVERY / f"attempt-{attempt_of(resource_name)}"
-    for path in sorted(folder.glob(SweepFiles.MANIFESTS)):
+    for path in SweepFiles.manifests_in(folder) if folder.is_dir() else []:
         data = read_manifest(path)
         if (data.get("vertex") or {}).get("resource_name") == resource_name:
             return path, data
