@@ -29,15 +29,7 @@ def submit(emulator: Emulator, sweep_dir, values: str, *extra: str, check: bool 
     return run_app(
         FAULTS / "app.py",
         [
-            "-m",
-            "hydra.launcher.mode=submit",
-            f"hydra.launcher.api_endpoint={emulator.api}",
-            "hydra.launcher.project=local",
-            "hydra.launcher.pipeline_root=gs://cli/runs",
-            "hydra.launcher.trial.image_uri=local",
-            "hydra.launcher.poll_interval=0.5",
-            "hydra.launcher.trial.entry=command",
-            f"hydra.launcher.trial.command=[python,{FAULTS / 'app.py'}]",
+            *emulator.faults_app_submit("cli"),
             f"hydra.sweep.dir={sweep_dir}",
             *extra,
             f"x={values}",

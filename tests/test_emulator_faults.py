@@ -103,15 +103,7 @@ def test_a_sweep_meets_quota_capacity_and_internal_errors_through_gcpc_launcher(
     launch = run_app(
         FAULTS_APP / "app.py",
         [
-            "-m",
-            "hydra.launcher.mode=submit",
-            f"hydra.launcher.api_endpoint={emulator.api}",
-            "hydra.launcher.project=local",
-            "hydra.launcher.pipeline_root=gs://sweeps/runs",
-            "hydra.launcher.trial.image_uri=local",
-            "hydra.launcher.poll_interval=0.5",
-            "hydra.launcher.trial.entry=command",
-            f"hydra.launcher.trial.command=[python,{FAULTS_APP / 'app.py'}]",
+            *emulator.faults_app_submit("sweeps"),
             f"hydra.sweep.dir={sweep}",
             "x=1,2,3,4",
         ],

@@ -58,6 +58,22 @@ class Emulator:
                 break
         raise AssertionError(f"no line matching {pattern!r} in:\n{''.join(self.lines)}")
 
+    def faults_app_submit(self, bucket: str) -> List[str]:
+        """The options of a submitted sweep of tests/apps/faults/app.py against this emulator,
+        its trials run by the command entry, followed with a poll every 0.5 s, its run
+        folders under gs://BUCKET/runs."""
+        return [
+            "-m",
+            "hydra.launcher.mode=submit",
+            f"hydra.launcher.api_endpoint={self.api}",
+            "hydra.launcher.project=local",
+            f"hydra.launcher.pipeline_root=gs://{bucket}/runs",
+            "hydra.launcher.trial.image_uri=local",
+            "hydra.launcher.poll_interval=0.5",
+            "hydra.launcher.trial.entry=command",
+            f"hydra.launcher.trial.command=[python,{FAULTS / 'app.py'}]",
+        ]
+
     def request(self, path: str, body: Optional[dict] = None) -> dict:
         data = None if body is None else json.dumps(body).encode()
         headers = {} if body is None else {"Content-Type": "application/json"}

@@ -256,15 +256,7 @@ def test_a_trial_whose_accelerator_is_always_out_of_capacity_completes_on_its_fa
     proc = run_app(
         FAULTS / "app.py",
         [
-            "-m",
-            "hydra.launcher.mode=submit",
-            f"hydra.launcher.api_endpoint={emulator.api}",
-            "hydra.launcher.project=local",
-            "hydra.launcher.pipeline_root=gs://fallbacks/runs",
-            "hydra.launcher.trial.image_uri=local",
-            "hydra.launcher.poll_interval=0.5",
-            "hydra.launcher.trial.entry=command",
-            f"hydra.launcher.trial.command=[python,{FAULTS / 'app.py'}]",
+            *emulator.faults_app_submit("fallbacks"),
             *L4,
             "hydra.launcher.trial.fallbacks=[{machine_type:n1-standard-8,accelerator_type:NVIDIA_TESLA_T4}]",
             "hydra.launcher.recovery.max_attempts=2",

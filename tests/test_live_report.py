@@ -149,15 +149,7 @@ def followed(tmp_path_factory):
             [
                 sys.executable,
                 str(FAULTS / "app.py"),
-                "-m",
-                "hydra.launcher.mode=submit",
-                f"hydra.launcher.api_endpoint={emulator.api}",
-                "hydra.launcher.project=local",
-                "hydra.launcher.pipeline_root=gs://live/runs",
-                "hydra.launcher.trial.image_uri=local",
-                "hydra.launcher.poll_interval=0.5",
-                "hydra.launcher.trial.entry=command",
-                f"hydra.launcher.trial.command=[python,{FAULTS / 'app.py'}]",
+                *emulator.faults_app_submit("live"),
                 f"hydra.sweep.dir={sweep_dir}",
                 "hydra.verbose=hydra_vertex_pipelines.pipeline_builder.live.report",  # each refresh's reads
                 "+sleep=0.3",

@@ -31,16 +31,8 @@ def submit_without_waiting(
     return run_app(
         FAULTS / "app.py",
         [
-            "-m",
-            "hydra.launcher.mode=submit",
+            *emulator.faults_app_submit("recover"),
             f"hydra.launcher.wait={str(wait).lower()}",
-            "hydra.launcher.poll_interval=0.5",
-            f"hydra.launcher.api_endpoint={emulator.api}",
-            "hydra.launcher.project=local",
-            "hydra.launcher.pipeline_root=gs://recover/runs",
-            "hydra.launcher.trial.image_uri=local",
-            "hydra.launcher.trial.entry=command",
-            f"hydra.launcher.trial.command=[python,{FAULTS / 'app.py'}]",
             f"hydra.launcher.trial.strategy={strategy}",
             "hydra.launcher.recovery.max_attempts=2",
             f"hydra.sweep.dir={sweep_dir}",

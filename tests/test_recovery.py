@@ -27,15 +27,7 @@ def sweep(emulator: Emulator, sweep_dir, strategy: str, values: str, check: bool
     return run_app(
         FAULTS / "app.py",
         [
-            "-m",
-            "hydra.launcher.mode=submit",
-            f"hydra.launcher.api_endpoint={emulator.api}",
-            "hydra.launcher.project=local",
-            "hydra.launcher.pipeline_root=gs://recovery/runs",
-            "hydra.launcher.trial.image_uri=local",
-            "hydra.launcher.poll_interval=0.5",
-            "hydra.launcher.trial.entry=command",
-            f"hydra.launcher.trial.command=[python,{FAULTS / 'app.py'}]",
+            *emulator.faults_app_submit("recovery"),
             f"hydra.launcher.trial.strategy={strategy}",
             "hydra.launcher.recovery.max_attempts=2",
             f"hydra.sweep.dir={sweep_dir}",

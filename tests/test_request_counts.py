@@ -50,18 +50,10 @@ def sweep(emulator: Emulator, sweep_dir: Path, values: str) -> List[Dict[str, An
     proc = run_app(
         FAULTS / "app.py",
         [
-            "-m",
-            "hydra.launcher.mode=submit",
-            f"hydra.launcher.api_endpoint={emulator.api}",
-            "hydra.launcher.project=local",
-            "hydra.launcher.pipeline_root=gs://counts/runs",
-            "hydra.launcher.trial.image_uri=local",
-            "hydra.launcher.poll_interval=0.5",
+            *emulator.faults_app_submit("counts"),
             # The live report reads each finished trial's record once, by design (its cost per
             # refresh is counted in test_live_report.py): off, to count following and recovery alone.
             "hydra.launcher.live_report=false",
-            "hydra.launcher.trial.entry=command",
-            f"hydra.launcher.trial.command=[python,{FAULTS / 'app.py'}]",
             f"hydra.sweep.dir={sweep_dir}",
             f"x={values}",
         ],
