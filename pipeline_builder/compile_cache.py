@@ -30,7 +30,7 @@ from hydra_vertex_pipelines.components.sweep_files import gcs_to_fuse
 
 from .pipeline import compiled_pipeline
 from .spec.sweep import SweepSpec
-from .user_cache import cache_path, installed, read_entry, turned_off, write_entry
+from .user_cache import cache_path, installed, read_entry, replaced, turned_off, write_entry
 
 SWITCH = "HYDRA_VERTEX_COMPILE_CACHE"  # "0": no cache
 _DISTRIBUTIONS = ("kfp", "kfp-pipeline-spec", "google-cloud-pipeline-components", "protobuf", "PyYAML")
@@ -70,12 +70,6 @@ def _names(sweep: SweepSpec) -> List[str]:
     return [*paths, *(gcs_to_fuse(p) for p in paths), sweep.run_id]
 
 
-def _swap(text: str, pairs: List[Tuple[str, str]]) -> str:
-    for old, new in pairs:
-        text = text.replace(old, new)
-    return text
-
-
 def _placeholders(sweep: SweepSpec) -> List[Tuple[str, str]]:
     """(name, its placeholder), in `_names`' order: a path before the run id it holds."""
     return [(name, f"\x00name-{i}\x00") for i, name in enumerate(_names(sweep))]
@@ -86,7 +80,7 @@ def _template(compiled: Compiled, sweep: SweepSpec) -> Tuple[str, str]:
     by placeholders."""
     spec, document = compiled
     pairs = _placeholders(sweep)
-    return _swap(json.dumps(spec), pairs), _swap(document, pairs)
+    return replaced(json.dumps(spec), pairs), replaced(document, pairs)
 
 
 def _probe(sweep: SweepSpec) -> SweepSpec:
@@ -119,12 +113,12 @@ class CompileCache:
         back = [(placeholder, name) for name, placeholder in _placeholders(sweep)]
         try:
             stored = json.loads(read_entry(self._path(sweep)) or "null")
-            spec, document = json.loads(_swap(stored["spec"], back)), stored["document"]
+            spec, document = json.loads(replaced(stored["spec"], back)), stored["document"]
         except (ValueError, KeyError, TypeError):
             return None
         if not isinstance(spec, dict) or not isinstance(document, str):
             return None
-        return spec, _swap(document, back)
+        return spec, replaced(document, back)
 
     def put(self, sweep: SweepSpec, compiled: Compiled) -> bool:
         """Keeps `compiled` (the sweep's own) as a template, if it is one (see the module's

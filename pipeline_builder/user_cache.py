@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from hydra_vertex_pipelines.components.atomic_write import write_atomic
 
@@ -99,3 +99,18 @@ def prune(folder: Path, now: Optional[float] = None) -> None:
         os.utime(marker, (now, now))
     except OSError:
         pass
+
+
+def replaced(value: Any, pairs: Sequence[Tuple[str, str]]) -> Any:
+    """`value` (text, or JSON data) with each `old` text replaced by its `new` one, in
+    strings and keys, in the pairs' order: how a cache entry's run-specific values become
+    placeholders and back."""
+    if isinstance(value, str):
+        for old, new in pairs:
+            value = value.replace(old, new)
+        return value
+    if isinstance(value, list):
+        return [replaced(v, pairs) for v in value]
+    if isinstance(value, dict):
+        return {replaced(k, pairs): replaced(v, pairs) for k, v in value.items()}
+    return value

@@ -28,7 +28,7 @@ time.sleep(0.4)
 def server(tmp_path, monkeypatch):
     (tmp_path / "teller.py").write_text(TELLER, encoding="utf-8")
     (tmp_path / "other.py").write_text(TELLER, encoding="utf-8")
-    monkeypatch.setattr(forked, "_cpus", lambda: 1)  # one place, whatever this machine has
+    monkeypatch.setattr(forked, "cpu_count", lambda: 1)  # one place, whatever this machine has
     started = ForkServer(sys.executable, [], str(tmp_path), dict(os.environ), custom_jobs=False, tells_start=["teller"])
     yield started
     started.close()

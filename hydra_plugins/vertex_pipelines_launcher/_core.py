@@ -56,7 +56,7 @@ def launch(
     initial_job_idx: int,
     warm: Optional[WarmStart] = None,
 ) -> Sequence[JobReturn]:
-    """One batch; `warm` is what `prepare` started, used by a local run or closed."""
+    """One batch; `warm` is what `prepare` started: a local run takes it, else it is closed."""
     try:
         _refuse_a_sweep_inside_a_trial()
         context = LaunchContext.read(config, hydra_context, task_function)
@@ -64,12 +64,9 @@ def launch(
             batch = plan_batch(context, job_overrides, initial_job_idx)
         except ConfigError as e:
             raise LauncherConfigError(str(e)) from None
-    except BaseException:
+        if batch.mode is Mode.LOCAL:
+            return _local.run(context, batch, warm)
+        return MODES[batch.mode](context, batch)
+    finally:
         if warm is not None:
-            warm.server.close()
-        raise
-    if batch.mode is Mode.LOCAL:
-        return _local.run(context, batch, warm)
-    if warm is not None:
-        warm.server.close()
-    return MODES[batch.mode](context, batch)
+            warm.close_unless_taken()

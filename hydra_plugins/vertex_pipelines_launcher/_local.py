@@ -170,51 +170,66 @@ def check_cache(batch: Batch) -> Optional["CheckCache"]:
     return CheckCache(folder, volatile, sweep)
 
 
-class WarmStart(NamedTuple):
+def _fork_server(cwd: str, env: Dict[str, str]) -> "ForkServer":
+    """The fork server of a local run: Hydra imported for the trials, which tell it when
+    their start-up is over."""
+    from hydra_vertex_pipelines.pipeline_builder.local import ForkServer
+
+    return ForkServer(sys.executable, [PRELOAD], cwd, env, custom_jobs=False, tells_start=ENTRIES)
+
+
+class WarmStart:
     """The fork server of a local run with forked trials, started when Hydra sets the
     launcher up: its imports then run while Hydra composes and checks every job of the
-    sweep, before the first launch. Used by that launch if it runs in the same folder and
-    environment."""
+    sweep, before the first launch. That launch takes it (`take`) or closes it."""
 
-    server: "ForkServer"
-    cwd: str
-    env: Dict[str, str]
+    def __init__(self, cwd: str, env: Dict[str, str]) -> None:
+        self.server = _fork_server(cwd, env)
+        self.cwd, self.env = cwd, env
+        self.taken = False
+
+    def take(self, cwd: str, env: Dict[str, str]) -> Optional["ForkServer"]:
+        """The server, for a launch in `cwd` with `env`; closed (None) if it does not fit."""
+        self.taken = True
+        if (cwd, env) == (self.cwd, self.env):
+            log.debug("Local run: the fork server started when Hydra set the launcher up")
+            return self.server
+        self.server.close()
+        return None
+
+    def close_unless_taken(self) -> None:
+        if not self.taken:
+            self.taken = True
+            self.server.close()
 
 
 def warm_start(config: DictConfig) -> Optional[WarmStart]:
     """The fork server, started now, when the sweep's settings ask for forked local trials
     (a setting that is wrong is reported by the launch, as always)."""
-    from hydra_vertex_pipelines.pipeline_builder.local import ForkServer
-
     settings = OmegaConf.select(config, "hydra.launcher")
     if not isinstance(settings, DictConfig) or settings.get("mode") != Mode.LOCAL.value:
         return None
     if settings.get("fresh_interpreters") is not False:
         return None
-    cwd, env = str(config.hydra.runtime.cwd), dict(os.environ)
-    return WarmStart(ForkServer(sys.executable, [PRELOAD], cwd, env, custom_jobs=False, tells_start=ENTRIES), cwd, env)
+    return WarmStart(str(config.hydra.runtime.cwd), dict(os.environ))
 
 
 def start_helpers(batch: Batch, warm: Optional[WarmStart] = None) -> Helpers:
     """Starts what does not depend on the compiled file, so that it works while the pipeline
     compiles: the fork server importing Hydra for the trials (`warm`'s, if it fits), the
     CustomJob checker's helper (unless every verdict is expected from its cache) and the
-    reaper. `warm` is used or closed."""
-    from hydra_vertex_pipelines.pipeline_builder.local import CustomJobChecker, ForkServer, Reaper
+    reaper."""
+    from hydra_vertex_pipelines.pipeline_builder.local import CustomJobChecker, Reaper
 
-    server = None
-    if warm is not None and not batch.fresh_interpreters and (warm.cwd, warm.env) == (batch.cwd, dict(os.environ)):
-        server, warm = warm.server, None
-        log.debug("Local run: the fork server started when Hydra set the launcher up")
-    if warm is not None:
-        warm.server.close()
+    fresh = batch.fresh_interpreters
+    server = warm.take(batch.cwd, dict(os.environ)) if warm is not None and not fresh else None
     checker = None
     try:
         # The checker first: a trial's check comes before its fork, and its imports take longer.
         cache = check_cache(batch)
         checker = CustomJobChecker(sys.executable, cache=cache, eager=cache is None or not cache.expects_hits())
-        if server is None and not batch.fresh_interpreters:
-            server = ForkServer(sys.executable, [PRELOAD], batch.cwd, dict(os.environ), custom_jobs=False, tells_start=ENTRIES)
+        if server is None and not fresh:
+            server = _fork_server(batch.cwd, dict(os.environ))
         Reaper.shared()
     except BaseException:
         if checker is not None:
@@ -227,7 +242,9 @@ def start_helpers(batch: Batch, warm: Optional[WarmStart] = None) -> Helpers:
 
 def concurrency(asked: Optional[int], limit: int) -> str:
     """Says how many trials run at once and where that number came from."""
-    cpus = os.cpu_count() or 1
+    from hydra_vertex_pipelines.pipeline_builder.local import cpu_count
+
+    cpus = cpu_count()
     if asked is None:
         return f"at most {limit} at once (one per CPU; hydra.launcher.max_parallel sets another limit)"
     if asked > cpus:
@@ -290,17 +307,13 @@ def run_pipeline(
 
 
 def run(context: LaunchContext, batch: Batch, warm: Optional[WarmStart] = None) -> List[JobReturn]:
-    """Local mode: lock the sweep dir, write, run on this machine, read the results."""
+    """Local mode: lock the sweep dir, write, run on this machine, read the results.
+    `warm` is taken by the run's helpers; the caller closes it if they never came to it."""
     from hydra_vertex_pipelines.pipeline_builder.local import PhaseClock
 
     clock = PhaseClock()
-    try:
-        announce(batch)
-        lock = SweepDirLock(batch.sweep_dir, batch.sweep.run_id)
-    except BaseException:
-        if warm is not None:
-            warm.server.close()
-        raise
+    announce(batch)
+    lock = SweepDirLock(batch.sweep_dir, batch.sweep.run_id)
     try:
         set_earlier_runs_aside(batch)
         helpers = start_helpers(batch, warm)

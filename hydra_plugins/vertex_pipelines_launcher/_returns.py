@@ -62,7 +62,7 @@ class ComposedOnUse(JobReturn):
     def task_name(self, value: Optional[str]) -> None:
         self._task_name = value
 
-    def _composed(self) -> Tuple[Optional[DictConfig], Optional[DictConfig]]:
+    def _composed(self) -> Configs:
         if self._compose is not None:
             compose, self._compose = self._compose, None
             self._configs = compose()

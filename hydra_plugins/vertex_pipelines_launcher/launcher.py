@@ -57,4 +57,4 @@ class VertexPipelinesLauncher(Launcher):
 
 def _close_unused(warm: List["WarmStart"]) -> None:
     for started in warm:
-        started.server.close()
+        started.close_unless_taken()

@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # the names as type checkers see them; at run time, lazy_expo
     from .runner import run_pipeline as run_pipeline
     from .runner import system_labels as system_labels
     from .settings import RunnerSettings as RunnerSettings
+    from .settings import cpu_count as cpu_count
 
 # name -> its module, as imported above
 _EXPORTS: Dict[str, str] = {
@@ -69,6 +70,7 @@ _EXPORTS: Dict[str, str] = {
     "TaskState": "plan",
     "UnsupportedPipeline": "plan",
     "cache_folder": "check_cache",
+    "cpu_count": "settings",
     "exit_reason": "processes",
     "load_pipeline": "plan",
     "process_cpu": "phases",

@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ..user_cache import cache_path, installed, read_entry, turned_off, write_entry
+from ..user_cache import cache_path, installed, read_entry, replaced, turned_off, write_entry
 
 SWITCH = "HYDRA_VERTEX_CHECK_CACHE"  # "0": no cache
 # A shorter value could also be part of text that gcpc writes itself ("Jobs"), which a
@@ -49,19 +49,6 @@ def installed_versions() -> str:
     return _versions
 
 
-def _replaced(value: Any, pairs: Sequence[Tuple[str, str]]) -> Any:
-    """`value` (JSON data) with each `old` text replaced by its `new` one, in strings and keys."""
-    if isinstance(value, str):
-        for old, new in pairs:
-            value = value.replace(old, new)
-        return value
-    if isinstance(value, list):
-        return [_replaced(v, pairs) for v in value]
-    if isinstance(value, dict):
-        return {_replaced(k, pairs): _replaced(v, pairs) for k, v in value.items()}
-    return value
-
-
 class CheckCache:
     """The verdicts of one run's checks. `volatile` are the run's own values (run id, sweep
     dir, work folder) that differ between two runs of the same sweep; `sweep` names the
@@ -84,7 +71,7 @@ class CheckCache:
 
     def _path(self, argv: Sequence[str], labels: Mapping[str, str], job_id: str) -> Path:
         pairs = self._pairs(labels, job_id)
-        shape = {"argv": _replaced(list(argv), pairs), "labels": _replaced(dict(labels), pairs)}
+        shape = {"argv": replaced(list(argv), pairs), "labels": replaced(dict(labels), pairs)}
         text = json.dumps([shape, installed_versions()], sort_keys=True)
         return self.folder / f"{hashlib.sha256(text.encode()).hexdigest()}.json"
 
@@ -100,14 +87,14 @@ class CheckCache:
             return None
         self.hits += 1
         back = [(placeholder, value) for value, placeholder in self._pairs(labels, job_id)]
-        return dict(_replaced(stored, back))
+        return dict(replaced(stored, back))
 
     def put(self, argv: Sequence[str], labels: Mapping[str, str], job_id: str, reply: Mapping[str, Any]) -> None:
         """Stores the helper's reply; a cache that cannot be written is only slower."""
         kept = {k: reply[k] for k in ("name", "job", "error") if k in reply}
         pairs = self._pairs(labels, job_id)
-        stored = _replaced(kept, pairs)
-        if _replaced(stored, [(new, old) for old, new in pairs]) != kept:
+        stored = replaced(kept, pairs)
+        if replaced(stored, [(new, old) for old, new in pairs]) != kept:
             return  # a placeholder's text was in the reply already: it would not come back the same
         write_entry(self.folder, self._path(argv, labels, job_id), json.dumps(stored))
 
@@ -135,5 +122,5 @@ def sweep_signature(trial_inputs: Sequence[Mapping[str, Any]], volatile: Sequenc
     the run's own values (`volatile`) taken out."""
     found = enumerate(volatile)
     pairs = sorted(((v, f"\x00volatile:{i}\x00") for i, v in found if len(v) >= MIN_VOLATILE), key=lambda p: -len(p[0]))
-    text = json.dumps(_replaced([dict(t) for t in trial_inputs], pairs), sort_keys=True, default=str)
+    text = json.dumps(replaced([dict(t) for t in trial_inputs], pairs), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()

@@ -2,7 +2,6 @@
 at most one per CPU in its start-up at a time for commands that tell theirs, and wait for
 their ends."""
 
-import os
 import signal
 import subprocess
 import threading
@@ -10,15 +9,9 @@ from typing import Dict, Optional, Sequence
 
 from .fork_server import python_invocation
 from .helper_process import HelperEnded, HelperProcess
+from .settings import cpu_count
 
 _START_LIMIT_S = 30.0  # a trial that says nothing of its start-up holds a place this long at most
-
-
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on every system
-        return os.cpu_count() or 1
 
 
 class StartCancelled(Exception):
@@ -48,7 +41,7 @@ class ForkServer:
         self.preload = list(preload)
         # `python -m MODULE` commands of these modules say when their start-up is over.
         self.tells_start = tuple(tells_start)
-        self._places = threading.BoundedSemaphore(_cpus())
+        self._places = threading.BoundedSemaphore(cpu_count())
         code = (
             "import sys; from hydra_vertex_pipelines.pipeline_builder.local.fork_server import serve; "
             f"serve({list(preload)!r}, stop_signal={int(stop_signal)})"

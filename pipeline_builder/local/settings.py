@@ -63,7 +63,13 @@ class RunnerSettings:
     def parallel_limit(self) -> int:
         """The most tasks running at once: `max_parallel` as given, never capped at the CPU
         count (trials that wait on the network or disk gain from more), or one per CPU."""
-        return self.max_parallel or os.cpu_count() or 1
+        return self.max_parallel or cpu_count()
+
+
+def cpu_count() -> int:
+    """This machine's CPUs, as local mode counts them: one task per CPU by default, and
+    one forked trial's start-up per CPU at a time."""
+    return os.cpu_count() or 1
 
 
 def _expect(name: str, value: Any, kind: Any, shown: str) -> None:
